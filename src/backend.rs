@@ -1,0 +1,227 @@
+//! The legacy MTA behind tlsfront: connecting to it, its session greeting and
+//! EHLO, sending commands and reading replies with a deadline on every wait,
+//! and the cache of its EHLO keywords that tlsfront's own EHLO reply offers.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use thiserror::Error;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpSocket, TcpStream};
+
+use crate::config::BackendSettings;
+use crate::limits;
+use crate::smtp::ehlo;
+use crate::smtp::reply::{Reply, ReplyError, ReplyParser};
+
+#[derive(Debug, Error)]
+pub enum BackendError {
+    #[error("cannot connect to {addr}: {source}")]
+    Connect { addr: SocketAddr, source: std::io::Error },
+    #[error("no answer from {addr} within {timeout:?} ({phase})")]
+    Timeout {
+        addr: SocketAddr,
+        phase: &'static str,
+        timeout: Duration,
+    },
+    #[error("{addr} closed the connection ({phase})")]
+    Closed { addr: SocketAddr, phase: &'static str },
+    #[error("I/O error with {addr}: {source}")]
+    Io { addr: SocketAddr, source: std::io::Error },
+    #[error("bad reply from {addr}: {source}")]
+    Reply { addr: SocketAddr, source: ReplyError },
+}
+
+/// Why a backend session could not be opened.
+#[derive(Debug, Error)]
+pub enum OpenError {
+    /// Down, unreachable, silent or incoherent: the client gets a 4xx of tlsfront's.
+    #[error(transparent)]
+    Unavailable(#[from] BackendError),
+    /// The backend answered the greeting or EHLO/HELO with an error: passed on.
+    #[error("backend refused the session: {}", .0.summary())]
+    Refused(Reply),
+}
+
+/// What tlsfront knows of the backend's extensions.
+#[derive(Debug, Clone)]
+pub struct Capabilities {
+    pub keywords: Vec<String>,
+    /// False until an EHLO reply was seen: the conservative set is in use.
+    pub learned: bool,
+}
+
+#[derive(Debug)]
+pub struct Backend {
+    pub settings: BackendSettings,
+    caps: RwLock<Capabilities>,
+}
+
+impl Backend {
+    pub fn new(settings: BackendSettings) -> Arc<Backend> {
+        Arc::new(Backend {
+            settings,
+            caps: RwLock::new(Capabilities {
+                keywords: ehlo::CONSERVATIVE.iter().map(|s| s.to_string()).collect(),
+                learned: false,
+            }),
+        })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.settings.addr
+    }
+
+    pub fn capabilities(&self) -> Capabilities {
+        self.caps.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn learn(&self, reply: &Reply) {
+        let keywords = ehlo::keywords_of(&reply.lines);
+        let mut caps = self.caps.write().unwrap_or_else(|e| e.into_inner());
+        if !caps.learned || caps.keywords != keywords {
+            tracing::info!(backend = %self.settings.addr, keywords = ?keywords, "learned backend EHLO keywords");
+        }
+        *caps = Capabilities { keywords, learned: true };
+    }
+
+    async fn connect(&self) -> Result<BackendConn, BackendError> {
+        let addr = self.settings.addr;
+        let started = Instant::now();
+        let socket = if addr.is_ipv4() { TcpSocket::new_v4() } else { TcpSocket::new_v6() };
+        let socket = socket.map_err(|source| BackendError::Connect { addr, source })?;
+        if let Some(src) = self.settings.source {
+            socket
+                .bind(SocketAddr::new(src, 0))
+                .map_err(|source| BackendError::Connect { addr, source })?;
+        }
+        let stream = match tokio::time::timeout(self.settings.connect_timeout, socket.connect(addr)).await {
+            Err(_) => {
+                return Err(BackendError::Timeout {
+                    addr,
+                    phase: "connect",
+                    timeout: self.settings.connect_timeout,
+                });
+            }
+            Ok(Err(source)) => return Err(BackendError::Connect { addr, source }),
+            Ok(Ok(s)) => s,
+        };
+        // Replies are small and latency-bound: never wait for Nagle.
+        let _ = stream.set_nodelay(true);
+        Ok(BackendConn {
+            stream,
+            addr,
+            rbuf: BytesMut::with_capacity(1024),
+            parser: ReplyParser::new(limits::MAX_REPLY_LINE, limits::MAX_REPLY_BYTES),
+            connect_time: started.elapsed(),
+            reply_timeout: self.settings.reply_timeout,
+        })
+    }
+
+    /// Connects, reads the greeting and introduces the client's HELO name
+    /// (EHLO, falling back to HELO if EHLO is refused).
+    pub async fn open_session(&self, helo_name: &[u8]) -> Result<BackendConn, OpenError> {
+        let mut conn = self.connect().await?;
+        let greeting = conn.read_reply("greeting", conn.reply_timeout).await?;
+        if greeting.code != 220 {
+            return Err(OpenError::Refused(greeting));
+        }
+        let mut line = BytesMut::with_capacity(helo_name.len() + 7);
+        line.extend_from_slice(b"EHLO ");
+        line.extend_from_slice(helo_name);
+        let reply = conn.command(&line, "EHLO").await?;
+        if reply.code == 250 {
+            self.learn(&reply);
+            return Ok(conn);
+        }
+        if reply.code == 421 {
+            return Err(OpenError::Refused(reply));
+        }
+        line[..4].copy_from_slice(b"HELO");
+        let reply = conn.command(&line, "HELO").await?;
+        if reply.code != 250 {
+            return Err(OpenError::Refused(reply));
+        }
+        Ok(conn)
+    }
+
+    /// Learns the backend's EHLO keywords with a short session of its own.
+    pub async fn probe(&self, our_name: &str) -> Result<Vec<String>, OpenError> {
+        let conn = self.open_session(our_name.as_bytes()).await?;
+        conn.quit().await;
+        Ok(self.capabilities().keywords)
+    }
+}
+
+/// One SMTP session with the backend.
+#[derive(Debug)]
+pub struct BackendConn {
+    stream: TcpStream,
+    pub addr: SocketAddr,
+    rbuf: BytesMut,
+    parser: ReplyParser,
+    pub connect_time: Duration,
+    reply_timeout: Duration,
+}
+
+impl BackendConn {
+    pub fn local_ip(&self) -> Option<IpAddr> {
+        self.stream.local_addr().ok().map(|a| a.ip())
+    }
+
+    /// Sends one command line (CRLF appended) and reads its reply.
+    pub async fn command(&mut self, line: &[u8], phase: &'static str) -> Result<Reply, BackendError> {
+        let mut out = Vec::with_capacity(line.len() + 2);
+        out.extend_from_slice(line);
+        out.extend_from_slice(b"\r\n");
+        self.write_all(&out, phase).await?;
+        self.read_reply(phase, self.reply_timeout).await
+    }
+
+    pub async fn write_all(&mut self, bytes: &[u8], phase: &'static str) -> Result<(), BackendError> {
+        let addr = self.addr;
+        match tokio::time::timeout(self.reply_timeout, self.stream.write_all(bytes)).await {
+            Err(_) => Err(BackendError::Timeout {
+                addr,
+                phase,
+                timeout: self.reply_timeout,
+            }),
+            Ok(Err(source)) => Err(BackendError::Io { addr, source }),
+            Ok(Ok(())) => Ok(()),
+        }
+    }
+
+    pub async fn read_reply(&mut self, phase: &'static str, timeout: Duration) -> Result<Reply, BackendError> {
+        let addr = self.addr;
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if let Some(reply) = self
+                .parser
+                .parse(&mut self.rbuf)
+                .map_err(|source| BackendError::Reply { addr, source })?
+            {
+                return Ok(reply);
+            }
+            self.rbuf.reserve(1024);
+            match tokio::time::timeout_at(deadline, self.stream.read_buf(&mut self.rbuf)).await {
+                Err(_) => return Err(BackendError::Timeout { addr, phase, timeout }),
+                Ok(Ok(0)) => return Err(BackendError::Closed { addr, phase }),
+                Ok(Ok(_)) => {}
+                Ok(Err(source)) => return Err(BackendError::Io { addr, source }),
+            }
+        }
+    }
+
+    /// Ends the session politely, without waiting long for the goodbye.
+    pub async fn quit(mut self) {
+        let _ = tokio::time::timeout(Duration::from_secs(2), async {
+            self.stream.write_all(b"QUIT\r\n").await?;
+            let mut sink = [0u8; 512];
+            let _ = self.stream.read(&mut sink).await;
+            self.stream.shutdown().await
+        })
+        .await;
+    }
+}

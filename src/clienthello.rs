@@ -1,0 +1,382 @@
+//! A pure parser for the TLS ClientHello, read before the handshake starts.
+//!
+//! tlsfront reads the ClientHello itself (then replays it into rustls) for two
+//! reasons: to pick the certificate (SNI and signature schemes), and to record
+//! *what the client offered* when a handshake fails — the versions, suites and
+//! groups that explain "no shared cipher" to an admin. rustls does not expose
+//! the offered versions, and cannot describe a hello it refused to parse.
+
+use serde::Serialize;
+
+/// What a buffer holding the first bytes of a TLS connection contains so far.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Peek {
+    /// The ClientHello is not complete yet.
+    NeedMore,
+    /// The client sent something that is not a TLS handshake at all.
+    NotTls,
+    /// An SSL 2.0-style ClientHello (sent only by ancient clients).
+    Sslv2,
+    /// A TLS handshake record that is not a well-formed ClientHello.
+    Malformed,
+    Hello(ClientHello),
+}
+
+/// The facts of a ClientHello, with code points kept as sent (GREASE removed).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClientHello {
+    pub legacy_version: u16,
+    /// From `supported_versions`, or the legacy version when that is absent.
+    pub versions: Vec<u16>,
+    pub cipher_suites: Vec<u16>,
+    pub groups: Vec<u16>,
+    pub signature_schemes: Vec<u16>,
+    pub sni: Option<String>,
+    pub alpn: Vec<String>,
+}
+
+const CONTENT_HANDSHAKE: u8 = 22;
+const HANDSHAKE_CLIENT_HELLO: u8 = 1;
+
+/// Parses the records at the start of `buf` (possibly several, since a
+/// handshake message may be fragmented).
+pub fn peek(buf: &[u8]) -> Peek {
+    if buf.is_empty() {
+        return Peek::NeedMore;
+    }
+    if buf[0] & 0x80 != 0 {
+        // SSLv2 record header: 2-byte length with the top bit set, then msg type 1.
+        return match buf.get(2) {
+            None => Peek::NeedMore,
+            Some(1) => Peek::Sslv2,
+            Some(_) => Peek::NotTls,
+        };
+    }
+    if buf[0] != CONTENT_HANDSHAKE {
+        return Peek::NotTls;
+    }
+    let mut handshake = Vec::new();
+    let mut rest = buf;
+    loop {
+        if rest.len() < 5 {
+            return Peek::NeedMore;
+        }
+        if rest[0] != CONTENT_HANDSHAKE || rest[1] != 3 {
+            return if handshake.is_empty() { Peek::NotTls } else { Peek::Malformed };
+        }
+        let len = usize::from(u16::from_be_bytes([rest[3], rest[4]]));
+        if len == 0 || len > 16384 + 2048 {
+            return Peek::Malformed;
+        }
+        if rest.len() < 5 + len {
+            return Peek::NeedMore;
+        }
+        handshake.extend_from_slice(&rest[5..5 + len]);
+        rest = &rest[5 + len..];
+        if handshake.len() >= 4 {
+            if handshake[0] != HANDSHAKE_CLIENT_HELLO {
+                return Peek::Malformed;
+            }
+            let body_len = (usize::from(handshake[1]) << 16) | (usize::from(handshake[2]) << 8) | usize::from(handshake[3]);
+            if handshake.len() >= 4 + body_len {
+                return match parse_body(&handshake[4..4 + body_len]) {
+                    Some(hello) => Peek::Hello(hello),
+                    None => Peek::Malformed,
+                };
+            }
+        }
+    }
+}
+
+/// A tiny cursor over big-endian TLS structures; every read is bounds-checked.
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        if self.0.len() < n {
+            return None;
+        }
+        let (head, tail) = self.0.split_at(n);
+        self.0 = tail;
+        Some(head)
+    }
+    fn u8(&mut self) -> Option<u8> {
+        self.take(1).map(|b| b[0])
+    }
+    fn u16(&mut self) -> Option<u16> {
+        self.take(2).map(|b| u16::from_be_bytes([b[0], b[1]]))
+    }
+    fn vec8(&mut self) -> Option<&'a [u8]> {
+        let n = self.u8()?;
+        self.take(usize::from(n))
+    }
+    fn vec16(&mut self) -> Option<&'a [u8]> {
+        let n = self.u16()?;
+        self.take(usize::from(n))
+    }
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+fn u16_list(bytes: &[u8]) -> Option<Vec<u16>> {
+    if bytes.len() % 2 != 0 {
+        return None;
+    }
+    Some(
+        bytes
+            .chunks_exact(2)
+            .map(|c| u16::from_be_bytes([c[0], c[1]]))
+            .filter(|v| !is_grease(*v))
+            .collect(),
+    )
+}
+
+/// RFC 8701 GREASE values (0x0a0a, 0x1a1a, …) carry no meaning.
+fn is_grease(v: u16) -> bool {
+    v & 0x0f0f == 0x0a0a && (v >> 8) == (v & 0xff)
+}
+
+fn parse_body(body: &[u8]) -> Option<ClientHello> {
+    let mut r = Reader(body);
+    let mut hello = ClientHello {
+        legacy_version: r.u16()?,
+        ..ClientHello::default()
+    };
+    r.take(32)?; // random
+    r.vec8()?; // legacy session id
+    hello.cipher_suites = u16_list(r.vec16()?)?;
+    r.vec8()?; // compression methods
+    if !r.is_empty() {
+        let mut exts = Reader(r.vec16()?);
+        while !exts.is_empty() {
+            let typ = exts.u16()?;
+            let data = exts.vec16()?;
+            let mut d = Reader(data);
+            match typ {
+                0 => {
+                    let mut list = Reader(d.vec16()?);
+                    while !list.is_empty() {
+                        let kind = list.u8()?;
+                        let name = list.vec16()?;
+                        if kind == 0 && hello.sni.is_none() {
+                            hello.sni = Some(String::from_utf8_lossy(name).to_ascii_lowercase());
+                        }
+                    }
+                }
+                10 => hello.groups = u16_list(d.vec16()?)?,
+                13 => hello.signature_schemes = u16_list(d.vec16()?)?,
+                16 => {
+                    let mut list = Reader(d.vec16()?);
+                    while !list.is_empty() {
+                        hello.alpn.push(String::from_utf8_lossy(list.vec8()?).into_owned());
+                    }
+                }
+                43 => hello.versions = u16_list(d.vec8()?)?,
+                _ => {}
+            }
+        }
+    }
+    if hello.versions.is_empty() {
+        hello.versions = vec![hello.legacy_version];
+    }
+    Some(hello)
+}
+
+/// Name of a protocol version code point.
+pub fn version_name(v: u16) -> String {
+    match v {
+        0x0200 => "SSLv2".into(),
+        0x0300 => "SSLv3".into(),
+        0x0301 => "TLSv1.0".into(),
+        0x0302 => "TLSv1.1".into(),
+        0x0303 => "TLSv1.2".into(),
+        0x0304 => "TLSv1.3".into(),
+        other => format!("0x{other:04x}"),
+    }
+}
+
+/// The summary written into a record when a handshake fails.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct HelloSummary {
+    pub versions: Vec<String>,
+    pub cipher_suites: Vec<String>,
+    pub groups: Vec<String>,
+    pub signature_schemes: Vec<String>,
+    pub alpn: Vec<String>,
+}
+
+impl ClientHello {
+    pub fn summary(&self) -> HelloSummary {
+        HelloSummary {
+            versions: self.versions.iter().map(|v| version_name(*v)).collect(),
+            cipher_suites: self.cipher_suites.iter().map(|v| suite_name(*v)).collect(),
+            groups: self.groups.iter().map(|v| code_name(*v, rustls::NamedGroup::from(*v))).collect(),
+            signature_schemes: self
+                .signature_schemes
+                .iter()
+                .map(|v| code_name(*v, rustls::SignatureScheme::from(*v)))
+                .collect(),
+            alpn: self.alpn.clone(),
+        }
+    }
+
+    pub fn offers_tls13(&self) -> bool {
+        self.versions.contains(&0x0304)
+    }
+}
+
+/// rustls' name for a code point it knows; `0x1234` for one it does not.
+pub fn code_name(code: u16, v: impl std::fmt::Debug) -> String {
+    let s = format!("{v:?}");
+    if s.contains('(') { format!("0x{code:04x}") } else { s }
+}
+
+/// rustls' name for a suite it knows: the name of the rustls enum variant,
+/// which is the IANA name.
+pub fn enum_name(v: impl std::fmt::Debug) -> String {
+    format!("{v:?}")
+}
+
+/// Legacy suites rustls never implemented but old clients offer: naming them
+/// is what turns "no shared cipher" into an explanation.
+const LEGACY_SUITES: &[(u16, &str)] = &[
+    (0x0004, "TLS_RSA_WITH_RC4_128_MD5"),
+    (0x0005, "TLS_RSA_WITH_RC4_128_SHA"),
+    (0x000a, "TLS_RSA_WITH_3DES_EDE_CBC_SHA"),
+    (0x0016, "TLS_DHE_RSA_WITH_3DES_EDE_CBC_SHA"),
+    (0x002f, "TLS_RSA_WITH_AES_128_CBC_SHA"),
+    (0x0033, "TLS_DHE_RSA_WITH_AES_128_CBC_SHA"),
+    (0x0035, "TLS_RSA_WITH_AES_256_CBC_SHA"),
+    (0x0039, "TLS_DHE_RSA_WITH_AES_256_CBC_SHA"),
+    (0x003c, "TLS_RSA_WITH_AES_128_CBC_SHA256"),
+    (0x003d, "TLS_RSA_WITH_AES_256_CBC_SHA256"),
+    (0x0067, "TLS_DHE_RSA_WITH_AES_128_CBC_SHA256"),
+    (0x006b, "TLS_DHE_RSA_WITH_AES_256_CBC_SHA256"),
+    (0x009c, "TLS_RSA_WITH_AES_128_GCM_SHA256"),
+    (0x009d, "TLS_RSA_WITH_AES_256_GCM_SHA384"),
+    (0x009e, "TLS_DHE_RSA_WITH_AES_128_GCM_SHA256"),
+    (0x009f, "TLS_DHE_RSA_WITH_AES_256_GCM_SHA384"),
+    (0x00ff, "TLS_EMPTY_RENEGOTIATION_INFO_SCSV"),
+    (0x5600, "TLS_FALLBACK_SCSV"),
+    (0xc009, "TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA"),
+    (0xc00a, "TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA"),
+    (0xc013, "TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA"),
+    (0xc014, "TLS_ECDHE_RSA_WITH_AES_256_CBC_SHA"),
+    (0xc023, "TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256"),
+    (0xc024, "TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA384"),
+    (0xc027, "TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA256"),
+    (0xc028, "TLS_ECDHE_RSA_WITH_AES_256_CBC_SHA384"),
+];
+
+pub fn suite_name(code: u16) -> String {
+    match LEGACY_SUITES.iter().find(|(c, _)| *c == code) {
+        Some((_, name)) => (*name).to_string(),
+        None => code_name(code, rustls::CipherSuite::from(code)),
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// Builds a ClientHello record like a real client would.
+    pub fn build_hello(versions: &[u16], suites: &[u16], groups: &[u16], sigs: &[u16], sni: Option<&str>) -> Vec<u8> {
+        fn v16(b: &[u8]) -> Vec<u8> {
+            let mut out = (b.len() as u16).to_be_bytes().to_vec();
+            out.extend_from_slice(b);
+            out
+        }
+        fn list16(vals: &[u16]) -> Vec<u8> {
+            vals.iter().flat_map(|v| v.to_be_bytes()).collect()
+        }
+        let mut exts = Vec::new();
+        if let Some(name) = sni {
+            let mut entry = vec![0u8];
+            entry.extend(v16(name.as_bytes()));
+            exts.extend(0u16.to_be_bytes());
+            exts.extend(v16(&v16(&entry)));
+        }
+        exts.extend(10u16.to_be_bytes());
+        exts.extend(v16(&v16(&list16(groups))));
+        exts.extend(13u16.to_be_bytes());
+        exts.extend(v16(&v16(&list16(sigs))));
+        if versions.len() > 1 || versions.first() == Some(&0x0304) {
+            let vs = list16(versions);
+            let mut ext = vec![vs.len() as u8];
+            ext.extend(vs);
+            exts.extend(43u16.to_be_bytes());
+            exts.extend(v16(&ext));
+        }
+        let mut body = 0x0303u16.min(*versions.iter().max().unwrap()).to_be_bytes().to_vec();
+        body.extend([7u8; 32]);
+        body.push(0);
+        body.extend(v16(&list16(suites)));
+        body.extend([1u8, 0]);
+        body.extend(v16(&exts));
+        let mut hs = vec![1u8, 0, (body.len() >> 8) as u8, body.len() as u8];
+        hs.extend(body);
+        let mut rec = vec![22u8, 3, 1];
+        rec.extend(v16(&hs));
+        rec
+    }
+
+    #[test]
+    fn modern_hello() {
+        let rec = build_hello(
+            &[0x0a0a, 0x0304, 0x0303],
+            &[0x1301, 0xc02b],
+            &[0x11ec, 0x001d, 0x0017],
+            &[0x0403, 0x0804],
+            Some("MX.Example.com"),
+        );
+        let Peek::Hello(h) = peek(&rec) else { panic!("not parsed") };
+        assert_eq!(h.versions, vec![0x0304, 0x0303]);
+        assert_eq!(h.sni.as_deref(), Some("mx.example.com"));
+        let s = h.summary();
+        assert_eq!(s.versions, vec!["TLSv1.3", "TLSv1.2"]);
+        assert_eq!(s.cipher_suites, vec!["TLS13_AES_128_GCM_SHA256", "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256"]);
+        assert_eq!(s.groups, vec!["X25519MLKEM768", "X25519", "secp256r1"]);
+        assert_eq!(s.signature_schemes, vec!["ECDSA_NISTP256_SHA256", "RSA_PSS_SHA256"]);
+    }
+
+    #[test]
+    fn old_hello_without_supported_versions() {
+        let rec = build_hello(&[0x0301], &[0x002f, 0x0035], &[0x0017], &[0x0401], None);
+        let Peek::Hello(h) = peek(&rec) else { panic!("not parsed") };
+        assert_eq!(h.summary().versions, vec!["TLSv1.0"]);
+        assert_eq!(h.summary().cipher_suites, vec!["TLS_RSA_WITH_AES_128_CBC_SHA", "TLS_RSA_WITH_AES_256_CBC_SHA"]);
+        assert!(!h.offers_tls13());
+    }
+
+    #[test]
+    fn every_prefix_needs_more_and_fragments_join() {
+        let rec = build_hello(&[0x0304], &[0x1301], &[0x001d], &[0x0403], Some("a.b"));
+        for n in 0..rec.len() {
+            assert_eq!(peek(&rec[..n]), Peek::NeedMore, "prefix {n}");
+        }
+        // Split the handshake message over two records.
+        let hs = &rec[5..];
+        let (a, b) = hs.split_at(10);
+        let mut two = vec![22, 3, 1, 0, a.len() as u8];
+        two.extend_from_slice(a);
+        two.extend_from_slice(&[22, 3, 1, (b.len() >> 8) as u8, b.len() as u8]);
+        two.extend_from_slice(b);
+        assert_eq!(peek(&two), peek(&rec));
+    }
+
+    #[test]
+    fn not_tls_and_garbage() {
+        assert_eq!(peek(b"EHLO x\r\n"), Peek::NotTls);
+        assert_eq!(peek(b"GET / HTTP/1.1\r\n"), Peek::NotTls);
+        assert_eq!(peek(&[0x80, 0x2e, 0x01, 0x03, 0x01]), Peek::Sslv2);
+        assert_eq!(peek(&[22, 3, 1, 0, 4, 2, 0, 0, 0]), Peek::Malformed);
+        assert_eq!(peek(&[22, 3, 1, 0, 5, 1, 0, 0, 1, 0]), Peek::Malformed);
+        assert_eq!(peek(&[22, 3, 1, 0, 0]), Peek::Malformed);
+    }
+
+    #[test]
+    fn grease_is_dropped() {
+        assert!(is_grease(0x0a0a) && is_grease(0xfafa) && !is_grease(0x0a1a) && !is_grease(0x1301));
+    }
+}

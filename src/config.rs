@@ -1,0 +1,587 @@
+//! Configuration: the TOML file as written (`RawConfig`, strict about unknown
+//! keys), command-line overrides, and `validate`, which checks every value and
+//! cross-field rule and produces the immutable runtime [`Settings`].
+//!
+//! Every error names the file and the key, so a typo at 3 a.m. is a one-line fix.
+
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use thiserror::Error;
+
+use crate::limits;
+use crate::outcome::Mode;
+
+/// Where `tlsfront run` looks when no `--config` is given.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/tlsfront/tlsfront.toml";
+
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("{file}: cannot read: {source}")]
+    Read { file: String, source: std::io::Error },
+    #[error("{file}: {message}")]
+    Parse { file: String, message: String },
+    #[error("{file}: `{key}`: {message}")]
+    Invalid { file: String, key: String, message: String },
+}
+
+// ---------------------------------------------------------------- file format
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    #[serde(default)]
+    pub server: RawServer,
+    #[serde(default, rename = "listener")]
+    pub listeners: Vec<RawListener>,
+    #[serde(default)]
+    pub backend: RawBackend,
+    #[serde(default)]
+    pub tls: RawTls,
+    #[serde(default)]
+    pub smtp: RawSmtp,
+    #[serde(default)]
+    pub records: RawRecords,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawServer {
+    pub hostname: Option<String>,
+    #[serde(default)]
+    pub names: Vec<String>,
+    pub max_connections: Option<usize>,
+    pub shutdown_grace: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawListener {
+    pub address: Vec<String>,
+    #[serde(default = "default_mode")]
+    pub mode: String,
+}
+
+fn default_mode() -> String {
+    "starttls".into()
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBackend {
+    pub address: Option<String>,
+    pub source_address: Option<String>,
+    pub probe_interval: Option<String>,
+    pub connect_timeout: Option<String>,
+    pub reply_timeout: Option<String>,
+    pub data_timeout: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTls {
+    pub versions: Option<Vec<String>>,
+    pub groups: Option<Vec<String>>,
+    pub cipher_suites: Option<Vec<String>>,
+    pub generate_self_signed: Option<bool>,
+    pub handshake_timeout: Option<String>,
+    #[serde(default, rename = "certificate")]
+    pub certificates: Vec<RawCertificate>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCertificate {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    #[serde(default)]
+    pub names: Vec<String>,
+    #[serde(default)]
+    pub default: bool,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSmtp {
+    pub auth_before_tls: Option<bool>,
+    pub max_line_length: Option<usize>,
+    pub command_timeout: Option<String>,
+    pub data_timeout: Option<String>,
+    pub session_lifetime: Option<String>,
+    pub max_errors: Option<u32>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRecords {
+    pub path: Option<PathBuf>,
+}
+
+/// Settings given on the command line; each replaces the file's value.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub listen: Vec<String>,
+    pub implicit_listen: Vec<String>,
+    pub backend: Option<String>,
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+    pub hostname: Option<String>,
+    pub records: Option<PathBuf>,
+}
+
+// ------------------------------------------------------------ runtime settings
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub hostname: String,
+    /// Every name this host answers to (hostname first).
+    pub names: Vec<String>,
+    pub listeners: Vec<ListenerSpec>,
+    pub backend: BackendSettings,
+    pub tls: TlsSettings,
+    pub smtp: SmtpSettings,
+    pub records: Option<PathBuf>,
+    pub max_connections: usize,
+    pub shutdown_grace: Duration,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct ListenerSpec {
+    pub addr: SocketAddr,
+    pub mode: Mode,
+}
+
+#[derive(Debug, Clone)]
+pub struct BackendSettings {
+    pub addr: SocketAddr,
+    pub source: Option<IpAddr>,
+    pub probe_interval: Duration,
+    pub connect_timeout: Duration,
+    pub reply_timeout: Duration,
+    pub data_timeout: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsVersion {
+    Tls12,
+    Tls13,
+}
+
+#[derive(Debug, Clone)]
+pub struct TlsSettings {
+    pub versions: Vec<TlsVersion>,
+    pub groups: Vec<String>,
+    pub cipher_suites: Option<Vec<String>>,
+    pub certificates: Vec<RawCertificate>,
+    pub generate_self_signed: bool,
+    pub handshake_timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct SmtpSettings {
+    pub auth_before_tls: bool,
+    pub max_line: usize,
+    pub command_timeout: Duration,
+    pub data_timeout: Duration,
+    pub session_lifetime: Duration,
+    pub max_errors: u32,
+}
+
+/// Key-exchange groups tlsfront can offer (all ECDHE or hybrid post-quantum).
+pub const KNOWN_GROUPS: &[&str] = &["X25519MLKEM768", "X25519", "secp256r1", "secp384r1"];
+pub const DEFAULT_GROUPS: &[&str] = KNOWN_GROUPS;
+
+impl Settings {
+    /// Reads `path` (if any), applies `overrides`, validates.
+    /// `path_is_explicit`: a missing default file is fine when the flags say enough.
+    pub fn load(path: &Path, path_is_explicit: bool, overrides: &Overrides) -> Result<Settings, ConfigError> {
+        let file = path.display().to_string();
+        let raw = match std::fs::read_to_string(path) {
+            Ok(text) => parse(&text, &file)?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !path_is_explicit => RawConfig::default(),
+            Err(source) => return Err(ConfigError::Read { file, source }),
+        };
+        let file = if path.exists() { file } else { "command line".to_string() };
+        validate(raw, overrides, &file)
+    }
+}
+
+pub fn parse(text: &str, file: &str) -> Result<RawConfig, ConfigError> {
+    toml::from_str(text).map_err(|e| ConfigError::Parse {
+        file: file.to_string(),
+        message: e.to_string().trim_end().replace('\n', "\n    "),
+    })
+}
+
+/// Parses "500ms", "30s", "5m", "1h", or a bare number of seconds.
+pub fn parse_duration(s: &str) -> Option<Duration> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num.parse().ok()?;
+    match unit.trim() {
+        "" | "s" => Some(Duration::from_secs(n)),
+        "ms" => Some(Duration::from_millis(n)),
+        "m" => Some(Duration::from_secs(n.checked_mul(60)?)),
+        "h" => Some(Duration::from_secs(n.checked_mul(3600)?)),
+        _ => None,
+    }
+}
+
+struct V<'a> {
+    file: &'a str,
+}
+
+impl V<'_> {
+    fn err(&self, key: &str, message: impl Into<String>) -> ConfigError {
+        ConfigError::Invalid {
+            file: self.file.to_string(),
+            key: key.to_string(),
+            message: message.into(),
+        }
+    }
+
+    fn duration(&self, key: &str, value: &Option<String>, default: Duration) -> Result<Duration, ConfigError> {
+        match value {
+            None => Ok(default),
+            Some(s) => match parse_duration(s) {
+                Some(d) if !d.is_zero() => Ok(d),
+                _ => Err(self.err(key, format!("{s:?} is not a duration (use e.g. \"500ms\", \"30s\", \"5m\", \"1h\")"))),
+            },
+        }
+    }
+
+    fn socket_addr(&self, key: &str, s: &str) -> Result<SocketAddr, ConfigError> {
+        if let Ok(a) = s.parse::<SocketAddr>() {
+            return Ok(a);
+        }
+        let hint = "expected ADDRESS:PORT, e.g. \"127.0.0.1:25\" or \"[::1]:25\"";
+        match s.to_socket_addrs() {
+            Ok(mut addrs) => addrs.next().ok_or_else(|| self.err(key, format!("{s:?} resolves to no address"))),
+            Err(e) => Err(self.err(key, format!("{s:?}: {e} ({hint})"))),
+        }
+    }
+}
+
+fn valid_hostname(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        })
+}
+
+fn system_hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .ok()
+        .filter(|s| valid_hostname(s))
+        .unwrap_or_else(|| "localhost".to_string())
+}
+
+pub fn validate(mut raw: RawConfig, o: &Overrides, file: &str) -> Result<Settings, ConfigError> {
+    let v = V { file };
+
+    // Overrides replace whole sections, so a one-off run needs no file at all.
+    if !o.listen.is_empty() || !o.implicit_listen.is_empty() {
+        raw.listeners.clear();
+        if !o.listen.is_empty() {
+            raw.listeners.push(RawListener {
+                address: o.listen.clone(),
+                mode: "starttls".into(),
+            });
+        }
+        if !o.implicit_listen.is_empty() {
+            raw.listeners.push(RawListener {
+                address: o.implicit_listen.clone(),
+                mode: "implicit".into(),
+            });
+        }
+    }
+    if let Some(b) = &o.backend {
+        raw.backend.address = Some(b.clone());
+    }
+    match (&o.cert, &o.key) {
+        (Some(cert), Some(key)) => {
+            raw.tls.certificates = vec![RawCertificate {
+                cert: cert.clone(),
+                key: key.clone(),
+                names: Vec::new(),
+                default: true,
+            }]
+        }
+        (None, None) => {}
+        _ => return Err(v.err("--cert/--key", "give both --cert and --key, or neither")),
+    }
+    if let Some(h) = &o.hostname {
+        raw.server.hostname = Some(h.clone());
+    }
+    if let Some(r) = &o.records {
+        raw.records.path = Some(r.clone());
+    }
+
+    let hostname = raw.server.hostname.clone().unwrap_or_else(system_hostname).to_ascii_lowercase();
+    if !valid_hostname(&hostname) {
+        return Err(v.err("server.hostname", format!("{hostname:?} is not a valid host name")));
+    }
+    let mut names = vec![hostname.clone()];
+    for n in &raw.server.names {
+        let n = n.to_ascii_lowercase();
+        if !valid_hostname(&n) {
+            return Err(v.err("server.names", format!("{n:?} is not a valid host name")));
+        }
+        if !names.contains(&n) {
+            names.push(n);
+        }
+    }
+
+    if raw.listeners.is_empty() {
+        return Err(v.err("listener", "no listener configured (add a [[listener]] or use --listen ADDR)"));
+    }
+    let mut listeners: Vec<ListenerSpec> = Vec::new();
+    for (i, l) in raw.listeners.iter().enumerate() {
+        let key = format!("listener[{i}]");
+        let mode = match l.mode.as_str() {
+            "starttls" => Mode::Starttls,
+            "implicit" => Mode::Implicit,
+            other => {
+                return Err(v.err(&format!("{key}.mode"), format!("{other:?} is not a mode (use \"starttls\" or \"implicit\")")));
+            }
+        };
+        if l.address.is_empty() {
+            return Err(v.err(&format!("{key}.address"), "empty address list"));
+        }
+        for a in &l.address {
+            let addr = a
+                .parse::<SocketAddr>()
+                .map_err(|_| v.err(&format!("{key}.address"), format!("{a:?} is not IP:PORT (e.g. \"0.0.0.0:25\", \"[::]:25\")")))?;
+            if listeners.iter().any(|x| x.addr == addr) {
+                return Err(v.err(&format!("{key}.address"), format!("{addr} is listed twice")));
+            }
+            listeners.push(ListenerSpec { addr, mode });
+        }
+    }
+
+    let b = &raw.backend;
+    let backend_addr = b
+        .address
+        .as_deref()
+        .ok_or_else(|| v.err("backend.address", "no backend configured (set backend.address or use --backend ADDR)"))?;
+    let backend_addr = v.socket_addr("backend.address", backend_addr)?;
+    if listeners.iter().any(|l| l.addr == backend_addr) {
+        return Err(v.err("backend.address", format!("{backend_addr} is also a listener: tlsfront would relay to itself")));
+    }
+    let source = match &b.source_address {
+        None => None,
+        Some(s) => Some(
+            s.parse::<IpAddr>()
+                .map_err(|_| v.err("backend.source_address", format!("{s:?} is not an IP address")))?,
+        ),
+    };
+    if let Some(src) = source {
+        if src.is_ipv4() != backend_addr.is_ipv4() {
+            return Err(v.err("backend.source_address", format!("{src} and backend {backend_addr} are of different IP families")));
+        }
+    }
+    let backend = BackendSettings {
+        addr: backend_addr,
+        source,
+        probe_interval: v.duration("backend.probe_interval", &b.probe_interval, limits::DEFAULT_PROBE_INTERVAL)?,
+        connect_timeout: v.duration("backend.connect_timeout", &b.connect_timeout, limits::DEFAULT_BACKEND_CONNECT_TIMEOUT)?,
+        reply_timeout: v.duration("backend.reply_timeout", &b.reply_timeout, limits::DEFAULT_BACKEND_REPLY_TIMEOUT)?,
+        data_timeout: v.duration("backend.data_timeout", &b.data_timeout, limits::DEFAULT_BACKEND_DATA_TIMEOUT)?,
+    };
+
+    let t = &raw.tls;
+    let mut versions = Vec::new();
+    for s in t.versions.clone().unwrap_or_else(|| vec!["1.2".into(), "1.3".into()]) {
+        let ver = match s.trim_start_matches("TLSv").trim_start_matches("tlsv") {
+            "1.2" => TlsVersion::Tls12,
+            "1.3" => TlsVersion::Tls13,
+            "1.0" | "1.1" | "1" => {
+                return Err(v.err("tls.versions", format!("{s:?}: tlsfront never enables TLS below 1.2 (valid: \"1.2\", \"1.3\")")));
+            }
+            _ => return Err(v.err("tls.versions", format!("{s:?} is not a TLS version (valid: \"1.2\", \"1.3\")"))),
+        };
+        if !versions.contains(&ver) {
+            versions.push(ver);
+        }
+    }
+    if versions.is_empty() {
+        return Err(v.err("tls.versions", "at least one version is needed"));
+    }
+    let groups = t.groups.clone().unwrap_or_else(|| DEFAULT_GROUPS.iter().map(|s| s.to_string()).collect());
+    if groups.is_empty() {
+        return Err(v.err("tls.groups", "at least one group is needed"));
+    }
+    for g in &groups {
+        if !KNOWN_GROUPS.contains(&g.as_str()) {
+            return Err(v.err("tls.groups", format!("{g:?} is not a supported group (valid: {})", KNOWN_GROUPS.join(", "))));
+        }
+    }
+    if let Some(suites) = &t.cipher_suites {
+        let known = crate::tls::suite_names();
+        for s in suites {
+            if !known.contains(s) {
+                return Err(v.err("tls.cipher_suites", format!("{s:?} is not a supported suite (valid: {})", known.join(", "))));
+            }
+        }
+        if suites.is_empty() {
+            return Err(v.err("tls.cipher_suites", "empty list (leave the key out for the defaults)"));
+        }
+    }
+    for (i, c) in t.certificates.iter().enumerate() {
+        for n in &c.names {
+            let bare = n.strip_prefix("*.").unwrap_or(n);
+            if !valid_hostname(&bare.to_ascii_lowercase()) {
+                return Err(v.err(&format!("tls.certificate[{i}].names"), format!("{n:?} is not a host name")));
+            }
+        }
+    }
+    let tls = TlsSettings {
+        versions,
+        groups,
+        cipher_suites: t.cipher_suites.clone(),
+        certificates: t.certificates.clone(),
+        generate_self_signed: t.generate_self_signed.unwrap_or(true),
+        handshake_timeout: v.duration("tls.handshake_timeout", &t.handshake_timeout, limits::DEFAULT_HANDSHAKE_TIMEOUT)?,
+    };
+    if tls.certificates.is_empty() && !tls.generate_self_signed {
+        if let Some(l) = listeners.iter().find(|l| l.mode == Mode::Implicit) {
+            return Err(v.err(
+                "tls.certificate",
+                format!("implicit-TLS listener {} needs a certificate (or generate_self_signed = true)", l.addr),
+            ));
+        }
+    }
+
+    let s = &raw.smtp;
+    let max_line = s.max_line_length.unwrap_or(limits::DEFAULT_MAX_LINE);
+    if !(512..=65536).contains(&max_line) {
+        return Err(v.err("smtp.max_line_length", format!("{max_line} is outside 512..=65536 (RFC 5321 needs at least 512)")));
+    }
+    let smtp = SmtpSettings {
+        auth_before_tls: s.auth_before_tls.unwrap_or(false),
+        max_line,
+        command_timeout: v.duration("smtp.command_timeout", &s.command_timeout, limits::DEFAULT_COMMAND_TIMEOUT)?,
+        data_timeout: v.duration("smtp.data_timeout", &s.data_timeout, limits::DEFAULT_DATA_TIMEOUT)?,
+        session_lifetime: v.duration("smtp.session_lifetime", &s.session_lifetime, limits::DEFAULT_SESSION_LIFETIME)?,
+        max_errors: s.max_errors.unwrap_or(20).max(1),
+    };
+
+    let max_connections = raw.server.max_connections.unwrap_or(limits::DEFAULT_MAX_CONNECTIONS);
+    if max_connections == 0 {
+        return Err(v.err("server.max_connections", "must be at least 1"));
+    }
+    Ok(Settings {
+        hostname,
+        names,
+        listeners,
+        backend,
+        tls,
+        smtp,
+        records: raw.records.path.clone(),
+        max_connections,
+        shutdown_grace: v.duration("server.shutdown_grace", &raw.server.shutdown_grace, limits::DEFAULT_SHUTDOWN_GRACE)?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str) -> Result<Settings, ConfigError> {
+        validate(parse(text, "t.toml")?, &Overrides::default(), "t.toml")
+    }
+
+    const MINIMAL: &str = r#"
+        [server]
+        hostname = "mx.example.test"
+        [[listener]]
+        address = ["127.0.0.1:2525", "[::1]:2525"]
+        [backend]
+        address = "127.0.0.1:10025"
+    "#;
+
+    #[test]
+    fn minimal_config_has_safe_defaults() {
+        let s = load(MINIMAL).unwrap();
+        assert_eq!(s.listeners.len(), 2);
+        assert_eq!(s.listeners[1].mode, Mode::Starttls);
+        assert_eq!(s.tls.versions, vec![TlsVersion::Tls12, TlsVersion::Tls13]);
+        assert!(s.tls.generate_self_signed);
+        assert!(!s.smtp.auth_before_tls);
+        assert_eq!(s.smtp.command_timeout, Duration::from_secs(300));
+    }
+
+    #[test]
+    fn example_config_is_valid() {
+        let text = include_str!("../conf/tlsfront.toml");
+        let s = load(text).unwrap();
+        assert!(s.listeners.iter().any(|l| l.mode == Mode::Implicit));
+    }
+
+    fn err_of(text: &str) -> String {
+        load(text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn errors_name_file_and_key() {
+        let e = err_of(&format!("{MINIMAL}\n[tls]\nversions = [\"1.1\", \"1.3\"]"));
+        assert!(e.starts_with("t.toml: `tls.versions`:") && e.contains("below 1.2"), "{e}");
+        let e = err_of(&format!("{MINIMAL}\n[tls]\ngroups = [\"ffdhe2048\"]"));
+        assert!(e.contains("`tls.groups`") && e.contains("X25519"), "{e}");
+        let e = err_of(&MINIMAL.replace("10025\"", "10025\"\nconnect_timeout = \"soon\""));
+        assert!(e.contains("`backend.connect_timeout`"), "{e}");
+        let e = err_of(&MINIMAL.replace("127.0.0.1:2525\",", "127.0.0.1\","));
+        assert!(e.contains("`listener[0].address`"), "{e}");
+        let e = err_of(&MINIMAL.replace("[[listener]]", "[[listener]]\nmode = \"ssl\""));
+        assert!(e.contains("`listener[0].mode`"), "{e}");
+        let e = err_of(&MINIMAL.replace("10025", "2525"));
+        assert!(e.contains("relay to itself"), "{e}");
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected_with_position() {
+        let e = err_of(&MINIMAL.replace("[backend]", "[backend]\nadress = \"x\""));
+        assert!(e.contains("t.toml") && e.contains("unknown field `adress`"), "{e}");
+        assert!(e.contains("line"), "{e}");
+    }
+
+    #[test]
+    fn overrides_need_no_file() {
+        let o = Overrides {
+            listen: vec!["127.0.0.1:2525".into()],
+            implicit_listen: vec!["127.0.0.1:4465".into()],
+            backend: Some("127.0.0.1:10025".into()),
+            hostname: Some("MX.Example.Test".into()),
+            ..Overrides::default()
+        };
+        let s = validate(RawConfig::default(), &o, "command line").unwrap();
+        assert_eq!(s.hostname, "mx.example.test");
+        assert_eq!(s.listeners.len(), 2);
+        assert_eq!(s.listeners[1].mode, Mode::Implicit);
+        let half = Overrides {
+            cert: Some("a.pem".into()),
+            ..o
+        };
+        assert!(validate(RawConfig::default(), &half, "x").unwrap_err().to_string().contains("--key"));
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("30s"), Some(Duration::from_secs(30)));
+        assert_eq!(parse_duration("5m"), Some(Duration::from_secs(300)));
+        assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
+        assert_eq!(parse_duration("2h"), Some(Duration::from_secs(7200)));
+        assert_eq!(parse_duration("10"), Some(Duration::from_secs(10)));
+        assert_eq!(parse_duration("m"), None);
+        assert_eq!(parse_duration("5 days"), None);
+    }
+}

@@ -1,0 +1,27 @@
+//! tlsfront: an inline SMTP STARTTLS front for legacy MTAs.
+//!
+//! # Layout
+//! The modules follow the data path, listener → session → TLS → backend → record:
+//! - [`config`]: the TOML file, command-line overrides, validation into [`config::Settings`].
+//! - [`limits`]: every bound and timeout with its default and reason.
+//! - [`server`]: binds listeners, accepts, runs sessions, shuts down.
+//! - [`session`]: one client connection as an explicit SMTP state machine.
+//! - [`tls`]: certificates, rustls configurations, certificate choice, the handshake.
+//! - [`clienthello`]: pure ClientHello parser (certificate choice, failure records).
+//! - [`stream`]: replay of already-read bytes; the plaintext-or-TLS client stream.
+//! - [`backend`]: the legacy MTA: its session, its replies, its EHLO keywords.
+//! - [`smtp`]: pure protocol code (lines, commands, replies, EHLO, end of data).
+//! - [`records`]: one JSON line per connection, written off the hot path.
+//! - [`outcome`]: the stable names of outcomes shared by records and logs.
+
+pub mod backend;
+pub mod clienthello;
+pub mod config;
+pub mod limits;
+pub mod outcome;
+pub mod records;
+pub mod server;
+pub mod session;
+pub mod smtp;
+pub mod stream;
+pub mod tls;

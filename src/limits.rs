@@ -1,0 +1,45 @@
+//! Every bound and timeout tlsfront applies, with its default and the reason for it.
+//!
+//! Config keys override the timeouts; the buffer bounds are fixed because they
+//! protect memory, not policy.
+
+use std::time::Duration;
+
+/// RFC 5321 §4.5.3.1.4: a command line is at most 512 octets; extensions (SIZE,
+/// DSN, SMTPUTF8 addresses) push real lines past that, so allow a few times more.
+pub const DEFAULT_MAX_LINE: usize = 4096;
+/// Longest reply line accepted from the backend (RFC 5321 says 512).
+pub const MAX_REPLY_LINE: usize = 4096;
+/// A whole (multi-line) backend reply; an EHLO reply with 30 keywords fits easily.
+pub const MAX_REPLY_BYTES: usize = 64 * 1024;
+/// Read size for message content: large enough to amortise TLS records, small
+/// enough that thousands of sessions in DATA stay bounded.
+pub const DATA_CHUNK: usize = 32 * 1024;
+/// ClientHello bytes held before the handshake (one is normally < 2 KiB even with
+/// a post-quantum key share; TLS allows a handshake message to span records).
+pub const MAX_CLIENT_HELLO: usize = 32 * 1024;
+/// Commands read ahead of processing: bounds what a pipelining client can park in memory.
+pub const MAX_PENDING_INPUT: usize = 64 * 1024;
+
+/// RFC 5321 §4.5.3.2.7: the server waits at least 5 minutes for a command.
+pub const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(300);
+/// RFC 5321 §4.5.3.2.6: 3 minutes for each block of message content... applied per read.
+pub const DEFAULT_DATA_TIMEOUT: Duration = Duration::from_secs(180);
+/// A handshake needs two round trips; a minute covers any real sender.
+pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Connecting to a backend on the same host or LAN is instant when it is up.
+pub const DEFAULT_BACKEND_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+/// RFC 5321 §4.5.3.2: the client side waits 5 minutes for MAIL/RCPT replies...
+pub const DEFAULT_BACKEND_REPLY_TIMEOUT: Duration = Duration::from_secs(300);
+/// ... and 10 minutes for the reply to the end of data (§4.5.3.2.6).
+pub const DEFAULT_BACKEND_DATA_TIMEOUT: Duration = Duration::from_secs(600);
+/// A session that outlives this is a stuck or hostile peer.
+pub const DEFAULT_SESSION_LIFETIME: Duration = Duration::from_secs(3600);
+/// How often the backend's EHLO keywords are re-learned between sessions.
+pub const DEFAULT_PROBE_INTERVAL: Duration = Duration::from_secs(600);
+/// On SIGTERM, sessions in flight get this long before they are ended.
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+/// Writing a reply to a client that does not read is bounded too.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Default cap on concurrent sessions (each costs a few tens of KiB).
+pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;

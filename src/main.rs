@@ -1,0 +1,151 @@
+//! The `tlsfront` command line.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use tlsfront::config::{DEFAULT_CONFIG_PATH, Overrides, Settings};
+use tlsfront::records::{self, RecordSink};
+use tlsfront::server::Server;
+
+#[derive(Parser)]
+#[command(
+    name = "tlsfront",
+    version,
+    about = "Inline SMTP STARTTLS front for legacy MTAs",
+    long_about = "tlsfront sits on port 25/587/465 in front of a legacy MTA whose own STARTTLS \
+                  modern senders refuse (1024-bit RSA keys, 1024-bit DH). It terminates TLS \
+                  itself (TLS 1.2/1.3, ECDHE only), relays the SMTP dialogue to the backend, \
+                  and writes one JSON record per connection with the TLS outcome."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the proxy in the foreground until SIGTERM or SIGINT.
+    Run(RunArgs),
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// Configuration file (TOML). Without this flag the default path is used
+    /// if it exists; flags below override the file's values.
+    #[arg(short, long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// STARTTLS listener address, e.g. 0.0.0.0:25 or [::]:587 (repeatable;
+    /// replaces the file's listeners).
+    #[arg(long, value_name = "ADDR")]
+    listen: Vec<String>,
+    /// Implicit-TLS listener address, e.g. 0.0.0.0:465 (repeatable).
+    #[arg(long, value_name = "ADDR")]
+    implicit_listen: Vec<String>,
+    /// The legacy MTA, e.g. 127.0.0.1:10025.
+    #[arg(long, value_name = "ADDR")]
+    backend: Option<String>,
+    /// Certificate chain PEM (leaf first, then intermediates); needs --key.
+    #[arg(long, value_name = "FILE", requires = "key")]
+    cert: Option<PathBuf>,
+    /// Private key PEM (PKCS#8, SEC1 or PKCS#1) for --cert.
+    #[arg(long, value_name = "FILE", requires = "cert")]
+    key: Option<PathBuf>,
+    /// Host name used in the greeting and EHLO reply (and a self-signed certificate).
+    #[arg(long, value_name = "NAME")]
+    hostname: Option<String>,
+    /// Record file: one JSON object per connection is appended to it.
+    #[arg(long, value_name = "FILE")]
+    records: Option<PathBuf>,
+    /// Log filter, e.g. "info", "debug", "tlsfront=debug" (RUST_LOG also works).
+    #[arg(long, value_name = "FILTER", default_value = "info", env = "TLSFRONT_LOG")]
+    log: String,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Cmd::Run(args) => run(args),
+    }
+}
+
+fn run(args: RunArgs) -> ExitCode {
+    let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| args.log.clone());
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_new(&filter).unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .init();
+
+    let explicit = args.config.is_some();
+    let path = args.config.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG_PATH));
+    let overrides = Overrides {
+        listen: args.listen,
+        implicit_listen: args.implicit_listen,
+        backend: args.backend,
+        cert: args.cert,
+        key: args.key,
+        hostname: args.hostname,
+        records: args.records,
+    };
+    let settings = match Settings::load(&path, explicit, &overrides) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("tlsfront: configuration error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let (sink, writer) = match &settings.records {
+        Some(p) => match records::start_writer(p) {
+            Ok((sink, handle)) => (sink, Some(handle)),
+            Err(e) => {
+                eprintln!("tlsfront: {e}");
+                return ExitCode::from(2);
+            }
+        },
+        None => {
+            tracing::warn!("no record file configured ([records] path or --records): handshake outcomes are only logged");
+            (RecordSink::disabled(), None)
+        }
+    };
+
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("tlsfront: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let code = runtime.block_on(async move {
+        let server = match Server::bind(settings, sink).await {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("tlsfront: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let shutdown = server.shared.shutdown.clone();
+        tokio::spawn(async move {
+            wait_for_stop_signal().await;
+            shutdown.cancel();
+        });
+        server.run().await;
+        ExitCode::SUCCESS
+    });
+    // Every session (and record sink) is gone with the runtime: drain the writer.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    if let Some(handle) = writer {
+        let _ = handle.join();
+    }
+    tracing::info!("stopped");
+    code
+}
+
+async fn wait_for_stop_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+        _ = int.recv() => tracing::info!("SIGINT received"),
+    }
+}

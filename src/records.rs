@@ -1,0 +1,272 @@
+//! Handshake records: one JSON object per line per connection, for machines.
+//!
+//! Sessions hand their finished record to a single writer task over a channel,
+//! so a slow disk never stalls a session and lines never interleave. The record
+//! travels inside a [`RecordGuard`] that sends it when dropped, so a connection
+//! writes exactly one record however its session ends, even when aborted.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::{Instant, SystemTime};
+
+use serde::Serialize;
+use tokio::sync::mpsc;
+
+use crate::clienthello::HelloSummary;
+use crate::outcome::{CloseReason, Mode, TlsOutcome};
+
+/// One connection's record. Field names are a stable interface (see README).
+#[derive(Debug, Clone, Serialize)]
+pub struct Record {
+    /// When the session ended (RFC 3339, UTC).
+    pub ts: String,
+    pub session: String,
+    pub listener: String,
+    pub mode: Mode,
+    pub client_ip: String,
+    pub client_port: u16,
+    pub server_hostname: String,
+    pub sni: Option<String>,
+    pub starttls_offered: bool,
+    pub starttls_used: bool,
+    pub tls: TlsOutcome,
+    pub tls_version: Option<String>,
+    pub cipher_suite: Option<String>,
+    pub kx_group: Option<String>,
+    pub cert_subject: Option<String>,
+    pub cert_key_type: Option<String>,
+    pub self_signed: bool,
+    pub resumed: Option<bool>,
+    pub handshake_ms: Option<f64>,
+    pub failure_reason: Option<String>,
+    pub failure_detail: Option<String>,
+    pub client_hello: Option<HelloSummary>,
+    /// Bytes the client sent after STARTTLS before the handshake (discarded).
+    pub pipelined_after_starttls: u64,
+    pub helo: Option<String>,
+    pub messages_accepted: u64,
+    pub messages_rejected: u64,
+    pub recipients: u64,
+    pub bytes: u64,
+    pub backend_contacted: bool,
+    pub backend_addr: Option<String>,
+    pub backend_connect_ms: Option<f64>,
+    pub close_reason: CloseReason,
+    pub duration_ms: f64,
+}
+
+impl Record {
+    pub fn new(session: String, listener: SocketAddr, mode: Mode, client: SocketAddr, hostname: &str) -> Self {
+        Record {
+            ts: String::new(),
+            session,
+            listener: listener.to_string(),
+            mode,
+            client_ip: client.ip().to_canonical().to_string(),
+            client_port: client.port(),
+            server_hostname: hostname.to_string(),
+            sni: None,
+            starttls_offered: false,
+            starttls_used: false,
+            tls: TlsOutcome::NotAttempted,
+            tls_version: None,
+            cipher_suite: None,
+            kx_group: None,
+            cert_subject: None,
+            cert_key_type: None,
+            self_signed: false,
+            resumed: None,
+            handshake_ms: None,
+            failure_reason: None,
+            failure_detail: None,
+            client_hello: None,
+            pipelined_after_starttls: 0,
+            helo: None,
+            messages_accepted: 0,
+            messages_rejected: 0,
+            recipients: 0,
+            bytes: 0,
+            backend_contacted: false,
+            backend_addr: None,
+            backend_connect_ms: None,
+            close_reason: CloseReason::Aborted,
+            duration_ms: 0.0,
+        }
+    }
+}
+
+/// Milliseconds with microsecond resolution, for durations in records.
+pub fn millis(d: std::time::Duration) -> f64 {
+    d.as_micros() as f64 / 1000.0
+}
+
+/// Where finished records go.
+#[derive(Debug, Clone)]
+pub struct RecordSink {
+    tx: Option<mpsc::UnboundedSender<Record>>,
+}
+
+impl RecordSink {
+    /// A sink that keeps nothing (records disabled).
+    pub fn disabled() -> Self {
+        RecordSink { tx: None }
+    }
+
+    fn send(&self, record: Record) {
+        if let Some(tx) = &self.tx {
+            // Only fails once the writer has stopped at shutdown.
+            let _ = tx.send(record);
+        }
+    }
+}
+
+/// Owns a session's record and delivers it exactly once, on drop.
+pub struct RecordGuard {
+    record: Record,
+    started: Instant,
+    sink: RecordSink,
+}
+
+impl RecordGuard {
+    pub fn new(record: Record, sink: RecordSink) -> Self {
+        RecordGuard {
+            record,
+            started: Instant::now(),
+            sink,
+        }
+    }
+}
+
+impl std::ops::Deref for RecordGuard {
+    type Target = Record;
+    fn deref(&self) -> &Record {
+        &self.record
+    }
+}
+
+impl std::ops::DerefMut for RecordGuard {
+    fn deref_mut(&mut self) -> &mut Record {
+        &mut self.record
+    }
+}
+
+impl Drop for RecordGuard {
+    fn drop(&mut self) {
+        let r = &mut self.record;
+        r.duration_ms = millis(self.started.elapsed());
+        r.ts = timestamp(SystemTime::now());
+        tracing::info!(
+            session = %r.session,
+            client = %format_args!("{}:{}", r.client_ip, r.client_port),
+            listener = %r.listener,
+            tls = r.tls.as_str(),
+            version = r.tls_version.as_deref().unwrap_or("-"),
+            suite = r.cipher_suite.as_deref().unwrap_or("-"),
+            group = r.kx_group.as_deref().unwrap_or("-"),
+            failure = r.failure_reason.as_deref().unwrap_or("-"),
+            helo = r.helo.as_deref().unwrap_or("-"),
+            accepted = r.messages_accepted,
+            rejected = r.messages_rejected,
+            backend = r.backend_contacted,
+            close = r.close_reason.as_str(),
+            ms = r.duration_ms,
+            "session end"
+        );
+        self.sink.send(r.clone());
+    }
+}
+
+pub fn timestamp(t: SystemTime) -> String {
+    match jiff::Timestamp::try_from(t) {
+        Ok(ts) => format!("{ts:.3}"),
+        Err(_) => String::new(),
+    }
+}
+
+/// Errors opening the record file.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot open record file {path}: {source}")]
+pub struct RecordFileError {
+    pub path: PathBuf,
+    pub source: std::io::Error,
+}
+
+/// Starts the writer; returns the sink and a handle that finishes once every
+/// sink clone is dropped and every record is on disk.
+pub fn start_writer(path: &Path) -> Result<(RecordSink, std::thread::JoinHandle<()>), RecordFileError> {
+    let open = || {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(|source| RecordFileError {
+                path: path.to_path_buf(),
+                source,
+            })
+    };
+    let file = open()?;
+    let (tx, mut rx) = mpsc::unbounded_channel::<Record>();
+    let path = path.to_path_buf();
+    // A plain thread: file writes block, and this keeps them off the runtime.
+    let handle = std::thread::Builder::new()
+        .name("tlsfront-records".into())
+        .spawn(move || {
+            let mut out = std::io::BufWriter::new(file);
+            while let Some(first) = rx.blocking_recv() {
+                let mut next = Some(first);
+                while let Some(record) = next {
+                    let mut line = serde_json::to_vec(&record).unwrap_or_default();
+                    line.push(b'\n');
+                    if let Err(e) = out.write_all(&line) {
+                        tracing::error!(path = %path.display(), error = %e, "cannot write record");
+                    }
+                    next = rx.try_recv().ok();
+                }
+                if let Err(e) = out.flush() {
+                    tracing::error!(path = %path.display(), error = %e, "cannot flush records");
+                }
+            }
+        })
+        .map_err(|source| RecordFileError {
+            path: PathBuf::from("(writer thread)"),
+            source,
+        })?;
+    Ok((RecordSink { tx: Some(tx) }, handle))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn guard_writes_exactly_one_line_per_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.jsonl");
+        let (sink, handle) = start_writer(&path).unwrap();
+        for i in 0..3 {
+            let mut g = RecordGuard::new(
+                Record::new(
+                    format!("s{i}"),
+                    "127.0.0.1:25".parse().unwrap(),
+                    Mode::Starttls,
+                    "[::ffff:192.0.2.1]:4000".parse().unwrap(),
+                    "mx",
+                ),
+                sink.clone(),
+            );
+            g.messages_accepted = i;
+        }
+        drop(sink);
+        handle.join().unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        assert_eq!(lines.len(), 3);
+        assert_eq!(lines[2]["session"], "s2");
+        assert_eq!(lines[2]["messages_accepted"], 2);
+        assert_eq!(lines[0]["client_ip"], "192.0.2.1");
+        assert_eq!(lines[0]["tls"], "not_attempted");
+        assert_eq!(lines[0]["close_reason"], "aborted");
+        assert!(lines[0]["ts"].as_str().unwrap().ends_with('Z'));
+    }
+}

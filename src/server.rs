@@ -1,0 +1,168 @@
+//! Listeners: bind every configured address, accept connections and run a
+//! session for each, and stop cleanly on shutdown.
+//!
+//! Accepting and handshaking are separate: a connection's TLS handshake runs
+//! in its own task, so a slow client never holds up the accept loop.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use thiserror::Error;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::task::TaskTracker;
+
+use crate::backend::Backend;
+use crate::config::{ListenerSpec, Settings};
+use crate::records::RecordSink;
+use crate::session::{self, Shared};
+use crate::tls::{TlsError, TlsFront};
+
+#[derive(Debug, Error)]
+pub enum StartError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind { addr: std::net::SocketAddr, source: std::io::Error },
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+}
+
+/// A bound, ready-to-run tlsfront.
+pub struct Server {
+    pub shared: Arc<Shared>,
+    listeners: Vec<(TcpListener, ListenerSpec)>,
+}
+
+impl Server {
+    /// Loads certificates and binds every listener; nothing is accepted yet.
+    pub async fn bind(settings: Settings, records: RecordSink) -> Result<Server, StartError> {
+        let tls = TlsFront::build(&settings)?;
+        match &tls {
+            Some(front) if front.self_signed => tracing::warn!(
+                hostname = %settings.hostname,
+                "NO CERTIFICATE CONFIGURED: serving a self-signed certificate generated at start-up. \
+                 Senders that verify certificates will refuse it; configure [[tls.certificate]] for production."
+            ),
+            Some(front) => {
+                for e in front.entries() {
+                    tracing::info!(source = %e.source, subject = %e.subject, key = %e.key_type, names = ?e.names, "certificate loaded");
+                }
+            }
+            None => tracing::warn!("no certificate and generate_self_signed = false: STARTTLS is not offered"),
+        }
+        let mut listeners = Vec::new();
+        for spec in &settings.listeners {
+            let listener = bind_one(spec.addr).map_err(|source| StartError::Bind { addr: spec.addr, source })?;
+            tracing::info!(address = %listener.local_addr().unwrap_or(spec.addr), mode = spec.mode.as_str(), "listening");
+            listeners.push((listener, *spec));
+        }
+        let backend = Backend::new(settings.backend.clone());
+        Ok(Server {
+            shared: Shared::new(settings, tls, backend, records),
+            listeners,
+        })
+    }
+
+    /// The addresses actually bound (useful with port 0 in tests).
+    pub fn local_addrs(&self) -> Vec<(std::net::SocketAddr, crate::outcome::Mode)> {
+        self.listeners
+            .iter()
+            .map(|(l, s)| (l.local_addr().unwrap_or(s.addr), s.mode))
+            .collect()
+    }
+
+    /// Serves until `shared.shutdown` is cancelled, then gives sessions in
+    /// flight the configured grace time to finish.
+    pub async fn run(self) {
+        let shared = self.shared;
+        let tracker = TaskTracker::new();
+        let limit = Arc::new(Semaphore::new(shared.settings.max_connections));
+
+        // Learn the backend's extensions now and keep them fresh.
+        let probe_shared = shared.clone();
+        let prober = tokio::spawn(async move {
+            let interval = probe_shared.settings.backend.probe_interval;
+            let mut first = true;
+            loop {
+                match probe_shared.backend.probe(&probe_shared.settings.hostname).await {
+                    Ok(kw) if first => tracing::info!(backend = %probe_shared.backend.addr(), keywords = ?kw, "backend reachable"),
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(
+                        backend = %probe_shared.backend.addr(),
+                        error = %e,
+                        "backend probe failed; offering {} until it answers",
+                        if probe_shared.backend.capabilities().learned { "its last known extensions" } else { "a conservative extension set" }
+                    ),
+                }
+                first = false;
+                tokio::select! {
+                    _ = tokio::time::sleep(interval) => {}
+                    _ = probe_shared.shutdown.cancelled() => return,
+                }
+            }
+        });
+
+        let mut accepters = Vec::new();
+        for (listener, spec) in self.listeners {
+            let shared = shared.clone();
+            let tracker = tracker.clone();
+            let limit = limit.clone();
+            accepters.push(tokio::spawn(accept_loop(listener, spec, shared, tracker, limit)));
+        }
+        shared.shutdown.cancelled().await;
+        for a in &accepters {
+            a.abort();
+        }
+        tracker.close();
+        let grace = shared.settings.shutdown_grace;
+        tracing::info!(active = tracker.len(), grace = ?grace, "shutting down: no new connections");
+        if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
+            tracing::warn!(active = tracker.len(), "grace time over: ending remaining sessions");
+        }
+        prober.abort();
+    }
+}
+
+fn bind_one(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(1024)
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    spec: ListenerSpec,
+    shared: Arc<Shared>,
+    tracker: TaskTracker,
+    limit: Arc<Semaphore>,
+) {
+    let mut backoff = Duration::from_millis(10);
+    loop {
+        // At the cap, wait for a session to end before accepting (the kernel
+        // backlog holds newcomers meanwhile).
+        let Ok(permit) = limit.clone().acquire_owned().await else {
+            return;
+        };
+        match listener.accept().await {
+            Ok((stream, peer)) => {
+                backoff = Duration::from_millis(10);
+                let _ = stream.set_nodelay(true);
+                let shared = shared.clone();
+                tracker.spawn(async move {
+                    session::run(shared, stream, spec, peer).await;
+                    drop(permit);
+                });
+            }
+            Err(e) => {
+                // EMFILE and friends: back off instead of spinning.
+                tracing::error!(listener = %spec.addr, error = %e, "accept failed");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+            }
+        }
+    }
+}

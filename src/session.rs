@@ -1,0 +1,612 @@
+//! One client connection, from greeting to close: an explicit state machine.
+//!
+//! tlsfront answers everything it can itself (greeting, EHLO, STARTTLS, NOOP,
+//! RSET and QUIT outside a transaction) and opens the backend session only
+//! when the client starts real work. Commands are handled strictly one at a
+//! time, so replies to a pipelined group leave in the order of the commands,
+//! and each reply leaves in one write.
+//!
+//! Invariants worth keeping in mind when changing this file:
+//! - nothing read before the TLS handshake is ever used after it;
+//! - the client never sees a 2xx for a message unless the backend sent it;
+//! - if the client vanishes mid-DATA, the backend connection is dropped
+//!   without an end-of-data line, so a partial message is never accepted.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::{Buf, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::backend::{Backend, BackendConn, OpenError};
+use crate::config::{ListenerSpec, Settings};
+use crate::limits;
+use crate::outcome::{CloseReason, Mode};
+use crate::records::{Record, RecordGuard, RecordSink, millis};
+use crate::smtp::command::{Command, Verb};
+use crate::smtp::data::DataScanner;
+use crate::smtp::ehlo;
+use crate::smtp::line::{Line, LineCutter};
+use crate::smtp::reply::{Reply, local};
+use crate::stream::ClientIo;
+use crate::tls::TlsFront;
+
+/// State shared by every session.
+pub struct Shared {
+    pub settings: Settings,
+    pub tls: Option<TlsFront>,
+    pub backend: Arc<Backend>,
+    pub records: RecordSink,
+    pub shutdown: CancellationToken,
+    next_id: AtomicU64,
+    id_tag: u32,
+}
+
+impl Shared {
+    pub fn new(settings: Settings, tls: Option<TlsFront>, backend: Arc<Backend>, records: RecordSink) -> Arc<Shared> {
+        // A per-process tag keeps session ids unique across restarts.
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        let id_tag = (now.as_secs() as u32).wrapping_mul(2_654_435_761) ^ now.subsec_nanos() ^ std::process::id();
+        Arc::new(Shared {
+            settings,
+            tls,
+            backend,
+            records,
+            shutdown: CancellationToken::new(),
+            next_id: AtomicU64::new(1),
+            id_tag,
+        })
+    }
+
+    fn session_id(&self) -> String {
+        let n = self.next_id.fetch_add(1, Ordering::Relaxed);
+        format!("{:08x}-{n}", self.id_tag)
+    }
+}
+
+/// Where the session is in the SMTP dialogue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// No HELO/EHLO yet (at the start, and again right after STARTTLS).
+    Fresh,
+    /// Greeted; no transaction.
+    Greeted,
+    /// MAIL accepted by the backend.
+    Mail,
+    /// At least one RCPT accepted by the backend.
+    Rcpt,
+}
+
+/// What the command loop does next.
+enum Step {
+    Continue,
+    StartTls,
+    Close(CloseReason),
+}
+
+type Flow = Result<(), CloseReason>;
+
+/// Commands that are never passed to the backend: they belong to the hop
+/// between tlsfront and the backend (XCLIENT would let a client claim any
+/// identity) or are historic back doors of old MTAs.
+const BLOCKED: &[&[u8]] = &[b"XCLIENT", b"XFORWARD", b"DEBUG", b"WIZ", b"KILL", b"TURN", b"ATRN", b"XEXCH50", b"X-LINK2STATE"];
+
+pub struct Session<S> {
+    shared: Arc<Shared>,
+    io: Option<ClientIo<S>>,
+    rbuf: BytesMut,
+    cutter: LineCutter,
+    record: RecordGuard,
+    phase: Phase,
+    helo: Option<Vec<u8>>,
+    tls_active: bool,
+    backend: Option<BackendConn>,
+    errors: u32,
+    deadline: Instant,
+}
+
+/// Runs one connection to its end; the record is written however it ends.
+pub async fn run<S>(shared: Arc<Shared>, stream: S, listener: ListenerSpec, peer: SocketAddr)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    let record = Record::new(
+        shared.session_id(),
+        listener.addr,
+        listener.mode,
+        peer,
+        &shared.settings.hostname,
+    );
+    let mut session = Session {
+        record: RecordGuard::new(record, shared.records.clone()),
+        io: Some(ClientIo::Plain(stream)),
+        rbuf: BytesMut::with_capacity(1024),
+        cutter: LineCutter::new(shared.settings.smtp.max_line),
+        phase: Phase::Fresh,
+        helo: None,
+        tls_active: false,
+        backend: None,
+        errors: 0,
+        deadline: Instant::now() + shared.settings.smtp.session_lifetime,
+        shared,
+    };
+    if listener.mode == Mode::Implicit {
+        match session.handshake().await {
+            Ok(s) => session = s,
+            Err(_) => return,
+        }
+    }
+    let greeting = format!("220 {} ESMTP\r\n", session.shared.settings.hostname);
+    if let Err(reason) = session.send(greeting.as_bytes()).await {
+        session.record.close_reason = reason;
+        return;
+    }
+    loop {
+        match session.step().await {
+            Step::Continue => {}
+            Step::Close(reason) => {
+                session.close(reason).await;
+                return;
+            }
+            Step::StartTls => match session.handshake().await {
+                Ok(s) => session = s,
+                Err(_) => return,
+            },
+        }
+    }
+}
+
+impl<S> Session<S>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    fn io(&mut self) -> &mut ClientIo<S> {
+        self.io.as_mut().expect("client stream present outside the handshake")
+    }
+
+    async fn close(&mut self, reason: CloseReason) {
+        self.record.close_reason = reason;
+        if let Some(conn) = self.backend.take() {
+            conn.quit().await;
+        }
+        if let Some(io) = self.io.as_mut() {
+            let _ = tokio::time::timeout(Duration::from_secs(1), io.shutdown()).await;
+        }
+    }
+
+    /// Writes one reply in one write, flushed (one TLS record when encrypted).
+    async fn send(&mut self, bytes: &[u8]) -> Flow {
+        let io = self.io();
+        let write = async {
+            io.write_all(bytes).await?;
+            io.flush().await
+        };
+        match tokio::time::timeout(limits::WRITE_TIMEOUT, write).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(CloseReason::ClientIoError),
+            Err(_) => Err(CloseReason::ClientTimeout),
+        }
+    }
+
+    async fn say(&mut self, code: u16, text: &str) -> Flow {
+        self.send(&local(code, &[text])).await
+    }
+
+    /// A local error reply; too many of them end the session.
+    async fn refuse(&mut self, code: u16, text: &str) -> Flow {
+        self.errors += 1;
+        if self.errors >= self.shared.settings.smtp.max_errors {
+            self.say(421, "4.7.0 Too many errors, closing connection").await?;
+            return Err(CloseReason::ProtocolError);
+        }
+        self.say(code, text).await
+    }
+
+    /// Waits for more client input, bounded by `timeout` and the session lifetime.
+    async fn fill(&mut self, timeout: Duration, watch_shutdown: bool) -> Flow {
+        let lifetime_left = self.deadline.saturating_duration_since(Instant::now());
+        let (wait, on_timeout) = if lifetime_left < timeout {
+            (lifetime_left, CloseReason::SessionLifetime)
+        } else {
+            (timeout, CloseReason::ClientTimeout)
+        };
+        self.rbuf.reserve(4096);
+        let shutdown = self.shared.shutdown.clone();
+        let io = self.io.as_mut().expect("client stream present");
+        let read = tokio::time::timeout(wait, io.read_buf(&mut self.rbuf));
+        let result = tokio::select! {
+            r = read => r,
+            _ = shutdown.cancelled(), if watch_shutdown => {
+                self.say(421, "4.3.2 Service shutting down, closing connection").await?;
+                return Err(CloseReason::Shutdown);
+            }
+        };
+        match result {
+            Ok(Ok(0)) => Err(CloseReason::ClientClosed),
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(_)) => Err(CloseReason::ClientIoError),
+            Err(_) => {
+                let _ = self.say(421, "4.4.2 Timeout exceeded, closing connection").await;
+                Err(on_timeout)
+            }
+        }
+    }
+
+    async fn next_line(&mut self) -> Result<Option<BytesMut>, CloseReason> {
+        loop {
+            match self.cutter.next_line(&mut self.rbuf) {
+                Line::Complete(line) => return Ok(Some(line)),
+                Line::TooLong => return Ok(None),
+                Line::NeedMore => self.fill(self.shared.settings.smtp.command_timeout, true).await?,
+            }
+        }
+    }
+
+    /// Reads and handles one command.
+    async fn step(&mut self) -> Step {
+        let line = match self.next_line().await {
+            Ok(Some(line)) => line,
+            Ok(None) => {
+                let limit = self.shared.settings.smtp.max_line;
+                return match self.refuse(500, &format!("5.5.2 Line too long (limit {limit} bytes)")).await {
+                    Ok(()) => Step::Continue,
+                    Err(r) => Step::Close(r),
+                };
+            }
+            Err(reason) => return Step::Close(reason),
+        };
+        match self.command(&line).await {
+            Ok(step) => step,
+            Err(reason) => Step::Close(reason),
+        }
+    }
+
+    async fn command(&mut self, line: &[u8]) -> Result<Step, CloseReason> {
+        let cmd = Command::parse(line);
+        let in_transaction = matches!(self.phase, Phase::Mail | Phase::Rcpt);
+        match cmd.verb {
+            Verb::Ehlo | Verb::Helo => self.helo(&cmd).await?,
+            Verb::StartTls => {
+                if self.tls_active {
+                    self.refuse(554, "5.5.1 Error: TLS already active").await?;
+                } else if self.shared.tls.is_none() {
+                    self.refuse(502, "5.5.1 Error: command not implemented").await?;
+                } else if !cmd.args.is_empty() {
+                    self.refuse(501, "5.5.4 Syntax error (no parameters allowed)").await?;
+                } else if in_transaction {
+                    self.refuse(503, "5.5.1 Error: MAIL transaction in progress").await?;
+                } else {
+                    return Ok(Step::StartTls);
+                }
+            }
+            Verb::Noop => self.say(250, "2.0.0 Ok").await?,
+            Verb::Rset => {
+                if self.backend.is_some() {
+                    if let Some(reply) = self.relay(line).await? {
+                        if reply.is_success() {
+                            self.phase = self.greeted_phase();
+                        }
+                    }
+                } else {
+                    self.phase = self.greeted_phase();
+                    self.say(250, "2.0.0 Ok").await?;
+                }
+            }
+            Verb::Quit => {
+                self.say(221, "2.0.0 Bye").await?;
+                return Ok(Step::Close(CloseReason::ClientQuit));
+            }
+            Verb::Help => {
+                self.say(214, "2.0.0 Commands: EHLO HELO STARTTLS MAIL RCPT DATA RSET NOOP QUIT VRFY")
+                    .await?
+            }
+            Verb::Mail => {
+                if self.phase == Phase::Fresh {
+                    self.refuse(503, "5.5.1 Error: send HELO/EHLO first").await?;
+                } else if in_transaction {
+                    self.refuse(503, "5.5.1 Error: nested MAIL command").await?;
+                } else if let Some(reply) = self.relay(line).await? {
+                    if reply.is_success() {
+                        self.phase = Phase::Mail;
+                    }
+                }
+            }
+            Verb::Rcpt => {
+                if !in_transaction {
+                    self.refuse(503, "5.5.1 Error: need MAIL command").await?;
+                } else if let Some(reply) = self.relay(line).await? {
+                    if reply.is_success() {
+                        self.phase = Phase::Rcpt;
+                        self.record.recipients += 1;
+                    }
+                }
+            }
+            Verb::Data => {
+                if !cmd.args.is_empty() {
+                    self.refuse(501, "5.5.4 Syntax: DATA").await?;
+                } else if self.phase == Phase::Mail {
+                    self.refuse(554, "5.5.1 Error: no valid recipients").await?;
+                } else if self.phase != Phase::Rcpt {
+                    self.refuse(503, "5.5.1 Error: need RCPT command").await?;
+                } else {
+                    self.data(line).await?;
+                }
+            }
+            Verb::Bdat => {
+                // The chunk that follows would be read as commands: a message
+                // smuggled into the command stream. Never offered, so end here.
+                self.say(421, "4.5.0 BDAT was not offered, closing connection").await?;
+                return Ok(Step::Close(CloseReason::ProtocolError));
+            }
+            Verb::Auth => {
+                if !self.tls_active && !self.shared.settings.smtp.auth_before_tls {
+                    self.refuse(538, "5.7.11 Encryption required for requested authentication mechanism")
+                        .await?;
+                } else if self.phase == Phase::Fresh {
+                    self.refuse(503, "5.5.1 Error: send HELO/EHLO first").await?;
+                } else if in_transaction {
+                    self.refuse(503, "5.5.1 Error: MAIL transaction in progress").await?;
+                } else {
+                    self.auth(line).await?;
+                }
+            }
+            Verb::Vrfy | Verb::Expn | Verb::Other => {
+                if BLOCKED.iter().any(|b| b.eq_ignore_ascii_case(cmd.verb_raw)) {
+                    self.refuse(502, "5.5.1 Error: command not implemented").await?;
+                } else if self.phase == Phase::Fresh {
+                    // Scanners' junk never reaches the backend.
+                    self.refuse(503, "5.5.1 Error: send HELO/EHLO first").await?;
+                } else {
+                    self.relay(line).await?;
+                }
+            }
+            Verb::Invalid => self.refuse(500, "5.5.2 Error: bad syntax").await?,
+        }
+        Ok(Step::Continue)
+    }
+
+    fn greeted_phase(&self) -> Phase {
+        if self.helo.is_some() { Phase::Greeted } else { Phase::Fresh }
+    }
+
+    async fn helo(&mut self, cmd: &Command<'_>) -> Flow {
+        let Some(name) = cmd.first_arg() else {
+            let verb = if cmd.verb == Verb::Ehlo { "EHLO" } else { "HELO" };
+            return self.refuse(501, &format!("5.5.4 Syntax: {verb} hostname")).await;
+        };
+        // EHLO implies RSET (RFC 5321 §4.1.4): clear a transaction the backend holds.
+        if matches!(self.phase, Phase::Mail | Phase::Rcpt) {
+            if let Some(conn) = self.backend.as_mut() {
+                if conn.command(b"RSET", "RSET").await.is_err() {
+                    self.backend = None;
+                }
+            }
+        }
+        self.helo = Some(name.to_vec());
+        self.record.helo = Some(String::from_utf8_lossy(name).into_owned());
+        self.phase = Phase::Greeted;
+        let hostname = self.shared.settings.hostname.clone();
+        if cmd.verb == Verb::Helo {
+            return self.say(250, &hostname).await;
+        }
+        let offer = ehlo::Offer {
+            tls_active: self.tls_active,
+            starttls_available: self.shared.tls.is_some(),
+            auth_before_tls: self.shared.settings.smtp.auth_before_tls,
+        };
+        if offer.starttls_available && !offer.tls_active {
+            self.record.starttls_offered = true;
+        }
+        let reply = ehlo::render(&hostname, &self.shared.backend.capabilities().keywords, offer);
+        self.send(&reply).await
+    }
+
+    /// STARTTLS accepted (or an implicit-TLS connection): hand the connection
+    /// to rustls. Consumes the session: on failure it ends, with its record.
+    async fn handshake(mut self) -> Result<Self, ()> {
+        let shared = self.shared.clone();
+        let Some(front) = shared.tls.as_ref() else {
+            self.record.close_reason = CloseReason::ProtocolError;
+            return Err(());
+        };
+        if self.record.mode == Mode::Starttls {
+            // CVE-2011-0411: whatever was pipelined after STARTTLS was sent in
+            // clear and must not be executed inside the TLS session.
+            self.record.pipelined_after_starttls += self.rbuf.len() as u64;
+            if !self.rbuf.is_empty() {
+                tracing::warn!(session = %self.record.session, bytes = self.rbuf.len(), "discarded input pipelined after STARTTLS");
+            }
+            self.rbuf.clear();
+            self.cutter = LineCutter::new(self.shared.settings.smtp.max_line);
+            self.record.starttls_used = true;
+            if let Err(reason) = self.say(220, "2.0.0 Ready to start TLS").await {
+                self.record.close_reason = reason;
+                return Err(());
+            }
+            // The client's identity is forgotten after STARTTLS, so is the
+            // backend session opened under it.
+            if let Some(conn) = self.backend.take() {
+                tokio::spawn(conn.quit());
+            }
+        }
+        let Some(ClientIo::Plain(stream)) = self.io.take() else {
+            self.record.close_reason = CloseReason::ProtocolError;
+            return Err(());
+        };
+        match front.handshake(stream, &mut self.record).await {
+            Some(stream) => {
+                self.io = Some(ClientIo::Tls(Box::new(stream)));
+                self.tls_active = true;
+                self.helo = None;
+                self.phase = Phase::Fresh;
+                Ok(self)
+            }
+            None => {
+                self.record.close_reason = if self.record.tls == crate::outcome::TlsOutcome::Timeout {
+                    CloseReason::HandshakeTimeout
+                } else {
+                    CloseReason::HandshakeFailed
+                };
+                Err(())
+            }
+        }
+    }
+
+    /// Makes sure a backend session exists. `Ok(false)`: the client already
+    /// got a reply explaining why not.
+    async fn ensure_backend(&mut self) -> Result<bool, CloseReason> {
+        if self.backend.is_some() {
+            return Ok(true);
+        }
+        let helo = self.helo.clone().unwrap_or_else(|| self.shared.settings.hostname.clone().into_bytes());
+        self.record.backend_contacted = true;
+        self.record.backend_addr = Some(self.shared.backend.addr().to_string());
+        match self.shared.backend.open_session(&helo).await {
+            Ok(conn) => {
+                self.record.backend_connect_ms = Some(millis(conn.connect_time));
+                self.backend = Some(conn);
+                Ok(true)
+            }
+            Err(OpenError::Unavailable(e)) => {
+                tracing::warn!(session = %self.record.session, error = %e, "backend unavailable");
+                self.say(451, "4.4.1 Backend temporarily unavailable, try again later").await?;
+                Ok(false)
+            }
+            Err(OpenError::Refused(reply)) => {
+                tracing::warn!(session = %self.record.session, reply = %reply.summary(), "backend refused the session");
+                self.send(&reply.raw).await?;
+                if reply.code == 421 {
+                    return Err(CloseReason::BackendClosing);
+                }
+                Ok(false)
+            }
+        }
+    }
+
+    /// Forwards one command line to the backend and its reply to the client.
+    /// `Ok(None)`: no backend reply (the client got tlsfront's 4xx instead).
+    async fn relay(&mut self, line: &[u8]) -> Result<Option<Reply>, CloseReason> {
+        if !self.ensure_backend().await? {
+            return Ok(None);
+        }
+        let conn = self.backend.as_mut().expect("ensured");
+        match conn.command(line, "command").await {
+            Ok(reply) => {
+                self.send(&reply.raw).await?;
+                if reply.code == 421 {
+                    self.backend = None;
+                    return Err(CloseReason::BackendClosing);
+                }
+                Ok(Some(reply))
+            }
+            Err(e) => {
+                self.backend_lost(&e.to_string()).await?;
+                Ok(None)
+            }
+        }
+    }
+
+    async fn backend_lost(&mut self, error: &str) -> Flow {
+        tracing::warn!(session = %self.record.session, error, "backend connection lost");
+        self.backend = None;
+        self.phase = self.greeted_phase();
+        self.say(451, "4.4.2 Backend connection lost, try again later").await
+    }
+
+    async fn auth(&mut self, line: &[u8]) -> Flow {
+        let mut reply = self.relay(line).await?;
+        // SASL exchange: each 334 challenge gets one client line, forwarded as is.
+        while let Some(r) = reply.take().filter(|r| r.code == 334) {
+            drop(r);
+            let answer = match self.next_line().await? {
+                Some(l) => l,
+                None => BytesMut::from(&b"*"[..]), // over-long: cancel the exchange
+            };
+            reply = self.relay(&answer).await?;
+        }
+        Ok(())
+    }
+
+    async fn data(&mut self, line: &[u8]) -> Flow {
+        let Some(reply) = self.relay(line).await? else {
+            return Ok(());
+        };
+        if reply.code != 354 {
+            return Ok(());
+        }
+        let data_timeout = self.shared.settings.smtp.data_timeout;
+        let mut scanner = DataScanner::new();
+        let mut out = BytesMut::with_capacity(limits::DATA_CHUNK + 64);
+        let mut backend_error: Option<String> = None;
+        loop {
+            if !self.rbuf.is_empty() {
+                let (n, end) = scanner.feed(&self.rbuf, &mut out);
+                self.rbuf.advance(n);
+                self.record.bytes += n as u64;
+                if backend_error.is_none() && !out.is_empty() {
+                    if let Some(conn) = self.backend.as_mut() {
+                        if let Err(e) = conn.write_all(&out, "message content").await {
+                            // Keep reading to the end of data, then say 451.
+                            backend_error = Some(e.to_string());
+                        }
+                    }
+                }
+                out.clear();
+                if end {
+                    break;
+                }
+            }
+            if self.rbuf.capacity() - self.rbuf.len() < limits::DATA_CHUNK / 2 {
+                self.rbuf.reserve(limits::DATA_CHUNK);
+            }
+            if let Err(reason) = self.fill(data_timeout, false).await {
+                // Dropping the backend connection without an end-of-data line
+                // makes the backend discard the partial message.
+                self.backend = None;
+                return Err(match reason {
+                    CloseReason::ClientClosed => CloseReason::ClientClosedInData,
+                    other => other,
+                });
+            }
+        }
+        if scanner.stuffed > 0 {
+            tracing::warn!(session = %self.record.session, dots = scanner.stuffed, "dot after bare line end stuffed in message content");
+        }
+        self.phase = self.greeted_phase();
+        if let Some(error) = backend_error {
+            self.record.messages_rejected += 1;
+            tracing::warn!(session = %self.record.session, error, "backend failed during message content");
+            self.backend = None;
+            return self
+                .say(451, "4.4.2 Backend connection lost during message transfer; message not accepted")
+                .await;
+        }
+        let timeout = self.shared.backend.settings.data_timeout;
+        let conn = self.backend.as_mut().expect("backend present during DATA");
+        match conn.read_reply("end of data", timeout).await {
+            Ok(reply) => {
+                if reply.is_success() {
+                    self.record.messages_accepted += 1;
+                } else {
+                    self.record.messages_rejected += 1;
+                }
+                self.send(&reply.raw).await?;
+                if reply.code == 421 {
+                    self.backend = None;
+                    return Err(CloseReason::BackendClosing);
+                }
+                Ok(())
+            }
+            Err(e) => {
+                self.record.messages_rejected += 1;
+                self.backend_lost(&e.to_string()).await
+            }
+        }
+    }
+}

@@ -1,0 +1,483 @@
+//! The TLS front: certificates, the rustls server configurations built once
+//! from validated settings, certificate choice by SNI and key type, and the
+//! handshake itself with the facts a record needs.
+//!
+//! One `ServerConfig` is built per certificate. tlsfront reads the ClientHello
+//! itself, picks the certificate, and hands the replayed hello to that
+//! certificate's config; so the record knows exactly which certificate was
+//! served. Tickets and the TLS 1.2 session cache are shared by all configs.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use rustls::crypto::CryptoProvider;
+use rustls::crypto::aws_lc_rs;
+use rustls::server::{ClientHello as RustlsHello, ResolvesServerCert, ServerSessionMemoryCache};
+use rustls::sign::CertifiedKey;
+use rustls::{ServerConfig, SignatureAlgorithm, SignatureScheme};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use thiserror::Error;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::server::TlsStream;
+
+use crate::clienthello::{self, HelloSummary, Peek};
+use crate::config::{Settings, TlsSettings, TlsVersion};
+use crate::limits;
+use crate::outcome::snake_case;
+use crate::records::{Record, millis};
+use crate::stream::Prefixed;
+
+#[derive(Debug, Error)]
+pub enum TlsError {
+    #[error("{path}: {message}")]
+    File { path: PathBuf, message: String },
+    #[error("certificate {cert} with key {key}: {message}")]
+    Pair { cert: PathBuf, key: PathBuf, message: String },
+    #[error("TLS configuration: {0}")]
+    Config(String),
+}
+
+/// Names of the cipher suites tlsfront can enable (all ECDHE + AEAD).
+pub fn suite_names() -> Vec<String> {
+    aws_lc_rs::ALL_CIPHER_SUITES
+        .iter()
+        .map(|s| format!("{:?}", s.suite()))
+        .collect()
+}
+
+fn provider(settings: &TlsSettings) -> CryptoProvider {
+    let mut p = aws_lc_rs::default_provider();
+    p.cipher_suites = match &settings.cipher_suites {
+        Some(names) => aws_lc_rs::ALL_CIPHER_SUITES
+            .iter()
+            .filter(|s| names.iter().any(|n| *n == format!("{:?}", s.suite())))
+            .copied()
+            .collect(),
+        None => aws_lc_rs::DEFAULT_CIPHER_SUITES.to_vec(),
+    };
+    use aws_lc_rs::kx_group;
+    p.kx_groups = settings
+        .groups
+        .iter()
+        .filter_map(|g| match g.as_str() {
+            "X25519MLKEM768" => Some(kx_group::X25519MLKEM768),
+            "X25519" => Some(kx_group::X25519),
+            "secp256r1" => Some(kx_group::SECP256R1),
+            "secp384r1" => Some(kx_group::SECP384R1),
+            _ => None,
+        })
+        .collect();
+    p
+}
+
+/// One servable certificate.
+#[derive(Debug)]
+pub struct CertEntry {
+    /// Names this certificate answers for by SNI (exact, or `*.domain`).
+    pub names: Vec<String>,
+    pub subject: String,
+    /// `ecdsa_p256`, `rsa_2048`, `ed25519`, ...
+    pub key_type: String,
+    pub self_signed: bool,
+    pub source: String,
+    certified: Arc<CertifiedKey>,
+    config: Arc<ServerConfig>,
+    /// Lower is preferred when the client can verify several kinds.
+    preference: u8,
+}
+
+#[derive(Debug)]
+struct Fixed(Arc<CertifiedKey>);
+
+impl ResolvesServerCert for Fixed {
+    fn resolve(&self, _: RustlsHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.0.clone())
+    }
+}
+
+/// Everything needed to terminate client TLS.
+#[derive(Debug)]
+pub struct TlsFront {
+    entries: Vec<CertEntry>,
+    defaults: Vec<usize>,
+    pub handshake_timeout: Duration,
+    /// The certificates were generated at start-up (no real certificate configured).
+    pub self_signed: bool,
+}
+
+struct Parsed {
+    subject: String,
+    dns_names: Vec<String>,
+    bits: usize,
+    self_issued: bool,
+}
+
+fn inspect(der: &CertificateDer<'_>) -> Result<Parsed, String> {
+    let (_, x) = x509_parser::parse_x509_certificate(der.as_ref()).map_err(|e| format!("cannot parse certificate: {e}"))?;
+    let mut dns_names = Vec::new();
+    if let Ok(Some(san)) = x.subject_alternative_name() {
+        for n in &san.value.general_names {
+            if let x509_parser::extensions::GeneralName::DNSName(d) = n {
+                dns_names.push(d.to_ascii_lowercase());
+            }
+        }
+    }
+    if dns_names.is_empty() {
+        if let Some(cn) = x.subject().iter_common_name().next().and_then(|cn| cn.as_str().ok()) {
+            dns_names.push(cn.to_ascii_lowercase());
+        }
+    }
+    let bits = match x.public_key().parsed() {
+        Ok(x509_parser::public_key::PublicKey::RSA(r)) => r.key_size(),
+        Ok(x509_parser::public_key::PublicKey::EC(ec)) => ec.key_size(),
+        _ => 0,
+    };
+    Ok(Parsed {
+        subject: x.subject().to_string(),
+        dns_names,
+        bits,
+        self_issued: x.subject() == x.issuer(),
+    })
+}
+
+impl TlsFront {
+    /// Loads every configured certificate (or generates one), building the
+    /// server configs. `Ok(None)`: no certificate and generation disabled.
+    pub fn build(settings: &Settings) -> Result<Option<TlsFront>, TlsError> {
+        let tls = &settings.tls;
+        let provider = Arc::new(provider(tls));
+        let versions: Vec<&'static rustls::SupportedProtocolVersion> = tls
+            .versions
+            .iter()
+            .map(|v| match v {
+                TlsVersion::Tls12 => &rustls::version::TLS12,
+                TlsVersion::Tls13 => &rustls::version::TLS13,
+            })
+            .collect();
+        let ticketer = aws_lc_rs::Ticketer::new().map_err(|e| TlsError::Config(e.to_string()))?;
+        let cache = ServerSessionMemoryCache::new(4096);
+
+        let mut loaded: Vec<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>, Vec<String>, bool, String)> = Vec::new();
+        let generated = tls.certificates.is_empty();
+        if generated {
+            if !tls.generate_self_signed {
+                return Ok(None);
+            }
+            let (chain, key) = self_signed(&settings.names)?;
+            loaded.push((chain, key, Vec::new(), true, "generated at start-up".into()));
+        }
+        for c in &tls.certificates {
+            let chain = load_chain(&c.cert)?;
+            let key = PrivateKeyDer::from_pem_file(&c.key).map_err(|e| TlsError::File {
+                path: c.key.clone(),
+                message: format!("cannot load private key: {e}"),
+            })?;
+            loaded.push((chain, key, c.names.clone(), c.default, c.cert.display().to_string()));
+        }
+
+        let mut entries = Vec::new();
+        let mut defaults = Vec::new();
+        for (i, (chain, key, names, default, source)) in loaded.into_iter().enumerate() {
+            let (cert_path, key_path) = match tls.certificates.get(i) {
+                Some(c) => (c.cert.clone(), c.key.clone()),
+                None => (PathBuf::from("(generated)"), PathBuf::from("(generated)")),
+            };
+            let pair_err = |message: String| TlsError::Pair {
+                cert: cert_path.clone(),
+                key: key_path.clone(),
+                message,
+            };
+            let info = inspect(&chain[0]).map_err(|m| pair_err(m))?;
+            let certified = CertifiedKey::from_der(chain, key, &provider).map_err(|e| pair_err(describe_key_error(&e)))?;
+            let (key_type, preference) = match certified.key.algorithm() {
+                SignatureAlgorithm::ECDSA => (format!("ecdsa_p{}", info.bits), 0),
+                SignatureAlgorithm::ED25519 => ("ed25519".to_string(), 1),
+                SignatureAlgorithm::RSA => (format!("rsa_{}", info.bits), 2),
+                other => (snake_case(&format!("{other:?}")), 3),
+            };
+            if certified.key.algorithm() == SignatureAlgorithm::RSA && info.bits < 2048 {
+                return Err(pair_err(format!(
+                    "RSA key of {} bits: modern senders refuse keys under 2048 bits (\"ee key too small\"), \
+                     which is the failure tlsfront exists to fix",
+                    info.bits
+                )));
+            }
+            let certified = Arc::new(certified);
+            let mut config = ServerConfig::builder_with_provider(provider.clone())
+                .with_protocol_versions(&versions)
+                .map_err(|e| TlsError::Config(e.to_string()))?
+                .with_no_client_auth()
+                .with_cert_resolver(Arc::new(Fixed(certified.clone())));
+            config.ticketer = ticketer.clone();
+            config.session_storage = cache.clone();
+            config.ignore_client_order = true;
+            let names = if names.is_empty() {
+                info.dns_names.clone()
+            } else {
+                names.iter().map(|n| n.to_ascii_lowercase()).collect()
+            };
+            if default {
+                defaults.push(entries.len());
+            }
+            entries.push(CertEntry {
+                names,
+                subject: info.subject,
+                key_type,
+                self_signed: generated || info.self_issued,
+                source,
+                certified,
+                config: Arc::new(config),
+                preference,
+            });
+        }
+        if defaults.is_empty() {
+            // No certificate marked default: the first one, and any twin of it
+            // with the same names (the usual ECDSA + RSA pair).
+            let first = entries[0].names.clone();
+            defaults = (0..entries.len()).filter(|i| entries[*i].names == first).collect();
+        }
+        Ok(Some(TlsFront {
+            entries,
+            defaults,
+            handshake_timeout: tls.handshake_timeout,
+            self_signed: generated,
+        }))
+    }
+
+    pub fn entries(&self) -> &[CertEntry] {
+        &self.entries
+    }
+
+    /// Picks the certificate for a client: by SNI (exact, then wildcard),
+    /// else the defaults; among those, the first kind the client can verify,
+    /// ECDSA before RSA.
+    pub fn select(&self, sni: Option<&str>, schemes: &[u16]) -> &CertEntry {
+        let mut pool: Vec<usize> = Vec::new();
+        if let Some(sni) = sni {
+            pool = (0..self.entries.len())
+                .filter(|i| self.entries[*i].names.iter().any(|n| n == sni))
+                .collect();
+            if pool.is_empty() {
+                pool = (0..self.entries.len())
+                    .filter(|i| self.entries[*i].names.iter().any(|n| wildcard_match(n, sni)))
+                    .collect();
+            }
+        }
+        if pool.is_empty() {
+            pool = self.defaults.clone();
+        }
+        let schemes: Vec<SignatureScheme> = schemes.iter().map(|s| SignatureScheme::from(*s)).collect();
+        let usable = pool
+            .iter()
+            .filter(|i| self.entries[**i].certified.key.choose_scheme(&schemes).is_some())
+            .min_by_key(|i| self.entries[**i].preference);
+        &self.entries[*usable.unwrap_or(&pool[0])]
+    }
+
+    /// Runs the server handshake on `stream`, reading the ClientHello first.
+    /// The record gets every TLS fact, success or not.
+    pub async fn handshake<S>(&self, mut stream: S, record: &mut Record) -> Option<TlsStream<Prefixed<S>>>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        let started = Instant::now();
+        let deadline = tokio::time::Instant::now() + self.handshake_timeout;
+        let mut buf = BytesMut::with_capacity(2048);
+        let fail = |record: &mut Record, reason: &str, detail: String| {
+            record.tls = crate::outcome::TlsOutcome::Failed;
+            record.failure_reason = Some(reason.to_string());
+            record.failure_detail = Some(detail);
+            record.handshake_ms = Some(millis(started.elapsed()));
+        };
+
+        // 1. The ClientHello, read by tlsfront itself.
+        let peeked = loop {
+            match clienthello::peek(&buf) {
+                Peek::NeedMore if buf.len() < limits::MAX_CLIENT_HELLO => {}
+                Peek::NeedMore => break Peek::Malformed,
+                other => break other,
+            }
+            buf.reserve(2048);
+            match tokio::time::timeout_at(deadline, stream.read_buf(&mut buf)).await {
+                Err(_) => {
+                    fail(record, "handshake_timeout", format!("no complete ClientHello after {:?}", self.handshake_timeout));
+                    record.tls = crate::outcome::TlsOutcome::Timeout;
+                    return None;
+                }
+                Ok(Ok(0)) => {
+                    let reason = if buf.is_empty() { "client_closed_before_hello" } else { "client_closed" };
+                    fail(record, reason, format!("connection closed after {} bytes of handshake", buf.len()));
+                    return None;
+                }
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => {
+                    fail(record, "io_error", e.to_string());
+                    return None;
+                }
+            }
+        };
+        let (hello, precheck) = match peeked {
+            Peek::Hello(h) => {
+                let too_old = h.versions.iter().all(|v| *v < 0x0303);
+                (Some(h), too_old.then_some("client_tls_version_too_old"))
+            }
+            Peek::NotTls => (None, Some("not_tls")),
+            Peek::Sslv2 => (None, Some("sslv2_hello")),
+            Peek::Malformed | Peek::NeedMore => (None, Some("malformed_client_hello")),
+        };
+        record.sni = hello.as_ref().and_then(|h| h.sni.clone());
+        let entry = self.select(
+            record.sni.as_deref(),
+            hello.as_ref().map(|h| h.signature_schemes.as_slice()).unwrap_or(&[]),
+        );
+        record.cert_subject = Some(entry.subject.clone());
+        record.cert_key_type = Some(entry.key_type.clone());
+        record.self_signed = entry.self_signed;
+        let summary: Option<HelloSummary> = hello.as_ref().map(|h| h.summary());
+
+        // 2. rustls does the handshake on the replayed hello, even for input
+        // already known to be bad, so the client gets a proper alert.
+        let acceptor = TlsAcceptor::from(entry.config.clone());
+        let prefixed = Prefixed::new(buf.freeze(), stream);
+        match tokio::time::timeout_at(deadline, acceptor.accept(prefixed)).await {
+            Ok(Ok(tls)) => {
+                let (_, conn) = tls.get_ref();
+                record.tls = crate::outcome::TlsOutcome::Established;
+                record.tls_version = conn.protocol_version().map(|v| match v {
+                    rustls::ProtocolVersion::TLSv1_3 => "TLSv1.3".to_string(),
+                    rustls::ProtocolVersion::TLSv1_2 => "TLSv1.2".to_string(),
+                    other => format!("{other:?}"),
+                });
+                record.cipher_suite = conn.negotiated_cipher_suite().map(|s| format!("{:?}", s.suite()));
+                record.kx_group = conn.negotiated_key_exchange_group().map(|g| clienthello::enum_name(g.name()));
+                record.resumed = conn.handshake_kind().map(|k| k == rustls::HandshakeKind::Resumed);
+                record.handshake_ms = Some(millis(started.elapsed()));
+                Some(tls)
+            }
+            Ok(Err(e)) => {
+                let reason = precheck.map(str::to_string).unwrap_or_else(|| io_error_reason(&e));
+                fail(record, &reason, e.to_string());
+                record.client_hello = summary;
+                None
+            }
+            Err(_) => {
+                fail(record, "handshake_timeout", format!("handshake not finished after {:?}", self.handshake_timeout));
+                record.tls = crate::outcome::TlsOutcome::Timeout;
+                record.client_hello = summary;
+                None
+            }
+        }
+    }
+}
+
+fn wildcard_match(pattern: &str, name: &str) -> bool {
+    match pattern.strip_prefix("*.") {
+        Some(domain) => name
+            .split_once('.')
+            .is_some_and(|(label, rest)| !label.is_empty() && rest == domain),
+        None => false,
+    }
+}
+
+/// A stable snake_case token for a failed handshake.
+pub fn io_error_reason(e: &std::io::Error) -> String {
+    if let Some(err) = e.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>()) {
+        return rustls_error_reason(err);
+    }
+    match e.kind() {
+        std::io::ErrorKind::UnexpectedEof => "client_closed".into(),
+        std::io::ErrorKind::ConnectionReset => "connection_reset".into(),
+        _ => "io_error".into(),
+    }
+}
+
+pub fn rustls_error_reason(e: &rustls::Error) -> String {
+    use rustls::{Error, PeerIncompatible};
+    match e {
+        Error::AlertReceived(a) => format!("alert_{}", snake_case(&format!("{a:?}"))),
+        Error::PeerIncompatible(PeerIncompatible::NoCipherSuitesInCommon) => "no_shared_cipher_suite".into(),
+        Error::PeerIncompatible(PeerIncompatible::NoKxGroupsInCommon) => "no_shared_group".into(),
+        Error::PeerIncompatible(PeerIncompatible::NoSignatureSchemesInCommon) => "no_shared_signature_scheme".into(),
+        Error::PeerIncompatible(p) => snake_case(&format!("{p:?}")),
+        Error::PeerMisbehaved(p) => format!("peer_misbehaved_{}", snake_case(&format!("{p:?}"))),
+        Error::InvalidMessage(_) => "invalid_message".into(),
+        other => snake_case(&format!("{other:?}")),
+    }
+}
+
+fn describe_key_error(e: &rustls::Error) -> String {
+    match e {
+        rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch) => {
+            "the private key does not belong to the first certificate in the file".into()
+        }
+        other => format!("unusable key: {other}"),
+    }
+}
+
+fn load_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let err = |message: String| TlsError::File {
+        path: path.to_path_buf(),
+        message,
+    };
+    let chain = CertificateDer::pem_file_iter(path)
+        .map_err(|e| err(format!("cannot read certificate file: {e}")))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| err(format!("bad PEM: {e}")))?;
+    if chain.is_empty() {
+        return Err(err("no CERTIFICATE block found (expected a PEM full chain: leaf first)".into()));
+    }
+    Ok(chain)
+}
+
+/// An ECDSA P-256 certificate for all of `names`, made in memory.
+pub fn self_signed(names: &[String]) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), TlsError> {
+    let err = |e: rcgen::Error| TlsError::Config(format!("cannot generate a self-signed certificate: {e}"));
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(err)?;
+    let mut params = rcgen::CertificateParams::new(names.to_vec()).map_err(err)?;
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, names.first().cloned().unwrap_or_default());
+    let cert = params.self_signed(&key).map_err(err)?;
+    let key_der = PrivateKeyDer::try_from(key.serialize_der()).map_err(|e| TlsError::Config(e.to_string()))?;
+    Ok((vec![cert.der().clone()], key_der))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wildcards_cover_one_label() {
+        assert!(wildcard_match("*.example.com", "mx.example.com"));
+        assert!(!wildcard_match("*.example.com", "a.b.example.com"));
+        assert!(!wildcard_match("*.example.com", "example.com"));
+        assert!(!wildcard_match("mx.example.com", "mx.example.com"));
+    }
+
+    #[test]
+    fn reasons_are_stable_tokens() {
+        assert_eq!(
+            rustls_error_reason(&rustls::Error::AlertReceived(rustls::AlertDescription::UnknownCA)),
+            "alert_unknown_ca"
+        );
+        assert_eq!(
+            rustls_error_reason(&rustls::Error::PeerIncompatible(rustls::PeerIncompatible::NoCipherSuitesInCommon)),
+            "no_shared_cipher_suite"
+        );
+        let io = std::io::Error::new(std::io::ErrorKind::InvalidData, rustls::Error::DecryptError);
+        assert_eq!(io_error_reason(&io), "decrypt_error");
+        assert_eq!(io_error_reason(&std::io::ErrorKind::UnexpectedEof.into()), "client_closed");
+    }
+
+    #[test]
+    fn suites_are_all_ecdhe_or_tls13() {
+        for name in suite_names() {
+            assert!(name.starts_with("TLS13_") || name.starts_with("TLS_ECDHE_"), "{name}");
+            assert!(name.contains("GCM") || name.contains("CHACHA20_POLY1305"), "{name}");
+        }
+    }
+}
