@@ -19,7 +19,10 @@ use crate::smtp::reply::{Reply, ReplyError, ReplyParser};
 #[derive(Debug, Error)]
 pub enum BackendError {
     #[error("cannot connect to {addr}: {source}")]
-    Connect { addr: SocketAddr, source: std::io::Error },
+    Connect {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error("no answer from {addr} within {timeout:?} ({phase})")]
     Timeout {
         addr: SocketAddr,
@@ -27,11 +30,20 @@ pub enum BackendError {
         timeout: Duration,
     },
     #[error("{addr} closed the connection ({phase})")]
-    Closed { addr: SocketAddr, phase: &'static str },
+    Closed {
+        addr: SocketAddr,
+        phase: &'static str,
+    },
     #[error("I/O error with {addr}: {source}")]
-    Io { addr: SocketAddr, source: std::io::Error },
+    Io {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error("bad reply from {addr}: {source}")]
-    Reply { addr: SocketAddr, source: ReplyError },
+    Reply {
+        addr: SocketAddr,
+        source: ReplyError,
+    },
 }
 
 /// Why a backend session could not be opened.
@@ -84,30 +96,38 @@ impl Backend {
         if !caps.learned || caps.keywords != keywords {
             tracing::info!(backend = %self.settings.addr, keywords = ?keywords, "learned backend EHLO keywords");
         }
-        *caps = Capabilities { keywords, learned: true };
+        *caps = Capabilities {
+            keywords,
+            learned: true,
+        };
     }
 
     async fn connect(&self) -> Result<BackendConn, BackendError> {
         let addr = self.settings.addr;
         let started = Instant::now();
-        let socket = if addr.is_ipv4() { TcpSocket::new_v4() } else { TcpSocket::new_v6() };
+        let socket = if addr.is_ipv4() {
+            TcpSocket::new_v4()
+        } else {
+            TcpSocket::new_v6()
+        };
         let socket = socket.map_err(|source| BackendError::Connect { addr, source })?;
         if let Some(src) = self.settings.source {
             socket
                 .bind(SocketAddr::new(src, 0))
                 .map_err(|source| BackendError::Connect { addr, source })?;
         }
-        let stream = match tokio::time::timeout(self.settings.connect_timeout, socket.connect(addr)).await {
-            Err(_) => {
-                return Err(BackendError::Timeout {
-                    addr,
-                    phase: "connect",
-                    timeout: self.settings.connect_timeout,
-                });
-            }
-            Ok(Err(source)) => return Err(BackendError::Connect { addr, source }),
-            Ok(Ok(s)) => s,
-        };
+        let stream =
+            match tokio::time::timeout(self.settings.connect_timeout, socket.connect(addr)).await {
+                Err(_) => {
+                    return Err(BackendError::Timeout {
+                        addr,
+                        phase: "connect",
+                        timeout: self.settings.connect_timeout,
+                    });
+                }
+                Ok(Err(source)) => return Err(BackendError::Connect { addr, source }),
+                Ok(Ok(s)) => s,
+            };
         // Replies are small and latency-bound: never wait for Nagle.
         let _ = stream.set_nodelay(true);
         Ok(BackendConn {
@@ -172,7 +192,11 @@ impl BackendConn {
     }
 
     /// Sends one command line (CRLF appended) and reads its reply.
-    pub async fn command(&mut self, line: &[u8], phase: &'static str) -> Result<Reply, BackendError> {
+    pub async fn command(
+        &mut self,
+        line: &[u8],
+        phase: &'static str,
+    ) -> Result<Reply, BackendError> {
         let mut out = Vec::with_capacity(line.len() + 2);
         out.extend_from_slice(line);
         out.extend_from_slice(b"\r\n");
@@ -180,7 +204,11 @@ impl BackendConn {
         self.read_reply(phase, self.reply_timeout).await
     }
 
-    pub async fn write_all(&mut self, bytes: &[u8], phase: &'static str) -> Result<(), BackendError> {
+    pub async fn write_all(
+        &mut self,
+        bytes: &[u8],
+        phase: &'static str,
+    ) -> Result<(), BackendError> {
         let addr = self.addr;
         match tokio::time::timeout(self.reply_timeout, self.stream.write_all(bytes)).await {
             Err(_) => Err(BackendError::Timeout {
@@ -193,7 +221,11 @@ impl BackendConn {
         }
     }
 
-    pub async fn read_reply(&mut self, phase: &'static str, timeout: Duration) -> Result<Reply, BackendError> {
+    pub async fn read_reply(
+        &mut self,
+        phase: &'static str,
+        timeout: Duration,
+    ) -> Result<Reply, BackendError> {
         let addr = self.addr;
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
@@ -206,7 +238,13 @@ impl BackendConn {
             }
             self.rbuf.reserve(1024);
             match tokio::time::timeout_at(deadline, self.stream.read_buf(&mut self.rbuf)).await {
-                Err(_) => return Err(BackendError::Timeout { addr, phase, timeout }),
+                Err(_) => {
+                    return Err(BackendError::Timeout {
+                        addr,
+                        phase,
+                        timeout,
+                    });
+                }
                 Ok(Ok(0)) => return Err(BackendError::Closed { addr, phase }),
                 Ok(Ok(_)) => {}
                 Ok(Err(source)) => return Err(BackendError::Io { addr, source }),

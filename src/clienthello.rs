@@ -62,7 +62,11 @@ pub fn peek(buf: &[u8]) -> Peek {
             return Peek::NeedMore;
         }
         if rest[0] != CONTENT_HANDSHAKE || rest[1] != 3 {
-            return if handshake.is_empty() { Peek::NotTls } else { Peek::Malformed };
+            return if handshake.is_empty() {
+                Peek::NotTls
+            } else {
+                Peek::Malformed
+            };
         }
         let len = usize::from(u16::from_be_bytes([rest[3], rest[4]]));
         if len == 0 || len > 16384 + 2048 {
@@ -77,7 +81,9 @@ pub fn peek(buf: &[u8]) -> Peek {
             if handshake[0] != HANDSHAKE_CLIENT_HELLO {
                 return Peek::Malformed;
             }
-            let body_len = (usize::from(handshake[1]) << 16) | (usize::from(handshake[2]) << 8) | usize::from(handshake[3]);
+            let body_len = (usize::from(handshake[1]) << 16)
+                | (usize::from(handshake[2]) << 8)
+                | usize::from(handshake[3]);
             if handshake.len() >= 4 + body_len {
                 return match parse_body(&handshake[4..4 + body_len]) {
                     Some(hello) => Peek::Hello(hello),
@@ -169,7 +175,9 @@ fn parse_body(body: &[u8]) -> Option<ClientHello> {
                 16 => {
                     let mut list = Reader(d.vec16()?);
                     while !list.is_empty() {
-                        hello.alpn.push(String::from_utf8_lossy(list.vec8()?).into_owned());
+                        hello
+                            .alpn
+                            .push(String::from_utf8_lossy(list.vec8()?).into_owned());
                     }
                 }
                 43 => hello.versions = u16_list(d.vec8()?)?,
@@ -211,7 +219,11 @@ impl ClientHello {
         HelloSummary {
             versions: self.versions.iter().map(|v| version_name(*v)).collect(),
             cipher_suites: self.cipher_suites.iter().map(|v| suite_name(*v)).collect(),
-            groups: self.groups.iter().map(|v| code_name(*v, rustls::NamedGroup::from(*v))).collect(),
+            groups: self
+                .groups
+                .iter()
+                .map(|v| code_name(*v, rustls::NamedGroup::from(*v)))
+                .collect(),
             signature_schemes: self
                 .signature_schemes
                 .iter()
@@ -229,7 +241,11 @@ impl ClientHello {
 /// rustls' name for a code point it knows; `0x1234` for one it does not.
 pub fn code_name(code: u16, v: impl std::fmt::Debug) -> String {
     let s = format!("{v:?}");
-    if s.contains('(') { format!("0x{code:04x}") } else { s }
+    if s.contains('(') {
+        format!("0x{code:04x}")
+    } else {
+        s
+    }
 }
 
 /// rustls' name for a suite it knows: the name of the rustls enum variant,
@@ -281,7 +297,13 @@ pub(crate) mod tests {
     use super::*;
 
     /// Builds a ClientHello record like a real client would.
-    pub fn build_hello(versions: &[u16], suites: &[u16], groups: &[u16], sigs: &[u16], sni: Option<&str>) -> Vec<u8> {
+    pub fn build_hello(
+        versions: &[u16],
+        suites: &[u16],
+        groups: &[u16],
+        sigs: &[u16],
+        sni: Option<&str>,
+    ) -> Vec<u8> {
         fn v16(b: &[u8]) -> Vec<u8> {
             let mut out = (b.len() as u16).to_be_bytes().to_vec();
             out.extend_from_slice(b);
@@ -308,7 +330,10 @@ pub(crate) mod tests {
             exts.extend(43u16.to_be_bytes());
             exts.extend(v16(&ext));
         }
-        let mut body = 0x0303u16.min(*versions.iter().max().unwrap()).to_be_bytes().to_vec();
+        let mut body = 0x0303u16
+            .min(*versions.iter().max().unwrap())
+            .to_be_bytes()
+            .to_vec();
         body.extend([7u8; 32]);
         body.push(0);
         body.extend(v16(&list16(suites)));
@@ -330,22 +355,41 @@ pub(crate) mod tests {
             &[0x0403, 0x0804],
             Some("MX.Example.com"),
         );
-        let Peek::Hello(h) = peek(&rec) else { panic!("not parsed") };
+        let Peek::Hello(h) = peek(&rec) else {
+            panic!("not parsed")
+        };
         assert_eq!(h.versions, vec![0x0304, 0x0303]);
         assert_eq!(h.sni.as_deref(), Some("mx.example.com"));
         let s = h.summary();
         assert_eq!(s.versions, vec!["TLSv1.3", "TLSv1.2"]);
-        assert_eq!(s.cipher_suites, vec!["TLS13_AES_128_GCM_SHA256", "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256"]);
+        assert_eq!(
+            s.cipher_suites,
+            vec![
+                "TLS13_AES_128_GCM_SHA256",
+                "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256"
+            ]
+        );
         assert_eq!(s.groups, vec!["X25519MLKEM768", "X25519", "secp256r1"]);
-        assert_eq!(s.signature_schemes, vec!["ECDSA_NISTP256_SHA256", "RSA_PSS_SHA256"]);
+        assert_eq!(
+            s.signature_schemes,
+            vec!["ECDSA_NISTP256_SHA256", "RSA_PSS_SHA256"]
+        );
     }
 
     #[test]
     fn old_hello_without_supported_versions() {
         let rec = build_hello(&[0x0301], &[0x002f, 0x0035], &[0x0017], &[0x0401], None);
-        let Peek::Hello(h) = peek(&rec) else { panic!("not parsed") };
+        let Peek::Hello(h) = peek(&rec) else {
+            panic!("not parsed")
+        };
         assert_eq!(h.summary().versions, vec!["TLSv1.0"]);
-        assert_eq!(h.summary().cipher_suites, vec!["TLS_RSA_WITH_AES_128_CBC_SHA", "TLS_RSA_WITH_AES_256_CBC_SHA"]);
+        assert_eq!(
+            h.summary().cipher_suites,
+            vec![
+                "TLS_RSA_WITH_AES_128_CBC_SHA",
+                "TLS_RSA_WITH_AES_256_CBC_SHA"
+            ]
+        );
         assert!(!h.offers_tls13());
     }
 

@@ -20,11 +20,18 @@ pub const DEFAULT_CONFIG_PATH: &str = "/etc/tlsfront/tlsfront.toml";
 #[derive(Debug, Error)]
 pub enum ConfigError {
     #[error("{file}: cannot read: {source}")]
-    Read { file: String, source: std::io::Error },
+    Read {
+        file: String,
+        source: std::io::Error,
+    },
     #[error("{file}: {message}")]
     Parse { file: String, message: String },
     #[error("{file}: `{key}`: {message}")]
-    Invalid { file: String, key: String, message: String },
+    Invalid {
+        file: String,
+        key: String,
+        message: String,
+    },
 }
 
 // ---------------------------------------------------------------- file format
@@ -196,14 +203,24 @@ pub const DEFAULT_GROUPS: &[&str] = KNOWN_GROUPS;
 impl Settings {
     /// Reads `path` (if any), applies `overrides`, validates.
     /// `path_is_explicit`: a missing default file is fine when the flags say enough.
-    pub fn load(path: &Path, path_is_explicit: bool, overrides: &Overrides) -> Result<Settings, ConfigError> {
+    pub fn load(
+        path: &Path,
+        path_is_explicit: bool,
+        overrides: &Overrides,
+    ) -> Result<Settings, ConfigError> {
         let file = path.display().to_string();
         let raw = match std::fs::read_to_string(path) {
             Ok(text) => parse(&text, &file)?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !path_is_explicit => RawConfig::default(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !path_is_explicit => {
+                RawConfig::default()
+            }
             Err(source) => return Err(ConfigError::Read { file, source }),
         };
-        let file = if path.exists() { file } else { "command line".to_string() };
+        let file = if path.exists() {
+            file
+        } else {
+            "command line".to_string()
+        };
         validate(raw, overrides, &file)
     }
 }
@@ -243,12 +260,22 @@ impl V<'_> {
         }
     }
 
-    fn duration(&self, key: &str, value: &Option<String>, default: Duration) -> Result<Duration, ConfigError> {
+    fn duration(
+        &self,
+        key: &str,
+        value: &Option<String>,
+        default: Duration,
+    ) -> Result<Duration, ConfigError> {
         match value {
             None => Ok(default),
             Some(s) => match parse_duration(s) {
                 Some(d) if !d.is_zero() => Ok(d),
-                _ => Err(self.err(key, format!("{s:?} is not a duration (use e.g. \"500ms\", \"30s\", \"5m\", \"1h\")"))),
+                _ => Err(self.err(
+                    key,
+                    format!(
+                        "{s:?} is not a duration (use e.g. \"500ms\", \"30s\", \"5m\", \"1h\")"
+                    ),
+                )),
             },
         }
     }
@@ -259,7 +286,9 @@ impl V<'_> {
         }
         let hint = "expected ADDRESS:PORT, e.g. \"127.0.0.1:25\" or \"[::1]:25\"";
         match s.to_socket_addrs() {
-            Ok(mut addrs) => addrs.next().ok_or_else(|| self.err(key, format!("{s:?} resolves to no address"))),
+            Ok(mut addrs) => addrs
+                .next()
+                .ok_or_else(|| self.err(key, format!("{s:?} resolves to no address"))),
             Err(e) => Err(self.err(key, format!("{s:?}: {e} ({hint})"))),
         }
     }
@@ -271,7 +300,9 @@ fn valid_hostname(name: &str) -> bool {
         && name.split('.').all(|label| {
             !label.is_empty()
                 && label.len() <= 63
-                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
                 && !label.starts_with('-')
                 && !label.ends_with('-')
         })
@@ -326,9 +357,17 @@ pub fn validate(mut raw: RawConfig, o: &Overrides, file: &str) -> Result<Setting
         raw.records.path = Some(r.clone());
     }
 
-    let hostname = raw.server.hostname.clone().unwrap_or_else(system_hostname).to_ascii_lowercase();
+    let hostname = raw
+        .server
+        .hostname
+        .clone()
+        .unwrap_or_else(system_hostname)
+        .to_ascii_lowercase();
     if !valid_hostname(&hostname) {
-        return Err(v.err("server.hostname", format!("{hostname:?} is not a valid host name")));
+        return Err(v.err(
+            "server.hostname",
+            format!("{hostname:?} is not a valid host name"),
+        ));
     }
     let mut names = vec![hostname.clone()];
     for n in &raw.server.names {
@@ -342,7 +381,10 @@ pub fn validate(mut raw: RawConfig, o: &Overrides, file: &str) -> Result<Setting
     }
 
     if raw.listeners.is_empty() {
-        return Err(v.err("listener", "no listener configured (add a [[listener]] or use --listen ADDR)"));
+        return Err(v.err(
+            "listener",
+            "no listener configured (add a [[listener]] or use --listen ADDR)",
+        ));
     }
     let mut listeners: Vec<ListenerSpec> = Vec::new();
     for (i, l) in raw.listeners.iter().enumerate() {
@@ -351,17 +393,24 @@ pub fn validate(mut raw: RawConfig, o: &Overrides, file: &str) -> Result<Setting
             "starttls" => Mode::Starttls,
             "implicit" => Mode::Implicit,
             other => {
-                return Err(v.err(&format!("{key}.mode"), format!("{other:?} is not a mode (use \"starttls\" or \"implicit\")")));
+                return Err(v.err(
+                    &format!("{key}.mode"),
+                    format!("{other:?} is not a mode (use \"starttls\" or \"implicit\")"),
+                ));
             }
         };
         if l.address.is_empty() {
             return Err(v.err(&format!("{key}.address"), "empty address list"));
         }
         for a in &l.address {
-            let addr = a
-                .parse::<SocketAddr>()
-                .map_err(|_| v.err(&format!("{key}.address"), format!("{a:?} is not IP:PORT (e.g. \"0.0.0.0:25\", \"[::]:25\")")))?;
-            if listeners.iter().any(|x| x.addr == addr) {
+            let addr = a.parse::<SocketAddr>().map_err(|_| {
+                v.err(
+                    &format!("{key}.address"),
+                    format!("{a:?} is not IP:PORT (e.g. \"0.0.0.0:25\", \"[::]:25\")"),
+                )
+            })?;
+            // Port 0 (tests: "any free port") may repeat.
+            if addr.port() != 0 && listeners.iter().any(|x| x.addr == addr) {
                 return Err(v.err(&format!("{key}.address"), format!("{addr} is listed twice")));
             }
             listeners.push(ListenerSpec { addr, mode });
@@ -369,45 +418,85 @@ pub fn validate(mut raw: RawConfig, o: &Overrides, file: &str) -> Result<Setting
     }
 
     let b = &raw.backend;
-    let backend_addr = b
-        .address
-        .as_deref()
-        .ok_or_else(|| v.err("backend.address", "no backend configured (set backend.address or use --backend ADDR)"))?;
+    let backend_addr = b.address.as_deref().ok_or_else(|| {
+        v.err(
+            "backend.address",
+            "no backend configured (set backend.address or use --backend ADDR)",
+        )
+    })?;
     let backend_addr = v.socket_addr("backend.address", backend_addr)?;
     if listeners.iter().any(|l| l.addr == backend_addr) {
-        return Err(v.err("backend.address", format!("{backend_addr} is also a listener: tlsfront would relay to itself")));
+        return Err(v.err(
+            "backend.address",
+            format!("{backend_addr} is also a listener: tlsfront would relay to itself"),
+        ));
     }
     let source = match &b.source_address {
         None => None,
-        Some(s) => Some(
-            s.parse::<IpAddr>()
-                .map_err(|_| v.err("backend.source_address", format!("{s:?} is not an IP address")))?,
-        ),
+        Some(s) => Some(s.parse::<IpAddr>().map_err(|_| {
+            v.err(
+                "backend.source_address",
+                format!("{s:?} is not an IP address"),
+            )
+        })?),
     };
     if let Some(src) = source {
         if src.is_ipv4() != backend_addr.is_ipv4() {
-            return Err(v.err("backend.source_address", format!("{src} and backend {backend_addr} are of different IP families")));
+            return Err(v.err(
+                "backend.source_address",
+                format!("{src} and backend {backend_addr} are of different IP families"),
+            ));
         }
     }
     let backend = BackendSettings {
         addr: backend_addr,
         source,
-        probe_interval: v.duration("backend.probe_interval", &b.probe_interval, limits::DEFAULT_PROBE_INTERVAL)?,
-        connect_timeout: v.duration("backend.connect_timeout", &b.connect_timeout, limits::DEFAULT_BACKEND_CONNECT_TIMEOUT)?,
-        reply_timeout: v.duration("backend.reply_timeout", &b.reply_timeout, limits::DEFAULT_BACKEND_REPLY_TIMEOUT)?,
-        data_timeout: v.duration("backend.data_timeout", &b.data_timeout, limits::DEFAULT_BACKEND_DATA_TIMEOUT)?,
+        probe_interval: v.duration(
+            "backend.probe_interval",
+            &b.probe_interval,
+            limits::DEFAULT_PROBE_INTERVAL,
+        )?,
+        connect_timeout: v.duration(
+            "backend.connect_timeout",
+            &b.connect_timeout,
+            limits::DEFAULT_BACKEND_CONNECT_TIMEOUT,
+        )?,
+        reply_timeout: v.duration(
+            "backend.reply_timeout",
+            &b.reply_timeout,
+            limits::DEFAULT_BACKEND_REPLY_TIMEOUT,
+        )?,
+        data_timeout: v.duration(
+            "backend.data_timeout",
+            &b.data_timeout,
+            limits::DEFAULT_BACKEND_DATA_TIMEOUT,
+        )?,
     };
 
     let t = &raw.tls;
     let mut versions = Vec::new();
-    for s in t.versions.clone().unwrap_or_else(|| vec!["1.2".into(), "1.3".into()]) {
+    for s in t
+        .versions
+        .clone()
+        .unwrap_or_else(|| vec!["1.2".into(), "1.3".into()])
+    {
         let ver = match s.trim_start_matches("TLSv").trim_start_matches("tlsv") {
             "1.2" => TlsVersion::Tls12,
             "1.3" => TlsVersion::Tls13,
             "1.0" | "1.1" | "1" => {
-                return Err(v.err("tls.versions", format!("{s:?}: tlsfront never enables TLS below 1.2 (valid: \"1.2\", \"1.3\")")));
+                return Err(v.err(
+                    "tls.versions",
+                    format!(
+                        "{s:?}: tlsfront never enables TLS below 1.2 (valid: \"1.2\", \"1.3\")"
+                    ),
+                ));
             }
-            _ => return Err(v.err("tls.versions", format!("{s:?} is not a TLS version (valid: \"1.2\", \"1.3\")"))),
+            _ => {
+                return Err(v.err(
+                    "tls.versions",
+                    format!("{s:?} is not a TLS version (valid: \"1.2\", \"1.3\")"),
+                ));
+            }
         };
         if !versions.contains(&ver) {
             versions.push(ver);
@@ -416,31 +505,52 @@ pub fn validate(mut raw: RawConfig, o: &Overrides, file: &str) -> Result<Setting
     if versions.is_empty() {
         return Err(v.err("tls.versions", "at least one version is needed"));
     }
-    let groups = t.groups.clone().unwrap_or_else(|| DEFAULT_GROUPS.iter().map(|s| s.to_string()).collect());
+    let groups = t
+        .groups
+        .clone()
+        .unwrap_or_else(|| DEFAULT_GROUPS.iter().map(|s| s.to_string()).collect());
     if groups.is_empty() {
         return Err(v.err("tls.groups", "at least one group is needed"));
     }
     for g in &groups {
         if !KNOWN_GROUPS.contains(&g.as_str()) {
-            return Err(v.err("tls.groups", format!("{g:?} is not a supported group (valid: {})", KNOWN_GROUPS.join(", "))));
+            return Err(v.err(
+                "tls.groups",
+                format!(
+                    "{g:?} is not a supported group (valid: {})",
+                    KNOWN_GROUPS.join(", ")
+                ),
+            ));
         }
     }
     if let Some(suites) = &t.cipher_suites {
         let known = crate::tls::suite_names();
         for s in suites {
             if !known.contains(s) {
-                return Err(v.err("tls.cipher_suites", format!("{s:?} is not a supported suite (valid: {})", known.join(", "))));
+                return Err(v.err(
+                    "tls.cipher_suites",
+                    format!(
+                        "{s:?} is not a supported suite (valid: {})",
+                        known.join(", ")
+                    ),
+                ));
             }
         }
         if suites.is_empty() {
-            return Err(v.err("tls.cipher_suites", "empty list (leave the key out for the defaults)"));
+            return Err(v.err(
+                "tls.cipher_suites",
+                "empty list (leave the key out for the defaults)",
+            ));
         }
     }
     for (i, c) in t.certificates.iter().enumerate() {
         for n in &c.names {
             let bare = n.strip_prefix("*.").unwrap_or(n);
             if !valid_hostname(&bare.to_ascii_lowercase()) {
-                return Err(v.err(&format!("tls.certificate[{i}].names"), format!("{n:?} is not a host name")));
+                return Err(v.err(
+                    &format!("tls.certificate[{i}].names"),
+                    format!("{n:?} is not a host name"),
+                ));
             }
         }
     }
@@ -450,13 +560,20 @@ pub fn validate(mut raw: RawConfig, o: &Overrides, file: &str) -> Result<Setting
         cipher_suites: t.cipher_suites.clone(),
         certificates: t.certificates.clone(),
         generate_self_signed: t.generate_self_signed.unwrap_or(true),
-        handshake_timeout: v.duration("tls.handshake_timeout", &t.handshake_timeout, limits::DEFAULT_HANDSHAKE_TIMEOUT)?,
+        handshake_timeout: v.duration(
+            "tls.handshake_timeout",
+            &t.handshake_timeout,
+            limits::DEFAULT_HANDSHAKE_TIMEOUT,
+        )?,
     };
     if tls.certificates.is_empty() && !tls.generate_self_signed {
         if let Some(l) = listeners.iter().find(|l| l.mode == Mode::Implicit) {
             return Err(v.err(
                 "tls.certificate",
-                format!("implicit-TLS listener {} needs a certificate (or generate_self_signed = true)", l.addr),
+                format!(
+                    "implicit-TLS listener {} needs a certificate (or generate_self_signed = true)",
+                    l.addr
+                ),
             ));
         }
     }
@@ -464,18 +581,36 @@ pub fn validate(mut raw: RawConfig, o: &Overrides, file: &str) -> Result<Setting
     let s = &raw.smtp;
     let max_line = s.max_line_length.unwrap_or(limits::DEFAULT_MAX_LINE);
     if !(512..=65536).contains(&max_line) {
-        return Err(v.err("smtp.max_line_length", format!("{max_line} is outside 512..=65536 (RFC 5321 needs at least 512)")));
+        return Err(v.err(
+            "smtp.max_line_length",
+            format!("{max_line} is outside 512..=65536 (RFC 5321 needs at least 512)"),
+        ));
     }
     let smtp = SmtpSettings {
         auth_before_tls: s.auth_before_tls.unwrap_or(false),
         max_line,
-        command_timeout: v.duration("smtp.command_timeout", &s.command_timeout, limits::DEFAULT_COMMAND_TIMEOUT)?,
-        data_timeout: v.duration("smtp.data_timeout", &s.data_timeout, limits::DEFAULT_DATA_TIMEOUT)?,
-        session_lifetime: v.duration("smtp.session_lifetime", &s.session_lifetime, limits::DEFAULT_SESSION_LIFETIME)?,
+        command_timeout: v.duration(
+            "smtp.command_timeout",
+            &s.command_timeout,
+            limits::DEFAULT_COMMAND_TIMEOUT,
+        )?,
+        data_timeout: v.duration(
+            "smtp.data_timeout",
+            &s.data_timeout,
+            limits::DEFAULT_DATA_TIMEOUT,
+        )?,
+        session_lifetime: v.duration(
+            "smtp.session_lifetime",
+            &s.session_lifetime,
+            limits::DEFAULT_SESSION_LIFETIME,
+        )?,
         max_errors: s.max_errors.unwrap_or(20).max(1),
     };
 
-    let max_connections = raw.server.max_connections.unwrap_or(limits::DEFAULT_MAX_CONNECTIONS);
+    let max_connections = raw
+        .server
+        .max_connections
+        .unwrap_or(limits::DEFAULT_MAX_CONNECTIONS);
     if max_connections == 0 {
         return Err(v.err("server.max_connections", "must be at least 1"));
     }
@@ -488,7 +623,11 @@ pub fn validate(mut raw: RawConfig, o: &Overrides, file: &str) -> Result<Setting
         smtp,
         records: raw.records.path.clone(),
         max_connections,
-        shutdown_grace: v.duration("server.shutdown_grace", &raw.server.shutdown_grace, limits::DEFAULT_SHUTDOWN_GRACE)?,
+        shutdown_grace: v.duration(
+            "server.shutdown_grace",
+            &raw.server.shutdown_grace,
+            limits::DEFAULT_SHUTDOWN_GRACE,
+        )?,
     })
 }
 
@@ -534,7 +673,10 @@ mod tests {
     #[test]
     fn errors_name_file_and_key() {
         let e = err_of(&format!("{MINIMAL}\n[tls]\nversions = [\"1.1\", \"1.3\"]"));
-        assert!(e.starts_with("t.toml: `tls.versions`:") && e.contains("below 1.2"), "{e}");
+        assert!(
+            e.starts_with("t.toml: `tls.versions`:") && e.contains("below 1.2"),
+            "{e}"
+        );
         let e = err_of(&format!("{MINIMAL}\n[tls]\ngroups = [\"ffdhe2048\"]"));
         assert!(e.contains("`tls.groups`") && e.contains("X25519"), "{e}");
         let e = err_of(&MINIMAL.replace("10025\"", "10025\"\nconnect_timeout = \"soon\""));
@@ -550,7 +692,10 @@ mod tests {
     #[test]
     fn unknown_keys_are_rejected_with_position() {
         let e = err_of(&MINIMAL.replace("[backend]", "[backend]\nadress = \"x\""));
-        assert!(e.contains("t.toml") && e.contains("unknown field `adress`"), "{e}");
+        assert!(
+            e.contains("t.toml") && e.contains("unknown field `adress`"),
+            "{e}"
+        );
         assert!(e.contains("line"), "{e}");
     }
 
@@ -571,7 +716,12 @@ mod tests {
             cert: Some("a.pem".into()),
             ..o
         };
-        assert!(validate(RawConfig::default(), &half, "x").unwrap_err().to_string().contains("--key"));
+        assert!(
+            validate(RawConfig::default(), &half, "x")
+                .unwrap_err()
+                .to_string()
+                .contains("--key")
+        );
     }
 
     #[test]

@@ -58,7 +58,12 @@ struct RunArgs {
     #[arg(long, value_name = "FILE")]
     records: Option<PathBuf>,
     /// Log filter, e.g. "info", "debug", "tlsfront=debug" (RUST_LOG also works).
-    #[arg(long, value_name = "FILTER", default_value = "info", env = "TLSFRONT_LOG")]
+    #[arg(
+        long,
+        value_name = "FILTER",
+        default_value = "info",
+        env = "TLSFRONT_LOG"
+    )]
     log: String,
 }
 
@@ -72,12 +77,18 @@ fn main() -> ExitCode {
 fn run(args: RunArgs) -> ExitCode {
     let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| args.log.clone());
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_new(&filter).unwrap_or_else(|_| "info".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_new(&filter).unwrap_or_else(|_| "info".into()),
+        )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
 
     let explicit = args.config.is_some();
-    let path = args.config.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG_PATH));
+    let path = args
+        .config
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG_PATH));
     let overrides = Overrides {
         listen: args.listen,
         implicit_listen: args.implicit_listen,
@@ -103,12 +114,17 @@ fn run(args: RunArgs) -> ExitCode {
             }
         },
         None => {
-            tracing::warn!("no record file configured ([records] path or --records): handshake outcomes are only logged");
+            tracing::warn!(
+                "no record file configured ([records] path or --records): handshake outcomes are only logged"
+            );
             (RecordSink::disabled(), None)
         }
     };
 
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("tlsfront: cannot start the runtime: {e}");

@@ -92,14 +92,21 @@ impl Mode {
 
 /// Turns a Debug name like `NoCipherSuitesInCommon` into `no_cipher_suites_in_common`.
 pub fn snake_case(name: &str) -> String {
-    let ident: String = name.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+    let ident: String = name
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+        .collect();
     let mut out = String::with_capacity(ident.len() + 8);
     let chars: Vec<char> = ident.chars().collect();
     for (i, c) in chars.iter().enumerate() {
         if c.is_ascii_uppercase() {
-            let prev_lower = i > 0 && (chars[i - 1].is_ascii_lowercase() || chars[i - 1].is_ascii_digit());
+            let prev_lower =
+                i > 0 && (chars[i - 1].is_ascii_lowercase() || chars[i - 1].is_ascii_digit());
             let next_lower = chars.get(i + 1).is_some_and(|n| n.is_ascii_lowercase());
-            if i > 0 && (prev_lower || (next_lower && chars[i - 1].is_ascii_uppercase())) && !out.ends_with('_') {
+            if i > 0
+                && (prev_lower || (next_lower && chars[i - 1].is_ascii_uppercase()))
+                && !out.ends_with('_')
+            {
                 out.push('_');
             }
             out.push(c.to_ascii_lowercase());
@@ -116,21 +123,40 @@ mod tests {
 
     #[test]
     fn snake_case_names() {
-        assert_eq!(snake_case("NoCipherSuitesInCommon"), "no_cipher_suites_in_common");
+        assert_eq!(
+            snake_case("NoCipherSuitesInCommon"),
+            "no_cipher_suites_in_common"
+        );
         assert_eq!(snake_case("UnknownCA"), "unknown_ca");
-        assert_eq!(snake_case("ServerDoesNotSupportTls12Or13"), "server_does_not_support_tls12_or13");
+        assert_eq!(
+            snake_case("ServerDoesNotSupportTls12Or13"),
+            "server_does_not_support_tls12_or13"
+        );
         assert_eq!(snake_case("BadCertificate"), "bad_certificate");
-        assert_eq!(snake_case("InvalidMessage(MissingData(\"x\"))"), "invalid_message");
+        assert_eq!(
+            snake_case("InvalidMessage(MissingData(\"x\"))"),
+            "invalid_message"
+        );
         assert_eq!(snake_case("Unknown(42)"), "unknown");
     }
 
     #[test]
     fn names_match_serde() {
-        for r in [CloseReason::ClientQuit, CloseReason::ClientClosedInData, CloseReason::HandshakeTimeout] {
-            assert_eq!(serde_json::to_string(&r).unwrap(), format!("\"{}\"", r.as_str()));
+        for r in [
+            CloseReason::ClientQuit,
+            CloseReason::ClientClosedInData,
+            CloseReason::HandshakeTimeout,
+        ] {
+            assert_eq!(
+                serde_json::to_string(&r).unwrap(),
+                format!("\"{}\"", r.as_str())
+            );
         }
         for t in [TlsOutcome::Established, TlsOutcome::NotAttempted] {
-            assert_eq!(serde_json::to_string(&t).unwrap(), format!("\"{}\"", t.as_str()));
+            assert_eq!(
+                serde_json::to_string(&t).unwrap(),
+                format!("\"{}\"", t.as_str())
+            );
         }
     }
 }

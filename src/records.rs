@@ -57,7 +57,13 @@ pub struct Record {
 }
 
 impl Record {
-    pub fn new(session: String, listener: SocketAddr, mode: Mode, client: SocketAddr, hostname: &str) -> Self {
+    pub fn new(
+        session: String,
+        listener: SocketAddr,
+        mode: Mode,
+        client: SocketAddr,
+        hostname: &str,
+    ) -> Self {
         Record {
             ts: String::new(),
             session,
@@ -194,7 +200,9 @@ pub struct RecordFileError {
 
 /// Starts the writer; returns the sink and a handle that finishes once every
 /// sink clone is dropped and every record is on disk.
-pub fn start_writer(path: &Path) -> Result<(RecordSink, std::thread::JoinHandle<()>), RecordFileError> {
+pub fn start_writer(
+    path: &Path,
+) -> Result<(RecordSink, std::thread::JoinHandle<()>), RecordFileError> {
     let open = || {
         std::fs::OpenOptions::new()
             .create(true)
@@ -260,7 +268,10 @@ mod tests {
         drop(sink);
         handle.join().unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
-        let lines: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
         assert_eq!(lines.len(), 3);
         assert_eq!(lines[2]["session"], "s2");
         assert_eq!(lines[2]["messages_accepted"], 2);

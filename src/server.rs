@@ -21,7 +21,10 @@ use crate::tls::{TlsError, TlsFront};
 #[derive(Debug, Error)]
 pub enum StartError {
     #[error("cannot listen on {addr}: {source}")]
-    Bind { addr: std::net::SocketAddr, source: std::io::Error },
+    Bind {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Tls(#[from] TlsError),
 }
@@ -47,11 +50,16 @@ impl Server {
                     tracing::info!(source = %e.source, subject = %e.subject, key = %e.key_type, names = ?e.names, "certificate loaded");
                 }
             }
-            None => tracing::warn!("no certificate and generate_self_signed = false: STARTTLS is not offered"),
+            None => tracing::warn!(
+                "no certificate and generate_self_signed = false: STARTTLS is not offered"
+            ),
         }
         let mut listeners = Vec::new();
         for spec in &settings.listeners {
-            let listener = bind_one(spec.addr).map_err(|source| StartError::Bind { addr: spec.addr, source })?;
+            let listener = bind_one(spec.addr).map_err(|source| StartError::Bind {
+                addr: spec.addr,
+                source,
+            })?;
             tracing::info!(address = %listener.local_addr().unwrap_or(spec.addr), mode = spec.mode.as_str(), "listening");
             listeners.push((listener, *spec));
         }
@@ -83,8 +91,14 @@ impl Server {
             let interval = probe_shared.settings.backend.probe_interval;
             let mut first = true;
             loop {
-                match probe_shared.backend.probe(&probe_shared.settings.hostname).await {
-                    Ok(kw) if first => tracing::info!(backend = %probe_shared.backend.addr(), keywords = ?kw, "backend reachable"),
+                match probe_shared
+                    .backend
+                    .probe(&probe_shared.settings.hostname)
+                    .await
+                {
+                    Ok(kw) if first => {
+                        tracing::info!(backend = %probe_shared.backend.addr(), keywords = ?kw, "backend reachable")
+                    }
                     Ok(_) => {}
                     Err(e) => tracing::warn!(
                         backend = %probe_shared.backend.addr(),
@@ -106,7 +120,9 @@ impl Server {
             let shared = shared.clone();
             let tracker = tracker.clone();
             let limit = limit.clone();
-            accepters.push(tokio::spawn(accept_loop(listener, spec, shared, tracker, limit)));
+            accepters.push(tokio::spawn(accept_loop(
+                listener, spec, shared, tracker, limit,
+            )));
         }
         shared.shutdown.cancelled().await;
         for a in &accepters {
@@ -116,7 +132,10 @@ impl Server {
         let grace = shared.settings.shutdown_grace;
         tracing::info!(active = tracker.len(), grace = ?grace, "shutting down: no new connections");
         if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
-            tracing::warn!(active = tracker.len(), "grace time over: ending remaining sessions");
+            tracing::warn!(
+                active = tracker.len(),
+                "grace time over: ending remaining sessions"
+            );
         }
         prober.abort();
     }
@@ -140,6 +159,11 @@ async fn accept_loop(
     tracker: TaskTracker,
     limit: Arc<Semaphore>,
 ) {
+    // Records name the address actually bound (port 0 resolves here).
+    let spec = ListenerSpec {
+        addr: listener.local_addr().unwrap_or(spec.addr),
+        ..spec
+    };
     let mut backoff = Duration::from_millis(10);
     loop {
         // At the cap, wait for a session to end before accepting (the kernel

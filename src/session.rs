@@ -47,12 +47,19 @@ pub struct Shared {
 }
 
 impl Shared {
-    pub fn new(settings: Settings, tls: Option<TlsFront>, backend: Arc<Backend>, records: RecordSink) -> Arc<Shared> {
+    pub fn new(
+        settings: Settings,
+        tls: Option<TlsFront>,
+        backend: Arc<Backend>,
+        records: RecordSink,
+    ) -> Arc<Shared> {
         // A per-process tag keeps session ids unique across restarts.
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap_or_default();
-        let id_tag = (now.as_secs() as u32).wrapping_mul(2_654_435_761) ^ now.subsec_nanos() ^ std::process::id();
+        let id_tag = (now.as_secs() as u32).wrapping_mul(2_654_435_761)
+            ^ now.subsec_nanos()
+            ^ std::process::id();
         Arc::new(Shared {
             settings,
             tls,
@@ -95,7 +102,17 @@ type Flow = Result<(), CloseReason>;
 /// Commands that are never passed to the backend: they belong to the hop
 /// between tlsfront and the backend (XCLIENT would let a client claim any
 /// identity) or are historic back doors of old MTAs.
-const BLOCKED: &[&[u8]] = &[b"XCLIENT", b"XFORWARD", b"DEBUG", b"WIZ", b"KILL", b"TURN", b"ATRN", b"XEXCH50", b"X-LINK2STATE"];
+const BLOCKED: &[&[u8]] = &[
+    b"XCLIENT",
+    b"XFORWARD",
+    b"DEBUG",
+    b"WIZ",
+    b"KILL",
+    b"TURN",
+    b"ATRN",
+    b"XEXCH50",
+    b"X-LINK2STATE",
+];
 
 pub struct Session<S> {
     shared: Arc<Shared>,
@@ -167,7 +184,9 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
     fn io(&mut self) -> &mut ClientIo<S> {
-        self.io.as_mut().expect("client stream present outside the handshake")
+        self.io
+            .as_mut()
+            .expect("client stream present outside the handshake")
     }
 
     async fn close(&mut self, reason: CloseReason) {
@@ -202,7 +221,8 @@ where
     async fn refuse(&mut self, code: u16, text: &str) -> Flow {
         self.errors += 1;
         if self.errors >= self.shared.settings.smtp.max_errors {
-            self.say(421, "4.7.0 Too many errors, closing connection").await?;
+            self.say(421, "4.7.0 Too many errors, closing connection")
+                .await?;
             return Err(CloseReason::ProtocolError);
         }
         self.say(code, text).await
@@ -230,9 +250,15 @@ where
         match result {
             Ok(Ok(0)) => Err(CloseReason::ClientClosed),
             Ok(Ok(_)) => Ok(()),
+            // A TLS peer that closes without close_notify: still just a close.
+            Ok(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                Err(CloseReason::ClientClosed)
+            }
             Ok(Err(_)) => Err(CloseReason::ClientIoError),
             Err(_) => {
-                let _ = self.say(421, "4.4.2 Timeout exceeded, closing connection").await;
+                let _ = self
+                    .say(421, "4.4.2 Timeout exceeded, closing connection")
+                    .await;
                 Err(on_timeout)
             }
         }
@@ -243,7 +269,10 @@ where
             match self.cutter.next_line(&mut self.rbuf) {
                 Line::Complete(line) => return Ok(Some(line)),
                 Line::TooLong => return Ok(None),
-                Line::NeedMore => self.fill(self.shared.settings.smtp.command_timeout, true).await?,
+                Line::NeedMore => {
+                    self.fill(self.shared.settings.smtp.command_timeout, true)
+                        .await?
+                }
             }
         }
     }
@@ -254,7 +283,10 @@ where
             Ok(Some(line)) => line,
             Ok(None) => {
                 let limit = self.shared.settings.smtp.max_line;
-                return match self.refuse(500, &format!("5.5.2 Line too long (limit {limit} bytes)")).await {
+                return match self
+                    .refuse(500, &format!("5.5.2 Line too long (limit {limit} bytes)"))
+                    .await
+                {
                     Ok(()) => Step::Continue,
                     Err(r) => Step::Close(r),
                 };
@@ -276,11 +308,14 @@ where
                 if self.tls_active {
                     self.refuse(554, "5.5.1 Error: TLS already active").await?;
                 } else if self.shared.tls.is_none() {
-                    self.refuse(502, "5.5.1 Error: command not implemented").await?;
+                    self.refuse(502, "5.5.1 Error: command not implemented")
+                        .await?;
                 } else if !cmd.args.is_empty() {
-                    self.refuse(501, "5.5.4 Syntax error (no parameters allowed)").await?;
+                    self.refuse(501, "5.5.4 Syntax error (no parameters allowed)")
+                        .await?;
                 } else if in_transaction {
-                    self.refuse(503, "5.5.1 Error: MAIL transaction in progress").await?;
+                    self.refuse(503, "5.5.1 Error: MAIL transaction in progress")
+                        .await?;
                 } else {
                     return Ok(Step::StartTls);
                 }
@@ -303,12 +338,16 @@ where
                 return Ok(Step::Close(CloseReason::ClientQuit));
             }
             Verb::Help => {
-                self.say(214, "2.0.0 Commands: EHLO HELO STARTTLS MAIL RCPT DATA RSET NOOP QUIT VRFY")
-                    .await?
+                self.say(
+                    214,
+                    "2.0.0 Commands: EHLO HELO STARTTLS MAIL RCPT DATA RSET NOOP QUIT VRFY",
+                )
+                .await?
             }
             Verb::Mail => {
                 if self.phase == Phase::Fresh {
-                    self.refuse(503, "5.5.1 Error: send HELO/EHLO first").await?;
+                    self.refuse(503, "5.5.1 Error: send HELO/EHLO first")
+                        .await?;
                 } else if in_transaction {
                     self.refuse(503, "5.5.1 Error: nested MAIL command").await?;
                 } else if let Some(reply) = self.relay(line).await? {
@@ -341,27 +380,35 @@ where
             Verb::Bdat => {
                 // The chunk that follows would be read as commands: a message
                 // smuggled into the command stream. Never offered, so end here.
-                self.say(421, "4.5.0 BDAT was not offered, closing connection").await?;
+                self.say(421, "4.5.0 BDAT was not offered, closing connection")
+                    .await?;
                 return Ok(Step::Close(CloseReason::ProtocolError));
             }
             Verb::Auth => {
                 if !self.tls_active && !self.shared.settings.smtp.auth_before_tls {
-                    self.refuse(538, "5.7.11 Encryption required for requested authentication mechanism")
-                        .await?;
+                    self.refuse(
+                        538,
+                        "5.7.11 Encryption required for requested authentication mechanism",
+                    )
+                    .await?;
                 } else if self.phase == Phase::Fresh {
-                    self.refuse(503, "5.5.1 Error: send HELO/EHLO first").await?;
+                    self.refuse(503, "5.5.1 Error: send HELO/EHLO first")
+                        .await?;
                 } else if in_transaction {
-                    self.refuse(503, "5.5.1 Error: MAIL transaction in progress").await?;
+                    self.refuse(503, "5.5.1 Error: MAIL transaction in progress")
+                        .await?;
                 } else {
                     self.auth(line).await?;
                 }
             }
             Verb::Vrfy | Verb::Expn | Verb::Other => {
                 if BLOCKED.iter().any(|b| b.eq_ignore_ascii_case(cmd.verb_raw)) {
-                    self.refuse(502, "5.5.1 Error: command not implemented").await?;
+                    self.refuse(502, "5.5.1 Error: command not implemented")
+                        .await?;
                 } else if self.phase == Phase::Fresh {
                     // Scanners' junk never reaches the backend.
-                    self.refuse(503, "5.5.1 Error: send HELO/EHLO first").await?;
+                    self.refuse(503, "5.5.1 Error: send HELO/EHLO first")
+                        .await?;
                 } else {
                     self.relay(line).await?;
                 }
@@ -372,13 +419,23 @@ where
     }
 
     fn greeted_phase(&self) -> Phase {
-        if self.helo.is_some() { Phase::Greeted } else { Phase::Fresh }
+        if self.helo.is_some() {
+            Phase::Greeted
+        } else {
+            Phase::Fresh
+        }
     }
 
     async fn helo(&mut self, cmd: &Command<'_>) -> Flow {
         let Some(name) = cmd.first_arg() else {
-            let verb = if cmd.verb == Verb::Ehlo { "EHLO" } else { "HELO" };
-            return self.refuse(501, &format!("5.5.4 Syntax: {verb} hostname")).await;
+            let verb = if cmd.verb == Verb::Ehlo {
+                "EHLO"
+            } else {
+                "HELO"
+            };
+            return self
+                .refuse(501, &format!("5.5.4 Syntax: {verb} hostname"))
+                .await;
         };
         // EHLO implies RSET (RFC 5321 §4.1.4): clear a transaction the backend holds.
         if matches!(self.phase, Phase::Mail | Phase::Rcpt) {
@@ -403,7 +460,11 @@ where
         if offer.starttls_available && !offer.tls_active {
             self.record.starttls_offered = true;
         }
-        let reply = ehlo::render(&hostname, &self.shared.backend.capabilities().keywords, offer);
+        let reply = ehlo::render(
+            &hostname,
+            &self.shared.backend.capabilities().keywords,
+            offer,
+        );
         self.send(&reply).await
     }
 
@@ -448,7 +509,8 @@ where
                 Ok(self)
             }
             None => {
-                self.record.close_reason = if self.record.tls == crate::outcome::TlsOutcome::Timeout {
+                self.record.close_reason = if self.record.tls == crate::outcome::TlsOutcome::Timeout
+                {
                     CloseReason::HandshakeTimeout
                 } else {
                     CloseReason::HandshakeFailed
@@ -464,7 +526,10 @@ where
         if self.backend.is_some() {
             return Ok(true);
         }
-        let helo = self.helo.clone().unwrap_or_else(|| self.shared.settings.hostname.clone().into_bytes());
+        let helo = self
+            .helo
+            .clone()
+            .unwrap_or_else(|| self.shared.settings.hostname.clone().into_bytes());
         self.record.backend_contacted = true;
         self.record.backend_addr = Some(self.shared.backend.addr().to_string());
         match self.shared.backend.open_session(&helo).await {
@@ -475,7 +540,11 @@ where
             }
             Err(OpenError::Unavailable(e)) => {
                 tracing::warn!(session = %self.record.session, error = %e, "backend unavailable");
-                self.say(451, "4.4.1 Backend temporarily unavailable, try again later").await?;
+                self.say(
+                    451,
+                    "4.4.1 Backend temporarily unavailable, try again later",
+                )
+                .await?;
                 Ok(false)
             }
             Err(OpenError::Refused(reply)) => {
@@ -516,7 +585,8 @@ where
         tracing::warn!(session = %self.record.session, error, "backend connection lost");
         self.backend = None;
         self.phase = self.greeted_phase();
-        self.say(451, "4.4.2 Backend connection lost, try again later").await
+        self.say(451, "4.4.2 Backend connection lost, try again later")
+            .await
     }
 
     async fn auth(&mut self, line: &[u8]) -> Flow {
@@ -584,7 +654,10 @@ where
             tracing::warn!(session = %self.record.session, error, "backend failed during message content");
             self.backend = None;
             return self
-                .say(451, "4.4.2 Backend connection lost during message transfer; message not accepted")
+                .say(
+                    451,
+                    "4.4.2 Backend connection lost during message transfer; message not accepted",
+                )
                 .await;
         }
         let timeout = self.shared.backend.settings.data_timeout;

@@ -36,7 +36,11 @@ pub enum TlsError {
     #[error("{path}: {message}")]
     File { path: PathBuf, message: String },
     #[error("certificate {cert} with key {key}: {message}")]
-    Pair { cert: PathBuf, key: PathBuf, message: String },
+    Pair {
+        cert: PathBuf,
+        key: PathBuf,
+        message: String,
+    },
     #[error("TLS configuration: {0}")]
     Config(String),
 }
@@ -109,6 +113,16 @@ pub struct TlsFront {
     pub self_signed: bool,
 }
 
+/// A certificate chain and key as read from disk (or generated).
+struct Loaded {
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+    names: Vec<String>,
+    default: bool,
+    cert_path: PathBuf,
+    key_path: PathBuf,
+}
+
 struct Parsed {
     subject: String,
     dns_names: Vec<String>,
@@ -117,7 +131,8 @@ struct Parsed {
 }
 
 fn inspect(der: &CertificateDer<'_>) -> Result<Parsed, String> {
-    let (_, x) = x509_parser::parse_x509_certificate(der.as_ref()).map_err(|e| format!("cannot parse certificate: {e}"))?;
+    let (_, x) = x509_parser::parse_x509_certificate(der.as_ref())
+        .map_err(|e| format!("cannot parse certificate: {e}"))?;
     let mut dns_names = Vec::new();
     if let Ok(Some(san)) = x.subject_alternative_name() {
         for n in &san.value.general_names {
@@ -127,7 +142,12 @@ fn inspect(der: &CertificateDer<'_>) -> Result<Parsed, String> {
         }
     }
     if dns_names.is_empty() {
-        if let Some(cn) = x.subject().iter_common_name().next().and_then(|cn| cn.as_str().ok()) {
+        if let Some(cn) = x
+            .subject()
+            .iter_common_name()
+            .next()
+            .and_then(|cn| cn.as_str().ok())
+        {
             dns_names.push(cn.to_ascii_lowercase());
         }
     }
@@ -161,14 +181,21 @@ impl TlsFront {
         let ticketer = aws_lc_rs::Ticketer::new().map_err(|e| TlsError::Config(e.to_string()))?;
         let cache = ServerSessionMemoryCache::new(4096);
 
-        let mut loaded: Vec<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>, Vec<String>, bool, String)> = Vec::new();
         let generated = tls.certificates.is_empty();
+        let mut loaded: Vec<Loaded> = Vec::new();
         if generated {
             if !tls.generate_self_signed {
                 return Ok(None);
             }
             let (chain, key) = self_signed(&settings.names)?;
-            loaded.push((chain, key, Vec::new(), true, "generated at start-up".into()));
+            loaded.push(Loaded {
+                chain,
+                key,
+                names: Vec::new(),
+                default: true,
+                cert_path: PathBuf::from("(generated)"),
+                key_path: PathBuf::from("(generated)"),
+            });
         }
         for c in &tls.certificates {
             let chain = load_chain(&c.cert)?;
@@ -176,23 +203,36 @@ impl TlsFront {
                 path: c.key.clone(),
                 message: format!("cannot load private key: {e}"),
             })?;
-            loaded.push((chain, key, c.names.clone(), c.default, c.cert.display().to_string()));
+            loaded.push(Loaded {
+                chain,
+                key,
+                names: c.names.clone(),
+                default: c.default,
+                cert_path: c.cert.clone(),
+                key_path: c.key.clone(),
+            });
         }
 
         let mut entries = Vec::new();
         let mut defaults = Vec::new();
-        for (i, (chain, key, names, default, source)) in loaded.into_iter().enumerate() {
-            let (cert_path, key_path) = match tls.certificates.get(i) {
-                Some(c) => (c.cert.clone(), c.key.clone()),
-                None => (PathBuf::from("(generated)"), PathBuf::from("(generated)")),
-            };
+        for Loaded {
+            chain,
+            key,
+            names,
+            default,
+            cert_path,
+            key_path,
+        } in loaded
+        {
+            let source = cert_path.display().to_string();
             let pair_err = |message: String| TlsError::Pair {
                 cert: cert_path.clone(),
                 key: key_path.clone(),
                 message,
             };
-            let info = inspect(&chain[0]).map_err(|m| pair_err(m))?;
-            let certified = CertifiedKey::from_der(chain, key, &provider).map_err(|e| pair_err(describe_key_error(&e)))?;
+            let info = inspect(&chain[0]).map_err(&pair_err)?;
+            let certified = CertifiedKey::from_der(chain, key, &provider)
+                .map_err(|e| pair_err(describe_key_error(&e)))?;
             let (key_type, preference) = match certified.key.algorithm() {
                 SignatureAlgorithm::ECDSA => (format!("ecdsa_p{}", info.bits), 0),
                 SignatureAlgorithm::ED25519 => ("ed25519".to_string(), 1),
@@ -238,7 +278,9 @@ impl TlsFront {
             // No certificate marked default: the first one, and any twin of it
             // with the same names (the usual ECDSA + RSA pair).
             let first = entries[0].names.clone();
-            defaults = (0..entries.len()).filter(|i| entries[*i].names == first).collect();
+            defaults = (0..entries.len())
+                .filter(|i| entries[*i].names == first)
+                .collect();
         }
         Ok(Some(TlsFront {
             entries,
@@ -263,24 +305,40 @@ impl TlsFront {
                 .collect();
             if pool.is_empty() {
                 pool = (0..self.entries.len())
-                    .filter(|i| self.entries[*i].names.iter().any(|n| wildcard_match(n, sni)))
+                    .filter(|i| {
+                        self.entries[*i]
+                            .names
+                            .iter()
+                            .any(|n| wildcard_match(n, sni))
+                    })
                     .collect();
             }
         }
         if pool.is_empty() {
             pool = self.defaults.clone();
         }
-        let schemes: Vec<SignatureScheme> = schemes.iter().map(|s| SignatureScheme::from(*s)).collect();
+        let schemes: Vec<SignatureScheme> =
+            schemes.iter().map(|s| SignatureScheme::from(*s)).collect();
         let usable = pool
             .iter()
-            .filter(|i| self.entries[**i].certified.key.choose_scheme(&schemes).is_some())
+            .filter(|i| {
+                self.entries[**i]
+                    .certified
+                    .key
+                    .choose_scheme(&schemes)
+                    .is_some()
+            })
             .min_by_key(|i| self.entries[**i].preference);
         &self.entries[*usable.unwrap_or(&pool[0])]
     }
 
     /// Runs the server handshake on `stream`, reading the ClientHello first.
     /// The record gets every TLS fact, success or not.
-    pub async fn handshake<S>(&self, mut stream: S, record: &mut Record) -> Option<TlsStream<Prefixed<S>>>
+    pub async fn handshake<S>(
+        &self,
+        mut stream: S,
+        record: &mut Record,
+    ) -> Option<TlsStream<Prefixed<S>>>
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
@@ -304,13 +362,25 @@ impl TlsFront {
             buf.reserve(2048);
             match tokio::time::timeout_at(deadline, stream.read_buf(&mut buf)).await {
                 Err(_) => {
-                    fail(record, "handshake_timeout", format!("no complete ClientHello after {:?}", self.handshake_timeout));
+                    fail(
+                        record,
+                        "handshake_timeout",
+                        format!("no complete ClientHello after {:?}", self.handshake_timeout),
+                    );
                     record.tls = crate::outcome::TlsOutcome::Timeout;
                     return None;
                 }
                 Ok(Ok(0)) => {
-                    let reason = if buf.is_empty() { "client_closed_before_hello" } else { "client_closed" };
-                    fail(record, reason, format!("connection closed after {} bytes of handshake", buf.len()));
+                    let reason = if buf.is_empty() {
+                        "client_closed_before_hello"
+                    } else {
+                        "client_closed"
+                    };
+                    fail(
+                        record,
+                        reason,
+                        format!("connection closed after {} bytes of handshake", buf.len()),
+                    );
                     return None;
                 }
                 Ok(Ok(_)) => {}
@@ -332,7 +402,10 @@ impl TlsFront {
         record.sni = hello.as_ref().and_then(|h| h.sni.clone());
         let entry = self.select(
             record.sni.as_deref(),
-            hello.as_ref().map(|h| h.signature_schemes.as_slice()).unwrap_or(&[]),
+            hello
+                .as_ref()
+                .map(|h| h.signature_schemes.as_slice())
+                .unwrap_or(&[]),
         );
         record.cert_subject = Some(entry.subject.clone());
         record.cert_key_type = Some(entry.key_type.clone());
@@ -352,20 +425,32 @@ impl TlsFront {
                     rustls::ProtocolVersion::TLSv1_2 => "TLSv1.2".to_string(),
                     other => format!("{other:?}"),
                 });
-                record.cipher_suite = conn.negotiated_cipher_suite().map(|s| format!("{:?}", s.suite()));
-                record.kx_group = conn.negotiated_key_exchange_group().map(|g| clienthello::enum_name(g.name()));
-                record.resumed = conn.handshake_kind().map(|k| k == rustls::HandshakeKind::Resumed);
+                record.cipher_suite = conn
+                    .negotiated_cipher_suite()
+                    .map(|s| format!("{:?}", s.suite()));
+                record.kx_group = conn
+                    .negotiated_key_exchange_group()
+                    .map(|g| clienthello::enum_name(g.name()));
+                record.resumed = conn
+                    .handshake_kind()
+                    .map(|k| k == rustls::HandshakeKind::Resumed);
                 record.handshake_ms = Some(millis(started.elapsed()));
                 Some(tls)
             }
             Ok(Err(e)) => {
-                let reason = precheck.map(str::to_string).unwrap_or_else(|| io_error_reason(&e));
+                let reason = precheck
+                    .map(str::to_string)
+                    .unwrap_or_else(|| io_error_reason(&e));
                 fail(record, &reason, e.to_string());
                 record.client_hello = summary;
                 None
             }
             Err(_) => {
-                fail(record, "handshake_timeout", format!("handshake not finished after {:?}", self.handshake_timeout));
+                fail(
+                    record,
+                    "handshake_timeout",
+                    format!("handshake not finished after {:?}", self.handshake_timeout),
+                );
                 record.tls = crate::outcome::TlsOutcome::Timeout;
                 record.client_hello = summary;
                 None
@@ -385,7 +470,10 @@ fn wildcard_match(pattern: &str, name: &str) -> bool {
 
 /// A stable snake_case token for a failed handshake.
 pub fn io_error_reason(e: &std::io::Error) -> String {
-    if let Some(err) = e.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>()) {
+    if let Some(err) = e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+    {
         return rustls_error_reason(err);
     }
     match e.kind() {
@@ -399,9 +487,13 @@ pub fn rustls_error_reason(e: &rustls::Error) -> String {
     use rustls::{Error, PeerIncompatible};
     match e {
         Error::AlertReceived(a) => format!("alert_{}", snake_case(&format!("{a:?}"))),
-        Error::PeerIncompatible(PeerIncompatible::NoCipherSuitesInCommon) => "no_shared_cipher_suite".into(),
+        Error::PeerIncompatible(PeerIncompatible::NoCipherSuitesInCommon) => {
+            "no_shared_cipher_suite".into()
+        }
         Error::PeerIncompatible(PeerIncompatible::NoKxGroupsInCommon) => "no_shared_group".into(),
-        Error::PeerIncompatible(PeerIncompatible::NoSignatureSchemesInCommon) => "no_shared_signature_scheme".into(),
+        Error::PeerIncompatible(PeerIncompatible::NoSignatureSchemesInCommon) => {
+            "no_shared_signature_scheme".into()
+        }
         Error::PeerIncompatible(p) => snake_case(&format!("{p:?}")),
         Error::PeerMisbehaved(p) => format!("peer_misbehaved_{}", snake_case(&format!("{p:?}"))),
         Error::InvalidMessage(_) => "invalid_message".into(),
@@ -428,21 +520,29 @@ fn load_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| err(format!("bad PEM: {e}")))?;
     if chain.is_empty() {
-        return Err(err("no CERTIFICATE block found (expected a PEM full chain: leaf first)".into()));
+        return Err(err(
+            "no CERTIFICATE block found (expected a PEM full chain: leaf first)".into(),
+        ));
     }
     Ok(chain)
 }
 
 /// An ECDSA P-256 certificate for all of `names`, made in memory.
-pub fn self_signed(names: &[String]) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), TlsError> {
-    let err = |e: rcgen::Error| TlsError::Config(format!("cannot generate a self-signed certificate: {e}"));
+pub fn self_signed(
+    names: &[String],
+) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), TlsError> {
+    let err = |e: rcgen::Error| {
+        TlsError::Config(format!("cannot generate a self-signed certificate: {e}"))
+    };
     let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(err)?;
     let mut params = rcgen::CertificateParams::new(names.to_vec()).map_err(err)?;
-    params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, names.first().cloned().unwrap_or_default());
+    params.distinguished_name.push(
+        rcgen::DnType::CommonName,
+        names.first().cloned().unwrap_or_default(),
+    );
     let cert = params.self_signed(&key).map_err(err)?;
-    let key_der = PrivateKeyDer::try_from(key.serialize_der()).map_err(|e| TlsError::Config(e.to_string()))?;
+    let key_der = PrivateKeyDer::try_from(key.serialize_der())
+        .map_err(|e| TlsError::Config(e.to_string()))?;
     Ok((vec![cert.der().clone()], key_der))
 }
 
@@ -461,23 +561,36 @@ mod tests {
     #[test]
     fn reasons_are_stable_tokens() {
         assert_eq!(
-            rustls_error_reason(&rustls::Error::AlertReceived(rustls::AlertDescription::UnknownCA)),
+            rustls_error_reason(&rustls::Error::AlertReceived(
+                rustls::AlertDescription::UnknownCA
+            )),
             "alert_unknown_ca"
         );
         assert_eq!(
-            rustls_error_reason(&rustls::Error::PeerIncompatible(rustls::PeerIncompatible::NoCipherSuitesInCommon)),
+            rustls_error_reason(&rustls::Error::PeerIncompatible(
+                rustls::PeerIncompatible::NoCipherSuitesInCommon
+            )),
             "no_shared_cipher_suite"
         );
         let io = std::io::Error::new(std::io::ErrorKind::InvalidData, rustls::Error::DecryptError);
         assert_eq!(io_error_reason(&io), "decrypt_error");
-        assert_eq!(io_error_reason(&std::io::ErrorKind::UnexpectedEof.into()), "client_closed");
+        assert_eq!(
+            io_error_reason(&std::io::ErrorKind::UnexpectedEof.into()),
+            "client_closed"
+        );
     }
 
     #[test]
     fn suites_are_all_ecdhe_or_tls13() {
         for name in suite_names() {
-            assert!(name.starts_with("TLS13_") || name.starts_with("TLS_ECDHE_"), "{name}");
-            assert!(name.contains("GCM") || name.contains("CHACHA20_POLY1305"), "{name}");
+            assert!(
+                name.starts_with("TLS13_") || name.starts_with("TLS_ECDHE_"),
+                "{name}"
+            );
+            assert!(
+                name.contains("GCM") || name.contains("CHACHA20_POLY1305"),
+                "{name}"
+            );
         }
     }
 }

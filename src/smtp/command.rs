@@ -50,7 +50,9 @@ impl<'a> Command<'a> {
         }
         let verb = if verb_raw.is_empty()
             || verb_raw.len() > 16
-            || !verb_raw.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'-' || *b == b'_')
+            || !verb_raw
+                .iter()
+                .all(|b| b.is_ascii_alphanumeric() || *b == b'-' || *b == b'_')
         {
             Verb::Invalid
         } else {
@@ -105,7 +107,11 @@ mod tests {
             (b"HELO x", Verb::Helo, b"x"),
             (b"STARTTLS", Verb::StartTls, b""),
             (b"starttls now", Verb::StartTls, b"now"),
-            (b"MAIL FROM:<a@b> SIZE=10", Verb::Mail, b"FROM:<a@b> SIZE=10"),
+            (
+                b"MAIL FROM:<a@b> SIZE=10",
+                Verb::Mail,
+                b"FROM:<a@b> SIZE=10",
+            ),
             (b"rcpt TO:<c@d>", Verb::Rcpt, b"TO:<c@d>"),
             (b"DATA", Verb::Data, b""),
             (b"BDAT 100 LAST", Verb::Bdat, b"100 LAST"),
@@ -132,7 +138,10 @@ mod tests {
 
     #[test]
     fn first_arg() {
-        assert_eq!(Command::parse(b"EHLO  a.b c").first_arg(), Some(&b"a.b"[..]));
+        assert_eq!(
+            Command::parse(b"EHLO  a.b c").first_arg(),
+            Some(&b"a.b"[..])
+        );
         assert_eq!(Command::parse(b"EHLO").first_arg(), None);
     }
 }

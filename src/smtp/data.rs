@@ -70,7 +70,11 @@ impl DataScanner {
                     None => i = input.len(),
                     Some(k) => {
                         i += k;
-                        self.state = if input[i] == b'\r' { State::Cr } else { State::WeakStart };
+                        self.state = if input[i] == b'\r' {
+                            State::Cr
+                        } else {
+                            State::WeakStart
+                        };
                         i += 1;
                     }
                 },
@@ -195,8 +199,16 @@ mod tests {
         let cases: &[(&[u8], &[u8], Option<usize>)] = &[
             // (input, bytes for the backend, end position)
             (b".\r\n", b".\r\n", Some(3)),
-            (b"Subject: x\r\n\r\nbody\r\n.\r\nQUIT\r\n", b"Subject: x\r\n\r\nbody\r\n.\r\n", Some(23)),
-            (b"a\r\n..leading dot\r\n.\r\n", b"a\r\n..leading dot\r\n.\r\n", Some(21)),
+            (
+                b"Subject: x\r\n\r\nbody\r\n.\r\nQUIT\r\n",
+                b"Subject: x\r\n\r\nbody\r\n.\r\n",
+                Some(23),
+            ),
+            (
+                b"a\r\n..leading dot\r\n.\r\n",
+                b"a\r\n..leading dot\r\n.\r\n",
+                Some(21),
+            ),
             (b"a\r\n.x\r\n.\r\n", b"a\r\n.x\r\n.\r\n", Some(10)),
             (b"no end yet\r\n", b"no end yet\r\n", None),
             (b"held dot\r\n.", b"held dot\r\n", None),
@@ -215,8 +227,18 @@ mod tests {
         ];
         for (input, out, end) in cases {
             let (got, got_end) = scan(input);
-            assert_eq!(got, out.to_vec(), "output for {:?}", String::from_utf8_lossy(input));
-            assert_eq!(got_end, *end, "end for {:?}", String::from_utf8_lossy(input));
+            assert_eq!(
+                got,
+                out.to_vec(),
+                "output for {:?}",
+                String::from_utf8_lossy(input)
+            );
+            assert_eq!(
+                got_end,
+                *end,
+                "end for {:?}",
+                String::from_utf8_lossy(input)
+            );
         }
     }
 

@@ -83,7 +83,11 @@ pub fn render(hostname: &str, backend_keywords: &[String], offer: Offer) -> Byte
     }
     let mut out = BytesMut::with_capacity(lines.iter().map(|l| l.len() + 6).sum());
     for (i, line) in lines.iter().enumerate() {
-        out.extend_from_slice(if i + 1 == lines.len() { b"250 " } else { b"250-" });
+        out.extend_from_slice(if i + 1 == lines.len() {
+            b"250 "
+        } else {
+            b"250-"
+        });
         out.extend_from_slice(line.as_bytes());
         out.extend_from_slice(b"\r\n");
     }
@@ -183,7 +187,11 @@ mod tests {
 
     #[test]
     fn keywords_from_reply() {
-        let lines = vec![Bytes::from("legacy.example Hello"), Bytes::from("PIPELINING"), Bytes::from(" ")];
+        let lines = vec![
+            Bytes::from("legacy.example Hello"),
+            Bytes::from("PIPELINING"),
+            Bytes::from(" "),
+        ];
         assert_eq!(keywords_of(&lines), vec!["PIPELINING".to_string()]);
         assert_eq!(keyword("AUTH=LOGIN"), "AUTH");
         assert_eq!(keyword("size 5"), "size");

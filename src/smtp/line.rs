@@ -91,7 +91,11 @@ mod tests {
     fn crlf_and_bare_lf_lines() {
         assert_eq!(
             cut(100, &[b"EHLO a\r\nNOOP\nQUIT\r\n"]),
-            vec![Ok(b"EHLO a".to_vec()), Ok(b"NOOP".to_vec()), Ok(b"QUIT".to_vec())]
+            vec![
+                Ok(b"EHLO a".to_vec()),
+                Ok(b"NOOP".to_vec()),
+                Ok(b"QUIT".to_vec())
+            ]
         );
     }
 
@@ -116,7 +120,10 @@ mod tests {
     fn overlong_line_in_one_read() {
         let mut input = vec![b'B'; 40];
         input.extend_from_slice(b"\r\nQUIT\r\n");
-        assert_eq!(cut(32, &[&input]), vec![Err("too long"), Ok(b"QUIT".to_vec())]);
+        assert_eq!(
+            cut(32, &[&input]),
+            vec![Err("too long"), Ok(b"QUIT".to_vec())]
+        );
     }
 
     #[test]

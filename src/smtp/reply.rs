@@ -29,7 +29,11 @@ impl Reply {
     }
     /// First line's text, lossily decoded, for logs.
     pub fn summary(&self) -> String {
-        let text = self.lines.first().map(|l| String::from_utf8_lossy(l)).unwrap_or_default();
+        let text = self
+            .lines
+            .first()
+            .map(|l| String::from_utf8_lossy(l))
+            .unwrap_or_default();
         format!("{} {}", self.code, text)
     }
 }
@@ -116,7 +120,9 @@ fn parse_line(line: &[u8]) -> Result<(u16, bool, &[u8]), ReplyError> {
     if line.len() < 3 || !line[..3].iter().all(u8::is_ascii_digit) {
         return Err(malformed());
     }
-    let code = u16::from(line[0] - b'0') * 100 + u16::from(line[1] - b'0') * 10 + u16::from(line[2] - b'0');
+    let code = u16::from(line[0] - b'0') * 100
+        + u16::from(line[1] - b'0') * 10
+        + u16::from(line[2] - b'0');
     if !(200..=599).contains(&code) {
         return Err(malformed());
     }
@@ -158,8 +164,18 @@ mod tests {
         assert_eq!(r.len(), 2);
         assert_eq!(r[0].code, 220);
         assert_eq!(r[1].code, 250);
-        assert_eq!(r[1].lines, vec![Bytes::from("mx"), Bytes::from("PIPELINING"), Bytes::from("8BITMIME")]);
-        assert_eq!(&r[1].raw[..], b"250-mx\r\n250-PIPELINING\r\n250 8BITMIME\r\n");
+        assert_eq!(
+            r[1].lines,
+            vec![
+                Bytes::from("mx"),
+                Bytes::from("PIPELINING"),
+                Bytes::from("8BITMIME")
+            ]
+        );
+        assert_eq!(
+            &r[1].raw[..],
+            b"250-mx\r\n250-PIPELINING\r\n250 8BITMIME\r\n"
+        );
     }
 
     #[test]
@@ -181,11 +197,26 @@ mod tests {
 
     #[test]
     fn malformed_replies() {
-        assert!(matches!(parse_all(b"hello\r\n"), Err(ReplyError::Malformed(_))));
-        assert!(matches!(parse_all(b"25\r\n"), Err(ReplyError::Malformed(_))));
-        assert!(matches!(parse_all(b"250xfoo\r\n"), Err(ReplyError::Malformed(_))));
-        assert!(matches!(parse_all(b"999 no\r\n"), Err(ReplyError::Malformed(_))));
-        assert_eq!(parse_all(b"250-a\r\n550 b\r\n"), Err(ReplyError::CodeMismatch(250, 550)));
+        assert!(matches!(
+            parse_all(b"hello\r\n"),
+            Err(ReplyError::Malformed(_))
+        ));
+        assert!(matches!(
+            parse_all(b"25\r\n"),
+            Err(ReplyError::Malformed(_))
+        ));
+        assert!(matches!(
+            parse_all(b"250xfoo\r\n"),
+            Err(ReplyError::Malformed(_))
+        ));
+        assert!(matches!(
+            parse_all(b"999 no\r\n"),
+            Err(ReplyError::Malformed(_))
+        ));
+        assert_eq!(
+            parse_all(b"250-a\r\n550 b\r\n"),
+            Err(ReplyError::CodeMismatch(250, 550))
+        );
     }
 
     #[test]

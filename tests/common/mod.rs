@@ -1,0 +1,555 @@
+//! Test kit for in-process end-to-end tests: a test PKI, a scripted backend
+//! MTA, tlsfront itself on ephemeral ports, and an SMTP client that reads like
+//! the protocol (`c.send("EHLO x").await; c.expect(250).await`).
+
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::BytesMut;
+use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+use rustls::pki_types::{CertificateDer, ServerName};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use tlsfront::config::{self, Overrides};
+use tlsfront::records;
+use tlsfront::server::Server;
+
+pub const T: Duration = Duration::from_secs(10);
+
+// ------------------------------------------------------------------ PKI
+
+pub struct Pki {
+    pub dir: tempfile::TempDir,
+    pub ca_der: CertificateDer<'static>,
+    pub ecdsa: (PathBuf, PathBuf),
+    pub rsa: (PathBuf, PathBuf),
+}
+
+impl Pki {
+    pub fn new(names: &[&str]) -> Pki {
+        let dir = tempfile::tempdir().unwrap();
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params.distinguished_name.push(
+            rcgen::DnType::CommonName,
+            format!("tlsfront test CA {}", unique()),
+        );
+        let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
+        let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
+        let leaf = |alg: &'static rcgen::SignatureAlgorithm, tag: &str| {
+            let key = KeyPair::generate_for(alg).unwrap();
+            let mut params = CertificateParams::new(names.clone()).unwrap();
+            params
+                .distinguished_name
+                .push(rcgen::DnType::CommonName, format!("{} {tag}", names[0]));
+            let cert = params.signed_by(&key, &ca).unwrap();
+            let cert_path = dir.path().join(format!("{tag}.pem"));
+            let key_path = dir.path().join(format!("{tag}.key"));
+            std::fs::write(&cert_path, format!("{}{}", cert.pem(), ca.pem())).unwrap();
+            std::fs::write(&key_path, key.serialize_pem()).unwrap();
+            (cert_path, key_path)
+        };
+        let ecdsa = leaf(&rcgen::PKCS_ECDSA_P256_SHA256, "ecdsa");
+        let rsa = leaf(&rcgen::PKCS_RSA_SHA256, "rsa");
+        Pki {
+            ca_der: ca.der().clone(),
+            dir,
+            ecdsa,
+            rsa,
+        }
+    }
+
+    pub fn client_config(
+        &self,
+        versions: &[&'static rustls::SupportedProtocolVersion],
+    ) -> Arc<rustls::ClientConfig> {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(self.ca_der.clone()).unwrap();
+        Arc::new(
+            rustls::ClientConfig::builder_with_protocol_versions(versions)
+                .with_root_certificates(roots)
+                .with_no_client_auth(),
+        )
+    }
+}
+
+fn unique() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    t ^ (N.fetch_add(1, Ordering::Relaxed) << 48)
+}
+
+// --------------------------------------------------------- scripted backend
+
+#[derive(Debug, Clone)]
+pub struct MtaScript {
+    pub greeting: String,
+    pub ehlo: Vec<String>,
+    /// RCPT addresses containing this get 550.
+    pub reject_rcpt: Option<String>,
+    /// Close the connection after this many bytes of message content.
+    pub close_in_data_after: Option<usize>,
+    pub data_end_reply: String,
+}
+
+impl Default for MtaScript {
+    fn default() -> Self {
+        MtaScript {
+            greeting: "220 legacy.test ESMTP Sendmail 8.12.11".into(),
+            ehlo: [
+                "legacy.test Hello",
+                "ENHANCEDSTATUSCODES",
+                "PIPELINING",
+                "8BITMIME",
+                "SIZE 10000000",
+                "DSN",
+                "AUTH PLAIN LOGIN",
+                "STARTTLS",
+                "CHUNKING",
+                "XCLIENT ADDR NAME",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+            reject_rcpt: None,
+            close_in_data_after: None,
+            data_end_reply: "250 2.0.0 Message accepted for delivery".into(),
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct MtaLog {
+    pub connections: usize,
+    /// Every command line received, in order, across connections.
+    pub commands: Vec<String>,
+    /// Message contents as received, up to and including the end-of-data line.
+    pub messages: Vec<Vec<u8>>,
+    /// Content of messages cut off before their end.
+    pub partial: Vec<Vec<u8>>,
+}
+
+pub struct Mta {
+    pub addr: SocketAddr,
+    pub log: Arc<Mutex<MtaLog>>,
+    task: JoinHandle<()>,
+}
+
+impl Drop for Mta {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Mta {
+    pub async fn start(script: MtaScript) -> Mta {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let log = Arc::new(Mutex::new(MtaLog::default()));
+        let l2 = log.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                l2.lock().unwrap().connections += 1;
+                tokio::spawn(mta_session(stream, script.clone(), l2.clone()));
+            }
+        });
+        Mta { addr, log, task }
+    }
+
+    /// Waits (bounded) until at least `n` connections were made (e.g. the
+    /// start-up probe), then returns the count.
+    pub async fn wait_connections(&self, n: usize) -> usize {
+        for _ in 0..200 {
+            if self.connections() >= n {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        // Let a probe that just connected finish its session.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        self.connections()
+    }
+
+    pub fn connections(&self) -> usize {
+        self.log.lock().unwrap().connections
+    }
+    pub fn commands(&self) -> Vec<String> {
+        self.log.lock().unwrap().commands.clone()
+    }
+    pub fn messages(&self) -> Vec<Vec<u8>> {
+        self.log.lock().unwrap().messages.clone()
+    }
+}
+
+async fn mta_session(mut s: TcpStream, script: MtaScript, log: Arc<Mutex<MtaLog>>) {
+    let mut buf = BytesMut::new();
+    let _ = s
+        .write_all(format!("{}\r\n", script.greeting).as_bytes())
+        .await;
+    if !script.greeting.starts_with("220") {
+        return;
+    }
+    loop {
+        let Some(line) = read_line(&mut s, &mut buf).await else {
+            return;
+        };
+        log.lock().unwrap().commands.push(line.clone());
+        let verb = line.split(' ').next().unwrap_or("").to_ascii_uppercase();
+        let reply = match verb.as_str() {
+            "EHLO" => {
+                let n = script.ehlo.len();
+                script
+                    .ehlo
+                    .iter()
+                    .enumerate()
+                    .map(|(i, l)| format!("250{}{l}\r\n", if i + 1 == n { ' ' } else { '-' }))
+                    .collect()
+            }
+            "HELO" => "250 legacy.test\r\n".to_string(),
+            "MAIL" | "RSET" | "NOOP" => "250 2.1.0 Ok\r\n".to_string(),
+            "RCPT" => match &script.reject_rcpt {
+                Some(bad) if line.contains(bad.as_str()) => {
+                    "550 5.1.1 User unknown\r\n".to_string()
+                }
+                _ => "250 2.1.5 Ok\r\n".to_string(),
+            },
+            "VRFY" => "252 2.5.2 Cannot VRFY user\r\n".to_string(),
+            "QUIT" => {
+                let _ = s.write_all(b"221 2.0.0 Bye\r\n").await;
+                return;
+            }
+            "DATA" => {
+                let _ = s
+                    .write_all(b"354 Enter mail, end with \".\" on a line by itself\r\n")
+                    .await;
+                let mut content = std::mem::take(&mut buf).to_vec();
+                loop {
+                    if let Some(limit) = script.close_in_data_after {
+                        if content.len() >= limit {
+                            log.lock().unwrap().partial.push(content);
+                            return;
+                        }
+                    }
+                    if let Some(pos) = find_end(&content) {
+                        buf = BytesMut::from(&content[pos..]);
+                        content.truncate(pos);
+                        break;
+                    }
+                    let mut chunk = [0u8; 8192];
+                    match s.read(&mut chunk).await {
+                        Ok(0) | Err(_) => {
+                            log.lock().unwrap().partial.push(content);
+                            return;
+                        }
+                        Ok(n) => content.extend_from_slice(&chunk[..n]),
+                    }
+                }
+                log.lock().unwrap().messages.push(content);
+                format!("{}\r\n", script.data_end_reply)
+            }
+            _ => "502 5.5.1 Command not implemented\r\n".to_string(),
+        };
+        if s.write_all(reply.as_bytes()).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// End of the `<CRLF>.<CRLF>` terminator (content starts after DATA's CRLF).
+fn find_end(content: &[u8]) -> Option<usize> {
+    if content.starts_with(b".\r\n") {
+        return Some(3);
+    }
+    content
+        .windows(5)
+        .position(|w| w == b"\r\n.\r\n")
+        .map(|p| p + 5)
+}
+
+async fn read_line(s: &mut TcpStream, buf: &mut BytesMut) -> Option<String> {
+    loop {
+        if let Some(pos) = buf.iter().position(|b| *b == b'\n') {
+            let line = buf.split_to(pos + 1);
+            return Some(
+                String::from_utf8_lossy(&line)
+                    .trim_end_matches(['\r', '\n'])
+                    .to_string(),
+            );
+        }
+        let mut chunk = [0u8; 4096];
+        match s.read(&mut chunk).await {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+}
+
+// ------------------------------------------------------------------ proxy
+
+pub struct Proxy {
+    pub starttls: SocketAddr,
+    pub implicit: SocketAddr,
+    pub records: PathBuf,
+    pub shutdown: CancellationToken,
+    _dir: tempfile::TempDir,
+    task: JoinHandle<()>,
+}
+
+impl Proxy {
+    /// Starts tlsfront in-process with `extra` TOML appended to a base config.
+    pub async fn start(backend: SocketAddr, pki: Option<&Pki>, extra: &str) -> Proxy {
+        Proxy::launch(backend, pki, extra, true).await
+    }
+
+    /// Like `start`; `implicit: false` leaves out the implicit-TLS listener.
+    pub async fn launch(
+        backend: SocketAddr,
+        pki: Option<&Pki>,
+        extra: &str,
+        implicit: bool,
+    ) -> Proxy {
+        let dir = tempfile::tempdir().unwrap();
+        let records = dir.path().join("records.jsonl");
+        let mut text = format!(
+            "[server]\nhostname = \"mx.tlsfront.test\"\nshutdown_grace = \"1s\"\n\
+             [[listener]]\naddress = [\"127.0.0.1:0\"]\n\
+             {}\
+             [backend]\naddress = \"{backend}\"\nconnect_timeout = \"2s\"\nreply_timeout = \"3s\"\n\
+             [records]\npath = \"{}\"\n",
+            if implicit {
+                "[[listener]]\nmode = \"implicit\"\naddress = [\"127.0.0.1:0\"]\n"
+            } else {
+                ""
+            },
+            records.display()
+        );
+        text.push_str(extra);
+        if let Some(pki) = pki {
+            if !extra.contains("[[tls.certificate]]") {
+                text.push_str(&format!(
+                    "[[tls.certificate]]\ncert = \"{}\"\nkey = \"{}\"\n",
+                    pki.ecdsa.0.display(),
+                    pki.ecdsa.1.display()
+                ));
+            }
+        }
+        let raw = config::parse(&text, "test.toml").unwrap();
+        let settings = config::validate(raw, &Overrides::default(), "test.toml").unwrap();
+        let (sink, _writer) = records::start_writer(&settings.records.clone().unwrap()).unwrap();
+        let server = Server::bind(settings, sink).await.unwrap();
+        let addrs = server.local_addrs();
+        let shutdown = server.shared.shutdown.clone();
+        let task = tokio::spawn(server.run());
+        Proxy {
+            starttls: addrs[0].0,
+            implicit: addrs.get(1).map(|a| a.0).unwrap_or(addrs[0].0),
+            records,
+            shutdown,
+            _dir: dir,
+            task,
+        }
+    }
+
+    /// Waits (bounded) until `n` records exist and returns them all.
+    pub async fn records(&self, n: usize) -> Vec<serde_json::Value> {
+        for _ in 0..200 {
+            let text = std::fs::read_to_string(&self.records).unwrap_or_default();
+            let lines: Vec<serde_json::Value> = text
+                .lines()
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect();
+            if lines.len() >= n {
+                return lines;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!(
+            "fewer than {n} records after 5 s: {:?}",
+            std::fs::read_to_string(&self.records)
+        );
+    }
+
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        tokio::time::timeout(T, self.task).await.unwrap().unwrap();
+    }
+}
+
+// ------------------------------------------------------------------ client
+
+pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<X: AsyncRead + AsyncWrite + Unpin + Send> Io for X {}
+
+pub struct Client {
+    io: Box<dyn Io>,
+    buf: BytesMut,
+    pub local: SocketAddr,
+}
+
+#[derive(Debug)]
+pub struct Reply {
+    pub code: u16,
+    pub text: String,
+}
+
+impl Client {
+    pub async fn connect(addr: SocketAddr) -> Client {
+        let s = tokio::time::timeout(T, TcpStream::connect(addr))
+            .await
+            .unwrap()
+            .unwrap();
+        s.set_nodelay(true).unwrap();
+        let local = s.local_addr().unwrap();
+        Client {
+            io: Box::new(s),
+            buf: BytesMut::new(),
+            local,
+        }
+    }
+
+    /// Connects and reads the greeting.
+    pub async fn greeted(addr: SocketAddr) -> Client {
+        let mut c = Client::connect(addr).await;
+        c.expect(220).await;
+        c
+    }
+
+    pub async fn implicit(addr: SocketAddr, cfg: Arc<rustls::ClientConfig>, name: &str) -> Client {
+        let c = Client::connect(addr).await;
+        let mut c = c.tls(cfg, name).await.unwrap();
+        c.expect(220).await;
+        c
+    }
+
+    pub async fn send_raw(&mut self, bytes: &[u8]) {
+        tokio::time::timeout(T, self.io.write_all(bytes))
+            .await
+            .unwrap()
+            .unwrap();
+        self.io.flush().await.unwrap();
+    }
+
+    pub async fn send(&mut self, line: &str) {
+        self.send_raw(format!("{line}\r\n").as_bytes()).await;
+    }
+
+    /// Reads one whole reply; `None` if the connection closed first.
+    pub async fn try_reply(&mut self) -> Option<Reply> {
+        let mut text = String::new();
+        loop {
+            while let Some(pos) = self.buf.iter().position(|b| *b == b'\n') {
+                let line = self.buf.split_to(pos + 1);
+                let line = String::from_utf8_lossy(&line).trim_end().to_string();
+                text.push_str(&line);
+                text.push('\n');
+                if line.len() < 4 || line.as_bytes()[3] == b' ' {
+                    return Some(Reply {
+                        code: line[..3].parse().unwrap(),
+                        text,
+                    });
+                }
+            }
+            let mut chunk = [0u8; 16384];
+            match tokio::time::timeout(T, self.io.read(&mut chunk))
+                .await
+                .expect("reply timed out")
+            {
+                Ok(0) | Err(_) => return None,
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+    }
+
+    pub async fn reply(&mut self) -> Reply {
+        self.try_reply()
+            .await
+            .expect("connection closed while waiting for a reply")
+    }
+
+    /// Reads a reply and asserts its code; returns its text.
+    pub async fn expect(&mut self, code: u16) -> String {
+        let r = self.reply().await;
+        assert_eq!(r.code, code, "expected {code}, got: {}", r.text);
+        r.text
+    }
+
+    /// True once the server has closed the connection (bounded wait).
+    pub async fn closed(&mut self) -> bool {
+        let mut chunk = [0u8; 1024];
+        // Skip whatever arrives first (a TLS alert, say), bounded.
+        for _ in 0..16 {
+            match tokio::time::timeout(T, self.io.read(&mut chunk)).await {
+                Ok(Ok(0)) | Ok(Err(_)) => return true,
+                Ok(Ok(_)) => {}
+                Err(_) => return false,
+            }
+        }
+        false
+    }
+
+    pub async fn tls(
+        self,
+        cfg: Arc<rustls::ClientConfig>,
+        name: &str,
+    ) -> Result<Client, std::io::Error> {
+        assert!(self.buf.is_empty(), "bytes left before TLS");
+        let connector = tokio_rustls::TlsConnector::from(cfg);
+        let name = ServerName::try_from(name.to_string()).unwrap();
+        let tls = tokio::time::timeout(T, connector.connect(name, self.io))
+            .await
+            .unwrap()?;
+        Ok(Client {
+            io: Box::new(tls),
+            buf: BytesMut::new(),
+            local: self.local,
+        })
+    }
+
+    /// EHLO, STARTTLS, handshake, EHLO again.
+    pub async fn starttls(mut self, cfg: Arc<rustls::ClientConfig>, name: &str) -> Client {
+        self.send("EHLO client.test").await;
+        let ehlo = self.expect(250).await;
+        assert!(ehlo.contains("STARTTLS"), "{ehlo}");
+        self.send("STARTTLS").await;
+        self.expect(220).await;
+        let mut c = self.tls(cfg, name).await.unwrap();
+        c.send("EHLO client.test").await;
+        c.expect(250).await;
+        c
+    }
+
+    /// One message through MAIL/RCPT/DATA; returns the final reply.
+    pub async fn mail(&mut self, from: &str, to: &str, content: &[u8]) -> Reply {
+        self.send(&format!("MAIL FROM:<{from}>")).await;
+        self.expect(250).await;
+        self.send(&format!("RCPT TO:<{to}>")).await;
+        self.expect(250).await;
+        self.send("DATA").await;
+        self.expect(354).await;
+        self.send_raw(content).await;
+        self.send_raw(b".\r\n").await;
+        self.reply().await
+    }
+}
+
+/// A message with headers, a dot line and CRLF endings.
+pub fn sample_message(id: &str) -> Vec<u8> {
+    format!(
+        "From: <sender@origin.test>\r\nTo: <user@legacy.test>\r\nSubject: test {id}\r\nMessage-ID: <{id}@origin.test>\r\n\r\nHello.\r\n..a line that starts with a dot\r\nBye.\r\n"
+    )
+    .into_bytes()
+}
