@@ -26,6 +26,12 @@ struct Cli {
 #[derive(Subcommand)]
 enum Cmd {
     /// Run the proxy in the foreground until SIGTERM or SIGINT.
+    #[command(
+        after_help = "Default configuration file: /etc/tlsfront/tlsfront.toml (every key is \
+        described in the example conf/tlsfront.toml and the README).\n\n\
+        Example without a file:\n  tlsfront run --listen 0.0.0.0:25 --backend 127.0.0.1:10025 \\\n    \
+        --cert fullchain.pem --key key.pem --hostname mx.example.com --records records.jsonl"
+    )]
     Run(RunArgs),
 }
 
