@@ -322,15 +322,22 @@ where
             }
             Verb::Noop => self.say(250, "2.0.0 Ok").await?,
             Verb::Rset => {
-                if self.backend.is_some() {
-                    if let Some(reply) = self.relay(line).await? {
-                        if reply.is_success() {
-                            self.phase = self.greeted_phase();
+                // Keep the backend's transaction state in step with the client's;
+                // if the backend is gone, so is its transaction: RSET succeeds anyway.
+                let backend_reply = match self.backend.as_mut() {
+                    Some(conn) => match conn.command(line, "RSET").await {
+                        Ok(reply) if reply.code != 421 => Some(reply),
+                        _ => {
+                            self.backend = None;
+                            None
                         }
-                    }
-                } else {
-                    self.phase = self.greeted_phase();
-                    self.say(250, "2.0.0 Ok").await?;
+                    },
+                    None => None,
+                };
+                self.phase = self.greeted_phase();
+                match backend_reply {
+                    Some(reply) => self.send(&reply.raw).await?,
+                    None => self.say(250, "2.0.0 Ok").await?,
                 }
             }
             Verb::Quit => {
