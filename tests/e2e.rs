@@ -612,3 +612,83 @@ fn insecure_client() -> std::sync::Arc<rustls::ClientConfig> {
             .with_no_client_auth(),
     )
 }
+
+#[tokio::test]
+async fn backend_refusing_ehlo_and_helo_is_passed_on() {
+    let mta = Mta::start(MtaScript {
+        refuse_helo: Some("550 5.7.1 Go away".into()),
+        ..MtaScript::default()
+    })
+    .await;
+    let proxy = Proxy::start(mta.addr, None, "").await;
+    let mut c = Client::greeted(proxy.starttls).await;
+    c.send("EHLO client.test").await;
+    c.expect(250).await;
+    c.send("MAIL FROM:<a@origin.test>").await;
+    assert!(c.expect(550).await.contains("Go away"));
+    let cmds = mta.commands();
+    assert!(
+        cmds.contains(&"HELO client.test".to_string()),
+        "HELO fallback: {cmds:?}"
+    );
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn malformed_backend_reply_is_never_passed_as_success() {
+    let mta = Mta::start(MtaScript {
+        mail_reply_raw: Some("2x0 broken\r\n".into()),
+        ..MtaScript::default()
+    })
+    .await;
+    let proxy = Proxy::start(mta.addr, None, "").await;
+    let mut c = Client::greeted(proxy.starttls).await;
+    c.send("EHLO client.test").await;
+    c.expect(250).await;
+    c.send("MAIL FROM:<a@origin.test>").await;
+    assert!(c.expect(451).await.contains("4.4.2"));
+    c.send("RCPT TO:<b@legacy.test>").await;
+    c.expect(503).await;
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn backend_connections_come_from_the_source_address() {
+    let mta = Mta::start(MtaScript::default()).await;
+    let proxy = Proxy::start(mta.addr, None, "source_address = \"127.0.0.2\"\n").await;
+    mta.wait_connections(1).await;
+    let mut c = Client::greeted(proxy.starttls).await;
+    c.send("EHLO client.test").await;
+    c.expect(250).await;
+    c.send("MAIL FROM:<a@origin.test>").await;
+    c.expect(250).await;
+    let peers = mta.log.lock().unwrap().peers.clone();
+    assert!(peers.len() >= 2, "{peers:?}");
+    assert!(
+        peers.iter().all(|p| p.ip().to_string() == "127.0.0.2"),
+        "{peers:?}"
+    );
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn ipv6_listener_serves() {
+    let mta = Mta::start(MtaScript::default()).await;
+    let proxy = Proxy::launch(
+        mta.addr,
+        None,
+        "[[listener]]\naddress = [\"[::1]:0\"]\n",
+        false,
+    )
+    .await;
+    let v6 = proxy.implicit; // the second listener (here a STARTTLS one on ::1)
+    assert!(v6.is_ipv6());
+    let mut c = Client::greeted(v6).await;
+    c.send("EHLO client.test").await;
+    c.expect(250).await;
+    c.send("QUIT").await;
+    c.expect(221).await;
+    let r = &proxy.records(1).await[0];
+    assert_eq!(r["client_ip"], "::1");
+    proxy.stop().await;
+}

@@ -101,6 +101,10 @@ pub struct MtaScript {
     /// Close the connection after this many bytes of message content.
     pub close_in_data_after: Option<usize>,
     pub data_end_reply: String,
+    /// If set, EHLO and HELO both get this reply line.
+    pub refuse_helo: Option<String>,
+    /// If set, MAIL gets these raw bytes as its reply (malformed replies).
+    pub mail_reply_raw: Option<String>,
 }
 
 impl Default for MtaScript {
@@ -125,6 +129,8 @@ impl Default for MtaScript {
             reject_rcpt: None,
             close_in_data_after: None,
             data_end_reply: "250 2.0.0 Message accepted for delivery".into(),
+            refuse_helo: None,
+            mail_reply_raw: None,
         }
     }
 }
@@ -132,6 +138,8 @@ impl Default for MtaScript {
 #[derive(Debug, Default)]
 pub struct MtaLog {
     pub connections: usize,
+    /// Source address of every connection.
+    pub peers: Vec<SocketAddr>,
     /// Every command line received, in order, across connections.
     pub commands: Vec<String>,
     /// Message contents as received, up to and including the end-of-data line.
@@ -160,10 +168,11 @@ impl Mta {
         let l2 = log.clone();
         let task = tokio::spawn(async move {
             loop {
-                let Ok((stream, _)) = listener.accept().await else {
+                let Ok((stream, peer)) = listener.accept().await else {
                     return;
                 };
                 l2.lock().unwrap().connections += 1;
+                l2.lock().unwrap().peers.push(peer);
                 tokio::spawn(mta_session(stream, script.clone(), l2.clone()));
             }
         });
@@ -210,6 +219,10 @@ async fn mta_session(mut s: TcpStream, script: MtaScript, log: Arc<Mutex<MtaLog>
         log.lock().unwrap().commands.push(line.clone());
         let verb = line.split(' ').next().unwrap_or("").to_ascii_uppercase();
         let reply = match verb.as_str() {
+            "EHLO" | "HELO" if script.refuse_helo.is_some() => {
+                format!("{}\r\n", script.refuse_helo.as_ref().unwrap())
+            }
+            "MAIL" if script.mail_reply_raw.is_some() => script.mail_reply_raw.clone().unwrap(),
             "EHLO" => {
                 let n = script.ehlo.len();
                 script
@@ -326,17 +339,18 @@ impl Proxy {
         let records = dir.path().join("records.jsonl");
         let mut text = format!(
             "[server]\nhostname = \"mx.tlsfront.test\"\nshutdown_grace = \"1s\"\n\
+             [records]\npath = \"{}\"\n\
              [[listener]]\naddress = [\"127.0.0.1:0\"]\n\
              {}\
-             [backend]\naddress = \"{backend}\"\nconnect_timeout = \"2s\"\nreply_timeout = \"3s\"\n\
-             [records]\npath = \"{}\"\n",
+             [backend]\naddress = \"{backend}\"\nconnect_timeout = \"2s\"\nreply_timeout = \"3s\"\n",
+            records.display(),
             if implicit {
                 "[[listener]]\nmode = \"implicit\"\naddress = [\"127.0.0.1:0\"]\n"
             } else {
                 ""
             },
-            records.display()
         );
+        // `extra` starts inside [backend], so bare keys there are backend settings.
         text.push_str(extra);
         if let Some(pki) = pki {
             if !extra.contains("[[tls.certificate]]") {
