@@ -423,4 +423,32 @@ pub(crate) mod tests {
     fn grease_is_dropped() {
         assert!(is_grease(0x0a0a) && is_grease(0xfafa) && !is_grease(0x0a1a) && !is_grease(0x1301));
     }
+
+    #[test]
+    fn mutated_hellos_never_panic() {
+        let good = build_hello(
+            &[0x0304, 0x0303],
+            &[0x1301, 0xc02b],
+            &[0x001d],
+            &[0x0403],
+            Some("mx.test"),
+        );
+        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for _ in 0..20_000 {
+            let mut m = good.clone();
+            for _ in 0..(next() % 4 + 1) {
+                let pos = (next() as usize) % m.len();
+                m[pos] = next() as u8;
+            }
+            let cut = (next() as usize) % (m.len() + 1);
+            let _ = peek(&m[..cut]);
+            let _ = peek(&m);
+        }
+    }
 }

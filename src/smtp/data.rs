@@ -262,4 +262,93 @@ mod tests {
         assert_eq!(out, msg);
         assert_eq!(end, Some(msg.len()));
     }
+
+    /// Small deterministic PRNG (xorshift) so the property tests need no crate.
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+    }
+
+    /// Lines as a lenient backend sees them: CRLF, bare LF and bare CR all end a line.
+    fn lenient_lines(bytes: &[u8]) -> Vec<&[u8]> {
+        let mut lines = Vec::new();
+        let mut start = 0;
+        let mut i = 0;
+        while i < bytes.len() {
+            match bytes[i] {
+                b'\r' if bytes.get(i + 1) == Some(&b'\n') => {
+                    lines.push(&bytes[start..i]);
+                    i += 2;
+                    start = i;
+                }
+                b'\r' | b'\n' => {
+                    lines.push(&bytes[start..i]);
+                    i += 1;
+                    start = i;
+                }
+                _ => i += 1,
+            }
+        }
+        lines.push(&bytes[start..]);
+        lines
+    }
+
+    #[test]
+    fn no_parser_sees_an_early_end_of_data() {
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        for _ in 0..50_000 {
+            let len = (rng.next() % 24) as usize;
+            let input: Vec<u8> = (0..len)
+                .map(|_| b"\r\n.a"[(rng.next() % 4) as usize])
+                .collect();
+            let (out, end) = scan(&input);
+            let body: &[u8] = match end {
+                Some(_) => {
+                    assert!(
+                        out == b".\r\n" || out.ends_with(b"\r\n.\r\n"),
+                        "{input:?} -> {out:?}"
+                    );
+                    &out[..out.len() - 3]
+                }
+                None => &out,
+            };
+            let lines = lenient_lines(body);
+            // The line before the terminator is complete; an unterminated tail is not a line yet.
+            let complete = if end.is_some() {
+                &lines[..lines.len() - 1]
+            } else {
+                &lines[..]
+            };
+            assert!(
+                complete.iter().all(|l| *l != b"."),
+                "a lenient backend would see an end of data in {out:?} (from {input:?})"
+            );
+        }
+    }
+
+    #[test]
+    fn crlf_only_content_passes_unchanged() {
+        let mut rng = Rng(42);
+        for _ in 0..5_000 {
+            let mut input = Vec::new();
+            for _ in 0..(rng.next() % 8) {
+                let n = (rng.next() % 5) as usize;
+                let line: Vec<u8> = (0..n).map(|_| b".ab"[(rng.next() % 3) as usize]).collect();
+                if line == b"." {
+                    continue; // that would be the end
+                }
+                input.extend_from_slice(&line);
+                input.extend_from_slice(b"\r\n");
+            }
+            input.extend_from_slice(b".\r\n");
+            let (out, end) = scan(&input);
+            assert_eq!(out, input);
+            assert_eq!(end, Some(input.len()));
+        }
+    }
 }

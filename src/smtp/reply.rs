@@ -235,4 +235,28 @@ mod tests {
         assert_eq!(&local(250, &["OK"])[..], b"250 OK\r\n");
         assert_eq!(&local(250, &["a", "b"])[..], b"250-a\r\n250 b\r\n");
     }
+
+    #[test]
+    fn random_bytes_never_panic_and_stay_bounded() {
+        let mut x: u64 = 7;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for _ in 0..5_000 {
+            let mut p = ReplyParser::new(64, 256);
+            let mut buf = BytesMut::new();
+            for _ in 0..(next() % 20) {
+                let n = (next() % 16) as usize;
+                buf.extend((0..n).map(|_| b"0125 -\r\nx"[(next() % 9) as usize]));
+                match p.parse(&mut buf) {
+                    Ok(Some(r)) => assert!(r.raw.len() <= 256 && (200..600).contains(&r.code)),
+                    Ok(None) => assert!(buf.len() <= 64 + 16 + 1),
+                    Err(_) => break,
+                }
+            }
+        }
+    }
 }
