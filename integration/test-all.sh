@@ -23,3 +23,6 @@ cargo test --all-targets
 
 stage "real peers (integration/run.sh)"
 bash "$ROOT/integration/run.sh"
+
+stage "real Sendmail 8.17 backend (integration/sendmail/run.sh)"
+TLSFRONT_IT_NO_BUILD=1 bash "$ROOT/integration/sendmail/run.sh"
