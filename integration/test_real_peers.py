@@ -1085,7 +1085,8 @@ def backend_down_tempfail(rig, proxy):
     check(isinstance(code, int) and 400 <= code < 500,
           f"expected a 4xx temporary failure, got {code!r}")
     rec = proxy.records.wait_one(mark)
-    assert_record(rec, tls="established", messages_accepted=0)
+    assert_record(rec, tls="established", messages_accepted=0, backend_contacted=True,
+                  backend_error="connect_failed")
     print(f"    (info) client got {code}; record close_reason={rec.get('close_reason')!r} "
           f"failure_reason={rec.get('failure_reason')!r} backend_contacted={rec.get('backend_contacted')!r}",
           flush=True)

@@ -46,6 +46,22 @@ pub enum BackendError {
     },
 }
 
+impl BackendError {
+    /// Stable snake_case name for records.
+    pub fn token(&self) -> &'static str {
+        match self {
+            BackendError::Connect { .. } => "connect_failed",
+            BackendError::Timeout {
+                phase: "connect", ..
+            } => "connect_timeout",
+            BackendError::Timeout { .. } => "reply_timeout",
+            BackendError::Closed { .. } => "closed",
+            BackendError::Io { .. } => "io_error",
+            BackendError::Reply { .. } => "malformed_reply",
+        }
+    }
+}
+
 /// Why a backend session could not be opened.
 #[derive(Debug, Error)]
 pub enum OpenError {

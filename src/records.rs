@@ -52,6 +52,8 @@ pub struct Record {
     pub backend_contacted: bool,
     pub backend_addr: Option<String>,
     pub backend_connect_ms: Option<f64>,
+    /// The last backend failure seen by this session (see README).
+    pub backend_error: Option<String>,
     pub close_reason: CloseReason,
     pub duration_ms: f64,
 }
@@ -96,6 +98,7 @@ impl Record {
             backend_contacted: false,
             backend_addr: None,
             backend_connect_ms: None,
+            backend_error: None,
             close_reason: CloseReason::Aborted,
             duration_ms: 0.0,
         }

@@ -22,7 +22,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::backend::{Backend, BackendConn, OpenError};
+use crate::backend::{Backend, BackendConn, BackendError, OpenError};
 use crate::config::{ListenerSpec, Settings};
 use crate::limits;
 use crate::outcome::{CloseReason, Mode};
@@ -547,6 +547,7 @@ where
             }
             Err(OpenError::Unavailable(e)) => {
                 tracing::warn!(session = %self.record.session, error = %e, "backend unavailable");
+                self.record.backend_error = Some(e.token().to_string());
                 self.say(
                     451,
                     "4.4.1 Backend temporarily unavailable, try again later",
@@ -556,6 +557,7 @@ where
             }
             Err(OpenError::Refused(reply)) => {
                 tracing::warn!(session = %self.record.session, reply = %reply.summary(), "backend refused the session");
+                self.record.backend_error = Some(format!("refused_{}", reply.code));
                 self.send(&reply.raw).await?;
                 if reply.code == 421 {
                     return Err(CloseReason::BackendClosing);
@@ -582,14 +584,15 @@ where
                 Ok(Some(reply))
             }
             Err(e) => {
-                self.backend_lost(&e.to_string()).await?;
+                self.backend_lost(&e).await?;
                 Ok(None)
             }
         }
     }
 
-    async fn backend_lost(&mut self, error: &str) -> Flow {
-        tracing::warn!(session = %self.record.session, error, "backend connection lost");
+    async fn backend_lost(&mut self, error: &BackendError) -> Flow {
+        tracing::warn!(session = %self.record.session, error = %error, "backend connection lost");
+        self.record.backend_error = Some(error.token().to_string());
         self.backend = None;
         self.phase = self.greeted_phase();
         self.say(451, "4.4.2 Backend connection lost, try again later")
@@ -620,7 +623,7 @@ where
         let data_timeout = self.shared.settings.smtp.data_timeout;
         let mut scanner = DataScanner::new();
         let mut out = BytesMut::with_capacity(limits::DATA_CHUNK + 64);
-        let mut backend_error: Option<String> = None;
+        let mut backend_error: Option<BackendError> = None;
         loop {
             if !self.rbuf.is_empty() {
                 let (n, end) = scanner.feed(&self.rbuf, &mut out);
@@ -630,7 +633,7 @@ where
                     if let Some(conn) = self.backend.as_mut() {
                         if let Err(e) = conn.write_all(&out, "message content").await {
                             // Keep reading to the end of data, then say 451.
-                            backend_error = Some(e.to_string());
+                            backend_error = Some(e);
                         }
                     }
                 }
@@ -658,7 +661,8 @@ where
         self.phase = self.greeted_phase();
         if let Some(error) = backend_error {
             self.record.messages_rejected += 1;
-            tracing::warn!(session = %self.record.session, error, "backend failed during message content");
+            tracing::warn!(session = %self.record.session, error = %error, "backend failed during message content");
+            self.record.backend_error = Some(error.token().to_string());
             self.backend = None;
             return self
                 .say(
@@ -685,7 +689,7 @@ where
             }
             Err(e) => {
                 self.record.messages_rejected += 1;
-                self.backend_lost(&e.to_string()).await
+                self.backend_lost(&e).await
             }
         }
     }

@@ -391,6 +391,7 @@ async fn backend_down_gets_4xx_and_nothing_is_accepted() {
     let r = &proxy.records(1).await[0];
     assert_eq!(r["messages_accepted"], 0);
     assert_eq!(r["backend_contacted"], true);
+    assert_eq!(r["backend_error"], "connect_failed");
     proxy.stop().await;
 }
 
@@ -409,6 +410,7 @@ async fn backend_refusing_at_greeting_is_passed_on() {
     assert!(c.expect(554).await.contains("not accepting mail"));
     c.send("QUIT").await;
     c.expect(221).await;
+    assert_eq!(proxy.records(1).await[0]["backend_error"], "refused_554");
     proxy.stop().await;
 }
 
@@ -438,6 +440,10 @@ async fn backend_vanishing_mid_data_never_yields_250() {
     let rec = &proxy.records(1).await[0];
     assert_eq!(rec["messages_accepted"], 0);
     assert_eq!(rec["messages_rejected"], 1);
+    assert!(
+        ["io_error", "closed"].contains(&rec["backend_error"].as_str().unwrap()),
+        "{rec}"
+    );
     proxy.stop().await;
 }
 
