@@ -940,6 +940,117 @@ def starttls_injection(rig, proxy, backend):
           f"pipelined_after_starttls={rec.get('pipelined_after_starttls')!r}", flush=True)
 
 
+# ---- SMTP smuggling ------------------------------------------------------------
+
+def smuggling_payload(tag, rcpt):
+    """An outer message whose body hides `<LF>.<LF>` followed by a second,
+    spoofed transaction (the SMTP smuggling attack of December 2023)."""
+    u = uuid.uuid4().hex[:12]
+    outer, inner = f"<{tag}.outer.{u}@client.test>", f"<{tag}.inner.{u}@client.test>"
+    payload = (
+        f"From: <sender@client.test>\r\nTo: <{rcpt}>\r\nSubject: outer {tag}\r\n"
+        f"Message-ID: {outer}\r\n\r\nouter body\r\n"
+        "\n.\n"  # the smuggled end of data: bare LF, dot, bare LF
+        f"MAIL FROM:<spoofed@bank.test>\r\nRCPT TO:<{rcpt}>\r\nDATA\r\n"
+        f"From: <ceo@bank.test>\r\nTo: <{rcpt}>\r\nSubject: smuggled {tag}\r\n"
+        f"Message-ID: {inner}\r\n\r\ninner body\r\n"
+        ".\r\n"
+    ).encode()
+    return outer, inner, payload
+
+
+def send_raw_transaction(sock, helo, rcpt, payload):
+    """EHLO/MAIL/RCPT/DATA on an open socket, then the raw payload; returns
+    every reply code the server sent after the payload (quiet for 2 s)."""
+    for cmd, want in ((f"EHLO {helo}", 250), ("MAIL FROM:<sender@client.test>", 250),
+                      (f"RCPT TO:<{rcpt}>", 250), ("DATA", 354)):
+        sock.sendall(cmd.encode() + b"\r\n")
+        code, text, _ = read_reply(sock)
+        check(code == want, f"{cmd} got {code} {text!r}")
+    sock.sendall(payload)
+    buf = b""
+    sock.settimeout(2.0)
+    deadline = time.monotonic() + CLIENT_TIMEOUT
+    while time.monotonic() < deadline:
+        try:
+            chunk = sock.recv(65536)
+        except (socket.timeout, ssl.SSLError, TimeoutError):
+            if buf:
+                break
+            continue
+        if not chunk:
+            break
+        buf += chunk
+    try:
+        sock.sendall(b"QUIT\r\n")
+    except OSError:
+        pass
+    return [int(l[:3]) for l in buf.split(b"\r\n") if l[:3].isdigit() and l[3:4] != b"-"]
+
+
+def maildir_header_count(backend, mid):
+    """Delivered messages whose own Message-ID header is `mid`."""
+    newdir = os.path.join(backend["dir"], "mail", "inbox", "new")
+    n = 0
+    for name in os.listdir(newdir) if os.path.isdir(newdir) else []:
+        with open(os.path.join(newdir, name), "rb") as f:
+            if email.message_from_bytes(f.read()).get("Message-ID") == mid:
+                n += 1
+    return n
+
+
+def smuggling_direct_control(rig, backend):
+    """Control: Postfix 3.7 with default settings, reached directly, takes
+    `<LF>.<LF>` for the end of data and delivers the smuggled inner message."""
+    rcpt = f"{uniq('smuggle-direct')}@tlsfront.test"
+    outer, inner, payload = smuggling_payload("direct", rcpt)
+    sock = socket.create_connection(("127.0.0.1", backend["port"]), timeout=CLIENT_TIMEOUT)
+    try:
+        read_reply(sock)
+        codes = send_raw_transaction(sock, "smuggler.client.test", rcpt, payload)
+    finally:
+        sock.close()
+    wait_delivered(backend, outer)
+    deadline = time.monotonic() + DELIVERY_TIMEOUT
+    while maildir_header_count(backend, inner) == 0 and time.monotonic() < deadline:
+        time.sleep(0.25)
+    check(maildir_header_count(backend, inner) == 1,
+          f"the backend was expected to be vulnerable when reached directly (replies {codes}); "
+          "without that this rig cannot prove the shield")
+    print(f"    (info) direct: replies after the payload {codes}; smuggled message delivered", flush=True)
+
+
+def smuggling_blocked(rig, proxy, backend):
+    """Through tlsfront the same payload is one message: the bare LFs reach the
+    backend as CRLF and the dot line dot-stuffed, so the spoofed transaction is
+    content of the outer message, never a second message."""
+    mark = proxy.records.mark()
+    rcpt = f"{uniq('smuggle-proxy')}@tlsfront.test"
+    outer, inner, payload = smuggling_payload("proxy", rcpt)
+    sock = socket.create_connection((proxy.host, proxy.port), timeout=CLIENT_TIMEOUT)
+    try:
+        read_reply(sock)
+        sock.sendall(b"EHLO smuggler.client.test\r\n")
+        read_reply(sock)
+        sock.sendall(b"STARTTLS\r\n")
+        code, text, _ = read_reply(sock)
+        check(code == 220, f"STARTTLS got {code} {text!r}")
+        sock = ssl.create_default_context(cafile=rig["ca"]).wrap_socket(
+            sock, server_hostname=rig["proxy_hostname"])
+        codes = send_raw_transaction(sock, "smuggler.client.test", rcpt, payload)
+    finally:
+        sock.close()
+    check(codes == [250], f"expected exactly one 250 for one message, got replies {codes}")
+    stored = wait_delivered(backend, outer)
+    time.sleep(1.0)  # a smuggled second message would have landed by now
+    check(maildir_header_count(backend, inner) == 0, "the smuggled inner message was delivered")
+    check(b"\nMAIL FROM:<spoofed@bank.test>\n" in stored,
+          "the smuggled commands should be content of the outer message")
+    check(b"\n.\nMAIL FROM:" in stored, "the smuggled dot line should arrive as a content line '.'")
+    rec = proxy.records.wait_one(mark)
+    assert_record(rec, messages_accepted=1, bare_line_endings=2)
+
+
 # ---- d: failed handshake ----------------------------------------------------
 
 def tls11_rejected(rig, proxy, backend):
@@ -1008,6 +1119,7 @@ def proxy_scenarios(runner, rig, name, backend, cert, key, ports, idle_at_stop=F
         (f"{prefix} 8-bit UTF-8 body (BODY=8BITMIME) intact", eightbit_body),
         (f"{prefix} 5 concurrent sessions", concurrent_sessions),
         (f"{prefix} plaintext command pipelined after STARTTLS is not executed", starttls_injection),
+        (f"{prefix} SMTP smuggling (<LF>.<LF>) stays one message", smuggling_blocked),
     ]
     names += [n for n, _ in extras]
     names.append(f"{prefix} TLS 1.2 DHE-only client rejected, failure recorded")
@@ -1166,6 +1278,8 @@ def main():
                     direct_s_client_fails, rig, rsa, r"EE certificate key too weak|ee key too small")
     runner.scenario("legacy-rsa smtplib default context fails: EE key too weak",
                     direct_smtplib_fails, rig, rsa, r"EE certificate key too weak|ee key too small")
+    runner.scenario("legacy-rsa (Postfix 3.7 defaults) is vulnerable to SMTP smuggling directly (control)",
+                    smuggling_direct_control, rig, rsa)
     runner.scenario("legacy-rsa swaks --tls-verify fails",
                     direct_swaks_fails, rig, rsa, r"TLS startup failed.*certificate verify failed", True)
     # b. legacy-dh: DHE-only with a 1024-bit group

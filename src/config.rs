@@ -118,6 +118,7 @@ pub struct RawSmtp {
     pub data_timeout: Option<String>,
     pub session_lifetime: Option<String>,
     pub max_errors: Option<u32>,
+    pub bare_line_endings: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -194,6 +195,16 @@ pub struct SmtpSettings {
     pub data_timeout: Duration,
     pub session_lifetime: Duration,
     pub max_errors: u32,
+    pub bare_line_endings: BareLineEndings,
+}
+
+/// What happens to message content with bare CR or LF line endings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BareLineEndings {
+    /// Sent on as CRLF (dots after them stuffed), like Postfix's `normalize`.
+    Normalize,
+    /// The message is refused with 550 5.5.2 and never reaches the backend whole.
+    Reject,
 }
 
 /// Key-exchange groups tlsfront can offer (all ECDHE or hybrid post-quantum).
@@ -605,6 +616,16 @@ pub fn validate(mut raw: RawConfig, o: &Overrides, file: &str) -> Result<Setting
             limits::DEFAULT_SESSION_LIFETIME,
         )?,
         max_errors: s.max_errors.unwrap_or(20).max(1),
+        bare_line_endings: match s.bare_line_endings.as_deref() {
+            None | Some("normalize") => BareLineEndings::Normalize,
+            Some("reject") => BareLineEndings::Reject,
+            Some(other) => {
+                return Err(v.err(
+                    "smtp.bare_line_endings",
+                    format!("{other:?} is not a mode (use \"normalize\" or \"reject\")"),
+                ));
+            }
+        },
     };
 
     let max_connections = raw

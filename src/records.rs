@@ -49,6 +49,8 @@ pub struct Record {
     pub messages_rejected: u64,
     pub recipients: u64,
     pub bytes: u64,
+    /// Bare CR/LF line endings found in message content (normalised or refused).
+    pub bare_line_endings: u64,
     pub backend_contacted: bool,
     pub backend_addr: Option<String>,
     pub backend_connect_ms: Option<f64>,
@@ -95,6 +97,7 @@ impl Record {
             messages_rejected: 0,
             recipients: 0,
             bytes: 0,
+            bare_line_endings: 0,
             backend_contacted: false,
             backend_addr: None,
             backend_connect_ms: None,

@@ -23,7 +23,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::backend::{Backend, BackendConn, BackendError, OpenError};
-use crate::config::{ListenerSpec, Settings};
+use crate::config::{BareLineEndings, ListenerSpec, Settings};
 use crate::limits;
 use crate::outcome::{CloseReason, Mode};
 use crate::records::{Record, RecordGuard, RecordSink, millis};
@@ -624,12 +624,16 @@ where
         let mut scanner = DataScanner::new();
         let mut out = BytesMut::with_capacity(limits::DATA_CHUNK + 64);
         let mut backend_error: Option<BackendError> = None;
+        let reject_bare = self.shared.settings.smtp.bare_line_endings == BareLineEndings::Reject;
         loop {
             if !self.rbuf.is_empty() {
                 let (n, end) = scanner.feed(&self.rbuf, &mut out);
                 self.rbuf.advance(n);
                 self.record.bytes += n as u64;
-                if backend_error.is_none() && !out.is_empty() {
+                // Rejecting: once a bare line end is seen nothing more is sent, and
+                // the backend connection is dropped below (no end-of-data line).
+                let refusing = reject_bare && scanner.bare_line_ends > 0;
+                if backend_error.is_none() && !refusing && !out.is_empty() {
                     if let Some(conn) = self.backend.as_mut() {
                         if let Err(e) = conn.write_all(&out, "message content").await {
                             // Keep reading to the end of data, then say 451.
@@ -655,10 +659,27 @@ where
                 });
             }
         }
-        if scanner.stuffed > 0 {
-            tracing::warn!(session = %self.record.session, dots = scanner.stuffed, "dot after bare line end stuffed in message content");
+        self.record.bare_line_endings += scanner.bare_line_ends;
+        if scanner.bare_line_ends > 0 {
+            tracing::warn!(
+                session = %self.record.session,
+                bare = scanner.bare_line_ends,
+                dots_stuffed = scanner.stuffed,
+                "bare CR/LF line endings in message content ({})",
+                if reject_bare { "rejected" } else { "normalised to CRLF" }
+            );
         }
         self.phase = self.greeted_phase();
+        if reject_bare && scanner.bare_line_ends > 0 && backend_error.is_none() {
+            self.record.messages_rejected += 1;
+            self.backend = None;
+            return self
+                .say(
+                    550,
+                    "5.5.2 Message contains bare CR or LF line endings; not accepted",
+                )
+                .await;
+        }
         if let Some(error) = backend_error {
             self.record.messages_rejected += 1;
             tracing::warn!(session = %self.record.session, error = %error, "backend failed during message content");

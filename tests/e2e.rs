@@ -494,11 +494,50 @@ async fn smuggled_end_of_data_reaches_backend_as_content() {
     );
     let msgs = mta.messages();
     assert_eq!(msgs.len(), 1);
-    assert!(
-        msgs[0].windows(5).any(|w| w == b"\n..\nM"),
-        "the bare-LF dot line must be dot-stuffed: {:?}",
-        String::from_utf8_lossy(&msgs[0])
+    let expected = b"Subject: outer\r\n\r\nouter\r\n..\r\nMAIL FROM:<spoof@bank.test>\r\nRCPT TO:<x@legacy.test>\r\nDATA\r\ninner\r\n.\r\n";
+    assert_eq!(
+        String::from_utf8_lossy(&msgs[0]),
+        String::from_utf8_lossy(expected),
+        "bare LFs become CRLF and the smuggled dot line is stuffed"
     );
+    assert!(!mta.commands().iter().any(|c| c.contains("spoof")));
+    c.send("QUIT").await;
+    c.expect(221).await;
+    assert_eq!(proxy.records(1).await[0]["bare_line_endings"], 5);
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn bare_line_endings_can_be_rejected() {
+    let mta = Mta::start(MtaScript::default()).await;
+    let proxy = Proxy::start(mta.addr, None, "[smtp]\nbare_line_endings = \"reject\"\n").await;
+    let mut c = Client::greeted(proxy.starttls).await;
+    c.send("EHLO client.test").await;
+    c.expect(250).await;
+    let r = c
+        .mail(
+            "a@origin.test",
+            "b@legacy.test",
+            b"Subject: x\r\n\r\nbare\nline\r\n",
+        )
+        .await;
+    assert_eq!(r.code, 550, "{}", r.text);
+    assert!(r.text.contains("5.5.2"));
+    // The session goes on and a clean message still gets through.
+    let r = c
+        .mail("a@origin.test", "b@legacy.test", &sample_message("clean"))
+        .await;
+    assert_eq!(r.code, 250, "{}", r.text);
+    c.send("QUIT").await;
+    c.expect(221).await;
+    assert_eq!(
+        mta.messages().len(),
+        1,
+        "only the clean message reached the backend"
+    );
+    let r = &proxy.records(1).await[0];
+    assert_eq!(r["messages_rejected"], 1);
+    assert_eq!(r["messages_accepted"], 1);
     proxy.stop().await;
 }
 

@@ -1,13 +1,16 @@
-//! End-of-data detection for message content, streamed chunk by chunk.
+//! End-of-data detection for message content, streamed chunk by chunk, and
+//! the SMTP smuggling shield.
 //!
 //! Only `<CRLF>.<CRLF>` ends a message (the CRLF of the DATA command counts as
-//! the first one, so `.<CRLF>` right away is an empty message). Everything else
-//! passes through byte for byte, including the client's own dot-stuffing,
-//! with one exception that keeps the end of data unambiguous: a `.` that starts
-//! a line after a *bare* LF or CR is sent dot-stuffed (`..`). A legacy backend
-//! that takes a bare LF for a line end (Postfix ≤ 3.8 by default, Sendmail)
-//! would otherwise see an end of data that tlsfront did not — the SMTP
-//! smuggling class of attack. The backend then unstuffs it back to one dot.
+//! the first one, so `.<CRLF>` right away is an empty message). A legacy backend
+//! that also takes a bare LF (or CR) for a line end (Postfix ≤ 3.8 by default,
+//! Sendmail) could otherwise see an end of data that tlsfront did not: `\n.\n`
+//! would end the message there and the rest would run as commands (SMTP
+//! smuggling). So every bare LF and bare CR reaches the backend as CRLF, like
+//! Postfix's `smtpd_forbid_bare_newline = normalize`, and a `.` that starts a
+//! line after a bare line end is sent dot-stuffed (`..`): normalising must never
+//! *create* an end-of-data line. Content with CRLF line ends only, the client's
+//! own dot-stuffing included, passes byte for byte.
 
 use bytes::BytesMut;
 
@@ -15,11 +18,11 @@ use bytes::BytesMut;
 enum State {
     /// After CRLF (or at the very start).
     LineStart,
-    /// After a bare LF or bare CR: a line start only for lenient parsers.
+    /// After a bare LF or bare CR (already sent on as CRLF).
     WeakStart,
     /// Inside a line.
     Mid,
-    /// Inside a line, last byte CR.
+    /// Inside a line, last byte CR (not yet known to be part of CRLF).
     Cr,
     /// `.` at a line start, held back until the next byte decides.
     Dot,
@@ -33,7 +36,9 @@ enum State {
 #[derive(Debug)]
 pub struct DataScanner {
     state: State,
-    /// Dots tlsfront added after bare line ends (counted for the logs).
+    /// Bare LFs and CRs turned into CRLF.
+    pub bare_line_ends: u64,
+    /// Dots tlsfront added after bare line ends.
     pub stuffed: u64,
 }
 
@@ -47,6 +52,7 @@ impl DataScanner {
     pub fn new() -> Self {
         DataScanner {
             state: State::LineStart,
+            bare_line_ends: 0,
             stuffed: 0,
         }
     }
@@ -70,45 +76,54 @@ impl DataScanner {
                     None => i = input.len(),
                     Some(k) => {
                         i += k;
-                        self.state = if input[i] == b'\r' {
-                            State::Cr
+                        if input[i] == b'\r' {
+                            self.state = State::Cr;
+                            i += 1;
                         } else {
-                            State::WeakStart
-                        };
-                        i += 1;
+                            self.bare_lf(input, &mut span, &mut i, out);
+                        }
                     }
                 },
-                State::LineStart => {
-                    if b == b'.' {
+                State::LineStart | State::WeakStart => match b {
+                    b'.' if self.state == State::LineStart => {
                         out.extend_from_slice(&input[span..i]);
                         i += 1;
                         span = i;
                         self.state = State::Dot;
-                    } else {
-                        self.state = after_plain(b);
+                    }
+                    b'.' => {
+                        // A dot line after a bare line end is content: stuff it.
+                        out.extend_from_slice(&input[span..i]);
+                        out.extend_from_slice(b"..");
+                        self.stuffed += 1;
+                        i += 1;
+                        span = i;
+                        self.state = State::Mid;
+                    }
+                    b'\r' => {
+                        self.state = State::Cr;
                         i += 1;
                     }
-                }
-                State::WeakStart => {
-                    if b == b'.' {
-                        self.stuff(input, &mut span, &mut i, out);
-                    } else {
-                        self.state = after_plain(b);
-                        i += 1;
-                    }
-                }
-                State::Cr => match b {
-                    b'\n' => {
-                        self.state = State::LineStart;
-                        i += 1;
-                    }
-                    // A bare CR followed by a dot: a lenient backend sees a dot line.
-                    b'.' => self.stuff(input, &mut span, &mut i, out),
+                    b'\n' => self.bare_lf(input, &mut span, &mut i, out),
                     _ => {
-                        self.state = after_plain(b);
+                        self.state = State::Mid;
                         i += 1;
                     }
                 },
+                State::Cr => {
+                    if b == b'\n' {
+                        self.state = State::LineStart;
+                        i += 1;
+                    } else {
+                        // The CR (already in the span) was bare: complete it to CRLF
+                        // and look at `b` again as the start of a new line.
+                        out.extend_from_slice(&input[span..i]);
+                        out.extend_from_slice(b"\n");
+                        self.bare_line_ends += 1;
+                        span = i;
+                        self.state = State::WeakStart;
+                    }
+                }
                 State::Dot => match b {
                     b'\r' => {
                         i += 1;
@@ -116,8 +131,9 @@ impl DataScanner {
                         self.state = State::DotCr;
                     }
                     b'\n' => {
-                        out.extend_from_slice(b"..\n");
+                        out.extend_from_slice(b"..\r\n");
                         self.stuffed += 1;
+                        self.bare_line_ends += 1;
                         i += 1;
                         span = i;
                         self.state = State::WeakStart;
@@ -137,11 +153,13 @@ impl DataScanner {
                         self.state = State::Done;
                         return (i, true);
                     }
-                    // `.<CR>` not followed by LF: stuff it so no parser sees a dot line.
-                    out.extend_from_slice(b"..\r");
+                    // `.<CR>` then not LF: the CR is bare; as CRLF it would make
+                    // this an end-of-data line, so the dot is stuffed.
+                    out.extend_from_slice(b"..\r\n");
                     self.stuffed += 1;
+                    self.bare_line_ends += 1;
                     span = i;
-                    self.state = State::Cr;
+                    self.state = State::WeakStart;
                 }
             }
         }
@@ -149,21 +167,14 @@ impl DataScanner {
         (i, self.state == State::Done)
     }
 
-    fn stuff(&mut self, input: &[u8], span: &mut usize, i: &mut usize, out: &mut BytesMut) {
+    /// A bare LF at `i`: sent on as CRLF.
+    fn bare_lf(&mut self, input: &[u8], span: &mut usize, i: &mut usize, out: &mut BytesMut) {
         out.extend_from_slice(&input[*span..*i]);
-        out.extend_from_slice(b"..");
-        self.stuffed += 1;
+        out.extend_from_slice(b"\r\n");
+        self.bare_line_ends += 1;
         *i += 1;
         *span = *i;
-        self.state = State::Mid;
-    }
-}
-
-fn after_plain(b: u8) -> State {
-    match b {
-        b'\r' => State::Cr,
-        b'\n' => State::WeakStart,
-        _ => State::Mid,
+        self.state = State::WeakStart;
     }
 }
 
@@ -213,17 +224,19 @@ mod tests {
             (b"no end yet\r\n", b"no end yet\r\n", None),
             (b"held dot\r\n.", b"held dot\r\n", None),
             (b"held dot cr\r\n.\r", b"held dot cr\r\n", None),
-            // Smuggling vectors: never an end, the dot is stuffed.
-            (b"a\n.\nb", b"a\n..\nb", None),
-            (b"a\n.\r\nb", b"a\n..\r\nb", None),
-            (b"a\r.\r\nb", b"a\r..\r\nb", None),
-            (b"a\r\n.\nb", b"a\r\n..\nb", None),
-            (b"a\r\n.\rb", b"a\r\n..\rb", None),
-            (b"a\r\n.\r.\r\n", b"a\r\n..\r..\r\n", None),
+            // Smuggling vectors: never an end; bare ends become CRLF, the dot is stuffed.
+            (b"a\n.\nb", b"a\r\n..\r\nb", None),
+            (b"a\n.\r\nb", b"a\r\n..\r\nb", None),
+            (b"a\r.\r\nb", b"a\r\n..\r\nb", None),
+            (b"a\r\n.\nb", b"a\r\n..\r\nb", None),
+            (b"a\r\n.\rb", b"a\r\n..\r\nb", None),
+            (b"a\r\n.\r.\r\n", b"a\r\n..\r\n..\r\n", None),
             // ... and the real end still works afterwards.
-            (b"a\n.\nb\r\n.\r\n", b"a\n..\nb\r\n.\r\n", Some(10)),
-            (b"\r\r\n.\r\n", b"\r\r\n.\r\n", Some(6)),
-            (b"x\n..\r\n.\r\n", b"x\n...\r\n.\r\n", Some(9)),
+            (b"a\n.\nb\r\n.\r\n", b"a\r\n..\r\nb\r\n.\r\n", Some(10)),
+            (b"\r\r\n.\r\n", b"\r\n\r\n.\r\n", Some(6)),
+            (b"x\n..\r\n.\r\n", b"x\r\n...\r\n.\r\n", Some(9)),
+            // Bare line ends inside ordinary lines are normalised too.
+            (b"a\nb\rc\r\n.\r\n", b"a\r\nb\r\nc\r\n.\r\n", Some(10)),
         ];
         for (input, out, end) in cases {
             let (got, got_end) = scan(input);
@@ -317,6 +330,17 @@ mod tests {
                 }
                 None => &out,
             };
+            // No bare CR or LF ever reaches the backend.
+            let mut k = 0;
+            while k < body.len() {
+                if body[k] == b'\r' && k + 1 < body.len() {
+                    assert_eq!(body[k + 1], b'\n', "bare CR in {out:?} (from {input:?})");
+                    k += 2;
+                    continue;
+                }
+                assert!(body[k] != b'\n', "bare LF in {out:?} (from {input:?})");
+                k += 1;
+            }
             let lines = lenient_lines(body);
             // The line before the terminator is complete; an unterminated tail is not a line yet.
             let complete = if end.is_some() {
