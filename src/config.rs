@@ -60,6 +60,7 @@ pub struct RawServer {
     #[serde(default)]
     pub names: Vec<String>,
     pub max_connections: Option<usize>,
+    pub max_connections_per_client: Option<usize>,
     pub shutdown_grace: Option<String>,
 }
 
@@ -69,6 +70,16 @@ pub struct RawListener {
     pub address: Vec<String>,
     #[serde(default = "default_mode")]
     pub mode: String,
+    #[serde(default)]
+    pub require_tls: Option<RawRequireTls>,
+}
+
+/// `require_tls = true | false | "log"`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum RawRequireTls {
+    Flag(bool),
+    Mode(String),
 }
 
 fn default_mode() -> String {
@@ -119,6 +130,8 @@ pub struct RawSmtp {
     pub session_lifetime: Option<String>,
     pub max_errors: Option<u32>,
     pub bare_line_endings: Option<String>,
+    pub max_recipients: Option<usize>,
+    pub greeting_delay: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -152,6 +165,7 @@ pub struct Settings {
     pub smtp: SmtpSettings,
     pub records: Option<PathBuf>,
     pub max_connections: usize,
+    pub max_connections_per_client: usize,
     pub shutdown_grace: Duration,
 }
 
@@ -159,6 +173,17 @@ pub struct Settings {
 pub struct ListenerSpec {
     pub addr: SocketAddr,
     pub mode: Mode,
+    pub require_tls: RequireTls,
+}
+
+/// Whether mail may be sent before STARTTLS on a listener.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequireTls {
+    Off,
+    /// MAIL before TLS gets `530 5.7.0`.
+    On,
+    /// Allowed, but recorded as what would have been refused.
+    LogOnly,
 }
 
 #[derive(Debug, Clone)]
@@ -196,6 +221,11 @@ pub struct SmtpSettings {
     pub session_lifetime: Duration,
     pub max_errors: u32,
     pub bare_line_endings: BareLineEndings,
+    /// Recipients accepted per message before `452 4.5.3`.
+    pub max_recipients: usize,
+    /// Wait before the greeting to catch clients that talk first (0: only
+    /// input already there at accept time is caught).
+    pub greeting_delay: Duration,
 }
 
 /// What happens to message content with bare CR or LF line endings.
@@ -337,12 +367,14 @@ pub fn validate(mut raw: RawConfig, o: &Overrides, file: &str) -> Result<Setting
             raw.listeners.push(RawListener {
                 address: o.listen.clone(),
                 mode: "starttls".into(),
+                require_tls: None,
             });
         }
         if !o.implicit_listen.is_empty() {
             raw.listeners.push(RawListener {
                 address: o.implicit_listen.clone(),
                 mode: "implicit".into(),
+                require_tls: None,
             });
         }
     }
@@ -410,6 +442,17 @@ pub fn validate(mut raw: RawConfig, o: &Overrides, file: &str) -> Result<Setting
                 ));
             }
         };
+        let require_tls = match &l.require_tls {
+            None | Some(RawRequireTls::Flag(false)) => RequireTls::Off,
+            Some(RawRequireTls::Flag(true)) => RequireTls::On,
+            Some(RawRequireTls::Mode(m)) if m == "log" => RequireTls::LogOnly,
+            Some(RawRequireTls::Mode(m)) => {
+                return Err(v.err(
+                    &format!("{key}.require_tls"),
+                    format!("{m:?} is not valid (use true, false or \"log\")"),
+                ));
+            }
+        };
         if l.address.is_empty() {
             return Err(v.err(&format!("{key}.address"), "empty address list"));
         }
@@ -424,7 +467,11 @@ pub fn validate(mut raw: RawConfig, o: &Overrides, file: &str) -> Result<Setting
             if addr.port() != 0 && listeners.iter().any(|x| x.addr == addr) {
                 return Err(v.err(&format!("{key}.address"), format!("{addr} is listed twice")));
             }
-            listeners.push(ListenerSpec { addr, mode });
+            listeners.push(ListenerSpec {
+                addr,
+                mode,
+                require_tls,
+            });
         }
     }
 
@@ -616,6 +663,23 @@ pub fn validate(mut raw: RawConfig, o: &Overrides, file: &str) -> Result<Setting
             limits::DEFAULT_SESSION_LIFETIME,
         )?,
         max_errors: s.max_errors.unwrap_or(20).max(1),
+        max_recipients: match s.max_recipients {
+            Some(0) => return Err(v.err("smtp.max_recipients", "must be at least 1")),
+            Some(n) => n,
+            None => limits::DEFAULT_MAX_RECIPIENTS,
+        },
+        greeting_delay: match &s.greeting_delay {
+            None => Duration::ZERO,
+            Some(d) => match parse_duration(d) {
+                Some(d) if d <= Duration::from_secs(30) => d,
+                _ => {
+                    return Err(v.err(
+                        "smtp.greeting_delay",
+                        format!("{d:?} is not a duration of at most 30s (\"0s\" to disable)"),
+                    ));
+                }
+            },
+        },
         bare_line_endings: match s.bare_line_endings.as_deref() {
             None | Some("normalize") => BareLineEndings::Normalize,
             Some("reject") => BareLineEndings::Reject,
@@ -635,6 +699,13 @@ pub fn validate(mut raw: RawConfig, o: &Overrides, file: &str) -> Result<Setting
     if max_connections == 0 {
         return Err(v.err("server.max_connections", "must be at least 1"));
     }
+    let max_connections_per_client = raw
+        .server
+        .max_connections_per_client
+        .unwrap_or(limits::DEFAULT_MAX_CONNECTIONS_PER_CLIENT);
+    if max_connections_per_client == 0 {
+        return Err(v.err("server.max_connections_per_client", "must be at least 1"));
+    }
     Ok(Settings {
         hostname,
         names,
@@ -644,6 +715,7 @@ pub fn validate(mut raw: RawConfig, o: &Overrides, file: &str) -> Result<Setting
         smtp,
         records: raw.records.path.clone(),
         max_connections,
+        max_connections_per_client,
         shutdown_grace: v.duration(
             "server.shutdown_grace",
             &raw.server.shutdown_grace,

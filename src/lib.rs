@@ -5,6 +5,7 @@
 //! - [`config`]: the TOML file, command-line overrides, validation into [`config::Settings`].
 //! - [`limits`]: every bound and timeout with its default and reason.
 //! - [`server`]: binds listeners, accepts, runs sessions, shuts down.
+//! - [`admission`]: the global and per-client connection caps.
 //! - [`session`]: one client connection as an explicit SMTP state machine.
 //! - [`tls`]: certificates, rustls configurations, certificate choice, the handshake.
 //! - [`clienthello`]: pure ClientHello parser (certificate choice, failure records).
@@ -14,6 +15,7 @@
 //! - [`records`]: one JSON line per connection, written off the hot path.
 //! - [`outcome`]: the stable names of outcomes shared by records and logs.
 
+pub mod admission;
 pub mod backend;
 pub mod clienthello;
 pub mod config;

@@ -43,3 +43,13 @@ pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Default cap on concurrent sessions (each costs a few tens of KiB).
 pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+/// Postfix's smtpd_client_connection_count_limit default: a busy legitimate
+/// sender rarely needs more, a spam run from one host is slowed down.
+pub const DEFAULT_MAX_CONNECTIONS_PER_CLIENT: usize = 50;
+/// RFC 5321 §4.5.3.1.8 asks servers to accept at least 100; Postfix allows 1000.
+pub const DEFAULT_MAX_RECIPIENTS: usize = 1000;
+/// Refusals (421 at the cap) being written at once; beyond this a refused
+/// connection is closed without a reply, so a flood cannot grow tasks unboundedly.
+pub const MAX_REFUSALS_IN_FLIGHT: usize = 256;
+/// How long a refusal may take to write.
+pub const REFUSAL_WRITE_TIMEOUT: Duration = Duration::from_secs(5);

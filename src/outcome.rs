@@ -48,6 +48,12 @@ pub enum CloseReason {
     ProtocolError,
     /// The session outlived `session_lifetime`.
     SessionLifetime,
+    /// Refused at connect: `server.max_connections` reached.
+    ConnectionLimit,
+    /// Refused at connect: `server.max_connections_per_client` reached.
+    ClientConnectionLimit,
+    /// The client sent data before the greeting.
+    EarlyTalker,
     /// tlsfront is shutting down.
     Shutdown,
     /// The session task ended without setting a reason (a bug, or an abort).
@@ -67,6 +73,9 @@ impl CloseReason {
             CloseReason::BackendClosing => "backend_closing",
             CloseReason::ProtocolError => "protocol_error",
             CloseReason::SessionLifetime => "session_lifetime",
+            CloseReason::ConnectionLimit => "connection_limit",
+            CloseReason::ClientConnectionLimit => "client_connection_limit",
+            CloseReason::EarlyTalker => "early_talker",
             CloseReason::Shutdown => "shutdown",
             CloseReason::Aborted => "aborted",
         }

@@ -51,6 +51,10 @@ pub struct Record {
     pub bytes: u64,
     /// Bare CR/LF line endings found in message content (normalised or refused).
     pub bare_line_endings: u64,
+    /// Commands refused with 530 because the listener requires TLS.
+    pub tls_required_refusals: u64,
+    /// Commands a `require_tls = "log"` listener would have refused.
+    pub tls_required_would_refuse: u64,
     pub backend_contacted: bool,
     pub backend_addr: Option<String>,
     pub backend_connect_ms: Option<f64>,
@@ -98,6 +102,8 @@ impl Record {
             recipients: 0,
             bytes: 0,
             bare_line_endings: 0,
+            tls_required_refusals: 0,
+            tls_required_would_refuse: 0,
             backend_contacted: false,
             backend_addr: None,
             backend_connect_ms: None,

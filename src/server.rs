@@ -8,14 +8,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use thiserror::Error;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_util::task::TaskTracker;
 
+use crate::admission::Admission;
 use crate::backend::Backend;
 use crate::config::{ListenerSpec, Settings};
+use crate::limits;
+use crate::outcome::Mode;
 use crate::records::RecordSink;
-use crate::session::{self, Shared};
+use crate::session::{self, Prelude, Shared};
 use crate::tls::{TlsError, TlsFront};
 
 #[derive(Debug, Error)]
@@ -83,7 +86,11 @@ impl Server {
     pub async fn run(self) {
         let shared = self.shared;
         let tracker = TaskTracker::new();
-        let limit = Arc::new(Semaphore::new(shared.settings.max_connections));
+        let admission = Admission::new(
+            shared.settings.max_connections,
+            shared.settings.max_connections_per_client,
+        );
+        let refusals = Arc::new(Semaphore::new(limits::MAX_REFUSALS_IN_FLIGHT));
 
         // Learn the backend's extensions now and keep them fresh.
         let probe_shared = shared.clone();
@@ -119,9 +126,13 @@ impl Server {
         for (listener, spec) in self.listeners {
             let shared = shared.clone();
             let tracker = tracker.clone();
-            let limit = limit.clone();
             accepters.push(tokio::spawn(accept_loop(
-                listener, spec, shared, tracker, limit,
+                listener,
+                spec,
+                shared,
+                tracker,
+                admission.clone(),
+                refusals.clone(),
             )));
         }
         shared.shutdown.cancelled().await;
@@ -157,7 +168,8 @@ async fn accept_loop(
     spec: ListenerSpec,
     shared: Arc<Shared>,
     tracker: TaskTracker,
-    limit: Arc<Semaphore>,
+    admission: Arc<Admission>,
+    refusals: Arc<Semaphore>,
 ) {
     // Records name the address actually bound (port 0 resolves here).
     let spec = ListenerSpec {
@@ -166,27 +178,54 @@ async fn accept_loop(
     };
     let mut backoff = Duration::from_millis(10);
     loop {
-        // At the cap, wait for a session to end before accepting (the kernel
-        // backlog holds newcomers meanwhile).
-        let Ok(permit) = limit.clone().acquire_owned().await else {
-            return;
-        };
-        match listener.accept().await {
-            Ok((stream, peer)) => {
-                backoff = Duration::from_millis(10);
-                let _ = stream.set_nodelay(true);
-                let shared = shared.clone();
-                tracker.spawn(async move {
-                    session::run(shared, stream, spec, peer).await;
-                    drop(permit);
-                });
-            }
+        let (stream, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
             Err(e) => {
                 // EMFILE and friends: back off instead of spinning.
                 tracing::error!(listener = %spec.addr, error = %e, "accept failed");
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(1));
+                continue;
             }
+        };
+        backoff = Duration::from_millis(10);
+        let _ = stream.set_nodelay(true);
+        let shared = shared.clone();
+        match admission.admit(peer.ip()) {
+            Ok(ticket) => {
+                tracker.spawn(async move {
+                    let early = spec.mode == Mode::Starttls
+                        && talks_first(&stream, shared.settings.smtp.greeting_delay).await;
+                    let prelude = if early {
+                        Prelude::EarlyTalker
+                    } else {
+                        Prelude::Normal
+                    };
+                    session::run(shared, stream, spec, peer, prelude).await;
+                    drop(ticket);
+                });
+            }
+            Err(reason) => match refusals.clone().try_acquire_owned() {
+                Ok(permit) => {
+                    tracker.spawn(async move {
+                        session::run(shared, stream, spec, peer, Prelude::Refused(reason)).await;
+                        drop(permit);
+                    });
+                }
+                // Too many refusals in flight already: close without a word.
+                Err(_) => session::record_refused(&shared, spec, peer, reason),
+            },
         }
     }
+}
+
+/// Whether the client sent something before the greeting: input already
+/// queued at accept time, or arriving within `delay`.
+async fn talks_first(stream: &TcpStream, delay: Duration) -> bool {
+    if !delay.is_zero() {
+        let _ = tokio::time::timeout(delay, stream.readable()).await;
+    }
+    let mut byte = [std::mem::MaybeUninit::<u8>::uninit()];
+    // The socket is non-blocking: WouldBlock means the client is (rightly) waiting.
+    matches!(socket2::SockRef::from(stream).peek(&mut byte), Ok(n) if n > 0)
 }

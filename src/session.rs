@@ -23,7 +23,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::backend::{Backend, BackendConn, BackendError, OpenError};
-use crate::config::{BareLineEndings, ListenerSpec, Settings};
+use crate::config::{BareLineEndings, ListenerSpec, RequireTls, Settings};
 use crate::limits;
 use crate::outcome::{CloseReason, Mode};
 use crate::records::{Record, RecordGuard, RecordSink, millis};
@@ -126,11 +126,49 @@ pub struct Session<S> {
     backend: Option<BackendConn>,
     errors: u32,
     deadline: Instant,
+    listener: ListenerSpec,
+    /// Recipients accepted in the current transaction.
+    rcpts_in_txn: usize,
+}
+
+/// What the listener learned about a connection before its session starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Prelude {
+    Normal,
+    /// Input arrived before the greeting.
+    EarlyTalker,
+    /// Over a connection cap: refuse with 421 and close.
+    Refused(CloseReason),
+}
+
+/// Writes the record of a connection refused without a reply.
+pub fn record_refused(
+    shared: &Shared,
+    listener: ListenerSpec,
+    peer: SocketAddr,
+    reason: CloseReason,
+) {
+    let mut record = RecordGuard::new(
+        Record::new(
+            shared.session_id(),
+            listener.addr,
+            listener.mode,
+            peer,
+            &shared.settings.hostname,
+        ),
+        shared.records.clone(),
+    );
+    record.close_reason = reason;
 }
 
 /// Runs one connection to its end; the record is written however it ends.
-pub async fn run<S>(shared: Arc<Shared>, stream: S, listener: ListenerSpec, peer: SocketAddr)
-where
+pub async fn run<S>(
+    shared: Arc<Shared>,
+    stream: S,
+    listener: ListenerSpec,
+    peer: SocketAddr,
+    prelude: Prelude,
+) where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
     let record = Record::new(
@@ -151,8 +189,37 @@ where
         backend: None,
         errors: 0,
         deadline: Instant::now() + shared.settings.smtp.session_lifetime,
+        listener,
+        rcpts_in_txn: 0,
         shared,
     };
+    match prelude {
+        Prelude::Normal => {}
+        Prelude::Refused(reason) => {
+            // A TLS client would only see garbage in a plaintext 421.
+            if listener.mode == Mode::Starttls {
+                let _ = tokio::time::timeout(
+                    limits::REFUSAL_WRITE_TIMEOUT,
+                    session.say(421, "4.7.0 Too many connections, try again later"),
+                )
+                .await;
+            }
+            session.close(reason).await;
+            return;
+        }
+        Prelude::EarlyTalker => {
+            // RFC 5321 §4.3.1: the client must wait for the greeting. Senders that
+            // don't are almost always spam engines; tell them and hang up.
+            let _ = session
+                .say(
+                    554,
+                    "5.5.1 Error: SMTP protocol synchronization (input before the greeting)",
+                )
+                .await;
+            session.close(CloseReason::EarlyTalker).await;
+            return;
+        }
+    }
     if listener.mode == Mode::Implicit {
         match session.handshake().await {
             Ok(s) => session = s,
@@ -357,18 +424,25 @@ where
                         .await?;
                 } else if in_transaction {
                     self.refuse(503, "5.5.1 Error: nested MAIL command").await?;
+                } else if !self.tls_policy_allows().await? {
+                    // refused (530) or counted by tls_policy_allows
                 } else if let Some(reply) = self.relay(line).await? {
                     if reply.is_success() {
                         self.phase = Phase::Mail;
+                        self.rcpts_in_txn = 0;
                     }
                 }
             }
             Verb::Rcpt => {
                 if !in_transaction {
                     self.refuse(503, "5.5.1 Error: need MAIL command").await?;
+                } else if self.rcpts_in_txn >= self.shared.settings.smtp.max_recipients {
+                    // RFC 5321 §4.5.3.1.10: 452 asks the client to send the rest later.
+                    self.say(452, "4.5.3 Error: too many recipients").await?;
                 } else if let Some(reply) = self.relay(line).await? {
                     if reply.is_success() {
                         self.phase = Phase::Rcpt;
+                        self.rcpts_in_txn += 1;
                         self.record.recipients += 1;
                     }
                 }
@@ -416,13 +490,34 @@ where
                     // Scanners' junk never reaches the backend.
                     self.refuse(503, "5.5.1 Error: send HELO/EHLO first")
                         .await?;
-                } else {
+                } else if self.tls_policy_allows().await? {
                     self.relay(line).await?;
                 }
             }
             Verb::Invalid => self.refuse(500, "5.5.2 Error: bad syntax").await?,
         }
         Ok(Step::Continue)
+    }
+
+    /// `require_tls` on this listener: refuses (530) work before TLS, or in
+    /// log-only mode counts what would have been refused.
+    async fn tls_policy_allows(&mut self) -> Result<bool, CloseReason> {
+        if self.tls_active {
+            return Ok(true);
+        }
+        match self.listener.require_tls {
+            RequireTls::Off => Ok(true),
+            RequireTls::LogOnly => {
+                self.record.tls_required_would_refuse += 1;
+                Ok(true)
+            }
+            RequireTls::On => {
+                self.record.tls_required_refusals += 1;
+                self.refuse(530, "5.7.0 Must issue a STARTTLS command first")
+                    .await?;
+                Ok(false)
+            }
+        }
     }
 
     fn greeted_phase(&self) -> Phase {

@@ -335,12 +335,25 @@ impl Proxy {
         extra: &str,
         implicit: bool,
     ) -> Proxy {
+        Proxy::configured(backend, pki, "", "", extra, implicit).await
+    }
+
+    /// The general form: `server` keys go into [server], `listener` keys into
+    /// the STARTTLS [[listener]], `extra` after [backend].
+    pub async fn configured(
+        backend: SocketAddr,
+        pki: Option<&Pki>,
+        server: &str,
+        listener: &str,
+        extra: &str,
+        implicit: bool,
+    ) -> Proxy {
         let dir = tempfile::tempdir().unwrap();
         let records = dir.path().join("records.jsonl");
         let mut text = format!(
-            "[server]\nhostname = \"mx.tlsfront.test\"\nshutdown_grace = \"1s\"\n\
+            "[server]\nhostname = \"mx.tlsfront.test\"\nshutdown_grace = \"1s\"\n{server}\n\
              [records]\npath = \"{}\"\n\
-             [[listener]]\naddress = [\"127.0.0.1:0\"]\n\
+             [[listener]]\naddress = [\"127.0.0.1:0\"]\n{listener}\n\
              {}\
              [backend]\naddress = \"{backend}\"\nconnect_timeout = \"2s\"\nreply_timeout = \"3s\"\n",
             records.display(),
