@@ -367,6 +367,12 @@ where
     }
 
     async fn command(&mut self, line: &[u8]) -> Result<Step, CloseReason> {
+        if line.contains(&0) {
+            // Never valid SMTP; old parsers may cut the line at the NUL.
+            self.refuse(500, "5.5.2 Error: NUL character in command")
+                .await?;
+            return Ok(Step::Continue);
+        }
         let cmd = Command::parse(line);
         let in_transaction = matches!(self.phase, Phase::Mail | Phase::Rcpt);
         match cmd.verb {
@@ -486,6 +492,12 @@ where
                 if BLOCKED.iter().any(|b| b.eq_ignore_ascii_case(cmd.verb_raw)) {
                     self.refuse(502, "5.5.1 Error: command not implemented")
                         .await?;
+                } else if cmd.verb == Verb::Other && !self.backend_offers(cmd.verb_raw) {
+                    // Only verbs the backend announced (ETRN, a site extension) are
+                    // relayed: message text pipelined after a failed DATA, or a
+                    // scanner's junk, never reaches the backend as commands.
+                    self.refuse(500, "5.5.2 Error: command not recognized")
+                        .await?;
                 } else if self.phase == Phase::Fresh {
                     // Scanners' junk never reaches the backend.
                     self.refuse(503, "5.5.1 Error: send HELO/EHLO first")
@@ -520,6 +532,16 @@ where
         }
     }
 
+    /// Whether the backend's EHLO announced `verb` as a keyword.
+    fn backend_offers(&self, verb: &[u8]) -> bool {
+        self.shared
+            .backend
+            .capabilities()
+            .keywords
+            .iter()
+            .any(|k| ehlo::keyword(k).as_bytes().eq_ignore_ascii_case(verb))
+    }
+
     fn greeted_phase(&self) -> Phase {
         if self.helo.is_some() {
             Phase::Greeted
@@ -539,6 +561,11 @@ where
                 .refuse(501, &format!("5.5.4 Syntax: {verb} hostname"))
                 .await;
         };
+        // A domain or address literal: printable ASCII only. It is passed to the
+        // backend in its own EHLO, so nothing else may get through.
+        if !name.iter().all(|b| (0x21..0x7f).contains(b)) || name.len() > 255 {
+            return self.refuse(501, "5.5.4 Syntax: invalid host name").await;
+        }
         // EHLO implies RSET (RFC 5321 §4.1.4): clear a transaction the backend holds.
         if matches!(self.phase, Phase::Mail | Phase::Rcpt) {
             if let Some(conn) = self.backend.as_mut() {

@@ -250,7 +250,7 @@ async fn scanners_never_reach_the_backend() {
     drop(Client::greeted(proxy.starttls).await);
     let mut c = Client::greeted(proxy.starttls).await;
     c.send("GET / HTTP/1.1").await;
-    c.expect(503).await;
+    c.expect(500).await;
     c.send("EHLO scanner.test").await;
     c.expect(250).await;
     c.send("NOOP").await;
