@@ -111,6 +111,38 @@ pub struct TlsFront {
     pub handshake_timeout: Duration,
     /// The certificates were generated at start-up (no real certificate configured).
     pub self_signed: bool,
+    /// What tlsfront can negotiate, as code points, to explain a failed
+    /// handshake by what the client offered.
+    offer: Offer,
+}
+
+#[derive(Debug, Clone, Default)]
+struct Offer {
+    versions: Vec<u16>,
+    suites: Vec<u16>,
+    groups: Vec<u16>,
+}
+
+impl Offer {
+    /// The most useful reason a handshake with `hello` cannot succeed, judged
+    /// from the ClientHello alone (rustls reports the first check that fails,
+    /// which is not always the one that explains it).
+    fn mismatch(&self, hello: &clienthello::ClientHello) -> Option<&'static str> {
+        if !hello.versions.iter().any(|v| self.versions.contains(v)) {
+            return Some(if hello.versions.iter().all(|v| *v < 0x0303) {
+                "client_tls_version_too_old"
+            } else {
+                "no_shared_version"
+            });
+        }
+        if !hello.cipher_suites.iter().any(|s| self.suites.contains(s)) {
+            return Some("no_shared_cipher_suite");
+        }
+        if !hello.groups.is_empty() && !hello.groups.iter().any(|g| self.groups.contains(g)) {
+            return Some("no_shared_group");
+        }
+        None
+    }
 }
 
 /// A certificate chain and key as read from disk (or generated).
@@ -282,11 +314,25 @@ impl TlsFront {
                 .filter(|i| entries[*i].names == first)
                 .collect();
         }
+        let offer = Offer {
+            versions: versions.iter().map(|v| u16::from(v.version)).collect(),
+            suites: provider
+                .cipher_suites
+                .iter()
+                .map(|s| u16::from(s.suite()))
+                .collect(),
+            groups: provider
+                .kx_groups
+                .iter()
+                .map(|g| u16::from(g.name()))
+                .collect(),
+        };
         Ok(Some(TlsFront {
             entries,
             defaults,
             handshake_timeout: tls.handshake_timeout,
             self_signed: generated,
+            offer,
         }))
     }
 
@@ -392,8 +438,8 @@ impl TlsFront {
         };
         let (hello, precheck) = match peeked {
             Peek::Hello(h) => {
-                let too_old = h.versions.iter().all(|v| *v < 0x0303);
-                (Some(h), too_old.then_some("client_tls_version_too_old"))
+                let mismatch = self.offer.mismatch(&h);
+                (Some(h), mismatch)
             }
             Peek::NotTls => (None, Some("not_tls")),
             Peek::Sslv2 => (None, Some("sslv2_hello")),
@@ -577,6 +623,41 @@ mod tests {
         assert_eq!(
             io_error_reason(&std::io::ErrorKind::UnexpectedEof.into()),
             "client_closed"
+        );
+    }
+
+    #[test]
+    fn mismatch_explains_by_what_the_client_offered() {
+        let offer = Offer {
+            versions: vec![0x0303, 0x0304],
+            suites: vec![0x1301, 0xc02b],
+            groups: vec![0x001d, 0x0017],
+        };
+        let hello = |versions: &[u16], suites: &[u16], groups: &[u16]| clienthello::ClientHello {
+            versions: versions.to_vec(),
+            cipher_suites: suites.to_vec(),
+            groups: groups.to_vec(),
+            ..Default::default()
+        };
+        assert_eq!(
+            offer.mismatch(&hello(&[0x0301], &[0x002f], &[])),
+            Some("client_tls_version_too_old")
+        );
+        assert_eq!(
+            offer.mismatch(&hello(&[0x0305], &[0x1301], &[])),
+            Some("no_shared_version")
+        );
+        assert_eq!(
+            offer.mismatch(&hello(&[0x0303], &[0x002f, 0x0033], &[0x0017])),
+            Some("no_shared_cipher_suite")
+        );
+        assert_eq!(
+            offer.mismatch(&hello(&[0x0304], &[0x1301], &[0x0100])),
+            Some("no_shared_group")
+        );
+        assert_eq!(
+            offer.mismatch(&hello(&[0x0304], &[0x1301], &[0x001d])),
+            None
         );
     }
 
