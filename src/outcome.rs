@@ -4,7 +4,7 @@
 use serde::Serialize;
 
 /// What happened to TLS on a connection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TlsOutcome {
     Established,
