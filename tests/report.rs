@@ -266,3 +266,25 @@ fn write_config(path: &Path, records: Option<&Path>) {
     }
     std::fs::write(path, text).unwrap();
 }
+
+#[test]
+fn help_tells_an_admin_what_is_read_and_how() {
+    let out = tlsfront(&["report", "--help"], None);
+    assert!(out.status.success());
+    let help = String::from_utf8(out.stdout).unwrap();
+    for expected in [
+        "Legacy path retired",
+        "gzip",
+        "records.path",
+        "/etc/tlsfront/tlsfront.toml",
+        "--since <DURATION>",
+        "7d",
+        "--json",
+        "Exit status: 0",
+        "tlsfront report --since 7d /var/log/tlsfront/records.jsonl*",
+    ] {
+        assert!(help.contains(expected), "missing {expected:?} in:\n{help}");
+    }
+    let top = String::from_utf8(tlsfront(&["--help"], None).stdout).unwrap();
+    assert!(top.contains("report"), "{top}");
+}

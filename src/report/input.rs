@@ -3,7 +3,7 @@
 //! standard input. Lines are bytes: a line that is not UTF-8 is malformed,
 //! not a read error.
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader, Cursor, Read};
 use std::path::Path;
 
 use flate2::bufread::MultiGzDecoder;
@@ -48,13 +48,24 @@ pub fn read_from(report: &mut Report, name: &str, reader: impl Read) -> Result<(
         source,
     };
     report.begin_source(name);
-    let mut plain = BufReader::new(reader);
-    let head = plain.fill_buf().map_err(read_err)?;
-    if head.starts_with(&GZIP_MAGIC) {
+    let mut reader = reader;
+    // Read the magic bytes exactly: a pipe may deliver them one at a time.
+    let mut head = [0u8; 2];
+    let mut got = 0;
+    while got < head.len() {
+        match reader.read(&mut head[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(read_err(e)),
+        }
+    }
+    let whole = BufReader::new(Cursor::new(head[..got].to_vec()).chain(reader));
+    if head[..got] == GZIP_MAGIC {
         // Multi-member: `cat a.gz b.gz` and some rotators append members.
-        lines(report, name, BufReader::new(MultiGzDecoder::new(plain))).map_err(read_err)
+        lines(report, name, BufReader::new(MultiGzDecoder::new(whole))).map_err(read_err)
     } else {
-        lines(report, name, plain).map_err(read_err)
+        lines(report, name, whole).map_err(read_err)
     }
 }
 
@@ -97,6 +108,30 @@ mod tests {
         assert_eq!(s.malformed_lines, 2);
         assert_eq!(s.first_malformed.as_deref(), Some("plain.gz:3"));
         assert_eq!(s.sources, ["plain.gz", "rotated.jsonl"]);
+    }
+
+    /// Hands out one byte per read, like a slow pipe.
+    struct Trickle<'a>(&'a [u8]);
+
+    impl Read for Trickle<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let Some((first, rest)) = self.0.split_first() else {
+                return Ok(0);
+            };
+            buf[0] = *first;
+            self.0 = rest;
+            Ok(1)
+        }
+    }
+
+    #[test]
+    fn gzip_is_detected_when_the_magic_arrives_in_pieces() {
+        let data = gzip(format!("{GOOD}\n").as_bytes());
+        let mut rep = Report::new(None);
+        read_from(&mut rep, "-", Trickle(&data)).unwrap();
+        read_from(&mut rep, "one byte", Trickle(b"{")).unwrap();
+        let s = rep.summary();
+        assert_eq!((s.sessions, s.malformed_lines), (1, 1));
     }
 
     #[test]
