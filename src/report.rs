@@ -122,20 +122,19 @@ impl Report {
             self.implicit += 1;
         }
         let client = r.client_ip.as_deref().unwrap_or("(unknown)");
-        let name = |v: &Option<String>| v.as_deref().unwrap_or(NONE).to_string();
         let tally = self.clients.entry(client.to_string()).or_default();
         tally.0 += 1;
         if r.tls != TlsOutcome::NotAttempted {
             tally.1 += 1;
-            bump(&mut self.sni, &name(&r.sni));
+            bump(&mut self.sni, or_none(&r.sni));
         }
 
         let exception = match r.tls {
             TlsOutcome::Established => {
-                bump(&mut self.versions, &name(&r.tls_version));
-                bump(&mut self.suites, &name(&r.cipher_suite));
-                bump(&mut self.groups, &name(&r.kx_group));
-                bump(&mut self.key_types, &name(&r.cert_key_type));
+                bump(&mut self.versions, or_none(&r.tls_version));
+                bump(&mut self.suites, or_none(&r.cipher_suite));
+                bump(&mut self.groups, or_none(&r.kx_group));
+                bump(&mut self.key_types, or_none(&r.cert_key_type));
                 if r.self_signed == Some(true) {
                     self.self_signed += 1;
                 }
@@ -253,6 +252,10 @@ impl Report {
         out.push('\n');
         out
     }
+}
+
+fn or_none(v: &Option<String>) -> &str {
+    v.as_deref().unwrap_or(NONE)
 }
 
 fn bump(counts: &mut Counts, key: &str) {
