@@ -273,7 +273,7 @@ pub fn parse(text: &str, file: &str) -> Result<RawConfig, ConfigError> {
     })
 }
 
-/// Parses "500ms", "30s", "5m", "1h", or a bare number of seconds.
+/// Parses "500ms", "30s", "5m", "1h", "7d", or a bare number of seconds.
 pub fn parse_duration(s: &str) -> Option<Duration> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
@@ -284,6 +284,7 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
         "ms" => Some(Duration::from_millis(n)),
         "m" => Some(Duration::from_secs(n.checked_mul(60)?)),
         "h" => Some(Duration::from_secs(n.checked_mul(3600)?)),
+        "d" => Some(Duration::from_secs(n.checked_mul(86_400)?)),
         _ => None,
     }
 }
@@ -824,6 +825,7 @@ mod tests {
         assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
         assert_eq!(parse_duration("2h"), Some(Duration::from_secs(7200)));
         assert_eq!(parse_duration("10"), Some(Duration::from_secs(10)));
+        assert_eq!(parse_duration("7d"), Some(Duration::from_secs(7 * 86_400)));
         assert_eq!(parse_duration("m"), None);
         assert_eq!(parse_duration("5 days"), None);
     }

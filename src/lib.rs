@@ -14,6 +14,8 @@
 //! - [`smtp`]: pure protocol code (lines, commands, replies, EHLO, end of data).
 //! - [`records`]: one JSON line per connection, written off the hot path.
 //! - [`outcome`]: the stable names of outcomes shared by records and logs.
+//! - [`report`]: `tlsfront report`: aggregates record files (plain or gzip) into
+//!   TLS shares, failures, policy impact and the legacy-path verdict.
 
 pub mod admission;
 pub mod backend;
@@ -22,6 +24,7 @@ pub mod config;
 pub mod limits;
 pub mod outcome;
 pub mod records;
+pub mod report;
 pub mod server;
 pub mod session;
 pub mod smtp;

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 use tlsfront::config::{DEFAULT_CONFIG_PATH, Overrides, Settings};
 use tlsfront::records::{self, RecordSink};
+use tlsfront::report::{Report, input};
 use tlsfront::server::Server;
 
 #[derive(Parser)]
@@ -33,6 +34,30 @@ enum Cmd {
         --cert fullchain.pem --key key.pem --hostname mx.example.com --records records.jsonl"
     )]
     Run(RunArgs),
+    /// Summarise record files: TLS share, versions, failures and who has them,
+    /// what a stricter policy would break, and whether the legacy path is retired.
+    #[command(
+        long_about = "Summarise tlsfront's record files (one JSON object per connection): \
+        sessions and the share with TLS; TLS versions, cipher suites, key exchange groups, \
+        SNI names and certificate key types; TLS failures by reason with the top client \
+        addresses; clients that never used TLS; what requiring TLS or allowing only TLS 1.3 \
+        would break; and the verdict \"Legacy path retired: YES\" (every session ended at \
+        tlsfront with TLS 1.2 or 1.3) or \"NO\" with every exception listed by reason.",
+        after_help = "FILES may be plain or gzip-compressed (detected by content, so rotated \
+        files like records.jsonl.2.gz work); \"-\" reads standard input. Without FILES, the \
+        file named by records.path in the configuration is read (rotated files are not: \
+        name them, e.g. with a glob).\n\n\
+        Lines that are not records (not JSON, no valid \"ts\" or \"tls\") are counted and \
+        skipped, never fatal; the report says how many and where the first one is.\n\n\
+        Exit status: 0 report printed (whatever the verdict), 1 a file cannot be read, \
+        2 bad arguments or configuration.\n\n\
+        Examples:\n  \
+        tlsfront report                       # records.path of /etc/tlsfront/tlsfront.toml\n  \
+        tlsfront report --since 7d /var/log/tlsfront/records.jsonl*\n  \
+        tlsfront report --since 24h --json | jq .exceptions\n  \
+        zcat old.jsonl.gz | tlsfront report -"
+    )]
+    Report(ReportArgs),
 }
 
 #[derive(Args)]
@@ -73,11 +98,97 @@ struct RunArgs {
     log: String,
 }
 
+#[derive(Args)]
+struct ReportArgs {
+    /// Record files, plain or gzip ("-" for standard input). Default: records.path
+    /// from the configuration file.
+    #[arg(value_name = "FILES")]
+    files: Vec<PathBuf>,
+    /// Only sessions that ended within this time before now, e.g. 30m, 24h, 7d.
+    #[arg(long, value_name = "DURATION", value_parser = parse_since)]
+    since: Option<std::time::Duration>,
+    /// Print one JSON object (stable snake_case keys, listed in the README) instead of text.
+    #[arg(long)]
+    json: bool,
+    /// Configuration file whose records.path is read when no FILES are given
+    /// [default: /etc/tlsfront/tlsfront.toml].
+    #[arg(short, long, value_name = "FILE")]
+    config: Option<PathBuf>,
+}
+
+fn parse_since(s: &str) -> Result<std::time::Duration, String> {
+    match tlsfront::config::parse_duration(s) {
+        Some(d) if !d.is_zero() => Ok(d),
+        _ => Err("expected a duration like 30m, 24h or 7d".to_string()),
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Cmd::Run(args) => run(args),
+        Cmd::Report(args) => report(args),
     }
+}
+
+fn report(args: ReportArgs) -> ExitCode {
+    let files = if args.files.is_empty() {
+        match default_record_file(args.config) {
+            Ok(path) => vec![path],
+            Err(message) => {
+                eprintln!("tlsfront: {message}");
+                return ExitCode::from(2);
+            }
+        }
+    } else {
+        args.files
+    };
+    let since = match args.since {
+        None => None,
+        Some(d) => match jiff::Timestamp::now().checked_sub(d) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                eprintln!("tlsfront: --since: {e}");
+                return ExitCode::from(2);
+            }
+        },
+    };
+    let mut report = Report::new(since);
+    for file in &files {
+        if let Err(e) = input::read_path(&mut report, file) {
+            eprintln!("tlsfront: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
+    let text = if args.json {
+        report.render_json()
+    } else {
+        report.render_text()
+    };
+    // A reader that stops early (`| head`) is not an error worth a panic.
+    let _ = std::io::Write::write_all(&mut std::io::stdout().lock(), text.as_bytes());
+    ExitCode::SUCCESS
+}
+
+/// The record file named in the configuration, for `report` without FILES.
+fn default_record_file(config: Option<PathBuf>) -> Result<PathBuf, String> {
+    let explicit = config.is_some();
+    let path = config.unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG_PATH));
+    if !explicit && !path.exists() {
+        return Err(format!(
+            "no FILES given and no configuration at {} to take records.path from; \
+             name the record files, e.g. tlsfront report /var/log/tlsfront/records.jsonl*",
+            path.display()
+        ));
+    }
+    let settings = Settings::load(&path, true, &Overrides::default())
+        .map_err(|e| format!("configuration error: {e}"))?;
+    settings.records.ok_or_else(|| {
+        format!(
+            "{}: no records.path configured; name the record files to report on",
+            path.display()
+        )
+    })
 }
 
 fn run(args: RunArgs) -> ExitCode {

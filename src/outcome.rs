@@ -1,10 +1,11 @@
-//! Outcomes as data: the closed sets of names that the records, the logs and
-//! (later) the report and metrics all share. The snake_case names are stable.
+//! Outcomes as data: the closed sets of names that the records, the logs, the
+//! report (which reads them back) and (later) the metrics all share. The
+//! snake_case names are stable.
 
 use serde::Serialize;
 
 /// What happened to TLS on a connection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TlsOutcome {
     Established,
