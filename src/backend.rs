@@ -13,8 +13,9 @@ use tokio::net::{TcpSocket, TcpStream};
 
 use crate::config::BackendSettings;
 use crate::limits;
-use crate::smtp::ehlo;
+use crate::proxyproto;
 use crate::smtp::reply::{Reply, ReplyError, ReplyParser};
+use crate::smtp::{ehlo, trace};
 
 #[derive(Debug, Error)]
 pub enum BackendError {
@@ -147,6 +148,7 @@ impl Backend {
         // Replies are small and latency-bound: never wait for Nagle.
         let _ = stream.set_nodelay(true);
         Ok(BackendConn {
+            identity: None,
             stream,
             addr,
             rbuf: BytesMut::with_capacity(1024),
@@ -157,9 +159,22 @@ impl Backend {
     }
 
     /// Connects, reads the greeting and introduces the client's HELO name
-    /// (EHLO, falling back to HELO if EHLO is refused).
-    pub async fn open_session(&self, helo_name: &[u8]) -> Result<BackendConn, OpenError> {
+    /// (EHLO, falling back to HELO if EHLO is refused). With `client`, the
+    /// client's identity is passed on as configured (PROXY header, XCLIENT).
+    pub async fn open_session(
+        &self,
+        helo_name: &[u8],
+        client: Option<&ClientIdentity>,
+    ) -> Result<BackendConn, OpenError> {
         let mut conn = self.connect().await?;
+        if let (Some(version), Some(id)) = (self.settings.proxy_protocol, client) {
+            let header = proxyproto::encode(version, id.client, id.listener);
+            conn.write_all(&header, "PROXY header").await?;
+            conn.identity = Some(match version {
+                proxyproto::Version::V1 => "proxy_v1",
+                proxyproto::Version::V2 => "proxy_v2",
+            });
+        }
         let greeting = conn.read_reply("greeting", conn.reply_timeout).await?;
         if greeting.code != 220 {
             return Err(OpenError::Refused(greeting));
@@ -170,6 +185,10 @@ impl Backend {
         let reply = conn.command(&line, "EHLO").await?;
         if reply.code == 250 {
             self.learn(&reply);
+            if let (true, Some(id)) = (self.settings.xclient, client) {
+                self.xclient(&mut conn, &reply, helo_name, id, &line)
+                    .await?;
+            }
             return Ok(conn);
         }
         if reply.code == 421 {
@@ -183,17 +202,83 @@ impl Backend {
         Ok(conn)
     }
 
+    /// Sends XCLIENT with the attributes the backend announced, then EHLO
+    /// again (XCLIENT restarts the session with a new greeting).
+    async fn xclient(
+        &self,
+        conn: &mut BackendConn,
+        ehlo: &Reply,
+        helo_name: &[u8],
+        id: &ClientIdentity,
+        ehlo_line: &[u8],
+    ) -> Result<(), OpenError> {
+        let Some(announced) = ehlo::keywords_of(&ehlo.lines)
+            .into_iter()
+            .find(|k| ehlo::keyword(k).eq_ignore_ascii_case("XCLIENT"))
+        else {
+            return Ok(());
+        };
+        let offered: Vec<String> = announced
+            .split_whitespace()
+            .skip(1)
+            .map(|a| a.to_ascii_uppercase())
+            .collect();
+        let ip = id.client.ip().to_canonical();
+        let addr = if ip.is_ipv6() {
+            format!("IPV6:{ip}")
+        } else {
+            ip.to_string()
+        };
+        let mut line = String::from("XCLIENT");
+        for (name, value) in [
+            ("ADDR", addr),
+            ("PORT", id.client.port().to_string()),
+            // Reverse DNS is the backend's business; tlsfront does no lookups.
+            ("NAME", "[UNAVAILABLE]".to_string()),
+            ("HELO", trace::xtext(helo_name)),
+            ("PROTO", if id.esmtp { "ESMTP" } else { "SMTP" }.to_string()),
+        ] {
+            if offered.iter().any(|o| o == name) {
+                line.push_str(&format!(" {name}={value}"));
+            }
+        }
+        let reply = conn.command(line.as_bytes(), "XCLIENT").await?;
+        if reply.code != 220 {
+            // Not authorised for XCLIENT: the session goes on, as tlsfront.
+            tracing::warn!(backend = %self.settings.addr, reply = %reply.summary(), "backend refused XCLIENT");
+            return Ok(());
+        }
+        let reply = conn.command(ehlo_line, "EHLO after XCLIENT").await?;
+        if reply.code != 250 {
+            return Err(OpenError::Refused(reply));
+        }
+        conn.identity = Some("xclient");
+        Ok(())
+    }
+
     /// Learns the backend's EHLO keywords with a short session of its own.
     pub async fn probe(&self, our_name: &str) -> Result<Vec<String>, OpenError> {
-        let conn = self.open_session(our_name.as_bytes()).await?;
+        let conn = self.open_session(our_name.as_bytes(), None).await?;
         conn.quit().await;
         Ok(self.capabilities().keywords)
     }
 }
 
+/// Who the backend session is for.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientIdentity {
+    pub client: SocketAddr,
+    /// The tlsfront listener the client connected to.
+    pub listener: SocketAddr,
+    /// The client said EHLO (not HELO).
+    pub esmtp: bool,
+}
+
 /// One SMTP session with the backend.
 #[derive(Debug)]
 pub struct BackendConn {
+    /// How the client's identity reached the backend: "xclient", "proxy_v1", "proxy_v2".
+    pub identity: Option<&'static str>,
     stream: TcpStream,
     pub addr: SocketAddr,
     rbuf: BytesMut,

@@ -62,6 +62,8 @@ pub struct RawServer {
     pub max_connections: Option<usize>,
     pub max_connections_per_client: Option<usize>,
     pub shutdown_grace: Option<String>,
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -72,6 +74,8 @@ pub struct RawListener {
     pub mode: String,
     #[serde(default)]
     pub require_tls: Option<RawRequireTls>,
+    #[serde(default)]
+    pub proxy_protocol: bool,
 }
 
 /// `require_tls = true | false | "log"`.
@@ -95,6 +99,8 @@ pub struct RawBackend {
     pub connect_timeout: Option<String>,
     pub reply_timeout: Option<String>,
     pub data_timeout: Option<String>,
+    pub xclient: Option<bool>,
+    pub proxy_protocol: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -132,6 +138,7 @@ pub struct RawSmtp {
     pub bare_line_endings: Option<String>,
     pub max_recipients: Option<usize>,
     pub greeting_delay: Option<String>,
+    pub received_header: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -167,6 +174,8 @@ pub struct Settings {
     pub max_connections: usize,
     pub max_connections_per_client: usize,
     pub shutdown_grace: Duration,
+    /// Networks allowed to send a PROXY header (address, prefix length).
+    pub trusted_proxies: Vec<(IpAddr, u8)>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -174,6 +183,8 @@ pub struct ListenerSpec {
     pub addr: SocketAddr,
     pub mode: Mode,
     pub require_tls: RequireTls,
+    /// Accept a PROXY protocol header from `server.trusted_proxies`.
+    pub proxy_protocol: bool,
 }
 
 /// Whether mail may be sent before STARTTLS on a listener.
@@ -194,6 +205,10 @@ pub struct BackendSettings {
     pub connect_timeout: Duration,
     pub reply_timeout: Duration,
     pub data_timeout: Duration,
+    /// Pass the client's identity with XCLIENT when the backend offers it.
+    pub xclient: bool,
+    /// Send a PROXY protocol header on every backend connection.
+    pub proxy_protocol: Option<crate::proxyproto::Version>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -226,6 +241,8 @@ pub struct SmtpSettings {
     /// Wait before the greeting to catch clients that talk first (0: only
     /// input already there at accept time is caught).
     pub greeting_delay: Duration,
+    /// Prepend a Received header naming the real client to each message.
+    pub received_header: bool,
 }
 
 /// What happens to message content with bare CR or LF line endings.
@@ -270,6 +287,43 @@ pub fn parse(text: &str, file: &str) -> Result<RawConfig, ConfigError> {
     toml::from_str(text).map_err(|e| ConfigError::Parse {
         file: file.to_string(),
         message: e.to_string().trim_end().replace('\n', "\n    "),
+    })
+}
+
+/// Parses "192.0.2.1" (a single address) or "192.0.2.0/24", "2001:db8::/64".
+pub fn parse_cidr(s: &str) -> Option<(IpAddr, u8)> {
+    let (addr, len) = match s.split_once('/') {
+        Some((a, l)) => (a.parse::<IpAddr>().ok()?, l.parse::<u8>().ok()?),
+        None => {
+            let a = s.parse::<IpAddr>().ok()?;
+            (a, if a.is_ipv4() { 32 } else { 128 })
+        }
+    };
+    let max = if addr.is_ipv4() { 32 } else { 128 };
+    (len <= max).then_some((addr, len))
+}
+
+/// Whether `ip` is inside one of `nets`.
+pub fn in_networks(ip: IpAddr, nets: &[(IpAddr, u8)]) -> bool {
+    let ip = ip.to_canonical();
+    nets.iter().any(|(net, len)| match (ip, net) {
+        (IpAddr::V4(a), IpAddr::V4(n)) => {
+            let mask = if *len == 0 {
+                0
+            } else {
+                u32::MAX << (32 - u32::from(*len))
+            };
+            u32::from(a) & mask == u32::from(*n) & mask
+        }
+        (IpAddr::V6(a), IpAddr::V6(n)) => {
+            let mask = if *len == 0 {
+                0
+            } else {
+                u128::MAX << (128 - u32::from(*len))
+            };
+            u128::from(a) & mask == u128::from(*n) & mask
+        }
+        _ => false,
     })
 }
 
@@ -369,6 +423,7 @@ pub fn validate(mut raw: RawConfig, o: &Overrides, file: &str) -> Result<Setting
                 address: o.listen.clone(),
                 mode: "starttls".into(),
                 require_tls: None,
+                proxy_protocol: false,
             });
         }
         if !o.implicit_listen.is_empty() {
@@ -376,6 +431,7 @@ pub fn validate(mut raw: RawConfig, o: &Overrides, file: &str) -> Result<Setting
                 address: o.implicit_listen.clone(),
                 mode: "implicit".into(),
                 require_tls: None,
+                proxy_protocol: false,
             });
         }
     }
@@ -472,6 +528,7 @@ pub fn validate(mut raw: RawConfig, o: &Overrides, file: &str) -> Result<Setting
                 addr,
                 mode,
                 require_tls,
+                proxy_protocol: l.proxy_protocol,
             });
         }
     }
@@ -510,6 +567,18 @@ pub fn validate(mut raw: RawConfig, o: &Overrides, file: &str) -> Result<Setting
     let backend = BackendSettings {
         addr: backend_addr,
         source,
+        xclient: b.xclient.unwrap_or(false),
+        proxy_protocol: match b.proxy_protocol.as_deref() {
+            None | Some("none") => None,
+            Some("v1") => Some(crate::proxyproto::Version::V1),
+            Some("v2") => Some(crate::proxyproto::Version::V2),
+            Some(other) => {
+                return Err(v.err(
+                    "backend.proxy_protocol",
+                    format!("{other:?} is not valid (use \"v1\", \"v2\" or \"none\")"),
+                ));
+            }
+        },
         probe_interval: v.duration(
             "backend.probe_interval",
             &b.probe_interval,
@@ -669,6 +738,7 @@ pub fn validate(mut raw: RawConfig, o: &Overrides, file: &str) -> Result<Setting
             Some(n) => n,
             None => limits::DEFAULT_MAX_RECIPIENTS,
         },
+        received_header: s.received_header.unwrap_or(false),
         greeting_delay: match &s.greeting_delay {
             None => Duration::ZERO,
             Some(d) => match parse_duration(d) {
@@ -707,6 +777,26 @@ pub fn validate(mut raw: RawConfig, o: &Overrides, file: &str) -> Result<Setting
     if max_connections_per_client == 0 {
         return Err(v.err("server.max_connections_per_client", "must be at least 1"));
     }
+    let mut trusted_proxies = Vec::new();
+    for net in &raw.server.trusted_proxies {
+        trusted_proxies.push(parse_cidr(net).ok_or_else(|| {
+            v.err(
+                "server.trusted_proxies",
+                format!("{net:?} is not an address or network (e.g. \"10.0.0.5\", \"10.0.0.0/24\", \"2001:db8::/64\")"),
+            )
+        })?);
+    }
+    if let Some(l) = listeners.iter().find(|l| l.proxy_protocol) {
+        if trusted_proxies.is_empty() {
+            return Err(v.err(
+                "server.trusted_proxies",
+                format!(
+                    "listener {} accepts PROXY headers, but no trusted proxy is configured",
+                    l.addr
+                ),
+            ));
+        }
+    }
     Ok(Settings {
         hostname,
         names,
@@ -717,6 +807,7 @@ pub fn validate(mut raw: RawConfig, o: &Overrides, file: &str) -> Result<Setting
         records: raw.records.path.clone(),
         max_connections,
         max_connections_per_client,
+        trusted_proxies,
         shutdown_grace: v.duration(
             "server.shutdown_grace",
             &raw.server.shutdown_grace,
@@ -816,6 +907,27 @@ mod tests {
                 .to_string()
                 .contains("--key")
         );
+    }
+
+    #[test]
+    fn networks() {
+        let nets: Vec<_> = ["10.0.0.0/8", "192.0.2.7", "2001:db8::/64"]
+            .iter()
+            .map(|n| parse_cidr(n).unwrap())
+            .collect();
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert!(in_networks(ip("10.1.2.3"), &nets));
+        assert!(in_networks(ip("::ffff:10.1.2.3"), &nets));
+        assert!(in_networks(ip("192.0.2.7"), &nets));
+        assert!(!in_networks(ip("192.0.2.8"), &nets));
+        assert!(in_networks(ip("2001:db8::abcd"), &nets));
+        assert!(!in_networks(ip("2001:db8:1::1"), &nets));
+        assert!(parse_cidr("10.0.0.0/33").is_none());
+        assert!(parse_cidr("nonsense").is_none());
+        assert!(in_networks(
+            ip("8.8.8.8"),
+            &[parse_cidr("0.0.0.0/0").unwrap()]
+        ));
     }
 
     #[test]

@@ -12,6 +12,7 @@
 //! - [`stream`]: replay of already-read bytes; the plaintext-or-TLS client stream.
 //! - [`backend`]: the legacy MTA: its session, its replies, its EHLO keywords.
 //! - [`smtp`]: pure protocol code (lines, commands, replies, EHLO, end of data).
+//! - [`proxyproto`]: PROXY protocol v1/v2 headers (to the backend, from a trusted balancer).
 //! - [`records`]: one JSON line per connection, written off the hot path.
 //! - [`outcome`]: the stable names of outcomes shared by records and logs.
 //! - [`report`]: `tlsfront report`: aggregates record files (plain or gzip) into
@@ -23,6 +24,7 @@ pub mod clienthello;
 pub mod config;
 pub mod limits;
 pub mod outcome;
+pub mod proxyproto;
 pub mod records;
 pub mod report;
 pub mod server;

@@ -53,3 +53,5 @@ pub const DEFAULT_MAX_RECIPIENTS: usize = 1000;
 pub const MAX_REFUSALS_IN_FLIGHT: usize = 256;
 /// How long a refusal may take to write.
 pub const REFUSAL_WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+/// A trusted balancer sends its PROXY header at once.
+pub const PROXY_HEADER_TIMEOUT: Duration = Duration::from_secs(10);

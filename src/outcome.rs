@@ -55,6 +55,8 @@ pub enum CloseReason {
     ClientConnectionLimit,
     /// The client sent data before the greeting.
     EarlyTalker,
+    /// A trusted balancer's PROXY header was missing or malformed.
+    ProxyProtocolError,
     /// tlsfront is shutting down.
     Shutdown,
     /// The session task ended without setting a reason (a bug, or an abort).
@@ -77,6 +79,7 @@ impl CloseReason {
             CloseReason::ConnectionLimit => "connection_limit",
             CloseReason::ClientConnectionLimit => "client_connection_limit",
             CloseReason::EarlyTalker => "early_talker",
+            CloseReason::ProxyProtocolError => "proxy_protocol_error",
             CloseReason::Shutdown => "shutdown",
             CloseReason::Aborted => "aborted",
         }

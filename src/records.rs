@@ -58,6 +58,8 @@ pub struct Record {
     pub backend_contacted: bool,
     pub backend_addr: Option<String>,
     pub backend_connect_ms: Option<f64>,
+    /// How the client's identity reached the backend: `xclient`, `proxy_v1`, `proxy_v2`.
+    pub backend_identity: Option<String>,
     /// The last backend failure seen by this session (see README).
     pub backend_error: Option<String>,
     pub close_reason: CloseReason,
@@ -107,6 +109,7 @@ impl Record {
             backend_contacted: false,
             backend_addr: None,
             backend_connect_ms: None,
+            backend_identity: None,
             backend_error: None,
             close_reason: CloseReason::Aborted,
             duration_ms: 0.0,

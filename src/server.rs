@@ -4,19 +4,22 @@
 //! Accepting and handshaking are separate: a connection's TLS handshake runs
 //! in its own task, so a slow client never holds up the accept loop.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use thiserror::Error;
+use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_util::task::TaskTracker;
 
 use crate::admission::Admission;
 use crate::backend::Backend;
-use crate::config::{ListenerSpec, Settings};
+use crate::config::{ListenerSpec, Settings, in_networks};
 use crate::limits;
-use crate::outcome::Mode;
+use crate::outcome::{CloseReason, Mode};
+use crate::proxyproto;
 use crate::records::RecordSink;
 use crate::session::{self, Prelude, Shared};
 use crate::tls::{TlsError, TlsFront};
@@ -190,32 +193,111 @@ async fn accept_loop(
         };
         backoff = Duration::from_millis(10);
         let _ = stream.set_nodelay(true);
-        let shared = shared.clone();
-        match admission.admit(peer.ip()) {
-            Ok(ticket) => {
+        if spec.proxy_protocol && in_networks(peer.ip(), &shared.settings.trusted_proxies) {
+            // A trusted balancer: the real client is in the PROXY header.
+            let (shared, admission, refusals, tracker2) = (
+                shared.clone(),
+                admission.clone(),
+                refusals.clone(),
+                tracker.clone(),
+            );
+            tracker.spawn(async move {
+                let mut stream = stream;
+                match tokio::time::timeout(limits::PROXY_HEADER_TIMEOUT, read_proxy_header(&mut stream)).await {
+                    Ok(Ok(client)) => {
+                        let client = client.unwrap_or(peer);
+                        dispatch(shared, stream, spec, client, &admission, &refusals, &tracker2);
+                    }
+                    Ok(Err(why)) => {
+                        tracing::warn!(listener = %spec.addr, proxy = %peer, why, "bad PROXY header");
+                        session::record_refused(&shared, spec, peer, CloseReason::ProxyProtocolError);
+                    }
+                    Err(_) => session::record_refused(&shared, spec, peer, CloseReason::ProxyProtocolError),
+                }
+            });
+            continue;
+        }
+        dispatch(
+            shared.clone(),
+            stream,
+            spec,
+            peer,
+            &admission,
+            &refusals,
+            &tracker,
+        );
+    }
+}
+
+/// Admits a connection and runs its session, or refuses it at the caps.
+fn dispatch(
+    shared: Arc<Shared>,
+    stream: TcpStream,
+    spec: ListenerSpec,
+    peer: SocketAddr,
+    admission: &Arc<Admission>,
+    refusals: &Arc<Semaphore>,
+    tracker: &TaskTracker,
+) {
+    match admission.admit(peer.ip()) {
+        Ok(ticket) => {
+            tracker.spawn(async move {
+                let early = spec.mode == Mode::Starttls
+                    && talks_first(&stream, shared.settings.smtp.greeting_delay).await;
+                let prelude = if early {
+                    Prelude::EarlyTalker
+                } else {
+                    Prelude::Normal
+                };
+                session::run(shared, stream, spec, peer, prelude).await;
+                drop(ticket);
+            });
+        }
+        Err(reason) => match refusals.clone().try_acquire_owned() {
+            Ok(permit) => {
                 tracker.spawn(async move {
-                    let early = spec.mode == Mode::Starttls
-                        && talks_first(&stream, shared.settings.smtp.greeting_delay).await;
-                    let prelude = if early {
-                        Prelude::EarlyTalker
-                    } else {
-                        Prelude::Normal
-                    };
-                    session::run(shared, stream, spec, peer, prelude).await;
-                    drop(ticket);
+                    session::run(shared, stream, spec, peer, Prelude::Refused(reason)).await;
+                    drop(permit);
                 });
             }
-            Err(reason) => match refusals.clone().try_acquire_owned() {
-                Ok(permit) => {
-                    tracker.spawn(async move {
-                        session::run(shared, stream, spec, peer, Prelude::Refused(reason)).await;
-                        drop(permit);
-                    });
-                }
-                // Too many refusals in flight already: close without a word.
-                Err(_) => session::record_refused(&shared, spec, peer, reason),
-            },
+            // Too many refusals in flight already: close without a word.
+            Err(_) => session::record_refused(&shared, spec, peer, reason),
+        },
+    }
+}
+
+/// Reads a PROXY v1 or v2 header, byte-exact, so nothing after it is consumed.
+async fn read_proxy_header(stream: &mut TcpStream) -> Result<Option<SocketAddr>, &'static str> {
+    let mut buf = Vec::with_capacity(64);
+    let mut byte = [0u8; 1];
+    stream.read_exact(&mut byte).await.map_err(|_| "closed")?;
+    buf.push(byte[0]);
+    let need = if byte[0] == 0x0D {
+        // v2: 16 fixed bytes, then the announced length.
+        let mut fixed = [0u8; 15];
+        stream.read_exact(&mut fixed).await.map_err(|_| "closed")?;
+        buf.extend_from_slice(&fixed);
+        usize::from(u16::from_be_bytes([buf[14], buf[15]]))
+    } else {
+        // v1: one line of at most 107 bytes.
+        while buf.last() != Some(&b'\n') && buf.len() < 107 {
+            stream.read_exact(&mut byte).await.map_err(|_| "closed")?;
+            buf.push(byte[0]);
         }
+        0
+    };
+    if need > 0 {
+        if need > 512 {
+            return Err("PROXY v2 header too long");
+        }
+        let mut rest = vec![0u8; need];
+        stream.read_exact(&mut rest).await.map_err(|_| "closed")?;
+        buf.extend_from_slice(&rest);
+    }
+    match proxyproto::decode(&buf) {
+        proxyproto::Decoded::Header { consumed, source } if consumed == buf.len() => Ok(source),
+        proxyproto::Decoded::Invalid(why) => Err(why),
+        _ => Err("malformed PROXY header"),
     }
 }
 

@@ -22,16 +22,16 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::backend::{Backend, BackendConn, BackendError, OpenError};
+use crate::backend::{Backend, BackendConn, BackendError, ClientIdentity, OpenError};
 use crate::config::{BareLineEndings, ListenerSpec, RequireTls, Settings};
 use crate::limits;
 use crate::outcome::{CloseReason, Mode};
 use crate::records::{Record, RecordGuard, RecordSink, millis};
 use crate::smtp::command::{Command, Verb};
 use crate::smtp::data::DataScanner;
-use crate::smtp::ehlo;
 use crate::smtp::line::{Line, LineCutter};
 use crate::smtp::reply::{Reply, local};
+use crate::smtp::{ehlo, trace};
 use crate::stream::ClientIo;
 use crate::tls::TlsFront;
 
@@ -129,6 +129,10 @@ pub struct Session<S> {
     listener: ListenerSpec,
     /// Recipients accepted in the current transaction.
     rcpts_in_txn: usize,
+    /// The client (as told by a trusted PROXY header, if any).
+    peer: SocketAddr,
+    /// The client greeted with EHLO rather than HELO.
+    esmtp: bool,
 }
 
 /// What the listener learned about a connection before its session starts.
@@ -191,6 +195,8 @@ pub async fn run<S>(
         deadline: Instant::now() + shared.settings.smtp.session_lifetime,
         listener,
         rcpts_in_txn: 0,
+        peer,
+        esmtp: false,
         shared,
     };
     match prelude {
@@ -532,6 +538,32 @@ where
         }
     }
 
+    fn received_header(&self) -> String {
+        let helo = String::from_utf8_lossy(self.helo.as_deref().unwrap_or(b"unknown")).into_owned();
+        let date = jiff::Zoned::now()
+            .with_time_zone(jiff::tz::TimeZone::UTC)
+            .strftime("%a, %d %b %Y %H:%M:%S +0000")
+            .to_string();
+        let r = &self.record;
+        let tls = match (&r.tls_version, &r.cipher_suite) {
+            (Some(v), Some(s)) => Some((
+                v.as_str(),
+                s.as_str(),
+                r.kx_group.as_deref().unwrap_or("none"),
+            )),
+            _ => None,
+        };
+        trace::received_header(&trace::Hop {
+            helo: &helo,
+            client: self.peer,
+            hostname: &self.shared.settings.hostname,
+            session: &r.session,
+            esmtp: self.esmtp,
+            tls,
+            date: &date,
+        })
+    }
+
     /// Whether the backend's EHLO announced `verb` as a keyword.
     fn backend_offers(&self, verb: &[u8]) -> bool {
         self.shared
@@ -575,6 +607,7 @@ where
             }
         }
         self.helo = Some(name.to_vec());
+        self.esmtp = cmd.verb == Verb::Ehlo;
         self.record.helo = Some(String::from_utf8_lossy(name).into_owned());
         self.phase = Phase::Greeted;
         let hostname = self.shared.settings.hostname.clone();
@@ -661,9 +694,20 @@ where
             .unwrap_or_else(|| self.shared.settings.hostname.clone().into_bytes());
         self.record.backend_contacted = true;
         self.record.backend_addr = Some(self.shared.backend.addr().to_string());
-        match self.shared.backend.open_session(&helo).await {
+        let identity = ClientIdentity {
+            client: self.peer,
+            listener: self.listener.addr,
+            esmtp: self.esmtp,
+        };
+        match self
+            .shared
+            .backend
+            .open_session(&helo, Some(&identity))
+            .await
+        {
             Ok(conn) => {
                 self.record.backend_connect_ms = Some(millis(conn.connect_time));
+                self.record.backend_identity = conn.identity.map(str::to_string);
                 self.backend = Some(conn);
                 Ok(true)
             }
@@ -747,6 +791,10 @@ where
         let mut out = BytesMut::with_capacity(limits::DATA_CHUNK + 64);
         let mut backend_error: Option<BackendError> = None;
         let reject_bare = self.shared.settings.smtp.bare_line_endings == BareLineEndings::Reject;
+        if self.shared.settings.smtp.received_header {
+            // Prepended, not inserted: the client's own bytes stay untouched.
+            out.extend_from_slice(self.received_header().as_bytes());
+        }
         loop {
             if !self.rbuf.is_empty() {
                 let (n, end) = scanner.feed(&self.rbuf, &mut out);

@@ -6,9 +6,11 @@
 //! - [`reply`]: parse (multi-line) replies from the backend.
 //! - [`ehlo`]: build tlsfront's EHLO reply from the backend's keywords.
 //! - [`data`]: find the end of message content and keep it unambiguous.
+//! - [`trace`]: the optional Received header and XCLIENT values.
 
 pub mod command;
 pub mod data;
 pub mod ehlo;
 pub mod line;
 pub mod reply;
+pub mod trace;

@@ -217,6 +217,9 @@ async fn mta_session(mut s: TcpStream, script: MtaScript, log: Arc<Mutex<MtaLog>
             return;
         };
         log.lock().unwrap().commands.push(line.clone());
+        if line.starts_with("PROXY ") {
+            continue; // a PROXY v1 header from tlsfront: no reply
+        }
         let verb = line.split(' ').next().unwrap_or("").to_ascii_uppercase();
         let reply = match verb.as_str() {
             "EHLO" | "HELO" if script.refuse_helo.is_some() => {
@@ -241,6 +244,7 @@ async fn mta_session(mut s: TcpStream, script: MtaScript, log: Arc<Mutex<MtaLog>
                 _ => "250 2.1.5 Ok\r\n".to_string(),
             },
             "VRFY" => "252 2.5.2 Cannot VRFY user\r\n".to_string(),
+            "XCLIENT" => "220 legacy.test ESMTP\r\n".to_string(),
             "QUIT" => {
                 let _ = s.write_all(b"221 2.0.0 Bye\r\n").await;
                 return;
