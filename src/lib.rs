@@ -14,6 +14,7 @@
 //! - [`smtp`]: pure protocol code (lines, commands, replies, EHLO, end of data).
 //! - [`proxyproto`]: PROXY protocol v1/v2 headers (to the backend, from a trusted balancer).
 //! - [`records`]: one JSON line per connection, written off the hot path.
+//! - [`fuzzing`]: fuzz targets over the pure parsers, with their invariants.
 //! - [`outcome`]: the stable names of outcomes shared by records and logs.
 //! - [`report`]: `tlsfront report`: aggregates record files (plain or gzip) into
 //!   TLS shares, failures, policy impact and the legacy-path verdict.
@@ -22,6 +23,7 @@ pub mod admission;
 pub mod backend;
 pub mod clienthello;
 pub mod config;
+pub mod fuzzing;
 pub mod limits;
 pub mod outcome;
 pub mod proxyproto;
