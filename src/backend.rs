@@ -153,6 +153,8 @@ impl Backend {
             parser: ReplyParser::new(limits::MAX_REPLY_LINE, limits::MAX_REPLY_BYTES),
             connect_time: started.elapsed(),
             reply_timeout: self.settings.reply_timeout,
+            greeting: None,
+            ehlo: None,
         })
     }
 
@@ -164,12 +166,14 @@ impl Backend {
         if greeting.code != 220 {
             return Err(OpenError::Refused(greeting));
         }
+        conn.greeting = Some(greeting);
         let mut line = BytesMut::with_capacity(helo_name.len() + 7);
         line.extend_from_slice(b"EHLO ");
         line.extend_from_slice(helo_name);
         let reply = conn.command(&line, "EHLO").await?;
         if reply.code == 250 {
             self.learn(&reply);
+            conn.ehlo = Some(reply);
             return Ok(conn);
         }
         if reply.code == 421 {
@@ -200,6 +204,10 @@ pub struct BackendConn {
     parser: ReplyParser,
     pub connect_time: Duration,
     reply_timeout: Duration,
+    /// The backend's greeting and EHLO reply (None after a HELO fallback),
+    /// kept for `tlsfront check`.
+    pub greeting: Option<Reply>,
+    pub ehlo: Option<Reply>,
 }
 
 impl BackendConn {
@@ -266,6 +274,12 @@ impl BackendConn {
                 Ok(Err(source)) => return Err(BackendError::Io { addr, source }),
             }
         }
+    }
+
+    /// The raw connection and any bytes already read past the last reply:
+    /// for `tlsfront check`, which speaks TLS on it after STARTTLS.
+    pub fn into_parts(self) -> (TcpStream, BytesMut) {
+        (self.stream, self.rbuf)
     }
 
     /// Ends the session politely, without waiting long for the goodbye.

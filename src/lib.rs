@@ -13,14 +13,23 @@
 //! - [`smtp`]: pure protocol code (lines, commands, replies, EHLO, end of data).
 //! - [`records`]: one JSON line per connection, written off the hot path.
 //! - [`outcome`]: the stable names of outcomes shared by records and logs.
+//!
+//! `tlsfront check` sits beside the data path:
+//! - [`check`]: checks what `run` would start; findings with stable codes, human or JSON.
+//! - [`certcheck`]: pure certificate rules (key, chain, validity, names, SNI map).
+//! - [`serverhello`]: pure TLS 1.2 probe code: the ClientHello sent to the backend's
+//!   STARTTLS and a parser of its plaintext ServerHello..ServerHelloDone.
 
 pub mod backend;
+pub mod certcheck;
+pub mod check;
 pub mod clienthello;
 pub mod config;
 pub mod limits;
 pub mod outcome;
 pub mod records;
 pub mod server;
+pub mod serverhello;
 pub mod session;
 pub mod smtp;
 pub mod stream;

@@ -43,3 +43,10 @@ pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Default cap on concurrent sessions (each costs a few tens of KiB).
 pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+
+/// `tlsfront check`: each connect and each backend reply, so a dead backend
+/// gives a verdict in seconds rather than after `reply_timeout` (5 minutes).
+pub const CHECK_TIMEOUT: Duration = Duration::from_secs(10);
+/// `tlsfront check`: most bytes read of the backend's TLS first flight (a
+/// long certificate chain is ~10 KiB).
+pub const MAX_PROBE_BYTES: usize = 64 * 1024;
