@@ -111,10 +111,25 @@ fn finding(level: Level, subject: &str, code: &'static str, message: String) -> 
     }
 }
 
+/// Names a certificate by its place in the chain: 0 is the leaf.
 fn describe(i: usize, c: &CertInfo) -> String {
-    match i {
-        0 => format!("leaf ({})", c.subject),
-        _ => format!("certificate {} ({})", i + 1, c.subject),
+    if i == 0 {
+        format!("the leaf ({})", c.subject)
+    } else {
+        format!("chain certificate {i} ({})", c.subject)
+    }
+}
+
+/// Names a certificate by its position in the file.
+fn describe_at(i: usize, c: &CertInfo) -> String {
+    format!("certificate {} in the file ({})", i + 1, c.subject)
+}
+
+fn name_list(names: &[String]) -> String {
+    if names.is_empty() {
+        "none (no subjectAltName)".into()
+    } else {
+        names.join(", ")
     }
 }
 
@@ -181,71 +196,97 @@ pub fn check_key_match(subject: &str, leaf: &CertInfo, key: &PrivateKeyDer<'_>) 
 
 /// Chain order and completeness: leaf first, each certificate followed by
 /// its issuer, up to (not including) a root.
+///
+/// The chain is followed from the leaf through the file by issuer name; the
+/// path found says what is missing, what is out of place, what is extra.
 pub fn check_chain(subject: &str, chain: &[CertInfo]) -> Vec<Finding> {
     let mut out = Vec::new();
     if chain.is_empty() {
         return out;
     }
-    let mut out_of_order = Vec::new();
-    let mut missing = Vec::new();
-    for (i, c) in chain.iter().enumerate() {
-        if c.self_signed() {
-            if i > 0 && c.is_ca {
-                out.push(finding(
-                    Level::Warning,
-                    subject,
-                    "root_included",
-                    format!(
-                        "{} is a self-signed root: clients must already have it, sending it only costs bytes",
-                        describe(i, c)
-                    ),
-                ));
+    // rustls serves the first certificate as the leaf whatever it is; for
+    // the diagnosis, the leaf is the first non-CA certificate.
+    let leaf = chain.iter().position(|c| !c.is_ca).unwrap_or(0);
+    let mut path = vec![leaf];
+    let mut top_issuer_missing = false;
+    while path.len() <= chain.len() {
+        let cur = &chain[path[path.len() - 1]];
+        if cur.self_signed() {
+            break;
+        }
+        match (0..chain.len()).find(|j| !path.contains(j) && chain[*j].subject == cur.issuer) {
+            Some(j) => path.push(j),
+            None => {
+                top_issuer_missing = true;
+                break;
             }
-            continue;
-        }
-        if chain
-            .get(i + 1)
-            .is_some_and(|next| next.subject == c.issuer)
-        {
-            continue;
-        }
-        if chain
-            .iter()
-            .enumerate()
-            .any(|(j, o)| j != i && j != i + 1 && o.subject == c.issuer)
-        {
-            out_of_order.push(format!("{} is not followed by its issuer", describe(i, c)));
-        } else if i + 1 < chain.len() || i == 0 {
-            // A last intermediate may well be issued by a root left out on
-            // purpose; the leaf alone, or a gap mid-chain, is a missing link.
-            missing.push(format!("{} was issued by {}", describe(i, c), c.issuer));
         }
     }
-    if chain[0].is_ca && chain.iter().skip(1).any(|c| !c.is_ca) {
-        out_of_order.insert(0, "the first certificate is a CA, not the leaf".into());
-    }
-    if !out_of_order.is_empty() {
+    let top = path[path.len() - 1];
+
+    if path.iter().enumerate().any(|(k, i)| k != *i) {
+        let why = if leaf != 0 {
+            format!("the leaf is {}, not first", describe_at(leaf, &chain[leaf]))
+        } else {
+            let k = (0..path.len()).find(|k| path[*k] != *k).unwrap_or(0);
+            format!(
+                "{} must be followed by its issuer {}",
+                describe(k - 1, &chain[path[k - 1]]),
+                describe_at(path[k], &chain[path[k]])
+            )
+        };
         out.push(finding(
             Level::Error,
             subject,
             "chain_out_of_order",
-            format!(
-                "{}: put the leaf first, then each issuer in turn",
-                out_of_order.join("; ")
-            ),
+            format!("{why}: put the leaf first, then each issuer in turn"),
         ));
     }
-    if !missing.is_empty() {
+    let unused: Vec<usize> = (0..chain.len()).filter(|i| !path.contains(i)).collect();
+    // The leaf's issuer absent, or the path stopping short of certificates
+    // that are there: an intermediate is missing. A top intermediate issued
+    // by a root left out is the normal case.
+    let gap = top_issuer_missing && unused.iter().any(|i| !chain[*i].self_signed());
+    if top_issuer_missing && (top == leaf || gap) {
         out.push(finding(
             Level::Error,
             subject,
             "chain_incomplete",
             format!(
-                "{}, which is not in the file: append the intermediate certificate(s) after the leaf \
-                 (if that issuer is a root, append it: `root_included` is only a warning)",
-                missing.join("; ")
+                "{} was issued by {}, which is not in the file: append the intermediate \
+                 certificate(s) after the leaf, in order (if that issuer is a root, append it: \
+                 `root_included` is only a warning)",
+                describe(path.len() - 1, &chain[top]),
+                chain[top].issuer
             ),
         ));
+    }
+    for i in &unused {
+        if gap && !chain[*i].self_signed() {
+            continue;
+        }
+        out.push(finding(
+            Level::Warning,
+            subject,
+            "chain_unrelated_certificate",
+            format!(
+                "{} is not part of the leaf's chain: remove it",
+                describe_at(*i, &chain[*i])
+            ),
+        ));
+    }
+    for (k, i) in path.iter().enumerate().skip(1) {
+        if chain[*i].self_signed() {
+            out.push(finding(
+                Level::Warning,
+                subject,
+                "root_included",
+                format!(
+                    "{} is a self-signed root: clients must already have it, sending it only costs bytes",
+                    describe(k, &chain[*i])
+                ),
+            ));
+        }
     }
     if chain.len() == 1 && chain[0].self_signed() {
         out.push(finding(
@@ -272,6 +313,10 @@ pub fn check_chain(subject: &str, chain: &[CertInfo]) -> Vec<Finding> {
 /// Validity window of every certificate in the chain at time `now`.
 pub fn check_validity(subject: &str, chain: &[CertInfo], now: i64) -> Vec<Finding> {
     let mut out = Vec::new();
+    let describe = |i: usize, c: &CertInfo| match i {
+        0 => format!("the leaf ({})", c.subject),
+        _ => describe_at(i, c),
+    };
     for (i, c) in chain.iter().enumerate() {
         let days_left = (c.not_after - now).div_euclid(86_400);
         if now < c.not_before {
@@ -411,7 +456,7 @@ pub fn check_names(served: &[Served], hostnames: &[String]) -> Vec<Finding> {
                         "tlsfront would serve {} for it, whose DNS names [{}] do not cover it: \
                          senders that verify refuse it",
                         s.subject,
-                        s.leaf.dns_names.join(", ")
+                        name_list(&s.leaf.dns_names)
                     ),
                 });
             }
@@ -432,7 +477,7 @@ pub fn check_names(served: &[Served], hostnames: &[String]) -> Vec<Finding> {
                     "sni_name_not_covered",
                     format!(
                         "SNI name {n} is configured for this certificate, but its DNS names [{}] do not cover it",
-                        s.leaf.dns_names.join(", ")
+                        name_list(&s.leaf.dns_names)
                     ),
                 ));
             }
@@ -550,22 +595,45 @@ mod tests {
         assert_eq!(codes(&f), vec!["chain_incomplete"]);
         assert!(f[0].message.contains("CN=Intermediate"), "{}", f[0].message);
         // A gap in the middle: leaf, then the root without the intermediate.
-        let f = check_chain("c", &[c.leaf, c.root]);
-        assert!(codes(&f).contains(&"chain_incomplete"), "{f:?}");
+        let f = check_chain("c", &[c.leaf.clone(), c.root.clone()]);
+        assert_eq!(
+            codes(&f),
+            vec!["chain_incomplete", "chain_unrelated_certificate"]
+        );
+        // A gap further up: leaf, intermediate, then a certificate that does
+        // not connect to it.
+        let other = chain();
+        let f = check_chain("c", &[c.leaf, c.intermediate, other.intermediate]);
+        assert_eq!(codes(&f), vec!["chain_incomplete"], "{f:?}");
+        assert!(
+            f[0].message.contains("chain certificate 1"),
+            "{}",
+            f[0].message
+        );
     }
 
     #[test]
     fn reversed_chain_is_out_of_order() {
         let c = chain();
         let f = check_chain("c", &[c.root, c.intermediate, c.leaf]);
-        assert!(codes(&f).contains(&"chain_out_of_order"), "{f:?}");
+        assert_eq!(
+            codes(&f),
+            vec!["chain_out_of_order", "root_included"],
+            "{f:?}"
+        );
+        assert!(
+            f[0].message.contains("certificate 3 in the file"),
+            "{}",
+            f[0].message
+        );
     }
 
     #[test]
     fn intermediate_first_is_out_of_order() {
         let c = chain();
         let f = check_chain("c", &[c.intermediate, c.leaf]);
-        assert!(codes(&f).contains(&"chain_out_of_order"), "{f:?}");
+        assert_eq!(codes(&f), vec!["chain_out_of_order"], "{f:?}");
+        assert!(f[0].message.contains("not first"), "{}", f[0].message);
     }
 
     #[test]
