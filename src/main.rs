@@ -180,7 +180,7 @@ fn check(args: CheckArgs) -> ExitCode {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("tlsfront: cannot start the runtime: {e}");
-            return ExitCode::from(2);
+            return ExitCode::FAILURE;
         }
     };
     let options = check::Options {
