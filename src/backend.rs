@@ -155,6 +155,8 @@ impl Backend {
             parser: ReplyParser::new(limits::MAX_REPLY_LINE, limits::MAX_REPLY_BYTES),
             connect_time: started.elapsed(),
             reply_timeout: self.settings.reply_timeout,
+            greeting: None,
+            ehlo: None,
         })
     }
 
@@ -179,6 +181,7 @@ impl Backend {
         if greeting.code != 220 {
             return Err(OpenError::Refused(greeting));
         }
+        conn.greeting = Some(greeting);
         let mut line = BytesMut::with_capacity(helo_name.len() + 7);
         line.extend_from_slice(b"EHLO ");
         line.extend_from_slice(helo_name);
@@ -189,6 +192,7 @@ impl Backend {
                 self.xclient(&mut conn, &reply, helo_name, id, &line)
                     .await?;
             }
+            conn.ehlo = Some(reply);
             return Ok(conn);
         }
         if reply.code == 421 {
@@ -285,6 +289,10 @@ pub struct BackendConn {
     parser: ReplyParser,
     pub connect_time: Duration,
     reply_timeout: Duration,
+    /// The backend's greeting and EHLO reply (None after a HELO fallback),
+    /// kept for `tlsfront check`.
+    pub greeting: Option<Reply>,
+    pub ehlo: Option<Reply>,
 }
 
 impl BackendConn {
@@ -351,6 +359,12 @@ impl BackendConn {
                 Ok(Err(source)) => return Err(BackendError::Io { addr, source }),
             }
         }
+    }
+
+    /// The raw connection and any bytes already read past the last reply:
+    /// for `tlsfront check`, which speaks TLS on it after STARTTLS.
+    pub fn into_parts(self) -> (TcpStream, BytesMut) {
+        (self.stream, self.rbuf)
     }
 
     /// Ends the session politely, without waiting long for the goodbye.

@@ -194,8 +194,11 @@ pub fn ehlo_rewrite(data: &[u8]) {
     }
 }
 
+/// A fuzz target: arbitrary bytes in, panics on a broken invariant.
+pub type Target = fn(&[u8]);
+
 /// Every target by name, for the corpus replay test and the fuzz crate.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Target)] = &[
     ("command_lines", command_lines),
     ("reply_parser", reply_parser),
     ("data_scanner", data_scanner),

@@ -18,9 +18,17 @@
 //! - [`outcome`]: the stable names of outcomes shared by records and logs.
 //! - [`report`]: `tlsfront report`: aggregates record files (plain or gzip) into
 //!   TLS shares, failures, policy impact and the legacy-path verdict.
+//!
+//! `tlsfront check` sits beside the data path:
+//! - [`check`]: checks what `run` would start; findings with stable codes, human or JSON.
+//! - [`certcheck`]: pure certificate rules (key, chain, validity, names, SNI map).
+//! - [`serverhello`]: pure TLS 1.2 probe code: the ClientHello sent to the backend's
+//!   STARTTLS and a parser of its plaintext ServerHello..ServerHelloDone.
 
 pub mod admission;
 pub mod backend;
+pub mod certcheck;
+pub mod check;
 pub mod clienthello;
 pub mod config;
 pub mod fuzzing;
@@ -30,6 +38,7 @@ pub mod proxyproto;
 pub mod records;
 pub mod report;
 pub mod server;
+pub mod serverhello;
 pub mod session;
 pub mod smtp;
 pub mod stream;

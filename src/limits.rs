@@ -55,3 +55,10 @@ pub const MAX_REFUSALS_IN_FLIGHT: usize = 256;
 pub const REFUSAL_WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 /// A trusted balancer sends its PROXY header at once.
 pub const PROXY_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// `tlsfront check`: each connect and each backend reply, so a dead backend
+/// gives a verdict in seconds rather than after `reply_timeout` (5 minutes).
+pub const CHECK_TIMEOUT: Duration = Duration::from_secs(10);
+/// `tlsfront check`: most bytes read of the backend's TLS first flight (a
+/// long certificate chain is ~10 KiB).
+pub const MAX_PROBE_BYTES: usize = 64 * 1024;

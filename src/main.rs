@@ -4,7 +4,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
-use tlsfront::config::{DEFAULT_CONFIG_PATH, Overrides, Settings};
+use tlsfront::check;
+use tlsfront::config::{ConfigError, DEFAULT_CONFIG_PATH, Overrides, Settings};
 use tlsfront::records::{self, RecordSink};
 use tlsfront::report::{Report, input};
 use tlsfront::server::Server;
@@ -31,7 +32,8 @@ enum Cmd {
         after_help = "Default configuration file: /etc/tlsfront/tlsfront.toml (every key is \
         described in the example conf/tlsfront.toml and the README).\n\n\
         Example without a file:\n  tlsfront run --listen 0.0.0.0:25 --backend 127.0.0.1:10025 \\\n    \
-        --cert fullchain.pem --key key.pem --hostname mx.example.com --records records.jsonl"
+        --cert fullchain.pem --key key.pem --hostname mx.example.com --records records.jsonl\n\n\
+        Check a configuration before (re)starting: tlsfront check --config FILE"
     )]
     Run(RunArgs),
     /// Summarise record files: TLS share, versions, failures and who has them,
@@ -58,10 +60,34 @@ enum Cmd {
         zcat old.jsonl.gz | tlsfront report -"
     )]
     Report(ReportArgs),
+    /// Check the configuration, certificates and backend without starting the proxy.
+    #[command(
+        long_about = "Checks what `tlsfront run` would start with the same flags, without \
+        starting it (like `nginx -t` or `postfix check`):\n\
+        - the configuration loads and validates;\n\
+        - every certificate: key type and size (RSA under 2048 bits is an error), the key \
+        matches the certificate, the chain is complete and in order (leaf, then intermediates), \
+        validity and days to expiry, every host name (server.hostname, server.names: the MX \
+        names) is covered, the SNI names map sanely;\n\
+        - the backend: greeting, EHLO keywords, whether it offers XCLIENT, and a probe of its \
+        own STARTTLS (a TLS 1.2 ClientHello, never completed) telling whether modern senders \
+        would refuse it and why (RSA key bits, DH group bits, protocol version).\n\n\
+        Each finding is one line: `ok`, `warning` or `error`, what it is about, the message, \
+        and a stable code in brackets. A weak backend STARTTLS is a warning: tlsfront hides it.",
+        after_help = "Exit status: 0 no errors (warnings allowed), 1 at least one error, \
+        2 the configuration does not load.\n\n\
+        Examples:\n  tlsfront check --config /etc/tlsfront/tlsfront.toml\n  \
+        tlsfront check --config /etc/tlsfront/tlsfront.toml --json | jq '.findings[] | select(.level != \"ok\")'\n  \
+        tlsfront check --no-backend --cert fullchain.pem --key key.pem --hostname mx.example.com \\\n    \
+        --listen 0.0.0.0:25 --backend 127.0.0.1:10025"
+    )]
+    Check(CheckArgs),
 }
 
+/// The configuration file and the flags that override it: shared by `run`
+/// and `check`, so `check` sees exactly what `run` would start.
 #[derive(Args)]
-struct RunArgs {
+struct ConfigArgs {
     /// Configuration file (TOML). Without this flag the default path is used
     /// if it exists; flags below override the file's values.
     #[arg(short, long, value_name = "FILE")]
@@ -88,6 +114,41 @@ struct RunArgs {
     /// Record file: one JSON object per connection is appended to it.
     #[arg(long, value_name = "FILE")]
     records: Option<PathBuf>,
+}
+
+impl ConfigArgs {
+    /// Loads and validates the settings; on failure, the error and where the
+    /// configuration came from (for messages).
+    fn load(self) -> Result<(Settings, String), (ConfigError, String)> {
+        let explicit = self.config.is_some();
+        let path = self
+            .config
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG_PATH));
+        let source = if explicit || path.exists() {
+            path.display().to_string()
+        } else {
+            "command line".to_string()
+        };
+        let overrides = Overrides {
+            listen: self.listen,
+            implicit_listen: self.implicit_listen,
+            backend: self.backend,
+            cert: self.cert,
+            key: self.key,
+            hostname: self.hostname,
+            records: self.records,
+        };
+        match Settings::load(&path, explicit, &overrides) {
+            Ok(s) => Ok((s, source)),
+            Err(e) => Err((e, source)),
+        }
+    }
+}
+
+#[derive(Args)]
+struct RunArgs {
+    #[command(flatten)]
+    config: ConfigArgs,
     /// Log filter, e.g. "info", "debug", "tlsfront=debug" (RUST_LOG also works).
     #[arg(
         long,
@@ -123,11 +184,65 @@ fn parse_since(s: &str) -> Result<std::time::Duration, String> {
     }
 }
 
+#[derive(Args)]
+struct CheckArgs {
+    #[command(flatten)]
+    config: ConfigArgs,
+    /// Print one JSON object (ok, errors, warnings, findings, backend) instead of lines.
+    #[arg(long)]
+    json: bool,
+    /// Do not contact the backend (configuration and certificates only).
+    #[arg(long)]
+    no_backend: bool,
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Cmd::Run(args) => run(args),
         Cmd::Report(args) => report(args),
+        Cmd::Check(args) => check(args),
+    }
+}
+
+fn check(args: CheckArgs) -> ExitCode {
+    let print = |report: &check::Report| {
+        if args.json {
+            println!("{}", report.to_json());
+        } else {
+            print!("{}", report.render());
+        }
+    };
+    let (settings, source) = match args.config.load() {
+        Ok(x) => x,
+        Err((e, source)) => {
+            if args.json {
+                print(&check::Report::config_failure(&source, e.to_string()));
+            } else {
+                eprintln!("tlsfront: configuration error: {e}");
+            }
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("tlsfront: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let options = check::Options {
+        backend: !args.no_backend,
+    };
+    let report = runtime.block_on(check::run(&settings, &source, options));
+    print(&report);
+    if report.ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     }
 }
 
@@ -201,23 +316,9 @@ fn run(args: RunArgs) -> ExitCode {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
 
-    let explicit = args.config.is_some();
-    let path = args
-        .config
-        .clone()
-        .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG_PATH));
-    let overrides = Overrides {
-        listen: args.listen,
-        implicit_listen: args.implicit_listen,
-        backend: args.backend,
-        cert: args.cert,
-        key: args.key,
-        hostname: args.hostname,
-        records: args.records,
-    };
-    let settings = match Settings::load(&path, explicit, &overrides) {
-        Ok(s) => s,
-        Err(e) => {
+    let settings = match args.config.load() {
+        Ok((s, _)) => s,
+        Err((e, _)) => {
             eprintln!("tlsfront: configuration error: {e}");
             return ExitCode::from(2);
         }

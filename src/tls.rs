@@ -505,7 +505,7 @@ impl TlsFront {
     }
 }
 
-fn wildcard_match(pattern: &str, name: &str) -> bool {
+pub(crate) fn wildcard_match(pattern: &str, name: &str) -> bool {
     match pattern.strip_prefix("*.") {
         Some(domain) => name
             .split_once('.')

@@ -1,0 +1,792 @@
+//! Certificate rules for `tlsfront check`, as pure functions over parsed
+//! certificates: key type and size, key/certificate match, chain order and
+//! completeness, validity window, and whether the configured host names and
+//! SNI names are covered. The clock is a parameter, so tests pin it.
+
+use rustls_pki_types::PrivateKeyDer;
+use x509_parser::prelude::FromDer;
+use x509_parser::public_key::PublicKey;
+
+use crate::check::{Finding, Level, Section};
+
+/// Days before expiry from which `expires_soon` warns: three weeks leaves
+/// time for a renewal that failed silently (ACME renews at 30 days).
+pub const EXPIRY_WARNING_DAYS: i64 = 21;
+
+/// The facts of one certificate the rules need.
+#[derive(Debug, Clone)]
+pub struct CertInfo {
+    pub subject: String,
+    pub issuer: String,
+    pub is_ca: bool,
+    pub not_before: i64,
+    pub not_after: i64,
+    /// DNS names of the subjectAltName extension, lower-cased.
+    pub dns_names: Vec<String>,
+    pub key: KeyKind,
+    /// The subjectPublicKey bits, to compare with a private key's.
+    pub public_key: Vec<u8>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyKind {
+    Rsa(usize),
+    Ec(usize),
+    Ed25519,
+    Other(String),
+}
+
+impl KeyKind {
+    /// As in the records: `rsa_2048`, `ecdsa_p256`, `ed25519`.
+    pub fn name(&self) -> String {
+        match self {
+            KeyKind::Rsa(bits) => format!("rsa_{bits}"),
+            KeyKind::Ec(bits) => format!("ecdsa_p{bits}"),
+            KeyKind::Ed25519 => "ed25519".into(),
+            KeyKind::Other(oid) => format!("other_{oid}"),
+        }
+    }
+
+    /// Which certificates can stand in for each other in certificate choice.
+    fn family(&self) -> &'static str {
+        match self {
+            KeyKind::Rsa(_) => "rsa",
+            KeyKind::Ec(_) => "ecdsa",
+            KeyKind::Ed25519 => "ed25519",
+            KeyKind::Other(_) => "other",
+        }
+    }
+
+    pub fn bits(&self) -> Option<usize> {
+        match self {
+            KeyKind::Rsa(b) | KeyKind::Ec(b) => Some(*b),
+            _ => None,
+        }
+    }
+}
+
+impl CertInfo {
+    pub fn self_signed(&self) -> bool {
+        self.subject == self.issuer
+    }
+}
+
+pub fn parse_cert(der: &[u8]) -> Result<CertInfo, String> {
+    let (_, x) = x509_parser::parse_x509_certificate(der).map_err(|e| e.to_string())?;
+    let mut dns_names = Vec::new();
+    if let Ok(Some(san)) = x.subject_alternative_name() {
+        for n in &san.value.general_names {
+            if let x509_parser::extensions::GeneralName::DNSName(d) = n {
+                dns_names.push(d.to_ascii_lowercase());
+            }
+        }
+    }
+    let spki = x.public_key();
+    let key = match spki.parsed() {
+        // x509-parser's own key_size miscounts moduli without a leading zero.
+        Ok(PublicKey::RSA(r)) => KeyKind::Rsa(crate::serverhello::bit_length(r.modulus)),
+        Ok(PublicKey::EC(ec)) => KeyKind::Ec(ec.key_size()),
+        _ if spki.algorithm.algorithm.to_id_string() == "1.3.101.112" => KeyKind::Ed25519,
+        _ => KeyKind::Other(spki.algorithm.algorithm.to_id_string()),
+    };
+    Ok(CertInfo {
+        subject: x.subject().to_string(),
+        issuer: x.issuer().to_string(),
+        is_ca: x.is_ca(),
+        not_before: x.validity().not_before.timestamp(),
+        not_after: x.validity().not_after.timestamp(),
+        dns_names,
+        key,
+        public_key: spki.subject_public_key.data.to_vec(),
+    })
+}
+
+fn finding(level: Level, subject: &str, code: &'static str, message: String) -> Finding {
+    Finding {
+        section: Section::Certificates,
+        level,
+        subject: subject.to_string(),
+        code,
+        message,
+    }
+}
+
+/// Names a certificate by its place in the chain: 0 is the leaf.
+fn describe(i: usize, c: &CertInfo) -> String {
+    if i == 0 {
+        format!("the leaf ({})", c.subject)
+    } else {
+        format!("chain certificate {i} ({})", c.subject)
+    }
+}
+
+/// Names a certificate by its position in the file.
+fn describe_at(i: usize, c: &CertInfo) -> String {
+    format!("certificate {} in the file ({})", i + 1, c.subject)
+}
+
+fn name_list(names: &[String]) -> String {
+    if names.is_empty() {
+        "none (no subjectAltName)".into()
+    } else {
+        names.join(", ")
+    }
+}
+
+fn date(ts: i64) -> String {
+    jiff::Timestamp::from_second(ts)
+        .map(|t| t.strftime("%Y-%m-%d").to_string())
+        .unwrap_or_else(|_| ts.to_string())
+}
+
+/// The leaf's key: RSA under 2048 bits is what modern senders refuse.
+pub fn check_key_type(subject: &str, leaf: &CertInfo) -> Finding {
+    match &leaf.key {
+        KeyKind::Rsa(bits) if *bits < 2048 => finding(
+            Level::Error,
+            subject,
+            "rsa_key_too_small",
+            format!(
+                "RSA key of {bits} bits: modern senders refuse it (\"ee key too small\"); use RSA 2048+ or ECDSA P-256"
+            ),
+        ),
+        KeyKind::Other(oid) => finding(
+            Level::Error,
+            subject,
+            "unsupported_key_type",
+            format!("public key algorithm {oid} is not usable for TLS here (use ECDSA or RSA)"),
+        ),
+        k => finding(Level::Ok, subject, "key_type", format!("key {}", k.name())),
+    }
+}
+
+/// Whether `key` is the private half of the leaf's public key.
+pub fn check_key_match(subject: &str, leaf: &CertInfo, key: &PrivateKeyDer<'_>) -> Finding {
+    let public = rustls::crypto::aws_lc_rs::sign::any_supported_type(key)
+        .map_err(|e| e.to_string())
+        .and_then(|k| {
+            let spki = k
+                .public_key()
+                .ok_or_else(|| "the key's public half is unknown".to_string())?;
+            let (_, spki) = x509_parser::x509::SubjectPublicKeyInfo::from_der(spki.as_ref())
+                .map_err(|e| e.to_string())?;
+            Ok(spki.subject_public_key.data.to_vec())
+        });
+    match public {
+        Ok(p) if p == leaf.public_key => finding(
+            Level::Ok,
+            subject,
+            "key_matches",
+            "the private key belongs to the leaf certificate".into(),
+        ),
+        Ok(_) => finding(
+            Level::Error,
+            subject,
+            "key_mismatch",
+            "the private key does not belong to the first certificate in the file".into(),
+        ),
+        Err(e) => finding(
+            Level::Error,
+            subject,
+            "key_unusable",
+            format!("the private key cannot be used: {e}"),
+        ),
+    }
+}
+
+/// Chain order and completeness: leaf first, each certificate followed by
+/// its issuer, up to (not including) a root.
+///
+/// The chain is followed from the leaf through the file by issuer name; the
+/// path found says what is missing, what is out of place, what is extra.
+pub fn check_chain(subject: &str, chain: &[CertInfo]) -> Vec<Finding> {
+    let mut out = Vec::new();
+    if chain.is_empty() {
+        return out;
+    }
+    // rustls serves the first certificate as the leaf whatever it is; for
+    // the diagnosis, the leaf is the first non-CA certificate.
+    let leaf = chain.iter().position(|c| !c.is_ca).unwrap_or(0);
+    let mut path = vec![leaf];
+    let mut top_issuer_missing = false;
+    while path.len() <= chain.len() {
+        let cur = &chain[path[path.len() - 1]];
+        if cur.self_signed() {
+            break;
+        }
+        match (0..chain.len()).find(|j| !path.contains(j) && chain[*j].subject == cur.issuer) {
+            Some(j) => path.push(j),
+            None => {
+                top_issuer_missing = true;
+                break;
+            }
+        }
+    }
+    let top = path[path.len() - 1];
+
+    if path.iter().enumerate().any(|(k, i)| k != *i) {
+        let why = if leaf != 0 {
+            format!("the leaf is {}, not first", describe_at(leaf, &chain[leaf]))
+        } else {
+            let k = (0..path.len()).find(|k| path[*k] != *k).unwrap_or(0);
+            format!(
+                "{} must be followed by its issuer {}",
+                describe(k - 1, &chain[path[k - 1]]),
+                describe_at(path[k], &chain[path[k]])
+            )
+        };
+        out.push(finding(
+            Level::Error,
+            subject,
+            "chain_out_of_order",
+            format!("{why}: put the leaf first, then each issuer in turn"),
+        ));
+    }
+    let unused: Vec<usize> = (0..chain.len()).filter(|i| !path.contains(i)).collect();
+    // The leaf's issuer absent, or the path stopping short of certificates
+    // that are there: an intermediate is missing. A top intermediate issued
+    // by a root left out is the normal case.
+    let gap = top_issuer_missing && unused.iter().any(|i| !chain[*i].self_signed());
+    if top_issuer_missing && (top == leaf || gap) {
+        out.push(finding(
+            Level::Error,
+            subject,
+            "chain_incomplete",
+            format!(
+                "{} was issued by {}, which is not in the file: append the intermediate \
+                 certificate(s) after the leaf, in order (if that issuer is a root, append it: \
+                 `root_included` is only a warning)",
+                describe(path.len() - 1, &chain[top]),
+                chain[top].issuer
+            ),
+        ));
+    }
+    for i in &unused {
+        if gap && !chain[*i].self_signed() {
+            continue;
+        }
+        out.push(finding(
+            Level::Warning,
+            subject,
+            "chain_unrelated_certificate",
+            format!(
+                "{} is not part of the leaf's chain: remove it",
+                describe_at(*i, &chain[*i])
+            ),
+        ));
+    }
+    for (k, i) in path.iter().enumerate().skip(1) {
+        if chain[*i].self_signed() {
+            out.push(finding(
+                Level::Warning,
+                subject,
+                "root_included",
+                format!(
+                    "{} is a self-signed root: clients must already have it, sending it only costs bytes",
+                    describe(k, &chain[*i])
+                ),
+            ));
+        }
+    }
+    if chain.len() == 1 && chain[0].self_signed() {
+        out.push(finding(
+            Level::Warning,
+            subject,
+            "self_signed",
+            "the leaf is self-signed: senders that verify certificates refuse it (most MX-to-MX traffic does not verify)".into(),
+        ));
+    }
+    if out.iter().all(|f| f.level != Level::Error) {
+        out.push(finding(
+            Level::Ok,
+            subject,
+            "chain_order",
+            format!(
+                "chain of {} certificate(s), leaf first, in order",
+                chain.len()
+            ),
+        ));
+    }
+    out
+}
+
+/// Validity window of every certificate in the chain at time `now`.
+pub fn check_validity(subject: &str, chain: &[CertInfo], now: i64) -> Vec<Finding> {
+    let mut out = Vec::new();
+    let describe = |i: usize, c: &CertInfo| match i {
+        0 => format!("the leaf ({})", c.subject),
+        _ => describe_at(i, c),
+    };
+    for (i, c) in chain.iter().enumerate() {
+        let days_left = (c.not_after - now).div_euclid(86_400);
+        if now < c.not_before {
+            out.push(finding(
+                Level::Error,
+                subject,
+                "not_yet_valid",
+                format!(
+                    "{} is valid only from {}",
+                    describe(i, c),
+                    date(c.not_before)
+                ),
+            ));
+        } else if now > c.not_after {
+            out.push(finding(
+                Level::Error,
+                subject,
+                "expired",
+                format!(
+                    "{} expired on {} ({} days ago)",
+                    describe(i, c),
+                    date(c.not_after),
+                    -days_left
+                ),
+            ));
+        } else if days_left < EXPIRY_WARNING_DAYS {
+            out.push(finding(
+                Level::Warning,
+                subject,
+                "expires_soon",
+                format!(
+                    "{} expires on {} (in {days_left} days)",
+                    describe(i, c),
+                    date(c.not_after)
+                ),
+            ));
+        } else if i == 0 {
+            out.push(finding(
+                Level::Ok,
+                subject,
+                "validity",
+                format!("valid until {} ({days_left} days left)", date(c.not_after)),
+            ));
+        }
+    }
+    out
+}
+
+/// One configured certificate, as certificate choice sees it.
+#[derive(Debug, Clone)]
+pub struct Served {
+    pub subject: String,
+    /// `names` from the config (empty: the certificate's DNS SANs are used).
+    pub configured_names: Vec<String>,
+    pub default: bool,
+    pub leaf: CertInfo,
+}
+
+impl Served {
+    fn sni_names(&self) -> Vec<String> {
+        if self.configured_names.is_empty() {
+            self.leaf.dns_names.clone()
+        } else {
+            self.configured_names
+                .iter()
+                .map(|n| n.to_ascii_lowercase())
+                .collect()
+        }
+    }
+}
+
+/// Whether a certificate with these SANs verifies for `name` (RFC 6125:
+/// exact, or a wildcard for exactly one label).
+pub fn covers(dns_names: &[String], name: &str) -> bool {
+    dns_names
+        .iter()
+        .any(|n| n == name || crate::tls::wildcard_match(n, name))
+}
+
+/// Host names (the MX names) and SNI map: every host name must be covered by
+/// each certificate tlsfront would serve for it; every configured SNI name by
+/// its certificate; no name served by two certificates of the same kind.
+pub fn check_names(served: &[Served], hostnames: &[String]) -> Vec<Finding> {
+    let mut out = Vec::new();
+    if served.is_empty() {
+        return out;
+    }
+    let names: Vec<Vec<String>> = served.iter().map(Served::sni_names).collect();
+    let mut defaults: Vec<usize> = (0..served.len()).filter(|i| served[*i].default).collect();
+    if defaults.is_empty() {
+        defaults = (0..served.len())
+            .filter(|i| names[*i] == names[0])
+            .collect();
+    }
+    // The same choice TlsFront::select makes: exact, wildcard, then defaults.
+    let pool_for = |host: &str| -> Vec<usize> {
+        let exact: Vec<usize> = (0..served.len())
+            .filter(|i| names[*i].iter().any(|n| n == host))
+            .collect();
+        if !exact.is_empty() {
+            return exact;
+        }
+        let wild: Vec<usize> = (0..served.len())
+            .filter(|i| {
+                names[*i]
+                    .iter()
+                    .any(|n| crate::tls::wildcard_match(n, host))
+            })
+            .collect();
+        if !wild.is_empty() {
+            return wild;
+        }
+        defaults.clone()
+    };
+    for host in hostnames {
+        for i in pool_for(host) {
+            let s = &served[i];
+            if covers(&s.leaf.dns_names, host) {
+                out.push(Finding {
+                    section: Section::Certificates,
+                    level: Level::Ok,
+                    subject: format!("hostname {host}"),
+                    code: "hostname_covered",
+                    message: format!(
+                        "served {} ({}), which covers it",
+                        s.subject,
+                        s.leaf.key.name()
+                    ),
+                });
+            } else {
+                out.push(Finding {
+                    section: Section::Certificates,
+                    level: Level::Error,
+                    subject: format!("hostname {host}"),
+                    code: "hostname_not_covered",
+                    message: format!(
+                        "tlsfront would serve {} for it, whose DNS names [{}] do not cover it: \
+                         senders that verify refuse it",
+                        s.subject,
+                        name_list(&s.leaf.dns_names)
+                    ),
+                });
+            }
+        }
+    }
+    for s in served {
+        for n in &s.configured_names {
+            let n = n.to_ascii_lowercase();
+            let covered = match n.strip_prefix("*.") {
+                // A wildcard SNI entry needs a wildcard SAN for the same domain.
+                Some(_) => s.leaf.dns_names.contains(&n),
+                None => covers(&s.leaf.dns_names, &n),
+            };
+            if !covered {
+                out.push(finding(
+                    Level::Error,
+                    &s.subject,
+                    "sni_name_not_covered",
+                    format!(
+                        "SNI name {n} is configured for this certificate, but its DNS names [{}] do not cover it",
+                        name_list(&s.leaf.dns_names)
+                    ),
+                ));
+            }
+        }
+    }
+    let mut seen: Vec<(String, &'static str, usize)> = Vec::new();
+    for (i, s) in served.iter().enumerate() {
+        let family = s.leaf.key.family();
+        for n in &names[i] {
+            match seen.iter().find(|(m, f, _)| m == n && *f == family) {
+                Some((_, _, first)) => out.push(finding(
+                    Level::Warning,
+                    &s.subject,
+                    "duplicate_sni_name",
+                    format!(
+                        "{n} is also served by {} ({family}), which comes first: this one is never served for it",
+                        served[*first].subject
+                    ),
+                )),
+                None => seen.push((n.clone(), family, i)),
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rcgen::{
+        BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, PublicKeyData,
+        date_time_ymd,
+    };
+
+    /// 2030-01-01T00:00:00Z, the tests' "now".
+    const NOW: i64 = 1_893_456_000;
+    /// 2031-01-01T00:00:00Z, when the test leaves expire.
+    const LEAF_END: i64 = 1_924_992_000;
+
+    fn ca_params(cn: &str) -> CertificateParams {
+        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+        p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        p.distinguished_name.push(DnType::CommonName, cn);
+        p.not_before = date_time_ymd(2025, 1, 1);
+        p.not_after = date_time_ymd(2040, 1, 1);
+        p
+    }
+
+    fn leaf_params(names: &[&str]) -> CertificateParams {
+        let mut p = CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+            .unwrap();
+        p.distinguished_name.push(DnType::CommonName, names[0]);
+        p.not_before = date_time_ymd(2029, 1, 1);
+        p.not_after = date_time_ymd(2031, 1, 1);
+        p
+    }
+
+    struct Chain {
+        root: CertInfo,
+        intermediate: CertInfo,
+        leaf: CertInfo,
+        leaf_key: KeyPair,
+    }
+
+    fn chain_with(leaf: CertificateParams) -> Chain {
+        let root =
+            CertifiedIssuer::self_signed(ca_params("Root"), KeyPair::generate().unwrap()).unwrap();
+        let inter = CertifiedIssuer::signed_by(
+            ca_params("Intermediate"),
+            KeyPair::generate().unwrap(),
+            &root,
+        )
+        .unwrap();
+        let leaf_key = KeyPair::generate().unwrap();
+        let leaf = leaf.signed_by(&leaf_key, &inter).unwrap();
+        Chain {
+            root: parse_cert(root.der()).unwrap(),
+            intermediate: parse_cert(inter.der()).unwrap(),
+            leaf: parse_cert(leaf.der()).unwrap(),
+            leaf_key,
+        }
+    }
+
+    fn chain() -> Chain {
+        chain_with(leaf_params(&["mx.example.com"]))
+    }
+
+    fn codes(f: &[Finding]) -> Vec<&'static str> {
+        f.iter()
+            .filter(|f| f.level != Level::Ok)
+            .map(|f| f.code)
+            .collect()
+    }
+
+    #[test]
+    fn leaf_then_intermediate_is_clean() {
+        let c = chain();
+        let f = check_chain("c", &[c.leaf.clone(), c.intermediate.clone()]);
+        assert_eq!(codes(&f), Vec::<&str>::new(), "{f:?}");
+        assert!(f.iter().any(|f| f.code == "chain_order"));
+    }
+
+    #[test]
+    fn root_included_is_a_warning() {
+        let c = chain();
+        let f = check_chain("c", &[c.leaf, c.intermediate, c.root]);
+        assert_eq!(codes(&f), vec!["root_included"]);
+        assert_eq!(f[0].level, Level::Warning);
+    }
+
+    #[test]
+    fn missing_intermediate_is_an_error() {
+        let c = chain();
+        let f = check_chain("c", std::slice::from_ref(&c.leaf));
+        assert_eq!(codes(&f), vec!["chain_incomplete"]);
+        assert!(f[0].message.contains("CN=Intermediate"), "{}", f[0].message);
+        // A gap in the middle: leaf, then the root without the intermediate.
+        let f = check_chain("c", &[c.leaf.clone(), c.root.clone()]);
+        assert_eq!(
+            codes(&f),
+            vec!["chain_incomplete", "chain_unrelated_certificate"]
+        );
+        // A gap further up: leaf, intermediate, then a certificate that does
+        // not connect to it.
+        let other = chain();
+        let f = check_chain("c", &[c.leaf, c.intermediate, other.intermediate]);
+        assert_eq!(codes(&f), vec!["chain_incomplete"], "{f:?}");
+        assert!(
+            f[0].message.contains("chain certificate 1"),
+            "{}",
+            f[0].message
+        );
+    }
+
+    #[test]
+    fn reversed_chain_is_out_of_order() {
+        let c = chain();
+        let f = check_chain("c", &[c.root, c.intermediate, c.leaf]);
+        assert_eq!(
+            codes(&f),
+            vec!["chain_out_of_order", "root_included"],
+            "{f:?}"
+        );
+        assert!(
+            f[0].message.contains("certificate 3 in the file"),
+            "{}",
+            f[0].message
+        );
+    }
+
+    #[test]
+    fn intermediate_first_is_out_of_order() {
+        let c = chain();
+        let f = check_chain("c", &[c.intermediate, c.leaf]);
+        assert_eq!(codes(&f), vec!["chain_out_of_order"], "{f:?}");
+        assert!(f[0].message.contains("not first"), "{}", f[0].message);
+    }
+
+    #[test]
+    fn self_signed_leaf_is_a_warning() {
+        let key = KeyPair::generate().unwrap();
+        let cert = leaf_params(&["mx.example.com"]).self_signed(&key).unwrap();
+        let f = check_chain("c", &[parse_cert(cert.der()).unwrap()]);
+        assert_eq!(codes(&f), vec!["self_signed"]);
+    }
+
+    #[test]
+    fn validity_window() {
+        let c = chain();
+        let ok = check_validity("c", &[c.leaf.clone(), c.intermediate.clone()], NOW);
+        assert_eq!(codes(&ok), Vec::<&str>::new());
+        assert!(ok[0].message.contains("2031-01-01"), "{}", ok[0].message);
+
+        let expired = check_validity("c", std::slice::from_ref(&c.leaf), LEAF_END + 86_400);
+        assert_eq!(codes(&expired), vec!["expired"]);
+        let early = check_validity("c", std::slice::from_ref(&c.leaf), NOW - 366 * 86_400);
+        assert_eq!(codes(&early), vec!["not_yet_valid"]);
+        // 2031-01-01 minus 10 days.
+        let soon = check_validity("c", std::slice::from_ref(&c.leaf), LEAF_END - 10 * 86_400);
+        assert_eq!(codes(&soon), vec!["expires_soon"]);
+        assert_eq!(soon[0].level, Level::Warning);
+        assert!(
+            soon[0].message.contains("in 10 days"),
+            "{}",
+            soon[0].message
+        );
+    }
+
+    /// A public key rcgen cannot generate: RSA with a 1024-bit modulus.
+    struct Rsa1024(Vec<u8>);
+    impl PublicKeyData for Rsa1024 {
+        fn der_bytes(&self) -> &[u8] {
+            &self.0
+        }
+        fn algorithm(&self) -> &'static rcgen::SignatureAlgorithm {
+            &rcgen::PKCS_RSA_SHA256
+        }
+    }
+
+    fn rsa_public_key(bits: usize) -> Rsa1024 {
+        // RSAPublicKey ::= SEQUENCE { modulus INTEGER, publicExponent INTEGER }
+        let n = bits / 8;
+        let mut modulus = vec![0x00, 0xc3];
+        modulus.extend(std::iter::repeat_n(0x5a, n - 1));
+        let mut int = vec![0x02, 0x81, modulus.len() as u8];
+        int.extend(modulus);
+        int.extend([0x02, 0x03, 0x01, 0x00, 0x01]);
+        let mut der = vec![0x30, 0x81, int.len() as u8];
+        der.extend(int);
+        Rsa1024(der)
+    }
+
+    #[test]
+    fn rsa_1024_is_an_error_ecdsa_is_fine() {
+        let ca =
+            CertifiedIssuer::self_signed(ca_params("CA"), KeyPair::generate().unwrap()).unwrap();
+        let cert = leaf_params(&["mx.example.com"])
+            .signed_by(&rsa_public_key(1024), &ca)
+            .unwrap();
+        let info = parse_cert(cert.der()).unwrap();
+        assert_eq!(info.key, KeyKind::Rsa(1024));
+        let f = check_key_type("c", &info);
+        assert_eq!((f.level, f.code), (Level::Error, "rsa_key_too_small"));
+        assert!(f.message.contains("1024"));
+
+        let c = chain();
+        let f = check_key_type("c", &c.leaf);
+        assert_eq!((f.level, f.code), (Level::Ok, "key_type"));
+        assert!(f.message.contains("ecdsa_p256"), "{}", f.message);
+    }
+
+    #[test]
+    fn rsa_2048_passes() {
+        let ca =
+            CertifiedIssuer::self_signed(ca_params("CA"), KeyPair::generate().unwrap()).unwrap();
+        let key = KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256).unwrap();
+        let cert = leaf_params(&["mx.example.com"])
+            .signed_by(&key, &ca)
+            .unwrap();
+        let info = parse_cert(cert.der()).unwrap();
+        assert_eq!(info.key, KeyKind::Rsa(2048));
+        assert_eq!(check_key_type("c", &info).level, Level::Ok);
+    }
+
+    #[test]
+    fn key_must_match_the_leaf() {
+        let c = chain();
+        let own = PrivateKeyDer::try_from(c.leaf_key.serialize_der()).unwrap();
+        assert_eq!(check_key_match("c", &c.leaf, &own).code, "key_matches");
+        let other = PrivateKeyDer::try_from(KeyPair::generate().unwrap().serialize_der()).unwrap();
+        let f = check_key_match("c", &c.leaf, &other);
+        assert_eq!((f.level, f.code), (Level::Error, "key_mismatch"));
+    }
+
+    fn served(subject: &str, names: &[&str], default: bool, leaf: CertInfo) -> Served {
+        Served {
+            subject: subject.into(),
+            configured_names: names.iter().map(|s| s.to_string()).collect(),
+            default,
+            leaf,
+        }
+    }
+
+    #[test]
+    fn hostnames_must_be_covered_by_the_served_certificate() {
+        let c = chain_with(leaf_params(&["mx.example.com", "*.mail.example.com"]));
+        let s = vec![served("a.pem", &[], false, c.leaf)];
+        let hosts = ["mx.example.com", "in.mail.example.com", "mx.example.org"]
+            .map(String::from)
+            .to_vec();
+        let f = check_names(&s, &hosts);
+        let bad: Vec<&str> = f
+            .iter()
+            .filter(|f| f.level == Level::Error)
+            .map(|f| f.subject.as_str())
+            .collect();
+        assert_eq!(bad, vec!["hostname mx.example.org"], "{f:?}");
+        assert!(
+            f.iter()
+                .all(|f| f.code != "hostname_not_covered" || f.message.contains("a.pem"))
+        );
+    }
+
+    #[test]
+    fn sni_map_sanity() {
+        let a = chain_with(leaf_params(&["mx.example.com"])).leaf;
+        let b = chain_with(leaf_params(&["mx.example.com"])).leaf;
+        let s = vec![
+            served("a.pem", &["mx.example.com", "mx.example.net"], true, a),
+            served("b.pem", &["mx.example.com"], false, b),
+        ];
+        let f = check_names(&s, &[]);
+        assert_eq!(
+            codes(&f),
+            vec!["sni_name_not_covered", "duplicate_sni_name"],
+            "{f:?}"
+        );
+        assert!(f[0].message.contains("mx.example.net"));
+        assert_eq!(f[1].subject, "b.pem");
+    }
+
+    #[test]
+    fn an_ecdsa_and_rsa_pair_is_not_a_duplicate() {
+        let e = chain().leaf;
+        let mut r = e.clone();
+        r.key = KeyKind::Rsa(2048);
+        let s = vec![served("e.pem", &[], true, e), served("r.pem", &[], true, r)];
+        let f = check_names(&s, &["mx.example.com".to_string()]);
+        assert_eq!(codes(&f), Vec::<&str>::new(), "{f:?}");
+        assert_eq!(f.iter().filter(|f| f.code == "hostname_covered").count(), 2);
+    }
+}

@@ -1,0 +1,850 @@
+//! `tlsfront check`: what `run` would start, checked without starting it.
+//!
+//! The configuration (already loaded and validated by the caller), every
+//! certificate (rules in [`crate::certcheck`]), then the backend: greeting,
+//! EHLO keywords, XCLIENT, and a raw probe of its own STARTTLS that tells
+//! whether modern senders would refuse it and why. Findings are data with
+//! stable codes; rendering them for people or scripts is separate.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::BytesMut;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use serde::Serialize;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::backend::{Backend, OpenError};
+use crate::certcheck::{self, KeyKind, Served};
+use crate::config::{BackendSettings, Settings};
+use crate::limits;
+use crate::outcome::Mode;
+use crate::serverhello::{self, Flight, KeyExchange, Kx, ServerFlight};
+use crate::smtp::ehlo;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Level {
+    Ok,
+    Warning,
+    Error,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Section {
+    Config,
+    Certificates,
+    Backend,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Finding {
+    pub section: Section,
+    pub level: Level,
+    /// What the finding is about, e.g. `certificate /etc/tlsfront/mx.pem`.
+    pub subject: String,
+    /// Stable snake_case name, for scripts.
+    pub code: &'static str,
+    pub message: String,
+}
+
+/// What the backend said, for `--json`.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct BackendReport {
+    pub address: String,
+    /// First line of the greeting (`220 ...`); null if none was read.
+    pub greeting: Option<String>,
+    /// EHLO keyword lines (after the first line of the reply).
+    pub ehlo: Vec<String>,
+    pub xclient: bool,
+    /// Null when the backend does not offer STARTTLS.
+    pub starttls: Option<StarttlsReport>,
+}
+
+/// What a client sees of the backend's own STARTTLS.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct StarttlsReport {
+    /// The backend answered 220 to STARTTLS.
+    pub accepted: bool,
+    pub version: Option<String>,
+    pub cipher_suite: Option<String>,
+    /// `ecdhe`, `dhe` or `rsa`.
+    pub key_exchange: Option<String>,
+    pub group: Option<String>,
+    pub dh_bits: Option<usize>,
+    pub cert_subject: Option<String>,
+    /// As in the records: `rsa_1024`, `ecdsa_p256`, ...
+    pub key_type: Option<String>,
+    pub key_bits: Option<usize>,
+    /// The alert (or other failure) that ended the probe, if any.
+    pub failure: Option<String>,
+    pub refused_by_modern_clients: bool,
+    /// Why, in the words clients log: `ee key too small`, `dh key too small`, ...
+    pub reasons: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub ok: bool,
+    pub errors: usize,
+    pub warnings: usize,
+    pub findings: Vec<Finding>,
+    /// Null with `--no-backend`, or when the configuration did not load.
+    pub backend: Option<BackendReport>,
+}
+
+impl Report {
+    fn new(findings: Vec<Finding>, backend: Option<BackendReport>) -> Report {
+        let count = |l: Level| findings.iter().filter(|f| f.level == l).count();
+        Report {
+            ok: count(Level::Error) == 0,
+            errors: count(Level::Error),
+            warnings: count(Level::Warning),
+            findings,
+            backend,
+        }
+    }
+
+    /// The report for a configuration that does not load at all.
+    pub fn config_failure(source: &str, message: String) -> Report {
+        Report::new(
+            vec![Finding {
+                section: Section::Config,
+                level: Level::Error,
+                subject: format!("config {source}"),
+                code: "config_invalid",
+                message,
+            }],
+            None,
+        )
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).unwrap_or_default()
+    }
+
+    /// One line per finding, grouped by section, then the totals.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        for (section, title) in [
+            (Section::Config, "config"),
+            (Section::Certificates, "certificates"),
+            (Section::Backend, "backend"),
+        ] {
+            let lines: Vec<&Finding> = self
+                .findings
+                .iter()
+                .filter(|f| f.section == section)
+                .collect();
+            if lines.is_empty() {
+                continue;
+            }
+            out.push_str(title);
+            out.push('\n');
+            for f in lines {
+                let level = match f.level {
+                    Level::Ok => "ok",
+                    Level::Warning => "warning",
+                    Level::Error => "error",
+                };
+                out.push_str(&format!(
+                    "  {level:<8}{}: {} [{}]\n",
+                    f.subject, f.message, f.code
+                ));
+            }
+        }
+        out.push_str(&format!(
+            "check: {} error{}, {} warning{}\n",
+            self.errors,
+            if self.errors == 1 { "" } else { "s" },
+            self.warnings,
+            if self.warnings == 1 { "" } else { "s" },
+        ));
+        out
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    /// Connect to the backend (off: `--no-backend`).
+    pub backend: bool,
+}
+
+/// Checks everything `run` would start with `settings`, read from `source`.
+pub async fn run(settings: &Settings, source: &str, options: Options) -> Report {
+    let mut findings = check_config(settings, source);
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    findings.extend(check_certificates(settings, now));
+    let backend = if options.backend {
+        let (f, report) = check_backend(settings).await;
+        findings.extend(f);
+        Some(report)
+    } else {
+        findings.push(Finding {
+            section: Section::Backend,
+            level: Level::Ok,
+            subject: format!("backend {}", settings.backend.addr),
+            code: "backend_skipped",
+            message: "not contacted (--no-backend)".into(),
+        });
+        None
+    };
+    Report::new(findings, backend)
+}
+
+fn config_finding(level: Level, subject: &str, code: &'static str, message: String) -> Finding {
+    Finding {
+        section: Section::Config,
+        level,
+        subject: subject.to_string(),
+        code,
+        message,
+    }
+}
+
+fn check_config(s: &Settings, source: &str) -> Vec<Finding> {
+    let subject = format!("config {source}");
+    let listeners: Vec<String> = s
+        .listeners
+        .iter()
+        .map(|l| {
+            let mode = match l.mode {
+                Mode::Starttls => "starttls",
+                Mode::Implicit => "implicit",
+            };
+            format!("{} {mode}", l.addr)
+        })
+        .collect();
+    let mut out = vec![config_finding(
+        Level::Ok,
+        &subject,
+        "config_valid",
+        format!(
+            "hostname {}, names [{}], listeners [{}], backend {}",
+            s.hostname,
+            s.names.join(", "),
+            listeners.join(", "),
+            s.backend.addr
+        ),
+    )];
+    match &s.records {
+        None => out.push(config_finding(
+            Level::Warning,
+            &subject,
+            "no_records",
+            "no record file ([records] path or --records): handshake outcomes are only logged"
+                .into(),
+        )),
+        Some(p) => {
+            // `run` creates the file but not its directory.
+            let dir = p
+                .parent()
+                .filter(|d| !d.as_os_str().is_empty())
+                .unwrap_or(std::path::Path::new("."));
+            if !dir.is_dir() {
+                out.push(config_finding(
+                    Level::Error,
+                    &subject,
+                    "records_dir_missing",
+                    format!(
+                        "record file {}: directory {} does not exist",
+                        p.display(),
+                        dir.display()
+                    ),
+                ));
+            }
+        }
+    }
+    out
+}
+
+fn cert_finding(level: Level, subject: &str, code: &'static str, message: String) -> Finding {
+    Finding {
+        section: Section::Certificates,
+        level,
+        subject: subject.to_string(),
+        code,
+        message,
+    }
+}
+
+fn check_certificates(settings: &Settings, now: i64) -> Vec<Finding> {
+    let tls = &settings.tls;
+    let mut out = Vec::new();
+    if tls.certificates.is_empty() {
+        out.push(if tls.generate_self_signed {
+            cert_finding(
+                Level::Warning,
+                "certificates",
+                "self_signed_generated",
+                format!(
+                    "none configured: a self-signed certificate for [{}] is generated at start-up; \
+                     senders that verify refuse it",
+                    settings.names.join(", ")
+                ),
+            )
+        } else {
+            cert_finding(
+                Level::Warning,
+                "certificates",
+                "no_certificate",
+                "none configured and generate_self_signed = false: STARTTLS is not offered".into(),
+            )
+        });
+    }
+    let mut served = Vec::new();
+    for c in &tls.certificates {
+        let subject = format!("certificate {}", c.cert.display());
+        let chain = match CertificateDer::pem_file_iter(&c.cert)
+            .map_err(|e| e.to_string())
+            .and_then(|it| it.collect::<Result<Vec<_>, _>>().map_err(|e| e.to_string()))
+        {
+            Ok(chain) if chain.is_empty() => {
+                out.push(cert_finding(
+                    Level::Error,
+                    &subject,
+                    "certificate_unreadable",
+                    "no CERTIFICATE block found (expected a PEM full chain: leaf first)".into(),
+                ));
+                continue;
+            }
+            Ok(chain) => chain,
+            Err(e) => {
+                out.push(cert_finding(
+                    Level::Error,
+                    &subject,
+                    "certificate_unreadable",
+                    format!("cannot read the PEM chain: {e}"),
+                ));
+                continue;
+            }
+        };
+        let mut parsed = Vec::new();
+        for (i, der) in chain.iter().enumerate() {
+            match certcheck::parse_cert(der.as_ref()) {
+                Ok(p) => parsed.push(p),
+                Err(e) => out.push(cert_finding(
+                    Level::Error,
+                    &subject,
+                    "certificate_unparsable",
+                    format!("certificate {} in the file: {e}", i + 1),
+                )),
+            }
+        }
+        if parsed.len() != chain.len() {
+            continue;
+        }
+        let leaf = &parsed[0];
+        out.push(certcheck::check_key_type(&subject, leaf));
+        match PrivateKeyDer::from_pem_file(&c.key) {
+            Ok(key) => match leaf.key {
+                // aws-lc-rs refuses such keys outright; the size is the news.
+                KeyKind::Rsa(bits) if bits < 2048 => {}
+                _ => out.push(certcheck::check_key_match(&subject, leaf, &key)),
+            },
+            Err(e) => out.push(cert_finding(
+                Level::Error,
+                &subject,
+                "key_unreadable",
+                format!("key {}: {e}", c.key.display()),
+            )),
+        }
+        out.extend(certcheck::check_chain(&subject, &parsed));
+        out.extend(certcheck::check_validity(&subject, &parsed, now));
+        served.push(Served {
+            subject,
+            configured_names: c.names.clone(),
+            default: c.default,
+            leaf: parsed[0].clone(),
+        });
+    }
+    out.extend(certcheck::check_names(&served, &settings.names));
+    // Whatever the rules above missed, `run` must be able to load it all.
+    if !out.iter().any(|f| f.level == Level::Error) {
+        if let Err(e) = crate::tls::TlsFront::build(settings) {
+            out.push(cert_finding(
+                Level::Error,
+                "certificates",
+                "tls_setup_failed",
+                e.to_string(),
+            ));
+        }
+    }
+    out
+}
+
+fn backend_finding(level: Level, subject: &str, code: &'static str, message: String) -> Finding {
+    Finding {
+        section: Section::Backend,
+        level,
+        subject: subject.to_string(),
+        code,
+        message,
+    }
+}
+
+/// Greeting, EHLO, XCLIENT, and the backend's own STARTTLS as clients see it.
+async fn check_backend(settings: &Settings) -> (Vec<Finding>, BackendReport) {
+    let addr = settings.backend.addr;
+    let subject = format!("backend {addr}");
+    let mut report = BackendReport {
+        address: addr.to_string(),
+        ..BackendReport::default()
+    };
+    let mut out = Vec::new();
+    let backend = Backend::new(BackendSettings {
+        connect_timeout: settings.backend.connect_timeout.min(limits::CHECK_TIMEOUT),
+        reply_timeout: settings.backend.reply_timeout.min(limits::CHECK_TIMEOUT),
+        ..settings.backend.clone()
+    });
+    let mut conn = match backend
+        .open_session(settings.hostname.as_bytes(), None)
+        .await
+    {
+        Ok(c) => c,
+        Err(OpenError::Unavailable(e)) => {
+            out.push(backend_finding(
+                Level::Error,
+                &subject,
+                "backend_unreachable",
+                format!("{e}: clients would get 451 4.4.1 for every message"),
+            ));
+            return (out, report);
+        }
+        Err(OpenError::Refused(reply)) => {
+            out.push(backend_finding(
+                Level::Error,
+                &subject,
+                "backend_refused",
+                format!(
+                    "refused tlsfront's session: {} (clients would get this reply)",
+                    reply.summary()
+                ),
+            ));
+            return (out, report);
+        }
+    };
+    let greeting = conn.greeting.as_ref().map(|g| g.summary());
+    out.push(backend_finding(
+        Level::Ok,
+        &subject,
+        "backend_greeting",
+        format!("greeting {:?}", greeting.clone().unwrap_or_default()),
+    ));
+    report.greeting = greeting;
+    report.ehlo = conn
+        .ehlo
+        .as_ref()
+        .map(|r| ehlo::keywords_of(&r.lines))
+        .unwrap_or_default();
+    if conn.ehlo.is_some() {
+        out.push(backend_finding(
+            Level::Ok,
+            &subject,
+            "backend_ehlo",
+            format!("EHLO keywords: {}", report.ehlo.join(", ")),
+        ));
+    } else {
+        out.push(backend_finding(
+            Level::Warning,
+            &subject,
+            "backend_no_ehlo",
+            "EHLO refused, HELO accepted: no extensions (no SIZE, 8BITMIME, ...) are relayed"
+                .into(),
+        ));
+    }
+    let has = |kw: &str| {
+        report
+            .ehlo
+            .iter()
+            .find(|l| ehlo::keyword(l).eq_ignore_ascii_case(kw))
+            .cloned()
+    };
+    if let Some(line) = has("XCLIENT") {
+        report.xclient = true;
+        out.push(backend_finding(
+            Level::Ok,
+            &subject,
+            "backend_offers_xclient",
+            format!(
+                "offers {line:?}: it could be told each client's real address (tlsfront does not \
+                 use it yet; today the backend sees tlsfront's address)"
+            ),
+        ));
+    }
+    if has("STARTTLS").is_none() {
+        out.push(backend_finding(
+            Level::Ok,
+            &subject,
+            "backend_no_starttls",
+            "does not offer STARTTLS itself (tlsfront provides it)".into(),
+        ));
+        conn.quit().await;
+        return (out, report);
+    }
+
+    let tls_subject = format!("backend {addr} STARTTLS");
+    let mut starttls = StarttlsReport::default();
+    match conn.command(b"STARTTLS", "STARTTLS").await {
+        Ok(r) if r.code == 220 => starttls.accepted = true,
+        Ok(r) => {
+            out.push(backend_finding(
+                Level::Warning,
+                &tls_subject,
+                "backend_starttls_refused",
+                format!("offered STARTTLS but answered {}", r.summary()),
+            ));
+            report.starttls = Some(starttls);
+            conn.quit().await;
+            return (out, report);
+        }
+        Err(e) => {
+            out.push(backend_finding(
+                Level::Warning,
+                &tls_subject,
+                "backend_starttls_probe_failed",
+                format!("no answer to STARTTLS: {e}"),
+            ));
+            report.starttls = Some(starttls);
+            return (out, report);
+        }
+    }
+    let (stream, leftover) = conn.into_parts();
+    let outcome = read_flight(stream, leftover).await;
+    let (mut s, f) = starttls_verdict(&tls_subject, outcome);
+    s.accepted = true;
+    out.extend(f);
+    report.starttls = Some(s);
+    (out, report)
+}
+
+/// How the raw TLS probe ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProbeOutcome {
+    Flight(Flight),
+    /// Timeout, connection closed, or the byte limit: the text says which.
+    Io(String),
+}
+
+/// Sends the probe's ClientHello and reads the plaintext first flight; then
+/// drops the connection without finishing the handshake.
+async fn read_flight(mut stream: tokio::net::TcpStream, mut buf: BytesMut) -> ProbeOutcome {
+    let mut random = [0u8; 32];
+    let _ = rustls::crypto::aws_lc_rs::default_provider()
+        .secure_random
+        .fill(&mut random);
+    let hello = serverhello::client_hello(random);
+    let timeout = limits::CHECK_TIMEOUT;
+    match tokio::time::timeout(timeout, stream.write_all(&hello)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => return ProbeOutcome::Io(format!("sending the ClientHello: {e}")),
+        Err(_) => return ProbeOutcome::Io("sending the ClientHello timed out".into()),
+    }
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        match serverhello::parse_flight(&buf) {
+            Flight::NeedMore => {}
+            done => return ProbeOutcome::Flight(done),
+        }
+        if buf.len() >= limits::MAX_PROBE_BYTES {
+            return ProbeOutcome::Io(format!(
+                "no ServerHelloDone within {} bytes",
+                limits::MAX_PROBE_BYTES
+            ));
+        }
+        buf.reserve(4096);
+        match tokio::time::timeout_at(deadline, stream.read_buf(&mut buf)).await {
+            Err(_) => {
+                return ProbeOutcome::Io(format!(
+                    "no complete server hello within {}",
+                    secs(timeout)
+                ));
+            }
+            Ok(Ok(0)) => {
+                return ProbeOutcome::Io(format!(
+                    "connection closed after {} bytes of handshake",
+                    buf.len()
+                ));
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => return ProbeOutcome::Io(e.to_string()),
+        }
+    }
+}
+
+fn secs(d: Duration) -> String {
+    format!("{} s", d.as_secs())
+}
+
+/// What a modern client would make of the backend's STARTTLS, from the probe.
+pub fn starttls_verdict(subject: &str, outcome: ProbeOutcome) -> (StarttlsReport, Vec<Finding>) {
+    let mut r = StarttlsReport {
+        accepted: true,
+        ..StarttlsReport::default()
+    };
+    let failed = |r: &mut StarttlsReport, why: String| {
+        r.failure = Some(why.clone());
+        vec![backend_finding(
+            Level::Warning,
+            subject,
+            "backend_starttls_probe_failed",
+            format!("the TLS probe got no usable answer: {why}"),
+        )]
+    };
+    let flight: ServerFlight = match outcome {
+        ProbeOutcome::Flight(Flight::Done(f)) => f,
+        ProbeOutcome::Flight(Flight::Alert { description, .. }) => {
+            let why = format!(
+                "alert {} to a TLS 1.2 ClientHello offering {} suites",
+                serverhello::alert_name(description),
+                serverhello::OFFERED_SUITES.len()
+            );
+            let f = failed(&mut r, why);
+            return (r, f);
+        }
+        ProbeOutcome::Flight(Flight::NotTls) => {
+            let f = failed(&mut r, "the answer to the ClientHello is not TLS".into());
+            return (r, f);
+        }
+        ProbeOutcome::Flight(Flight::Malformed(what)) => {
+            let f = failed(&mut r, format!("malformed handshake: {what}"));
+            return (r, f);
+        }
+        ProbeOutcome::Flight(Flight::NeedMore) => {
+            let f = failed(&mut r, "incomplete handshake".into());
+            return (r, f);
+        }
+        ProbeOutcome::Io(why) => {
+            let f = failed(&mut r, why);
+            return (r, f);
+        }
+    };
+    r.version = Some(serverhello::version_name(flight.version));
+    r.cipher_suite = Some(serverhello::suite_name(flight.cipher_suite));
+    r.key_exchange = serverhello::suite_kx(flight.cipher_suite).map(|k| {
+        match k {
+            Kx::Ecdhe => "ecdhe",
+            Kx::Dhe => "dhe",
+            Kx::Rsa => "rsa",
+        }
+        .to_string()
+    });
+    match &flight.key_exchange {
+        Some(KeyExchange::Dhe { prime_bits }) => r.dh_bits = Some(*prime_bits),
+        Some(KeyExchange::Ecdhe { group }) => r.group = Some(serverhello::group_name(*group)),
+        None => {}
+    }
+    if let Some(leaf) = flight
+        .certificates
+        .first()
+        .and_then(|der| certcheck::parse_cert(der).ok())
+    {
+        r.cert_subject = Some(leaf.subject.clone());
+        r.key_type = Some(leaf.key.name());
+        r.key_bits = leaf.key.bits();
+    }
+
+    // Warnings, not errors: tlsfront exists to hide exactly this; clients
+    // see tlsfront's TLS, never the backend's.
+    let hidden = "; tlsfront hides it (clients get tlsfront's TLS)";
+    let mut out = Vec::new();
+    if flight.version < 0x0303 {
+        r.reasons.push("protocol version too old".into());
+        out.push(backend_finding(
+            Level::Warning,
+            subject,
+            "backend_starttls_old_protocol",
+            format!(
+                "answers a TLS 1.2 ClientHello with {}: modern clients refuse it (\"unsupported protocol\" / \"protocol version too old\"){hidden}",
+                serverhello::version_name(flight.version)
+            ),
+        ));
+    }
+    if let (Some("rsa"), Some(bits)) = (
+        r.key_type.as_deref().and_then(|k| k.split('_').next()),
+        r.key_bits,
+    ) {
+        if bits < 2048 {
+            r.reasons.push("ee key too small".into());
+            out.push(backend_finding(
+                Level::Warning,
+                subject,
+                "backend_starttls_weak_rsa",
+                format!(
+                    "certificate key RSA {bits} bits: modern clients refuse it (OpenSSL \"ee key too small\", \
+                     GnuTLS \"EE certificate key too weak\"){hidden}"
+                ),
+            ));
+        }
+    }
+    if let Some(bits) = r.dh_bits {
+        if bits < 2048 {
+            r.reasons.push("dh key too small".into());
+            out.push(backend_finding(
+                Level::Warning,
+                subject,
+                "backend_starttls_weak_dh",
+                format!(
+                    "{} with a {bits}-bit DH group: modern clients refuse it (OpenSSL \"dh key too small\"){hidden}",
+                    r.cipher_suite.clone().unwrap_or_default()
+                ),
+            ));
+        }
+    }
+    r.refused_by_modern_clients = !r.reasons.is_empty();
+    if out.is_empty() {
+        out.push(backend_finding(
+            Level::Ok,
+            subject,
+            "backend_starttls_ok",
+            format!(
+                "{} {} {}: modern clients would accept it",
+                r.version.clone().unwrap_or_default(),
+                r.cipher_suite.clone().unwrap_or_default(),
+                r.key_type
+                    .clone()
+                    .unwrap_or_else(|| "(certificate not seen)".into())
+            ),
+        ));
+    } else {
+        out.insert(
+            0,
+            backend_finding(
+                Level::Ok,
+                subject,
+                "backend_starttls_seen",
+                format!(
+                    "{} {}, certificate {} ({})",
+                    r.version.clone().unwrap_or_default(),
+                    r.cipher_suite.clone().unwrap_or_default(),
+                    r.cert_subject.clone().unwrap_or_default(),
+                    r.key_type.clone().unwrap_or_default()
+                ),
+            ),
+        );
+    }
+    (r, out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn flight(version: u16, suite: u16, kx: Option<KeyExchange>, cert: Vec<u8>) -> ProbeOutcome {
+        ProbeOutcome::Flight(Flight::Done(ServerFlight {
+            version,
+            cipher_suite: suite,
+            certificates: vec![cert],
+            key_exchange: kx,
+        }))
+    }
+
+    fn ecdsa_cert() -> Vec<u8> {
+        let key = rcgen::KeyPair::generate().unwrap();
+        rcgen::CertificateParams::new(vec!["legacy.test".to_string()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap()
+            .der()
+            .to_vec()
+    }
+
+    fn codes(f: &[Finding]) -> Vec<&'static str> {
+        f.iter().map(|f| f.code).collect()
+    }
+
+    #[test]
+    fn weak_dh_and_old_protocol_are_reported() {
+        let (r, f) = starttls_verdict(
+            "b",
+            flight(
+                0x0301,
+                0x0033,
+                Some(KeyExchange::Dhe { prime_bits: 1024 }),
+                ecdsa_cert(),
+            ),
+        );
+        assert_eq!(
+            codes(&f),
+            vec![
+                "backend_starttls_seen",
+                "backend_starttls_old_protocol",
+                "backend_starttls_weak_dh"
+            ]
+        );
+        assert_eq!(r.dh_bits, Some(1024));
+        assert_eq!(r.key_exchange.as_deref(), Some("dhe"));
+        assert!(r.refused_by_modern_clients);
+        assert_eq!(
+            r.reasons,
+            vec!["protocol version too old", "dh key too small"]
+        );
+    }
+
+    #[test]
+    fn modern_setup_is_ok() {
+        let (r, f) = starttls_verdict(
+            "b",
+            flight(
+                0x0303,
+                0xc02b,
+                Some(KeyExchange::Ecdhe { group: 0x1d }),
+                ecdsa_cert(),
+            ),
+        );
+        assert_eq!(codes(&f), vec!["backend_starttls_ok"]);
+        assert_eq!(r.key_type.as_deref(), Some("ecdsa_p256"));
+        assert_eq!(r.group.as_deref(), Some("X25519"));
+        assert!(!r.refused_by_modern_clients);
+    }
+
+    #[test]
+    fn probe_failures_are_warnings_with_the_reason() {
+        let (r, f) = starttls_verdict(
+            "b",
+            ProbeOutcome::Flight(Flight::Alert {
+                level: 2,
+                description: 40,
+            }),
+        );
+        assert_eq!(codes(&f), vec!["backend_starttls_probe_failed"]);
+        assert_eq!(f[0].level, Level::Warning);
+        assert!(r.failure.unwrap().contains("handshake_failure"));
+    }
+
+    #[test]
+    fn human_output_is_grouped_and_counted() {
+        let f = |section, level, code| Finding {
+            section,
+            level,
+            subject: "s".into(),
+            code,
+            message: "m".into(),
+        };
+        let r = Report::new(
+            vec![
+                f(Section::Backend, Level::Ok, "backend_greeting"),
+                f(Section::Certificates, Level::Error, "expired"),
+                f(Section::Config, Level::Warning, "no_records"),
+            ],
+            None,
+        );
+        assert!(!r.ok);
+        let text = r.render();
+        assert_eq!(
+            text,
+            "config\n  warning s: m [no_records]\ncertificates\n  error   s: m [expired]\n\
+             backend\n  ok      s: m [backend_greeting]\ncheck: 1 error, 1 warning\n"
+        );
+        let json: serde_json::Value = serde_json::from_str(&r.to_json()).unwrap();
+        assert_eq!(json["ok"], false);
+        assert_eq!(json["findings"][1]["code"], "expired");
+        assert_eq!(json["findings"][1]["level"], "error");
+        assert_eq!(json["findings"][1]["section"], "certificates");
+        assert!(json["backend"].is_null());
+    }
+}

@@ -1,0 +1,637 @@
+//! `tlsfront check`, run as the built binary: exit statuses, finding codes,
+//! the JSON shape, and the probe of a weak backend STARTTLS (a real
+//! `openssl s_server` behind a scripted SMTP front).
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use common::*;
+use rcgen::{
+    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, date_time_ymd,
+};
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+struct Out {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Out {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}\nstderr: {}", self.stdout, self.stderr))
+    }
+}
+
+/// Runs `tlsfront <args>` with a hard time limit (killed by PID past it).
+async fn tlsfront(args: Vec<String>) -> Out {
+    tokio::task::spawn_blocking(move || {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_tlsfront"))
+            .args(&args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let started = Instant::now();
+        loop {
+            if child.try_wait().unwrap().is_some() {
+                break;
+            }
+            if started.elapsed() > Duration::from_secs(60) {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("tlsfront {args:?} did not finish within 60 s");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let out = child.wait_with_output().unwrap();
+        Out {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    })
+    .await
+    .unwrap()
+}
+
+fn args(list: &[&str]) -> Vec<String> {
+    list.iter().map(|s| s.to_string()).collect()
+}
+
+fn codes(json: &Value, level: &str) -> Vec<String> {
+    json["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["level"] == level)
+        .map(|f| f["code"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn finding<'a>(json: &'a Value, code: &str) -> &'a Value {
+    json["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["code"] == code)
+        .unwrap_or_else(|| panic!("no {code} finding in {json:#}"))
+}
+
+// ------------------------------------------------------------------ PKI
+
+fn ca_params(cn: &str) -> CertificateParams {
+    let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    p.distinguished_name.push(DnType::CommonName, cn);
+    p
+}
+
+/// A root, an intermediate under it, and leaves under the intermediate.
+struct Ca {
+    dir: tempfile::TempDir,
+    intermediate: CertifiedIssuer<'static, KeyPair>,
+}
+
+impl Ca {
+    fn new() -> Ca {
+        let root =
+            CertifiedIssuer::self_signed(ca_params("Check Root"), KeyPair::generate().unwrap())
+                .unwrap();
+        let intermediate = CertifiedIssuer::signed_by(
+            ca_params("Check Intermediate"),
+            KeyPair::generate().unwrap(),
+            &root,
+        )
+        .unwrap();
+        Ca {
+            dir: tempfile::tempdir().unwrap(),
+            intermediate,
+        }
+    }
+
+    /// Writes `tag.pem` (leaf + intermediate) and `tag.key`; `edit` adjusts the leaf.
+    fn leaf(
+        &self,
+        tag: &str,
+        names: &[&str],
+        edit: impl Fn(&mut CertificateParams),
+    ) -> (PathBuf, PathBuf) {
+        let key = KeyPair::generate().unwrap();
+        let mut p = CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+            .unwrap();
+        p.distinguished_name.push(DnType::CommonName, names[0]);
+        edit(&mut p);
+        let cert = p.signed_by(&key, &self.intermediate).unwrap();
+        let cert_path = self.dir.path().join(format!("{tag}.pem"));
+        let key_path = self.dir.path().join(format!("{tag}.key"));
+        std::fs::write(
+            &cert_path,
+            format!("{}{}", cert.pem(), self.intermediate.pem()),
+        )
+        .unwrap();
+        std::fs::write(&key_path, key.serialize_pem()).unwrap();
+        (cert_path, key_path)
+    }
+
+    fn config(&self, backend: SocketAddr, cert: &(PathBuf, PathBuf)) -> PathBuf {
+        let path = self.dir.path().join("tlsfront.toml");
+        std::fs::write(
+            &path,
+            format!(
+                "[server]\nhostname = \"mx.check.test\"\n\
+                 [[listener]]\naddress = [\"127.0.0.1:0\"]\n\
+                 [backend]\naddress = \"{backend}\"\nconnect_timeout = \"3s\"\nreply_timeout = \"3s\"\n\
+                 [records]\npath = \"{}\"\n\
+                 [[tls.certificate]]\ncert = \"{}\"\nkey = \"{}\"\n",
+                self.dir.path().join("records.jsonl").display(),
+                cert.0.display(),
+                cert.1.display()
+            ),
+        )
+        .unwrap();
+        path
+    }
+}
+
+fn p(path: &Path) -> String {
+    path.display().to_string()
+}
+
+/// An address nothing listens on.
+async fn dead_addr() -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    l.local_addr().unwrap()
+}
+
+// ------------------------------------------------------------------ tests
+
+#[tokio::test]
+async fn good_config_and_backend_exit_0() {
+    let mta = Mta::start(MtaScript {
+        ehlo: [
+            "legacy.test Hello",
+            "PIPELINING",
+            "SIZE 10000000",
+            "XCLIENT ADDR NAME",
+        ]
+        .map(String::from)
+        .to_vec(),
+        ..MtaScript::default()
+    })
+    .await;
+    let ca = Ca::new();
+    let good = ca.leaf("good", &["mx.check.test"], |_| {});
+    let config = ca.config(mta.addr, &good);
+
+    let out = tlsfront(args(&["check", "--config", &p(&config), "--json"])).await;
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    let j = out.json();
+    assert_eq!(j["ok"], true);
+    assert_eq!(codes(&j, "error"), Vec::<String>::new());
+    assert_eq!(codes(&j, "warning"), Vec::<String>::new(), "{j:#}");
+    for code in [
+        "config_valid",
+        "key_type",
+        "key_matches",
+        "chain_order",
+        "validity",
+        "hostname_covered",
+        "backend_greeting",
+        "backend_ehlo",
+        "backend_offers_xclient",
+        "backend_no_starttls",
+    ] {
+        assert_eq!(finding(&j, code)["level"], "ok", "{code}");
+    }
+    let b = &j["backend"];
+    assert_eq!(b["address"], mta.addr.to_string());
+    assert_eq!(b["greeting"], "220 legacy.test ESMTP Sendmail 8.12.11");
+    assert_eq!(
+        b["ehlo"],
+        serde_json::json!(["PIPELINING", "SIZE 10000000", "XCLIENT ADDR NAME"])
+    );
+    assert_eq!(b["xclient"], true);
+    assert!(b["starttls"].is_null());
+    assert!(mta.commands().iter().any(|c| c == "EHLO mx.check.test"));
+
+    // The same, for people: grouped lines and the totals.
+    let out = tlsfront(args(&["check", "--config", &p(&config)])).await;
+    assert_eq!(out.code, 0);
+    let text = out.stdout;
+    let config_at = text.find("config\n").unwrap();
+    let certs_at = text.find("\ncertificates\n").unwrap();
+    let backend_at = text.find("\nbackend\n").unwrap();
+    assert!(config_at < certs_at && certs_at < backend_at, "{text}");
+    assert!(
+        text.contains(&format!(
+            "  ok      certificate {}: key ecdsa_p256 [key_type]",
+            p(&good.0)
+        )),
+        "{text}"
+    );
+    assert!(text.ends_with("check: 0 errors, 0 warnings\n"), "{text}");
+}
+
+#[tokio::test]
+async fn certificate_errors_exit_1_with_their_codes() {
+    let dead = dead_addr().await;
+    let ca = Ca::new();
+    let good = ca.leaf("good", &["mx.check.test"], |_| {});
+    let config = ca.config(dead, &good);
+    let other_name = ca.leaf("other", &["mx.elsewhere.test"], |_| {});
+    let expired = ca.leaf("expired", &["mx.check.test"], |p| {
+        p.not_before = date_time_ymd(2019, 1, 1);
+        p.not_after = date_time_ymd(2020, 1, 1);
+    });
+    let soon = ca.leaf("soon", &["mx.check.test"], |p| {
+        p.not_after =
+            rcgen::date_time_ymd(2000, 1, 1) + time_from_now(Duration::from_secs(10 * 86_400));
+    });
+
+    // --cert/--key override the file's certificate, as they do for `run`.
+    let check = |cert: &(PathBuf, PathBuf), key: &Path| {
+        tlsfront(args(&[
+            "check",
+            "--config",
+            &p(&config),
+            "--cert",
+            &p(&cert.0),
+            "--key",
+            &p(key),
+            "--no-backend",
+            "--json",
+        ]))
+    };
+    let out = check(&other_name, &other_name.1).await;
+    assert_eq!(out.code, 1, "{}", out.stdout);
+    let j = out.json();
+    assert_eq!(codes(&j, "error"), vec!["hostname_not_covered"]);
+    assert_eq!(
+        finding(&j, "hostname_not_covered")["subject"],
+        "hostname mx.check.test"
+    );
+    assert!(j["backend"].is_null());
+    assert_eq!(finding(&j, "backend_skipped")["level"], "ok");
+
+    let out = check(&expired, &expired.1).await;
+    assert_eq!(out.code, 1);
+    let j = out.json();
+    assert_eq!(codes(&j, "error"), vec!["expired"]);
+    assert!(
+        finding(&j, "expired")["message"]
+            .as_str()
+            .unwrap()
+            .contains("expired on 2020-01-01"),
+        "{j:#}"
+    );
+
+    let out = check(&good, &other_name.1).await;
+    assert_eq!(out.code, 1);
+    assert_eq!(codes(&out.json(), "error"), vec!["key_mismatch"]);
+
+    // Expiring soon is a warning: exit 0.
+    let out = check(&soon, &soon.1).await;
+    assert_eq!(out.code, 0, "{}", out.stdout);
+    assert_eq!(codes(&out.json(), "warning"), vec!["expires_soon"]);
+
+    // The leaf alone, without its intermediate.
+    let leaf_only = ca.dir.path().join("leaf-only.pem");
+    let text = std::fs::read_to_string(&good.0).unwrap();
+    let end = text.find("-----END CERTIFICATE-----").unwrap() + 26;
+    std::fs::write(&leaf_only, &text[..end]).unwrap();
+    let out = check(&(leaf_only, good.1.clone()), &good.1).await;
+    assert_eq!(out.code, 1);
+    assert_eq!(codes(&out.json(), "error"), vec!["chain_incomplete"]);
+}
+
+/// A date `d` from now, as an offset from 2000-01-01 (rcgen takes `time` dates).
+fn time_from_now(d: Duration) -> Duration {
+    let since_2000 = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        - Duration::from_secs(946_684_800);
+    since_2000 + d
+}
+
+#[tokio::test]
+async fn broken_config_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("broken.toml");
+    std::fs::write(&config, "[backend]\nadress = \"127.0.0.1:25\"\n").unwrap();
+    let out = tlsfront(args(&["check", "--config", &p(&config), "--json"])).await;
+    assert_eq!(out.code, 2, "{}", out.stdout);
+    let j = out.json();
+    assert_eq!(j["ok"], false);
+    assert_eq!(codes(&j, "error"), vec!["config_invalid"]);
+    assert!(
+        finding(&j, "config_invalid")["message"]
+            .as_str()
+            .unwrap()
+            .contains("unknown field `adress`")
+    );
+
+    let out = tlsfront(args(&["check", "--config", &p(&config)])).await;
+    assert_eq!(out.code, 2);
+    assert!(
+        out.stderr.starts_with("tlsfront: configuration error:"),
+        "{}",
+        out.stderr
+    );
+    let missing = tlsfront(args(&["check", "--config", "/nonexistent/tlsfront.toml"])).await;
+    assert_eq!(missing.code, 2);
+}
+
+#[tokio::test]
+async fn unreachable_backend_is_an_error() {
+    let dead = dead_addr().await;
+    let ca = Ca::new();
+    let good = ca.leaf("good", &["mx.check.test"], |_| {});
+    let config = ca.config(dead, &good);
+    let out = tlsfront(args(&["check", "--config", &p(&config), "--json"])).await;
+    assert_eq!(out.code, 1);
+    let j = out.json();
+    assert_eq!(codes(&j, "error"), vec!["backend_unreachable"]);
+    assert!(j["backend"]["greeting"].is_null());
+}
+
+#[tokio::test]
+async fn backend_refusing_its_advertised_starttls_is_a_warning() {
+    // The default script offers STARTTLS and answers it with 502.
+    let mta = Mta::start(MtaScript::default()).await;
+    let ca = Ca::new();
+    let good = ca.leaf("good", &["mx.check.test"], |_| {});
+    let config = ca.config(mta.addr, &good);
+    let out = tlsfront(args(&["check", "--config", &p(&config), "--json"])).await;
+    assert_eq!(out.code, 0, "{}", out.stdout);
+    let j = out.json();
+    assert_eq!(codes(&j, "warning"), vec!["backend_starttls_refused"]);
+    assert_eq!(j["backend"]["starttls"]["accepted"], false);
+    assert!(mta.commands().iter().any(|c| c == "STARTTLS"));
+}
+
+#[tokio::test]
+async fn help_explains_check() {
+    let out = tlsfront(args(&["check", "--help"])).await;
+    assert_eq!(out.code, 0);
+    for needle in [
+        "--json",
+        "--no-backend",
+        "--config",
+        "--cert",
+        "Exit status: 0",
+        "XCLIENT",
+    ] {
+        assert!(
+            out.stdout.contains(needle),
+            "{needle} missing: {}",
+            out.stdout
+        );
+    }
+    let out = tlsfront(args(&["run", "--help"])).await;
+    assert!(out.stdout.contains("--listen") && out.stdout.contains("--log"));
+}
+
+// ------------------------------------------- weak backend STARTTLS (openssl)
+
+/// RFC 2409 group 2: a well-known 1024-bit MODP group, so no slow dhparam run.
+const DH1024: &str = "-----BEGIN DH PARAMETERS-----
+MIGHAoGBAP//////////yQ/aoiFowjTExmKLgNwc0SkCTgiKZ8x0Agu+pjsTmyJR
+Sgh5jjQE3e+VGbPNOkMbMCsKbfJfFDdP4TVtbVHCReSFtXZiXn7G9ExC6aY37WsL
+/1y29Aa37e44a/taiZ+lrp8kEXxLH+ZJKGZR7OZTgf//////////AgEC
+-----END DH PARAMETERS-----
+";
+
+fn openssl_available() -> bool {
+    Command::new("openssl")
+        .arg("version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// An `openssl s_server` process, killed by PID when dropped.
+struct SServer {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Drop for SServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `openssl s_server` with a self-signed RSA key of `rsa_bits` and
+/// the given cipher list, TLS 1.2 at most, 1024-bit DH.
+fn s_server(dir: &Path, rsa_bits: u32, cipher: &str) -> SServer {
+    let cert = dir.join(format!("rsa{rsa_bits}.pem"));
+    let key = dir.join(format!("rsa{rsa_bits}.key"));
+    let status = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            &format!("rsa:{rsa_bits}"),
+            "-nodes",
+        ])
+        .args(["-keyout", &p(&key), "-out", &p(&cert), "-days", "30"])
+        .args(["-subj", "/CN=weak.legacy.test"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success(), "openssl req failed");
+    let dh = dir.join("dh1024.pem");
+    std::fs::write(&dh, DH1024).unwrap();
+
+    // A free port: bound, read, released (s_server cannot report its port).
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = Command::new("openssl")
+        .args(["s_server", "-accept", &format!("127.0.0.1:{port}")])
+        .args(["-cert", &p(&cert), "-key", &p(&key), "-dhparam", &p(&dh)])
+        .args(["-cipher", cipher, "-no_tls1_3"])
+        // s_server quits at the end of its stdin: keep the pipe open.
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(dir.join("s_server.err")).unwrap())
+        .spawn()
+        .unwrap();
+    // It prints ACCEPT once listening; wait for that line, bounded.
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { return };
+            if line.contains("ACCEPT") {
+                let _ = tx.send(());
+            }
+        }
+    });
+    let server = SServer {
+        child,
+        addr: SocketAddr::from(([127, 0, 0, 1], port)),
+    };
+    if rx.recv_timeout(Duration::from_secs(10)).is_err() {
+        panic!(
+            "openssl s_server did not start listening: {}",
+            std::fs::read_to_string(dir.join("s_server.err")).unwrap_or_default()
+        );
+    }
+    server
+}
+
+/// A legacy MTA front: greeting, EHLO with STARTTLS, and after `220` to
+/// STARTTLS the socket is spliced to the TLS server at `tls`.
+async fn starttls_front(tls: SocketAddr) -> (SocketAddr, tokio::task::JoinHandle<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        while let Ok((s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let _ = tokio::time::timeout(T, front_session(s, tls)).await;
+            });
+        }
+    });
+    (addr, task)
+}
+
+async fn front_session(mut s: TcpStream, tls: SocketAddr) {
+    let mut buf = BytesMut::new();
+    if s.write_all(b"220 weak.legacy.test ESMTP\r\n")
+        .await
+        .is_err()
+    {
+        return;
+    }
+    loop {
+        let line = loop {
+            if let Some(pos) = buf.iter().position(|b| *b == b'\n') {
+                break String::from_utf8_lossy(&buf.split_to(pos + 1))
+                    .trim()
+                    .to_uppercase();
+            }
+            match s.read_buf(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        };
+        let reply: &[u8] = if line.starts_with("EHLO") {
+            b"250-weak.legacy.test\r\n250-PIPELINING\r\n250 STARTTLS\r\n"
+        } else if line == "STARTTLS" {
+            let _ = s.write_all(b"220 2.0.0 Ready to start TLS\r\n").await;
+            let Ok(mut upstream) = TcpStream::connect(tls).await else {
+                return;
+            };
+            if !buf.is_empty() {
+                let _ = upstream.write_all(&buf).await;
+            }
+            let _ = tokio::io::copy_bidirectional(&mut s, &mut upstream).await;
+            return;
+        } else if line == "QUIT" {
+            let _ = s.write_all(b"221 2.0.0 Bye\r\n").await;
+            return;
+        } else {
+            b"250 2.0.0 Ok\r\n"
+        };
+        if s.write_all(reply).await.is_err() {
+            return;
+        }
+    }
+}
+
+async fn check_weak_backend(rsa_bits: u32, cipher: &str) -> Option<Value> {
+    if !openssl_available() {
+        eprintln!("SKIPPED: the openssl binary is missing (apt-get install openssl)");
+        return None;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let cipher = cipher.to_string();
+    let d = dir.path().to_path_buf();
+    let server = tokio::task::spawn_blocking(move || s_server(&d, rsa_bits, &cipher))
+        .await
+        .unwrap();
+    let (front, task) = starttls_front(server.addr).await;
+    let ca = Ca::new();
+    let good = ca.leaf("good", &["mx.check.test"], |_| {});
+    let config = ca.config(front, &good);
+    let out = tlsfront(args(&["check", "--config", &p(&config), "--json"])).await;
+    task.abort();
+    drop(server);
+    // A weak backend STARTTLS is a warning: tlsfront is the fix for it.
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    Some(out.json())
+}
+
+#[tokio::test]
+async fn weak_rsa_backend_starttls_is_reported() {
+    let Some(j) = check_weak_backend(1024, "DEFAULT:@SECLEVEL=0").await else {
+        return;
+    };
+    let f = finding(&j, "backend_starttls_weak_rsa");
+    assert_eq!(f["level"], "warning");
+    assert!(
+        f["message"].as_str().unwrap().contains("RSA 1024 bits"),
+        "{f}"
+    );
+    assert!(
+        f["message"].as_str().unwrap().contains("ee key too small"),
+        "{f}"
+    );
+    let t = &j["backend"]["starttls"];
+    assert_eq!(t["accepted"], true);
+    assert_eq!(t["version"], "TLSv1.2");
+    assert_eq!(t["key_type"], "rsa_1024");
+    assert_eq!(t["key_bits"], 1024);
+    assert_eq!(t["key_exchange"], "ecdhe");
+    assert_eq!(t["cert_subject"], "CN=weak.legacy.test");
+    assert_eq!(t["refused_by_modern_clients"], true);
+    assert_eq!(t["reasons"], serde_json::json!(["ee key too small"]));
+    assert!(
+        codes(&j, "warning")
+            .iter()
+            .all(|c| c != "backend_starttls_weak_dh")
+    );
+}
+
+#[tokio::test]
+async fn weak_dh_backend_starttls_is_reported() {
+    // DHE only, with a sound 2048-bit RSA key: the DH group is the weakness.
+    let Some(j) = check_weak_backend(2048, "kEDH:@SECLEVEL=0").await else {
+        return;
+    };
+    let f = finding(&j, "backend_starttls_weak_dh");
+    assert_eq!(f["level"], "warning");
+    assert!(
+        f["message"].as_str().unwrap().contains("1024-bit DH group"),
+        "{f}"
+    );
+    let t = &j["backend"]["starttls"];
+    assert_eq!(t["key_exchange"], "dhe");
+    assert_eq!(t["dh_bits"], 1024);
+    assert_eq!(t["key_type"], "rsa_2048");
+    assert!(
+        t["cipher_suite"]
+            .as_str()
+            .unwrap()
+            .starts_with("TLS_DHE_RSA_WITH_")
+    );
+    assert_eq!(t["reasons"], serde_json::json!(["dh key too small"]));
+    assert_eq!(codes(&j, "warning"), vec!["backend_starttls_weak_dh"]);
+}
