@@ -194,6 +194,204 @@ pub fn ehlo_rewrite(data: &[u8]) {
     }
 }
 
+/// The whole session state machine, driven by arbitrary client bytes and an
+/// arbitrary backend (the input is split at its first byte's proportion):
+/// a real `session::run` over an in-memory client stream and a loopback
+/// backend that sends its bytes and records what it receives.
+///
+/// Invariants: the session ends and writes exactly one record; a message is
+/// counted accepted only if the backend ever sent a 2xx; and when STARTTLS was
+/// accepted but TLS never came up, no MAIL the client sent after STARTTLS
+/// reached the backend (CVE-2011-0411 class).
+pub fn session(data: &[u8]) {
+    let Some((&split, rest)) = data.split_first() else {
+        return;
+    };
+    let at = rest.len() * usize::from(split) / 256;
+    let (client, backend_script) = rest.split_at(at);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(drive_session(client.to_vec(), backend_script.to_vec()));
+}
+
+/// What one fuzzed session produced (for the tests of the target itself).
+pub struct SessionOutcome {
+    pub record: crate::records::Record,
+    pub backend_received: Vec<u8>,
+}
+
+fn fuzz_settings(backend: std::net::SocketAddr) -> crate::config::Settings {
+    let text = format!(
+        "[server]\nhostname = \"mx.fuzz.test\"\n[[listener]]\naddress = [\"127.0.0.1:25\"]\n\
+         [backend]\naddress = \"{backend}\"\nconnect_timeout = \"200ms\"\nreply_timeout = \"50ms\"\n\
+         data_timeout = \"50ms\"\n\
+         [smtp]\ncommand_timeout = \"50ms\"\ndata_timeout = \"50ms\"\nmax_line_length = 512\n\
+         [tls]\nhandshake_timeout = \"50ms\"\n"
+    );
+    let raw = crate::config::parse(&text, "fuzz").expect("fuzz config parses");
+    crate::config::validate(raw, &crate::config::Overrides::default(), "fuzz")
+        .expect("fuzz config valid")
+}
+
+/// One self-signed TLS front for the whole fuzzing process (key generation is slow).
+fn fuzz_tls(settings: &crate::config::Settings) -> std::sync::Arc<crate::tls::TlsFront> {
+    static FRONT: std::sync::OnceLock<std::sync::Arc<crate::tls::TlsFront>> =
+        std::sync::OnceLock::new();
+    FRONT
+        .get_or_init(|| {
+            std::sync::Arc::new(
+                crate::tls::TlsFront::build(settings)
+                    .expect("tls")
+                    .expect("self-signed"),
+            )
+        })
+        .clone()
+}
+
+async fn drive_session(client: Vec<u8>, backend_script: Vec<u8>) -> SessionOutcome {
+    use std::sync::{Arc, Mutex};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let backend_addr = listener.local_addr().expect("addr");
+    let received = Arc::new(Mutex::new(Vec::<u8>::new()));
+    let seen = received.clone();
+    let script = backend_script.clone();
+    let backend = tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let _ = s.write_all(&script).await;
+            let mut buf = [0u8; 4096];
+            while let Ok(Ok(n)) =
+                tokio::time::timeout(std::time::Duration::from_millis(200), s.read(&mut buf)).await
+            {
+                if n == 0 {
+                    break;
+                }
+                seen.lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .extend_from_slice(&buf[..n]);
+            }
+        }
+    });
+
+    let settings = fuzz_settings(backend_addr);
+    let tls = fuzz_tls(&settings);
+    let spec = settings.listeners[0];
+    let (sink, mut records) = crate::records::RecordSink::channel();
+    let shared = crate::session::Shared::new(
+        settings.clone(),
+        Some(tls),
+        crate::backend::Backend::new(settings.backend.clone()),
+        sink,
+    );
+    let (mut ours, theirs) = tokio::io::duplex(64 * 1024);
+    let peer = "192.0.2.1:4000".parse().expect("addr");
+    let session = tokio::spawn(crate::session::run(
+        shared,
+        theirs,
+        spec,
+        peer,
+        crate::session::Prelude::Normal,
+    ));
+    let feed = client.clone();
+    let client_task = tokio::spawn(async move {
+        let _ = ours.write_all(&feed).await;
+        let _ = ours.shutdown().await;
+        let mut out = Vec::new();
+        let _ = tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            ours.read_to_end(&mut out),
+        )
+        .await;
+        out
+    });
+    let ended = tokio::time::timeout(std::time::Duration::from_secs(30), session).await;
+    assert!(ended.is_ok(), "session did not end");
+    let _ = client_task.await;
+    backend.abort();
+
+    let record = records.try_recv().expect("a record");
+    assert!(records.try_recv().is_err(), "more than one record");
+    let backend_ever_ok = backend_script
+        .split(|&b| b == b'\n')
+        .any(|l| l.first() == Some(&b'2'));
+    if !backend_ever_ok {
+        assert_eq!(
+            record.messages_accepted, 0,
+            "accepted without a 2xx from the backend"
+        );
+    }
+    if record.starttls_used && record.tls != crate::outcome::TlsOutcome::Established {
+        let lines: Vec<&[u8]> = client
+            .split(|&b| b == b'\n')
+            .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
+            .collect();
+        let cut = lines
+            .iter()
+            .position(|l| l.eq_ignore_ascii_case(b"STARTTLS"))
+            .unwrap_or(lines.len());
+        let before: Vec<&[u8]> = lines[..cut].to_vec();
+        let got = received.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        for line in got
+            .split(|&b| b == b'\n')
+            .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
+        {
+            if line.len() >= 4 && line[..4].eq_ignore_ascii_case(b"MAIL") {
+                assert!(
+                    before.contains(&line),
+                    "MAIL sent after STARTTLS reached the backend: {line:?}"
+                );
+            }
+        }
+    }
+    let backend_received = received.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    SessionOutcome {
+        record,
+        backend_received,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(client: &[u8], backend: &[u8]) -> SessionOutcome {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(drive_session(client.to_vec(), backend.to_vec()))
+    }
+
+    const BACKEND: &[u8] =
+        b"220 legacy ESMTP\r\n250 legacy\r\n250 ok\r\n250 ok\r\n354 go\r\n250 queued\r\n";
+
+    #[test]
+    fn the_session_target_reaches_delivery() {
+        let o = run(
+            b"EHLO a.test\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\nhello\r\n.\r\nQUIT\r\n",
+            BACKEND,
+        );
+        assert_eq!(o.record.messages_accepted, 1);
+        assert!(o.backend_received.ends_with(b"hello\r\n.\r\nQUIT\r\n"));
+    }
+
+    #[test]
+    fn the_session_target_sees_the_starttls_injection_discarded() {
+        let o = run(
+            b"EHLO a.test\r\nSTARTTLS\r\nMAIL FROM:<evil@x>\r\n",
+            BACKEND,
+        );
+        assert!(o.record.starttls_used);
+        assert!(o.record.pipelined_after_starttls > 0);
+        assert!(!String::from_utf8_lossy(&o.backend_received).contains("evil"));
+    }
+}
+
 /// A fuzz target: arbitrary bytes in, panics on a broken invariant.
 pub type Target = fn(&[u8]);
 
@@ -205,4 +403,5 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("client_hello", client_hello),
     ("proxy_header", proxy_header),
     ("ehlo_rewrite", ehlo_rewrite),
+    ("session", session),
 ];

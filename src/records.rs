@@ -134,6 +134,12 @@ impl RecordSink {
         RecordSink { tx: None }
     }
 
+    /// A sink whose records arrive on a channel (tests and fuzzing inspect them).
+    pub fn channel() -> (Self, mpsc::UnboundedReceiver<Record>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        (RecordSink { tx: Some(tx) }, rx)
+    }
+
     fn send(&self, record: Record) {
         if let Some(tx) = &self.tx {
             // Only fails once the writer has stopped at shutdown.

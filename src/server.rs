@@ -71,7 +71,7 @@ impl Server {
         }
         let backend = Backend::new(settings.backend.clone());
         Ok(Server {
-            shared: Shared::new(settings, tls, backend, records),
+            shared: Shared::new(settings, tls.map(Arc::new), backend, records),
             listeners,
         })
     }

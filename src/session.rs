@@ -38,7 +38,7 @@ use crate::tls::TlsFront;
 /// State shared by every session.
 pub struct Shared {
     pub settings: Settings,
-    pub tls: Option<TlsFront>,
+    pub tls: Option<Arc<TlsFront>>,
     pub backend: Arc<Backend>,
     pub records: RecordSink,
     pub shutdown: CancellationToken,
@@ -49,7 +49,7 @@ pub struct Shared {
 impl Shared {
     pub fn new(
         settings: Settings,
-        tls: Option<TlsFront>,
+        tls: Option<Arc<TlsFront>>,
         backend: Arc<Backend>,
         records: RecordSink,
     ) -> Arc<Shared> {
