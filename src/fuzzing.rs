@@ -355,6 +355,20 @@ async fn drive_session(client: Vec<u8>, backend_script: Vec<u8>) -> SessionOutco
     }
 }
 
+/// A fuzz target: arbitrary bytes in, panics on a broken invariant.
+pub type Target = fn(&[u8]);
+
+/// Every target by name, for the corpus replay test and the fuzz crate.
+pub const TARGETS: &[(&str, Target)] = &[
+    ("command_lines", command_lines),
+    ("reply_parser", reply_parser),
+    ("data_scanner", data_scanner),
+    ("client_hello", client_hello),
+    ("proxy_header", proxy_header),
+    ("ehlo_rewrite", ehlo_rewrite),
+    ("session", session),
+];
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -391,17 +405,3 @@ mod tests {
         assert!(!String::from_utf8_lossy(&o.backend_received).contains("evil"));
     }
 }
-
-/// A fuzz target: arbitrary bytes in, panics on a broken invariant.
-pub type Target = fn(&[u8]);
-
-/// Every target by name, for the corpus replay test and the fuzz crate.
-pub const TARGETS: &[(&str, Target)] = &[
-    ("command_lines", command_lines),
-    ("reply_parser", reply_parser),
-    ("data_scanner", data_scanner),
-    ("client_hello", client_hello),
-    ("proxy_header", proxy_header),
-    ("ehlo_rewrite", ehlo_rewrite),
-    ("session", session),
-];
