@@ -12,7 +12,6 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
 use crate::config::BackendSettings;
-use crate::limits;
 use crate::proxyproto;
 use crate::smtp::reply::{Reply, ReplyError, ReplyParser};
 use crate::smtp::{ehlo, trace};
@@ -55,6 +54,9 @@ impl BackendError {
             BackendError::Timeout {
                 phase: "connect", ..
             } => "connect_timeout",
+            BackendError::Timeout {
+                phase: "greeting", ..
+            } => "greeting_timeout",
             BackendError::Timeout { .. } => "reply_timeout",
             BackendError::Closed { .. } => "closed",
             BackendError::Io { .. } => "io_error",
@@ -152,7 +154,7 @@ impl Backend {
             stream,
             addr,
             rbuf: BytesMut::with_capacity(1024),
-            parser: ReplyParser::new(limits::MAX_REPLY_LINE, limits::MAX_REPLY_BYTES),
+            parser: ReplyParser::new(self.settings.max_reply_line, self.settings.max_reply_size),
             connect_time: started.elapsed(),
             reply_timeout: self.settings.reply_timeout,
             greeting: None,
@@ -177,7 +179,9 @@ impl Backend {
                 proxyproto::Version::V2 => "proxy_v2",
             });
         }
-        let greeting = conn.read_reply("greeting", conn.reply_timeout).await?;
+        let greeting = conn
+            .read_reply("greeting", self.settings.greeting_timeout)
+            .await?;
         if greeting.code != 220 {
             return Err(OpenError::Refused(greeting));
         }

@@ -399,6 +399,7 @@ async fn check_backend(settings: &Settings) -> (Vec<Finding>, BackendReport) {
     let backend = Backend::new(BackendSettings {
         connect_timeout: settings.backend.connect_timeout.min(limits::CHECK_TIMEOUT),
         reply_timeout: settings.backend.reply_timeout.min(limits::CHECK_TIMEOUT),
+        greeting_timeout: settings.backend.greeting_timeout.min(limits::CHECK_TIMEOUT),
         ..settings.backend.clone()
     });
     let mut conn = match backend

@@ -101,6 +101,9 @@ pub struct RawBackend {
     pub data_timeout: Option<String>,
     pub xclient: Option<bool>,
     pub proxy_protocol: Option<String>,
+    pub greeting_timeout: Option<String>,
+    pub max_reply_line: Option<usize>,
+    pub max_reply_size: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -205,6 +208,11 @@ pub struct BackendSettings {
     pub connect_timeout: Duration,
     pub reply_timeout: Duration,
     pub data_timeout: Duration,
+    /// Wait for the backend's 220 greeting (RFC 5321 §4.5.3.2.1: 5 minutes).
+    pub greeting_timeout: Duration,
+    /// Longest backend reply line, and whole (multi-line) reply, accepted.
+    pub max_reply_line: usize,
+    pub max_reply_size: usize,
     /// Pass the client's identity with XCLIENT when the backend offers it.
     pub xclient: bool,
     /// Send a PROXY protocol header on every backend connection.
@@ -568,6 +576,29 @@ pub fn validate(mut raw: RawConfig, o: &Overrides, file: &str) -> Result<Setting
         addr: backend_addr,
         source,
         xclient: b.xclient.unwrap_or(false),
+        greeting_timeout: v.duration(
+            "backend.greeting_timeout",
+            &b.greeting_timeout,
+            limits::DEFAULT_BACKEND_GREETING_TIMEOUT,
+        )?,
+        max_reply_line: match b.max_reply_line.unwrap_or(limits::MAX_REPLY_LINE) {
+            n @ 512..=65536 => n,
+            n => {
+                return Err(v.err(
+                    "backend.max_reply_line",
+                    format!("{n} is outside 512..=65536 (RFC 5321: 512)"),
+                ));
+            }
+        },
+        max_reply_size: match b.max_reply_size.unwrap_or(limits::MAX_REPLY_BYTES) {
+            n @ 4096..=16_777_216 => n,
+            n => {
+                return Err(v.err(
+                    "backend.max_reply_size",
+                    format!("{n} is outside 4096..=16777216"),
+                ));
+            }
+        },
         proxy_protocol: match b.proxy_protocol.as_deref() {
             None | Some("none") => None,
             Some("v1") => Some(crate::proxyproto::Version::V1),

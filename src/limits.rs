@@ -8,9 +8,9 @@ use std::time::Duration;
 /// RFC 5321 §4.5.3.1.4: a command line is at most 512 octets; extensions (SIZE,
 /// DSN, SMTPUTF8 addresses) push real lines past that, so allow a few times more.
 pub const DEFAULT_MAX_LINE: usize = 4096;
-/// Longest reply line accepted from the backend (RFC 5321 says 512).
+/// Default longest reply line accepted from the backend (RFC 5321 says 512).
 pub const MAX_REPLY_LINE: usize = 4096;
-/// A whole (multi-line) backend reply; an EHLO reply with 30 keywords fits easily.
+/// Default bound of a whole (multi-line) backend reply; an EHLO reply with 30 keywords fits easily.
 pub const MAX_REPLY_BYTES: usize = 64 * 1024;
 /// Read size for message content: large enough to amortise TLS records, small
 /// enough that thousands of sessions in DATA stay bounded.
@@ -29,6 +29,8 @@ pub const DEFAULT_DATA_TIMEOUT: Duration = Duration::from_secs(180);
 pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Connecting to a backend on the same host or LAN is instant when it is up.
 pub const DEFAULT_BACKEND_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+/// RFC 5321 §4.5.3.2.1: the client waits 5 minutes for the initial 220.
+pub const DEFAULT_BACKEND_GREETING_TIMEOUT: Duration = Duration::from_secs(300);
 /// RFC 5321 §4.5.3.2: the client side waits 5 minutes for MAIL/RCPT replies...
 pub const DEFAULT_BACKEND_REPLY_TIMEOUT: Duration = Duration::from_secs(300);
 /// ... and 10 minutes for the reply to the end of data (§4.5.3.2.6).

@@ -240,7 +240,7 @@ async fn backend_hangs_at_greeting() {
     c.send("QUIT").await;
     c.expect(221).await;
     let r = &proxy.records(1).await[0];
-    assert_eq!(r["backend_error"], "reply_timeout");
+    assert_eq!(r["backend_error"], "greeting_timeout");
     assert_eq!(r["messages_accepted"], 0);
     still_serves(proxy.starttls).await;
     proxy.stop().await;

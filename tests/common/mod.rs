@@ -359,7 +359,7 @@ impl Proxy {
              [records]\npath = \"{}\"\n\
              [[listener]]\naddress = [\"127.0.0.1:0\"]\n{listener}\n\
              {}\
-             [backend]\naddress = \"{backend}\"\nconnect_timeout = \"2s\"\nreply_timeout = \"3s\"\n",
+             [backend]\naddress = \"{backend}\"\nconnect_timeout = \"2s\"\nreply_timeout = \"3s\"\ngreeting_timeout = \"3s\"\n",
             records.display(),
             if implicit {
                 "[[listener]]\nmode = \"implicit\"\naddress = [\"127.0.0.1:0\"]\n"
