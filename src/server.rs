@@ -150,6 +150,10 @@ impl Server {
                 active = tracker.len(),
                 "grace time over: ending remaining sessions"
             );
+            // Sessions waiting for a command say 421 now; a DATA transfer still
+            // running is cut when the process ends (the backend then discards it).
+            shared.drain_over.cancel();
+            let _ = tokio::time::timeout(limits::REFUSAL_WRITE_TIMEOUT, tracker.wait()).await;
         }
         prober.abort();
     }

@@ -41,7 +41,10 @@ pub struct Shared {
     pub tls: Option<Arc<TlsFront>>,
     pub backend: Arc<Backend>,
     pub records: RecordSink,
+    /// Stop: no new connections; sessions outside a transaction end (421).
     pub shutdown: CancellationToken,
+    /// The shutdown grace is over: sessions in a transaction end too.
+    pub drain_over: CancellationToken,
     next_id: AtomicU64,
     id_tag: u32,
 }
@@ -66,6 +69,7 @@ impl Shared {
             backend,
             records,
             shutdown: CancellationToken::new(),
+            drain_over: CancellationToken::new(),
             next_id: AtomicU64::new(1),
             id_tag,
         })
@@ -310,12 +314,18 @@ where
             (timeout, CloseReason::ClientTimeout)
         };
         self.rbuf.reserve(4096);
-        let shutdown = self.shared.shutdown.clone();
+        // On shutdown a session between transactions ends at once; one in a
+        // transaction gets until the end of the grace time to finish it.
+        let stop = if matches!(self.phase, Phase::Mail | Phase::Rcpt) {
+            self.shared.drain_over.clone()
+        } else {
+            self.shared.shutdown.clone()
+        };
         let io = self.io.as_mut().expect("client stream present");
         let read = tokio::time::timeout(wait, io.read_buf(&mut self.rbuf));
         let result = tokio::select! {
             r = read => r,
-            _ = shutdown.cancelled(), if watch_shutdown => {
+                        _ = stop.cancelled(), if watch_shutdown => {
                 self.say(421, "4.3.2 Service shutting down, closing connection").await?;
                 return Err(CloseReason::Shutdown);
             }

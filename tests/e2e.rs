@@ -591,6 +591,55 @@ async fn self_signed_certificate_is_generated_and_marked() {
 }
 
 #[tokio::test]
+async fn shutdown_lets_a_transaction_finish_then_says_421() {
+    let mta = Mta::start(MtaScript::default()).await;
+    let proxy = Proxy::start(mta.addr, None, "").await; // shutdown_grace = 1s
+    let mut busy = Client::greeted(proxy.starttls).await;
+    busy.send("EHLO busy.test").await;
+    busy.expect(250).await;
+    busy.send("MAIL FROM:<a@origin.test>").await;
+    busy.expect(250).await;
+    busy.send("RCPT TO:<b@legacy.test>").await;
+    busy.expect(250).await;
+    let mut idle = Client::greeted(proxy.starttls).await;
+    proxy.shutdown.cancel();
+    assert!(
+        idle.expect(421).await.contains("4.3.2"),
+        "idle sessions end at once"
+    );
+    // The transaction in flight may still finish within the grace time.
+    busy.send("DATA").await;
+    busy.expect(354).await;
+    busy.send_raw(b"Subject: in flight\r\n\r\nstill delivered\r\n.\r\n")
+        .await;
+    busy.expect(250).await;
+    assert_eq!(mta.messages().len(), 1);
+    // ... and then the session ends too.
+    assert!(busy.expect(421).await.contains("4.3.2"));
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn shutdown_grace_over_ends_a_stalled_transaction_with_421() {
+    let mta = Mta::start(MtaScript::default()).await;
+    let proxy = Proxy::start(mta.addr, None, "").await; // shutdown_grace = 1s
+    let mut c = Client::greeted(proxy.starttls).await;
+    c.send("EHLO stalled.test").await;
+    c.expect(250).await;
+    c.send("MAIL FROM:<a@origin.test>").await;
+    c.expect(250).await;
+    proxy.shutdown.cancel();
+    let started = std::time::Instant::now();
+    assert!(c.expect(421).await.contains("4.3.2"));
+    assert!(
+        started.elapsed() >= std::time::Duration::from_millis(900),
+        "ended before the grace time"
+    );
+    assert!(mta.messages().is_empty());
+    proxy.stop().await;
+}
+
+#[tokio::test]
 async fn shutdown_ends_idle_sessions_with_421() {
     let mta = Mta::start(MtaScript::default()).await;
     let proxy = Proxy::start(mta.addr, None, "").await;
