@@ -13,6 +13,7 @@
 //! - [`backend`]: the legacy MTA: its session, its replies, its EHLO keywords.
 //! - [`smtp`]: pure protocol code (lines, commands, replies, EHLO, end of data).
 //! - [`proxyproto`]: PROXY protocol v1/v2 headers (to the backend, from a trusted balancer).
+//! - [`notify`]: systemd readiness, reload, stop, status and watchdog notifications.
 //! - [`records`]: one JSON line per connection, written off the hot path.
 //! - [`fuzzing`]: fuzz targets over the pure parsers, with their invariants.
 //! - [`outcome`]: the stable names of outcomes shared by records and logs.
@@ -33,6 +34,7 @@ pub mod clienthello;
 pub mod config;
 pub mod fuzzing;
 pub mod limits;
+pub mod notify;
 pub mod outcome;
 pub mod proxyproto;
 pub mod records;

@@ -6,9 +6,11 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 use tlsfront::check;
 use tlsfront::config::{ConfigError, DEFAULT_CONFIG_PATH, Overrides, Settings};
+use tlsfront::notify::Notifier;
 use tlsfront::records::{self, RecordSink};
 use tlsfront::report::{Report, input};
-use tlsfront::server::Server;
+use tlsfront::server::{self, Server};
+use tlsfront::session::Shared;
 
 #[derive(Parser)]
 #[command(
@@ -86,7 +88,7 @@ enum Cmd {
 
 /// The configuration file and the flags that override it: shared by `run`
 /// and `check`, so `check` sees exactly what `run` would start.
-#[derive(Args)]
+#[derive(Clone, Args)]
 struct ConfigArgs {
     /// Configuration file (TOML). Without this flag the default path is used
     /// if it exists; flags below override the file's values.
@@ -316,6 +318,7 @@ fn run(args: RunArgs) -> ExitCode {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
 
+    let config_args = args.config.clone();
     let settings = match args.config.load() {
         Ok((s, _)) => s,
         Err((e, _)) => {
@@ -357,11 +360,15 @@ fn run(args: RunArgs) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        let shutdown = server.shared.shutdown.clone();
-        tokio::spawn(async move {
-            wait_for_stop_signal().await;
-            shutdown.cancel();
-        });
+        // Every listener is bound and the certificates are loaded: ready.
+        let notifier = std::sync::Arc::new(Notifier::from_env());
+        notifier.notify("READY=1\nSTATUS=serving");
+        tokio::spawn(signals(
+            server.shared.clone(),
+            notifier.clone(),
+            config_args,
+        ));
+        tokio::spawn(status_and_watchdog(server.shared.clone(), notifier.clone()));
         server.run().await;
         ExitCode::SUCCESS
     });
@@ -374,12 +381,66 @@ fn run(args: RunArgs) -> ExitCode {
     code
 }
 
-async fn wait_for_stop_signal() {
+/// SIGTERM/SIGINT stop (gracefully); SIGHUP reloads certificates and reopens
+/// the record file, keeping the old certificates if the new ones are broken.
+async fn signals(
+    shared: std::sync::Arc<Shared>,
+    notifier: std::sync::Arc<Notifier>,
+    config: ConfigArgs,
+) {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
     let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM received"),
-        _ = int.recv() => tracing::info!("SIGINT received"),
+    let mut hup = signal(SignalKind::hangup()).expect("SIGHUP handler");
+    loop {
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM received: stopping"),
+            _ = int.recv() => tracing::info!("SIGINT received: stopping"),
+            _ = hup.recv() => {
+                tracing::info!("SIGHUP received: reloading certificates, reopening the record file");
+                notifier.notify("RELOADING=1\nSTATUS=reloading");
+                shared.records.reopen();
+                match config.clone().load() {
+                    Err((e, _)) => tracing::error!("reload refused, configuration error: {e}; the old certificates stay in service"),
+                    Ok((settings, _)) => match server::reload_tls(&shared, &settings) {
+                        Ok(()) => tracing::info!(
+                            "reloaded: new handshakes use the new certificates (listeners, backend and limits need a restart)"
+                        ),
+                        Err(e) => tracing::error!("reload refused: {e}; the old certificates stay in service"),
+                    },
+                }
+                notifier.notify("READY=1\nSTATUS=serving");
+                continue;
+            }
+        }
+        notifier.notify("STOPPING=1\nSTATUS=stopping: finishing sessions in flight");
+        shared.shutdown.cancel();
+        return;
+    }
+}
+
+/// STATUS= with live session counts, and WATCHDOG=1 pings when systemd asks.
+async fn status_and_watchdog(shared: std::sync::Arc<Shared>, notifier: std::sync::Arc<Notifier>) {
+    if !notifier.enabled() {
+        return;
+    }
+    let watchdog = tlsfront::notify::watchdog_interval();
+    let every = watchdog
+        .map(|w| w / 2)
+        .unwrap_or(std::time::Duration::from_secs(10));
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tick.tick().await;
+        if shared.shutdown.is_cancelled() {
+            return;
+        }
+        let status = format!(
+            "STATUS=serving, {} active sessions",
+            shared.admission.active()
+        );
+        match watchdog {
+            Some(_) => notifier.notify(&format!("WATCHDOG=1\n{status}")),
+            None => notifier.notify(&status),
+        }
     }
 }

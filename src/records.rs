@@ -8,6 +8,8 @@
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Instant, SystemTime};
 
 use serde::Serialize;
@@ -126,18 +128,37 @@ pub fn millis(d: std::time::Duration) -> f64 {
 #[derive(Debug, Clone)]
 pub struct RecordSink {
     tx: Option<mpsc::UnboundedSender<Record>>,
+    /// Set by a reload: the writer reopens its file before the next record
+    /// (so logrotate's rename-then-SIGHUP works).
+    reopen: Option<Arc<AtomicBool>>,
 }
 
 impl RecordSink {
     /// A sink that keeps nothing (records disabled).
     pub fn disabled() -> Self {
-        RecordSink { tx: None }
+        RecordSink {
+            tx: None,
+            reopen: None,
+        }
     }
 
     /// A sink whose records arrive on a channel (tests and fuzzing inspect them).
     pub fn channel() -> (Self, mpsc::UnboundedReceiver<Record>) {
         let (tx, rx) = mpsc::unbounded_channel();
-        (RecordSink { tx: Some(tx) }, rx)
+        (
+            RecordSink {
+                tx: Some(tx),
+                reopen: None,
+            },
+            rx,
+        )
+    }
+
+    /// Asks the writer to reopen the record file (after rotation).
+    pub fn reopen(&self) {
+        if let Some(flag) = &self.reopen {
+            flag.store(true, Ordering::SeqCst);
+        }
     }
 
     fn send(&self, record: Record) {
@@ -236,13 +257,26 @@ pub fn start_writer(
     };
     let file = open()?;
     let (tx, mut rx) = mpsc::unbounded_channel::<Record>();
+    let reopen = Arc::new(AtomicBool::new(false));
+    let reopen_flag = reopen.clone();
     let path = path.to_path_buf();
     // A plain thread: file writes block, and this keeps them off the runtime.
     let handle = std::thread::Builder::new()
         .name("tlsfront-records".into())
         .spawn(move || {
-            let mut out = std::io::BufWriter::new(file);
+                        let mut out = std::io::BufWriter::new(file);
             while let Some(first) = rx.blocking_recv() {
+                if reopen_flag.swap(false, Ordering::SeqCst) {
+                    let _ = out.flush();
+                    match std::fs::OpenOptions::new().create(true).append(true).open(&path) {
+                        Ok(f) => {
+                            out = std::io::BufWriter::new(f);
+                            tracing::info!(path = %path.display(), "record file reopened");
+                        }
+                        // Keep writing to the old file rather than lose records.
+                        Err(e) => tracing::error!(path = %path.display(), error = %e, "cannot reopen record file"),
+                    }
+                }
                 let mut next = Some(first);
                 while let Some(record) = next {
                     let mut line = serde_json::to_vec(&record).unwrap_or_default();
@@ -261,7 +295,13 @@ pub fn start_writer(
             path: PathBuf::from("(writer thread)"),
             source,
         })?;
-    Ok((RecordSink { tx: Some(tx) }, handle))
+    Ok((
+        RecordSink {
+            tx: Some(tx),
+            reopen: Some(reopen),
+        },
+        handle,
+    ))
 }
 
 #[cfg(test)]

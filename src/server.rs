@@ -89,10 +89,7 @@ impl Server {
     pub async fn run(self) {
         let shared = self.shared;
         let tracker = TaskTracker::new();
-        let admission = Admission::new(
-            shared.settings.max_connections,
-            shared.settings.max_connections_per_client,
-        );
+        let admission = shared.admission.clone();
         let refusals = Arc::new(Semaphore::new(limits::MAX_REFUSALS_IN_FLIGHT));
 
         // Learn the backend's extensions now and keep them fresh.
@@ -157,6 +154,20 @@ impl Server {
         }
         prober.abort();
     }
+}
+
+/// Applies a re-read configuration: new certificates and TLS settings for new
+/// handshakes (sessions in flight keep theirs). Nothing changes if the new
+/// certificates do not load.
+pub fn reload_tls(shared: &Shared, settings: &Settings) -> Result<(), TlsError> {
+    let front = TlsFront::build(settings)?;
+    if let Some(front) = &front {
+        for e in front.entries() {
+            tracing::info!(source = %e.source, subject = %e.subject, key = %e.key_type, "certificate loaded");
+        }
+    }
+    shared.set_tls(front.map(Arc::new));
+    Ok(())
 }
 
 fn bind_one(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {

@@ -13,8 +13,8 @@
 //!   without an end-of-data line, so a partial message is never accepted.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
@@ -22,6 +22,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::admission::Admission;
 use crate::backend::{Backend, BackendConn, BackendError, ClientIdentity, OpenError};
 use crate::config::{BareLineEndings, ListenerSpec, RequireTls, Settings};
 use crate::limits;
@@ -38,8 +39,11 @@ use crate::tls::TlsFront;
 /// State shared by every session.
 pub struct Shared {
     pub settings: Settings,
-    pub tls: Option<Arc<TlsFront>>,
+    /// Swapped whole on reload; a handshake takes the one current when it starts.
+    tls: RwLock<Option<Arc<TlsFront>>>,
     pub backend: Arc<Backend>,
+    /// The connection caps (and the count of sessions, for status reports).
+    pub admission: Arc<Admission>,
     pub records: RecordSink,
     /// Stop: no new connections; sessions outside a transaction end (421).
     pub shutdown: CancellationToken,
@@ -64,8 +68,12 @@ impl Shared {
             ^ now.subsec_nanos()
             ^ std::process::id();
         Arc::new(Shared {
+            admission: Admission::new(
+                settings.max_connections,
+                settings.max_connections_per_client,
+            ),
             settings,
-            tls,
+            tls: RwLock::new(tls),
             backend,
             records,
             shutdown: CancellationToken::new(),
@@ -73,6 +81,16 @@ impl Shared {
             next_id: AtomicU64::new(1),
             id_tag,
         })
+    }
+
+    /// The TLS front new handshakes use.
+    pub fn tls(&self) -> Option<Arc<TlsFront>> {
+        self.tls.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Replaces the TLS front (certificate reload); sessions already in TLS keep theirs.
+    pub fn set_tls(&self, front: Option<Arc<TlsFront>>) {
+        *self.tls.write().unwrap_or_else(|e| e.into_inner()) = front;
     }
 
     fn session_id(&self) -> String {
@@ -396,7 +414,7 @@ where
             Verb::StartTls => {
                 if self.tls_active {
                     self.refuse(554, "5.5.1 Error: TLS already active").await?;
-                } else if self.shared.tls.is_none() {
+                } else if self.shared.tls().is_none() {
                     self.refuse(502, "5.5.1 Error: command not implemented")
                         .await?;
                 } else if !cmd.args.is_empty() {
@@ -626,7 +644,7 @@ where
         }
         let offer = ehlo::Offer {
             tls_active: self.tls_active,
-            starttls_available: self.shared.tls.is_some(),
+            starttls_available: self.shared.tls().is_some(),
             auth_before_tls: self.shared.settings.smtp.auth_before_tls,
         };
         if offer.starttls_available && !offer.tls_active {
@@ -644,7 +662,7 @@ where
     /// to rustls. Consumes the session: on failure it ends, with its record.
     async fn handshake(mut self) -> Result<Self, ()> {
         let shared = self.shared.clone();
-        let Some(front) = shared.tls.as_ref() else {
+        let Some(front) = shared.tls() else {
             self.record.close_reason = CloseReason::ProtocolError;
             return Err(());
         };

@@ -429,6 +429,8 @@ pub struct Client {
     io: Box<dyn Io>,
     buf: BytesMut,
     pub local: SocketAddr,
+    /// Subject of the certificate the server presented (after TLS).
+    pub peer_subject: Option<String>,
 }
 
 #[derive(Debug)]
@@ -449,6 +451,7 @@ impl Client {
             io: Box::new(s),
             buf: BytesMut::new(),
             local,
+            peer_subject: None,
         }
     }
 
@@ -543,10 +546,18 @@ impl Client {
         let tls = tokio::time::timeout(T, connector.connect(name, self.io))
             .await
             .unwrap()?;
+        let peer_subject = tls
+            .get_ref()
+            .1
+            .peer_certificates()
+            .and_then(|c| c.first())
+            .and_then(|der| x509_parser::parse_x509_certificate(der.as_ref()).ok())
+            .map(|(_, cert)| cert.subject().to_string());
         Ok(Client {
             io: Box::new(tls),
             buf: BytesMut::new(),
             local: self.local,
+            peer_subject,
         })
     }
 

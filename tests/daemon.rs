@@ -1,0 +1,195 @@
+//! tlsfront as a daemon, run as the real binary: systemd notifications
+//! (READY, RELOADING, STOPPING, STATUS, WATCHDOG), SIGHUP certificate reload
+//! with a session spanning it, a broken certificate refused, the record file
+//! reopened after rotation, and a clean SIGTERM.
+
+mod common;
+
+use std::os::unix::net::UnixDatagram;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+use rustls::version::TLS13;
+
+/// The proxy process, killed by PID on every exit path of a test.
+struct Daemon(Child);
+
+impl Daemon {
+    fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args([&format!("-{sig}"), &self.0.id().to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill -{sig}");
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn write_config(dir: &Path, port: u16, backend: std::net::SocketAddr) -> std::path::PathBuf {
+    let path = dir.join("tlsfront.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[server]\nhostname = \"mx.tlsfront.test\"\nshutdown_grace = \"2s\"\n\
+             [[listener]]\naddress = [\"127.0.0.1:{port}\"]\n\
+             [backend]\naddress = \"{backend}\"\n\
+             [records]\npath = \"{}\"\n\
+             [[tls.certificate]]\ncert = \"{}\"\nkey = \"{}\"\n",
+            dir.join("records.jsonl").display(),
+            dir.join("current.pem").display(),
+            dir.join("current.key").display()
+        ),
+    )
+    .unwrap();
+    path
+}
+
+fn install_cert(dir: &Path, pair: &(std::path::PathBuf, std::path::PathBuf)) {
+    std::fs::copy(&pair.0, dir.join("current.pem")).unwrap();
+    std::fs::copy(&pair.1, dir.join("current.key")).unwrap();
+}
+
+/// Datagrams from the daemon until one contains `want` (bounded wait).
+fn wait_notify(sock: &UnixDatagram, want: &str) -> String {
+    let mut buf = [0u8; 4096];
+    let mut seen = Vec::new();
+    for _ in 0..100 {
+        match sock.recv(&mut buf) {
+            Ok(n) => {
+                let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
+                if msg.contains(want) {
+                    return msg;
+                }
+                seen.push(msg);
+            }
+            Err(_) => continue, // read timeout: try again
+        }
+    }
+    panic!("no {want:?} from the daemon; got {seen:?}");
+}
+
+async fn served_subject(port: u16, pki: &Pki) -> String {
+    let addr = format!("127.0.0.1:{port}").parse().unwrap();
+    let c = Client::greeted(addr).await;
+    let mut c = c
+        .starttls(pki.client_config(&[&TLS13]), "mx.tlsfront.test")
+        .await;
+    c.send("QUIT").await;
+    c.expect(221).await;
+    c.peer_subject.clone().unwrap_or_default()
+}
+
+#[tokio::test]
+async fn notify_reload_rotate_and_stop() {
+    let pki = Pki::new(&["mx.tlsfront.test"]);
+    let mta = Mta::start(MtaScript::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    install_cert(dir.path(), &pki.ecdsa);
+    let port = free_port();
+    let config = write_config(dir.path(), port, mta.addr);
+    let notify_path = dir.path().join("notify.sock");
+    let notify = UnixDatagram::bind(&notify_path).unwrap();
+    notify
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let daemon = Daemon(
+        Command::new(env!("CARGO_BIN_EXE_tlsfront"))
+            .args(["run", "--config"])
+            .arg(&config)
+            .env("NOTIFY_SOCKET", &notify_path)
+            .env("WATCHDOG_USEC", "400000")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+
+    // READY only once listening: a connection right after it succeeds.
+    wait_notify(&notify, "READY=1");
+    assert!(served_subject(port, &pki).await.contains("ecdsa"));
+    assert!(wait_notify(&notify, "WATCHDOG=1").contains("STATUS=serving"));
+
+    // A session opened before the reload...
+    let addr = format!("127.0.0.1:{port}").parse().unwrap();
+    let before = Client::greeted(addr).await;
+    let mut before = before
+        .starttls(pki.client_config(&[&TLS13]), "mx.tlsfront.test")
+        .await;
+
+    // ... a renewal (here: the RSA certificate) and SIGHUP ...
+    install_cert(dir.path(), &pki.rsa);
+    std::fs::rename(
+        dir.path().join("records.jsonl"),
+        dir.path().join("records.jsonl.1"),
+    )
+    .unwrap();
+    daemon.signal("HUP");
+    wait_notify(&notify, "RELOADING=1");
+    wait_notify(&notify, "READY=1");
+    // ... new handshakes use the new certificate ...
+    assert!(served_subject(port, &pki).await.contains("rsa"));
+    // ... and the old session goes on and delivers.
+    let r = before
+        .mail(
+            "a@origin.test",
+            "b@legacy.test",
+            &sample_message("across-reload"),
+        )
+        .await;
+    assert_eq!(r.code, 250, "{}", r.text);
+    before.send("QUIT").await;
+    before.expect(221).await;
+    assert_eq!(mta.messages().len(), 1);
+
+    // A broken certificate is refused and the last good one stays in service.
+    std::fs::write(dir.path().join("current.pem"), "not a certificate").unwrap();
+    daemon.signal("HUP");
+    wait_notify(&notify, "RELOADING=1");
+    wait_notify(&notify, "READY=1");
+    assert!(served_subject(port, &pki).await.contains("rsa"));
+
+    // The rotated record file got the old records, the reopened one the new.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let old = std::fs::read_to_string(dir.path().join("records.jsonl.1")).unwrap();
+    let new = std::fs::read_to_string(dir.path().join("records.jsonl")).unwrap();
+    assert!(old.lines().count() >= 1, "{old}");
+    assert!(new.lines().count() >= 2, "{new}");
+    assert!(
+        new.contains("\"messages_accepted\":1"),
+        "the spanning session is recorded after the reopen"
+    );
+
+    // SIGTERM: STOPPING, then a clean exit.
+    daemon.signal("TERM");
+    wait_notify(&notify, "STOPPING=1");
+    let mut daemon = daemon;
+    let mut status = None;
+    for _ in 0..100 {
+        if let Some(s) = daemon.0.try_wait().unwrap() {
+            status = Some(s);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(status.expect("exited").success());
+    let mut log = String::new();
+    std::io::Read::read_to_string(daemon.0.stderr.as_mut().unwrap(), &mut log).unwrap();
+    assert!(log.contains("reload refused"), "{log}");
+}
