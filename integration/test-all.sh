@@ -26,3 +26,6 @@ bash "$ROOT/integration/run.sh"
 
 stage "real Sendmail 8.17 backend (integration/sendmail/run.sh)"
 TLSFRONT_IT_NO_BUILD=1 bash "$ROOT/integration/sendmail/run.sh"
+
+stage "systemd units (integration/systemd-verify.sh)"
+bash "$ROOT/integration/systemd-verify.sh"
