@@ -7,10 +7,10 @@ command -v systemd-analyze >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND
 [[ -x $ROOT/target/release/tlsfront ]] || cargo build --release --manifest-path "$ROOT/Cargo.toml"
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-for unit in "$ROOT"/systemd/*.service; do
+for unit in "$ROOT"/systemd/*.service "$ROOT"/systemd/*.socket; do
     sed "s|/usr/local/bin/tlsfront|$ROOT/target/release/tlsfront|g" "$unit" > "$tmp/$(basename "$unit")"
 done
-if out=$(systemd-analyze verify "$tmp"/*.service 2>&1); [[ -z $out ]]; then
+if out=$(systemd-analyze verify "$tmp"/*.service "$tmp"/*.socket 2>&1); [[ -z $out ]]; then
     echo "1 passed, 0 failed"
 else
     echo "$out"

@@ -33,6 +33,8 @@ pub enum StartError {
     },
     #[error(transparent)]
     Tls(#[from] TlsError),
+    #[error("socket activation: {0}")]
+    Activation(String),
 }
 
 /// A bound, ready-to-run tlsfront.
@@ -60,14 +62,42 @@ impl Server {
                 "no certificate and generate_self_signed = false: STARTTLS is not offered"
             ),
         }
+        let mut inherited = inherited_listeners().map_err(StartError::Activation)?;
         let mut listeners = Vec::new();
         for spec in &settings.listeners {
-            let listener = bind_one(spec.addr).map_err(|source| StartError::Bind {
-                addr: spec.addr,
-                source,
-            })?;
+            // A socket systemd passed for this address, else our own.
+            let passed = inherited
+                .iter()
+                .position(|l| l.local_addr().ok() == Some(spec.addr))
+                .map(|i| inherited.remove(i));
+            let listener = match passed {
+                Some(std_listener) => {
+                    tracing::info!(address = %spec.addr, "using the socket passed by systemd");
+                    std_listener
+                        .set_nonblocking(true)
+                        .and_then(|()| TcpListener::from_std(std_listener))
+                        .map_err(|source| StartError::Bind {
+                            addr: spec.addr,
+                            source,
+                        })?
+                }
+                None => bind_one(spec.addr).map_err(|source| StartError::Bind {
+                    addr: spec.addr,
+                    source,
+                })?,
+            };
             tracing::info!(address = %listener.local_addr().unwrap_or(spec.addr), mode = spec.mode.as_str(), "listening");
             listeners.push((listener, *spec));
+        }
+        if let Some(extra) = inherited.first() {
+            let addr = extra
+                .local_addr()
+                .map(|a| a.to_string())
+                .unwrap_or_default();
+            return Err(StartError::Activation(format!(
+                "systemd passed a socket for {addr}, which is not a configured listener \
+                 (the [[listener]] addresses must match the .socket unit's ListenStream=)"
+            )));
         }
         let backend = Backend::new(settings.backend.clone());
         Ok(Server {
@@ -168,6 +198,38 @@ pub fn reload_tls(shared: &Shared, settings: &Settings) -> Result<(), TlsError> 
     }
     shared.set_tls(front.map(Arc::new));
     Ok(())
+}
+
+/// Listening sockets passed by systemd socket activation (`LISTEN_FDS`, for
+/// this process per `LISTEN_PID`), starting at file descriptor 3.
+fn inherited_listeners() -> Result<Vec<std::net::TcpListener>, String> {
+    let pid_matches = std::env::var("LISTEN_PID")
+        .ok()
+        .and_then(|p| p.parse::<u32>().ok())
+        == Some(std::process::id());
+    let Some(count) = std::env::var("LISTEN_FDS")
+        .ok()
+        .and_then(|n| n.parse::<i32>().ok())
+    else {
+        return Ok(Vec::new());
+    };
+    if !pid_matches {
+        return Ok(Vec::new());
+    }
+    let mut out = Vec::new();
+    for fd in 3..3 + count {
+        use std::os::fd::FromRawFd;
+        // SAFETY: systemd hands these descriptors to this process (LISTEN_PID
+        // matched) and nothing else in tlsfront owns or closes them.
+        let listener = unsafe { std::net::TcpListener::from_raw_fd(fd) };
+        if listener.local_addr().is_err() {
+            return Err(format!(
+                "file descriptor {fd} is not a TCP listening socket"
+            ));
+        }
+        out.push(listener);
+    }
+    Ok(out)
 }
 
 fn bind_one(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {

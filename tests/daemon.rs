@@ -193,3 +193,63 @@ async fn notify_reload_rotate_and_stop() {
     std::io::Read::read_to_string(daemon.0.stderr.as_mut().unwrap(), &mut log).unwrap();
     assert!(log.contains("reload refused"), "{log}");
 }
+
+#[tokio::test]
+async fn socket_activation_uses_the_passed_socket() {
+    if Command::new("systemd-socket-activate")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        println!("SKIPPED: systemd-socket-activate is not installed");
+        return;
+    }
+    let mta = Mta::start(MtaScript::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new(&["mx.tlsfront.test"]);
+    install_cert(dir.path(), &pki.ecdsa);
+    let port = free_port();
+    let config = write_config(dir.path(), port, mta.addr);
+    // systemd-socket-activate binds the port, sets LISTEN_FDS/LISTEN_PID and
+    // execs tlsfront (same PID) on the first connection, like a .socket unit.
+    let daemon = Daemon(
+        Command::new("systemd-socket-activate")
+            .args([
+                "-l",
+                &format!("127.0.0.1:{port}"),
+                env!("CARGO_BIN_EXE_tlsfront"),
+                "run",
+                "--config",
+            ])
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let addr = format!("127.0.0.1:{port}").parse().unwrap();
+    let mut c = None;
+    for _ in 0..100 {
+        if tokio::net::TcpStream::connect(addr).await.is_ok() {
+            c = Some(Client::greeted(addr).await);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut c = c.expect("the activated socket answers");
+    c.send("EHLO activated.test").await;
+    c.expect(250).await;
+    c.send("QUIT").await;
+    c.expect(221).await;
+    daemon.signal("TERM");
+    let mut daemon = daemon;
+    for _ in 0..100 {
+        if daemon.0.try_wait().unwrap().is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut log = String::new();
+    std::io::Read::read_to_string(daemon.0.stderr.as_mut().unwrap(), &mut log).unwrap();
+    assert!(log.contains("using the socket passed by systemd"), "{log}");
+}
