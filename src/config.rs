@@ -114,6 +114,7 @@ pub struct RawTls {
     pub cipher_suites: Option<Vec<String>>,
     pub generate_self_signed: Option<bool>,
     pub handshake_timeout: Option<String>,
+    pub watch_interval: Option<String>,
     #[serde(default, rename = "certificate")]
     pub certificates: Vec<RawCertificate>,
 }
@@ -233,6 +234,8 @@ pub struct TlsSettings {
     pub certificates: Vec<RawCertificate>,
     pub generate_self_signed: bool,
     pub handshake_timeout: Duration,
+    /// Poll the certificate files this often and reload when they change.
+    pub watch_interval: Option<Duration>,
 }
 
 #[derive(Debug, Clone)]
@@ -719,6 +722,10 @@ pub fn validate(mut raw: RawConfig, o: &Overrides, file: &str) -> Result<Setting
         cipher_suites: t.cipher_suites.clone(),
         certificates: t.certificates.clone(),
         generate_self_signed: t.generate_self_signed.unwrap_or(true),
+        watch_interval: match &t.watch_interval {
+            None => None,
+            Some(_) => Some(v.duration("tls.watch_interval", &t.watch_interval, Duration::ZERO)?),
+        },
         handshake_timeout: v.duration(
             "tls.handshake_timeout",
             &t.handshake_timeout,

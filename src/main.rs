@@ -363,10 +363,16 @@ fn run(args: RunArgs) -> ExitCode {
         // Every listener is bound and the certificates are loaded: ready.
         let notifier = std::sync::Arc::new(Notifier::from_env());
         notifier.notify("READY=1\nSTATUS=serving");
+        let config_watch = config_args.clone();
         tokio::spawn(signals(
             server.shared.clone(),
             notifier.clone(),
             config_args,
+        ));
+        tokio::spawn(watch_certificates(
+            server.shared.clone(),
+            notifier.clone(),
+            config_watch,
         ));
         tokio::spawn(status_and_watchdog(server.shared.clone(), notifier.clone()));
         server.run().await;
@@ -398,24 +404,71 @@ async fn signals(
             _ = int.recv() => tracing::info!("SIGINT received: stopping"),
             _ = hup.recv() => {
                 tracing::info!("SIGHUP received: reloading certificates, reopening the record file");
-                notifier.notify("RELOADING=1\nSTATUS=reloading");
                 shared.records.reopen();
-                match config.clone().load() {
-                    Err((e, _)) => tracing::error!("reload refused, configuration error: {e}; the old certificates stay in service"),
-                    Ok((settings, _)) => match server::reload_tls(&shared, &settings) {
-                        Ok(()) => tracing::info!(
-                            "reloaded: new handshakes use the new certificates (listeners, backend and limits need a restart)"
-                        ),
-                        Err(e) => tracing::error!("reload refused: {e}; the old certificates stay in service"),
-                    },
-                }
-                notifier.notify("READY=1\nSTATUS=serving");
+                reload(&shared, &notifier, &config);
                 continue;
             }
         }
         notifier.notify("STOPPING=1\nSTATUS=stopping: finishing sessions in flight");
         shared.shutdown.cancel();
         return;
+    }
+}
+
+/// Re-reads the configuration and applies its certificates to new handshakes;
+/// on any error the old certificates stay in service.
+fn reload(shared: &Shared, notifier: &Notifier, config: &ConfigArgs) {
+    notifier.notify("RELOADING=1\nSTATUS=reloading");
+    match config.clone().load() {
+        Err((e, _)) => tracing::error!(
+            "reload refused, configuration error: {e}; the old certificates stay in service"
+        ),
+        Ok((settings, _)) => match server::reload_tls(shared, &settings) {
+            Ok(()) => tracing::info!(
+                "reloaded: new handshakes use the new certificates (listeners, backend and limits need a restart)"
+            ),
+            Err(e) => tracing::error!("reload refused: {e}; the old certificates stay in service"),
+        },
+    }
+    notifier.notify("READY=1\nSTATUS=serving");
+}
+
+/// With `tls.watch_interval`, reloads when a certificate or key file changes
+/// (a certbot renewal), as SIGHUP would.
+async fn watch_certificates(
+    shared: std::sync::Arc<Shared>,
+    notifier: std::sync::Arc<Notifier>,
+    config: ConfigArgs,
+) {
+    let Some(every) = shared.settings.tls.watch_interval else {
+        return;
+    };
+    let stamp = |shared: &Shared| -> Vec<Option<std::time::SystemTime>> {
+        shared
+            .settings
+            .tls
+            .certificates
+            .iter()
+            .flat_map(|c| [&c.cert, &c.key])
+            .map(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok())
+            .collect()
+    };
+    let mut last = stamp(&shared);
+    let mut tick = tokio::time::interval(every);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        if shared.shutdown.is_cancelled() {
+            return;
+        }
+        let now = stamp(&shared);
+        if now != last {
+            // certbot writes the key and the chain one after the other: let it finish.
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            tracing::info!("certificate files changed: reloading");
+            reload(&shared, &notifier, &config);
+            last = stamp(&shared);
+        }
     }
 }
 

@@ -43,6 +43,15 @@ fn free_port() -> u16 {
 }
 
 fn write_config(dir: &Path, port: u16, backend: std::net::SocketAddr) -> std::path::PathBuf {
+    write_config_with(dir, port, backend, "")
+}
+
+fn write_config_with(
+    dir: &Path,
+    port: u16,
+    backend: std::net::SocketAddr,
+    tls: &str,
+) -> std::path::PathBuf {
     let path = dir.join("tlsfront.toml");
     std::fs::write(
         &path,
@@ -51,6 +60,7 @@ fn write_config(dir: &Path, port: u16, backend: std::net::SocketAddr) -> std::pa
              [[listener]]\naddress = [\"127.0.0.1:{port}\"]\n\
              [backend]\naddress = \"{backend}\"\n\
              [records]\npath = \"{}\"\n\
+             [tls]\n{tls}\n\
              [[tls.certificate]]\ncert = \"{}\"\nkey = \"{}\"\n",
             dir.join("records.jsonl").display(),
             dir.join("current.pem").display(),
@@ -252,4 +262,43 @@ async fn socket_activation_uses_the_passed_socket() {
     let mut log = String::new();
     std::io::Read::read_to_string(daemon.0.stderr.as_mut().unwrap(), &mut log).unwrap();
     assert!(log.contains("using the socket passed by systemd"), "{log}");
+}
+
+#[tokio::test]
+async fn renewed_certificate_files_are_picked_up_without_a_signal() {
+    let pki = Pki::new(&["mx.tlsfront.test"]);
+    let mta = Mta::start(MtaScript::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    install_cert(dir.path(), &pki.ecdsa);
+    let port = free_port();
+    let config = write_config_with(dir.path(), port, mta.addr, "watch_interval = \"200ms\"");
+    let _daemon = Daemon(
+        Command::new(env!("CARGO_BIN_EXE_tlsfront"))
+            .args(["run", "--config"])
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    for _ in 0..200 {
+        if tokio::net::TcpStream::connect(addr).await.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(served_subject(port, &pki).await.contains("ecdsa"));
+    // A renewal writes new files (certbot-style), nobody sends a signal.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    install_cert(dir.path(), &pki.rsa);
+    let mut subject = String::new();
+    for _ in 0..60 {
+        subject = served_subject(port, &pki).await;
+        if subject.contains("rsa") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(subject.contains("rsa"), "still serving {subject}");
 }
