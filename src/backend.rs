@@ -11,6 +11,7 @@ use thiserror::Error;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
+use crate::backend_tls;
 use crate::config::BackendSettings;
 use crate::proxyproto;
 use crate::smtp::reply::{Reply, ReplyError, ReplyParser};
@@ -44,6 +45,8 @@ pub enum BackendError {
         addr: SocketAddr,
         source: ReplyError,
     },
+    #[error("TLS with {addr} failed: {message}")]
+    Tls { addr: SocketAddr, message: String },
 }
 
 impl BackendError {
@@ -61,6 +64,7 @@ impl BackendError {
             BackendError::Closed { .. } => "closed",
             BackendError::Io { .. } => "io_error",
             BackendError::Reply { .. } => "malformed_reply",
+            BackendError::Tls { .. } => "tls_failed",
         }
     }
 }
@@ -151,8 +155,9 @@ impl Backend {
         let _ = stream.set_nodelay(true);
         Ok(BackendConn {
             identity: None,
-            stream,
+            stream: backend_tls::Stream::Plain(stream),
             addr,
+            tls: None,
             rbuf: BytesMut::with_capacity(1024),
             parser: ReplyParser::new(self.settings.max_reply_line, self.settings.max_reply_size),
             connect_time: started.elapsed(),
@@ -179,6 +184,10 @@ impl Backend {
                 proxyproto::Version::V2 => "proxy_v2",
             });
         }
+        let tls_config = self.settings.tls_config.as_ref();
+        if let (backend_tls::Mode::Implicit, Some(config)) = (&self.settings.tls, tls_config) {
+            conn.upgrade(config, &self.settings.tls_name).await?;
+        }
         let greeting = conn
             .read_reply("greeting", self.settings.greeting_timeout)
             .await?;
@@ -189,7 +198,30 @@ impl Backend {
         let mut line = BytesMut::with_capacity(helo_name.len() + 7);
         line.extend_from_slice(b"EHLO ");
         line.extend_from_slice(helo_name);
-        let reply = conn.command(&line, "EHLO").await?;
+        let mut reply = conn.command(&line, "EHLO").await?;
+        if let (backend_tls::Mode::Starttls, Some(config), 250) =
+            (&self.settings.tls, tls_config, reply.code)
+        {
+            // TLS is required on this hop: no STARTTLS, no session (never plaintext).
+            let offered = ehlo::keywords_of(&reply.lines)
+                .iter()
+                .any(|k| ehlo::keyword(k).eq_ignore_ascii_case("STARTTLS"));
+            if !offered {
+                return Err(OpenError::Unavailable(BackendError::Tls {
+                    addr: conn.addr,
+                    message: "the backend does not offer STARTTLS".into(),
+                }));
+            }
+            let go = conn.command(b"STARTTLS", "STARTTLS").await?;
+            if go.code != 220 {
+                return Err(OpenError::Unavailable(BackendError::Tls {
+                    addr: conn.addr,
+                    message: format!("STARTTLS refused: {}", go.summary()),
+                }));
+            }
+            conn.upgrade(config, &self.settings.tls_name).await?;
+            reply = conn.command(&line, "EHLO").await?;
+        }
         if reply.code == 250 {
             self.learn(&reply);
             if let (true, Some(id)) = (self.settings.xclient, client) {
@@ -287,8 +319,10 @@ pub struct ClientIdentity {
 pub struct BackendConn {
     /// How the client's identity reached the backend: "xclient", "proxy_v1", "proxy_v2".
     pub identity: Option<&'static str>,
-    stream: TcpStream,
+    stream: backend_tls::Stream,
     pub addr: SocketAddr,
+    /// TLS version and suite of the backend hop, when TLS is used.
+    pub tls: Option<(String, String)>,
     rbuf: BytesMut,
     parser: ReplyParser,
     pub connect_time: Duration,
@@ -367,8 +401,47 @@ impl BackendConn {
 
     /// The raw connection and any bytes already read past the last reply:
     /// for `tlsfront check`, which speaks TLS on it after STARTTLS.
-    pub fn into_parts(self) -> (TcpStream, BytesMut) {
-        (self.stream, self.rbuf)
+    pub fn into_parts(self) -> Option<(TcpStream, BytesMut)> {
+        match self.stream {
+            backend_tls::Stream::Plain(s) => Some((s, self.rbuf)),
+            _ => None,
+        }
+    }
+
+    /// Runs the TLS handshake on the connection (after STARTTLS, or first
+    /// thing for implicit TLS). Bytes the backend sent in clear after its 220
+    /// would be an injection attempt: refused.
+    async fn upgrade(
+        &mut self,
+        config: &std::sync::Arc<rustls::ClientConfig>,
+        name: &str,
+    ) -> Result<(), BackendError> {
+        let addr = self.addr;
+        let tls_err = |message: String| BackendError::Tls { addr, message };
+        if !self.rbuf.is_empty() {
+            return Err(tls_err("data received in clear after STARTTLS".into()));
+        }
+        let backend_tls::Stream::Plain(tcp) =
+            std::mem::replace(&mut self.stream, backend_tls::Stream::Upgrading)
+        else {
+            return Err(tls_err("TLS is already active".into()));
+        };
+        let server_name = rustls::pki_types::ServerName::try_from(name.to_string())
+            .map_err(|e| tls_err(e.to_string()))?;
+        let connector = tokio_rustls::TlsConnector::from(config.clone());
+        match tokio::time::timeout(self.reply_timeout, connector.connect(server_name, tcp)).await {
+            Err(_) => Err(BackendError::Timeout {
+                addr,
+                phase: "backend TLS handshake",
+                timeout: self.reply_timeout,
+            }),
+            Ok(Err(e)) => Err(tls_err(e.to_string())),
+            Ok(Ok(tls)) => {
+                self.stream = backend_tls::Stream::Tls(Box::new(tls));
+                self.tls = self.stream.tls_facts();
+                Ok(())
+            }
+        }
     }
 
     /// Ends the session politely, without waiting long for the goodbye.

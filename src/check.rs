@@ -400,6 +400,9 @@ async fn check_backend(settings: &Settings) -> (Vec<Finding>, BackendReport) {
         connect_timeout: settings.backend.connect_timeout.min(limits::CHECK_TIMEOUT),
         reply_timeout: settings.backend.reply_timeout.min(limits::CHECK_TIMEOUT),
         greeting_timeout: settings.backend.greeting_timeout.min(limits::CHECK_TIMEOUT),
+        // The check looks at the backend's own STARTTLS in clear.
+        tls: crate::backend_tls::Mode::None,
+        tls_config: None,
         ..settings.backend.clone()
     });
     let mut conn = match backend
@@ -514,7 +517,9 @@ async fn check_backend(settings: &Settings) -> (Vec<Finding>, BackendReport) {
             return (out, report);
         }
     }
-    let (stream, leftover) = conn.into_parts();
+    let Some((stream, leftover)) = conn.into_parts() else {
+        return (out, report);
+    };
     let outcome = read_flight(stream, leftover).await;
     let (mut s, f) = starttls_verdict(&tls_subject, outcome);
     s.accepted = true;

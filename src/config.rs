@@ -104,6 +104,10 @@ pub struct RawBackend {
     pub greeting_timeout: Option<String>,
     pub max_reply_line: Option<usize>,
     pub max_reply_size: Option<usize>,
+    pub tls: Option<String>,
+    pub tls_ca_file: Option<PathBuf>,
+    pub tls_fingerprint: Option<String>,
+    pub tls_name: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -214,6 +218,12 @@ pub struct BackendSettings {
     /// Longest backend reply line, and whole (multi-line) reply, accepted.
     pub max_reply_line: usize,
     pub max_reply_size: usize,
+    /// TLS on the backend hop, and how the backend's certificate is checked.
+    pub tls: crate::backend_tls::Mode,
+    pub tls_verify: crate::backend_tls::Verify,
+    /// Name the backend's certificate must carry (and SNI), when verified by CA.
+    pub tls_name: String,
+    pub tls_config: Option<std::sync::Arc<rustls::ClientConfig>>,
     /// Pass the client's identity with XCLIENT when the backend offers it.
     pub xclient: bool,
     /// Send a PROXY protocol header on every backend connection.
@@ -575,9 +585,63 @@ pub fn validate(mut raw: RawConfig, o: &Overrides, file: &str) -> Result<Setting
             ));
         }
     }
+    let backend_tls = match b.tls.as_deref() {
+        None | Some("none") => crate::backend_tls::Mode::None,
+        Some("starttls") => crate::backend_tls::Mode::Starttls,
+        Some("implicit") => crate::backend_tls::Mode::Implicit,
+        Some(other) => {
+            return Err(v.err(
+                "backend.tls",
+                format!("{other:?} is not valid (use \"none\", \"starttls\" or \"implicit\")"),
+            ));
+        }
+    };
+    let tls_verify = match (&b.tls_ca_file, &b.tls_fingerprint) {
+        (Some(_), Some(_)) => {
+            return Err(v.err(
+                "backend.tls_ca_file",
+                "give tls_ca_file or tls_fingerprint, not both",
+            ));
+        }
+        (Some(ca), None) => crate::backend_tls::Verify::CaFile(ca.clone()),
+        (None, Some(fp)) => crate::backend_tls::Verify::Fingerprint(
+            crate::backend_tls::parse_fingerprint(fp).ok_or_else(|| {
+                v.err(
+                    "backend.tls_fingerprint",
+                    format!("{fp:?} is not a SHA-256 fingerprint (64 hex digits, colons allowed)"),
+                )
+            })?,
+        ),
+        (None, None) => crate::backend_tls::Verify::None,
+    };
+    let tls_name = b
+        .tls_name
+        .clone()
+        .unwrap_or_else(|| backend_addr.ip().to_string());
+    if rustls::pki_types::ServerName::try_from(tls_name.clone()).is_err() {
+        return Err(v.err(
+            "backend.tls_name",
+            format!("{tls_name:?} is not a host name or IP address"),
+        ));
+    }
+    let tls_config = match backend_tls {
+        crate::backend_tls::Mode::None => None,
+        _ => Some(crate::backend_tls::client_config(&tls_verify).map_err(|m| {
+            let key = if b.tls_ca_file.is_some() {
+                "backend.tls_ca_file"
+            } else {
+                "backend.tls"
+            };
+            v.err(key, m)
+        })?),
+    };
     let backend = BackendSettings {
         addr: backend_addr,
         source,
+        tls: backend_tls,
+        tls_verify,
+        tls_name,
+        tls_config,
         xclient: b.xclient.unwrap_or(false),
         greeting_timeout: v.duration(
             "backend.greeting_timeout",

@@ -11,6 +11,7 @@
 //! - [`clienthello`]: pure ClientHello parser (certificate choice, failure records).
 //! - [`stream`]: replay of already-read bytes; the plaintext-or-TLS client stream.
 //! - [`backend`]: the legacy MTA: its session, its replies, its EHLO keywords.
+//! - [`backend_tls`]: optional TLS on the backend hop (STARTTLS or implicit, verified or pinned).
 //! - [`smtp`]: pure protocol code (lines, commands, replies, EHLO, end of data).
 //! - [`proxyproto`]: PROXY protocol v1/v2 headers (to the backend, from a trusted balancer).
 //! - [`notify`]: systemd readiness, reload, stop, status and watchdog notifications.
@@ -28,6 +29,7 @@
 
 pub mod admission;
 pub mod backend;
+pub mod backend_tls;
 pub mod certcheck;
 pub mod check;
 pub mod clienthello;

@@ -62,6 +62,9 @@ pub struct Record {
     pub backend_connect_ms: Option<f64>,
     /// How the client's identity reached the backend: `xclient`, `proxy_v1`, `proxy_v2`.
     pub backend_identity: Option<String>,
+    /// TLS on the backend hop (`backend.tls`), if any.
+    pub backend_tls_version: Option<String>,
+    pub backend_cipher_suite: Option<String>,
     /// The last backend failure seen by this session (see README).
     pub backend_error: Option<String>,
     pub close_reason: CloseReason,
@@ -112,6 +115,8 @@ impl Record {
             backend_addr: None,
             backend_connect_ms: None,
             backend_identity: None,
+            backend_tls_version: None,
+            backend_cipher_suite: None,
             backend_error: None,
             close_reason: CloseReason::Aborted,
             duration_ms: 0.0,

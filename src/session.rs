@@ -736,6 +736,10 @@ where
             Ok(conn) => {
                 self.record.backend_connect_ms = Some(millis(conn.connect_time));
                 self.record.backend_identity = conn.identity.map(str::to_string);
+                if let Some((version, suite)) = &conn.tls {
+                    self.record.backend_tls_version = Some(version.clone());
+                    self.record.backend_cipher_suite = Some(suite.clone());
+                }
                 self.backend = Some(conn);
                 Ok(true)
             }

@@ -28,6 +28,8 @@ pub const T: Duration = Duration::from_secs(10);
 pub struct Pki {
     pub dir: tempfile::TempDir,
     pub ca_der: CertificateDer<'static>,
+    /// The CA certificate as a PEM file (for `backend.tls_ca_file`).
+    pub ca_pem: PathBuf,
     pub ecdsa: (PathBuf, PathBuf),
     pub rsa: (PathBuf, PathBuf),
 }
@@ -58,12 +60,35 @@ impl Pki {
         };
         let ecdsa = leaf(&rcgen::PKCS_ECDSA_P256_SHA256, "ecdsa");
         let rsa = leaf(&rcgen::PKCS_RSA_SHA256, "rsa");
+        let ca_pem = dir.path().join("ca.pem");
+        std::fs::write(&ca_pem, ca.pem()).unwrap();
         Pki {
             ca_der: ca.der().clone(),
+            ca_pem,
             dir,
             ecdsa,
             rsa,
         }
+    }
+
+    /// A server configuration with the ECDSA leaf (for a TLS-speaking backend).
+    pub fn server_config(&self) -> Arc<rustls::ServerConfig> {
+        let chain: Vec<CertificateDer<'static>> =
+            rustls::pki_types::pem::PemObject::pem_file_iter(&self.ecdsa.0)
+                .unwrap()
+                .map(|c| c.unwrap())
+                .collect();
+        let key =
+            <rustls::pki_types::PrivateKeyDer as rustls::pki_types::pem::PemObject>::from_pem_file(
+                &self.ecdsa.1,
+            )
+            .unwrap();
+        Arc::new(
+            rustls::ServerConfig::builder()
+                .with_no_client_auth()
+                .with_single_cert(chain, key)
+                .unwrap(),
+        )
     }
 
     pub fn client_config(
@@ -105,6 +130,10 @@ pub struct MtaScript {
     pub refuse_helo: Option<String>,
     /// If set, MAIL gets these raw bytes as its reply (malformed replies).
     pub mail_reply_raw: Option<String>,
+    /// Serve STARTTLS with this configuration (the log gets a "<TLS>" line).
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// TLS from the first byte (implicit, 465-style) with `tls`.
+    pub implicit_tls: bool,
 }
 
 impl Default for MtaScript {
@@ -131,6 +160,8 @@ impl Default for MtaScript {
             data_end_reply: "250 2.0.0 Message accepted for delivery".into(),
             refuse_helo: None,
             mail_reply_raw: None,
+            tls: None,
+            implicit_tls: false,
         }
     }
 }
@@ -204,7 +235,15 @@ impl Mta {
     }
 }
 
-async fn mta_session(mut s: TcpStream, script: MtaScript, log: Arc<Mutex<MtaLog>>) {
+async fn mta_session(tcp: TcpStream, script: MtaScript, log: Arc<Mutex<MtaLog>>) {
+    let mut s: Box<dyn Io> = Box::new(tcp);
+    if let (true, Some(cfg)) = (script.implicit_tls, &script.tls) {
+        let Ok(tls) = tokio_rustls::TlsAcceptor::from(cfg.clone()).accept(s).await else {
+            return;
+        };
+        log.lock().unwrap().commands.push("<TLS>".into());
+        s = Box::new(tls);
+    }
     let mut buf = BytesMut::new();
     let _ = s
         .write_all(format!("{}\r\n", script.greeting).as_bytes())
@@ -245,6 +284,16 @@ async fn mta_session(mut s: TcpStream, script: MtaScript, log: Arc<Mutex<MtaLog>
             },
             "VRFY" => "252 2.5.2 Cannot VRFY user\r\n".to_string(),
             "XCLIENT" => "220 legacy.test ESMTP\r\n".to_string(),
+            "STARTTLS" if script.tls.is_some() => {
+                let _ = s.write_all(b"220 2.0.0 Ready to start TLS\r\n").await;
+                let acceptor = tokio_rustls::TlsAcceptor::from(script.tls.clone().unwrap());
+                let Ok(tls) = acceptor.accept(s).await else {
+                    return;
+                };
+                log.lock().unwrap().commands.push("<TLS>".into());
+                s = Box::new(tls);
+                continue;
+            }
             "QUIT" => {
                 let _ = s.write_all(b"221 2.0.0 Bye\r\n").await;
                 return;
@@ -297,7 +346,7 @@ fn find_end(content: &[u8]) -> Option<usize> {
         .map(|p| p + 5)
 }
 
-async fn read_line(s: &mut TcpStream, buf: &mut BytesMut) -> Option<String> {
+async fn read_line(s: &mut Box<dyn Io>, buf: &mut BytesMut) -> Option<String> {
     loop {
         if let Some(pos) = buf.iter().position(|b| *b == b'\n') {
             let line = buf.split_to(pos + 1);
