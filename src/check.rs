@@ -182,6 +182,25 @@ pub async fn run(settings: &Settings, source: &str, options: Options) -> Report 
     let backend = if options.backend {
         let (f, report) = check_backend(settings).await;
         findings.extend(f);
+        // TLS to the backend is configured, but its TLS is one rustls refuses
+        // too: every session would fail with tls_failed.
+        if settings.backend.tls != crate::backend_tls::Mode::None
+            && report
+                .starttls
+                .as_ref()
+                .is_some_and(|t| t.refused_by_modern_clients)
+        {
+            findings.push(Finding {
+                section: Section::Backend,
+                level: Level::Error,
+                subject: format!("backend {}", settings.backend.addr),
+                code: "backend_tls_impossible",
+                message:
+                    "backend.tls is set, but the backend's TLS is too weak for rustls (see above): \
+                          set backend.tls = \"none\" and keep the hop on loopback or a private link"
+                        .into(),
+            });
+        }
         Some(report)
     } else {
         findings.push(Finding {
@@ -656,7 +675,8 @@ pub fn starttls_verdict(subject: &str, outcome: ProbeOutcome) -> (StarttlsReport
 
     // Warnings, not errors: tlsfront exists to hide exactly this; clients
     // see tlsfront's TLS, never the backend's.
-    let hidden = "; tlsfront hides it (clients get tlsfront's TLS)";
+    let hidden = "; tlsfront hides it (clients get tlsfront's TLS); keep backend.tls = \"none\" \
+                  on a loopback or private link, since rustls will not speak it either";
     let mut out = Vec::new();
     if flight.version < 0x0303 {
         r.reasons.push("protocol version too old".into());

@@ -557,6 +557,11 @@ async fn front_session(mut s: TcpStream, tls: SocketAddr) {
 }
 
 async fn check_weak_backend(rsa_bits: u32, cipher: &str) -> Option<Value> {
+    check_weak_backend_with(rsa_bits, cipher, false).await
+}
+
+/// `backend_tls`: the config also asks for TLS to that backend.
+async fn check_weak_backend_with(rsa_bits: u32, cipher: &str, backend_tls: bool) -> Option<Value> {
     if !openssl_available() {
         eprintln!("SKIPPED: the openssl binary is missing (apt-get install openssl)");
         return None;
@@ -571,11 +576,26 @@ async fn check_weak_backend(rsa_bits: u32, cipher: &str) -> Option<Value> {
     let ca = Ca::new();
     let good = ca.leaf("good", &["mx.check.test"], |_| {});
     let config = ca.config(front, &good);
+    if backend_tls {
+        let text = std::fs::read_to_string(&config).unwrap();
+        std::fs::write(
+            &config,
+            text.replace("[backend]\n", "[backend]\ntls = \"starttls\"\n"),
+        )
+        .unwrap();
+    }
     let out = tlsfront(args(&["check", "--config", &p(&config), "--json"])).await;
     task.abort();
     drop(server);
-    // A weak backend STARTTLS is a warning: tlsfront is the fix for it.
-    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    // A weak backend STARTTLS is a warning: tlsfront is the fix for it; but
+    // asking tlsfront itself to speak it (backend.tls) is an error.
+    assert_eq!(
+        out.code,
+        if backend_tls { 1 } else { 0 },
+        "{}\n{}",
+        out.stdout,
+        out.stderr
+    );
     Some(out.json())
 }
 
@@ -634,4 +654,20 @@ async fn weak_dh_backend_starttls_is_reported() {
     );
     assert_eq!(t["reasons"], serde_json::json!(["dh key too small"]));
     assert_eq!(codes(&j, "warning"), vec!["backend_starttls_weak_dh"]);
+}
+
+#[tokio::test]
+async fn backend_tls_to_a_weak_backend_is_an_error() {
+    let Some(j) = check_weak_backend_with(1024, "DEFAULT:@SECLEVEL=0", true).await else {
+        return;
+    };
+    let f = finding(&j, "backend_tls_impossible");
+    assert_eq!(f["level"], "error");
+    assert!(
+        f["message"]
+            .as_str()
+            .unwrap()
+            .contains("backend.tls = \"none\""),
+        "{f}"
+    );
 }
