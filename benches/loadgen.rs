@@ -1,0 +1,454 @@
+//! Load generator for tlsfront (or any SMTP server): many concurrent sessions
+//! with STARTTLS (rustls), every reply checked. A failed session counts as a
+//! failure, never as throughput.
+//!
+//!   cargo bench --bench loadgen -- --target 127.0.0.1:2525 --concurrency 50 \
+//!       --sessions 2000 --messages 1 --size 10240 [--tls 1.3|1.2|none] [--no-sni] \
+//!       [--implicit] [--idle N --hold 30s] [--insecure | --cafile ca.pem] [--name mx.example]
+//!
+//! Prints sessions/s, messages/s, MB/s, latency percentiles per command and
+//! errors by kind. `tests/loadgen_smoke.rs` runs a few sessions of it in the
+//! test suite so it cannot rot.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rustls::pki_types::{CertificateDer, ServerName};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub target: SocketAddr,
+    pub concurrency: usize,
+    pub sessions: usize,
+    pub messages: usize,
+    pub size: usize,
+    /// None: no TLS at all (plaintext baseline).
+    pub tls: Option<&'static rustls::SupportedProtocolVersion>,
+    pub implicit: bool,
+    pub sni: bool,
+    pub name: String,
+    pub roots: Option<Vec<CertificateDer<'static>>>,
+    /// Idle mode: open this many TLS sessions and hold them.
+    pub idle: usize,
+    pub hold: Duration,
+    pub timeout: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            target: "127.0.0.1:2525".parse().unwrap(),
+            concurrency: 10,
+            sessions: 100,
+            messages: 1,
+            size: 10 * 1024,
+            tls: Some(&rustls::version::TLS13),
+            implicit: false,
+            sni: true,
+            name: "localhost".into(),
+            roots: None,
+            idle: 0,
+            hold: Duration::from_secs(10),
+            timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// What a run measured.
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub sessions_ok: usize,
+    pub messages_ok: usize,
+    pub bytes: usize,
+    pub elapsed: Duration,
+    /// Latency samples per command (microseconds).
+    pub latency: BTreeMap<&'static str, Vec<u64>>,
+    pub errors: BTreeMap<String, usize>,
+}
+
+impl Stats {
+    fn merge(&mut self, other: Stats) {
+        self.sessions_ok += other.sessions_ok;
+        self.messages_ok += other.messages_ok;
+        self.bytes += other.bytes;
+        for (k, v) in other.latency {
+            self.latency.entry(k).or_default().extend(v);
+        }
+        for (k, v) in other.errors {
+            *self.errors.entry(k).or_default() += v;
+        }
+    }
+
+    pub fn report(&mut self) -> String {
+        let secs = self.elapsed.as_secs_f64().max(1e-9);
+        let mut out = format!(
+            "sessions ok {}  ({:.1}/s)\nmessages ok {}  ({:.1}/s)\nthroughput {:.2} MB/s\n",
+            self.sessions_ok,
+            self.sessions_ok as f64 / secs,
+            self.messages_ok,
+            self.messages_ok as f64 / secs,
+            self.bytes as f64 / secs / 1e6
+        );
+        out.push_str("latency (ms)      p50      p90      p99      max\n");
+        for (cmd, samples) in self.latency.iter_mut() {
+            samples.sort_unstable();
+            let pct = |p: f64| samples[((samples.len() as f64 - 1.0) * p) as usize] as f64 / 1000.0;
+            out.push_str(&format!(
+                "  {cmd:<12} {:>8.3} {:>8.3} {:>8.3} {:>8.3}\n",
+                pct(0.5),
+                pct(0.9),
+                pct(0.99),
+                pct(1.0)
+            ));
+        }
+        if self.errors.is_empty() {
+            out.push_str("errors: none\n");
+        } else {
+            for (k, v) in &self.errors {
+                out.push_str(&format!("error {k}: {v}\n"));
+            }
+        }
+        out
+    }
+}
+
+trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+struct Conn {
+    io: Box<dyn Io>,
+    buf: Vec<u8>,
+    timeout: Duration,
+}
+
+impl Conn {
+    /// Reads one whole reply; returns its code.
+    async fn reply(&mut self) -> Result<u16, String> {
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        loop {
+            while let Some(pos) = self.buf.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = self.buf.drain(..=pos).collect();
+                if line.len() < 4 || !line[..3].iter().all(u8::is_ascii_digit) {
+                    return Err("malformed_reply".into());
+                }
+                if line[3] != b'-' {
+                    return Ok(u16::from(line[0] - b'0') * 100
+                        + u16::from(line[1] - b'0') * 10
+                        + u16::from(line[2] - b'0'));
+                }
+            }
+            let mut chunk = [0u8; 8192];
+            match tokio::time::timeout_at(deadline, self.io.read(&mut chunk)).await {
+                Err(_) => return Err("timeout".into()),
+                Ok(Ok(0)) => return Err("closed".into()),
+                Ok(Ok(n)) => self.buf.extend_from_slice(&chunk[..n]),
+                Ok(Err(e)) => return Err(format!("io_{:?}", e.kind())),
+            }
+        }
+    }
+
+    async fn send(&mut self, bytes: &[u8]) -> Result<(), String> {
+        tokio::time::timeout(self.timeout, self.io.write_all(bytes))
+            .await
+            .map_err(|_| "timeout".to_string())?
+            .map_err(|e| format!("io_{:?}", e.kind()))
+    }
+
+    /// Sends a command and checks its reply code; records the latency.
+    async fn step(
+        &mut self,
+        stats: &mut Stats,
+        name: &'static str,
+        line: &[u8],
+        want: u16,
+    ) -> Result<(), String> {
+        let t = Instant::now();
+        self.send(line).await?;
+        let code = self.reply().await?;
+        stats
+            .latency
+            .entry(name)
+            .or_default()
+            .push(t.elapsed().as_micros() as u64);
+        if code != want {
+            return Err(format!("{name}_{code}"));
+        }
+        Ok(())
+    }
+}
+
+fn client_config(opts: &Options) -> Option<Arc<rustls::ClientConfig>> {
+    let version = opts.tls?;
+    let builder = rustls::ClientConfig::builder_with_protocol_versions(&[version]);
+    let mut config = match &opts.roots {
+        Some(roots) => {
+            let mut store = rustls::RootCertStore::empty();
+            for r in roots {
+                store.add(r.clone()).ok()?;
+            }
+            builder.with_root_certificates(store).with_no_client_auth()
+        }
+        None => builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(NoVerify(Arc::new(
+                rustls::crypto::aws_lc_rs::default_provider(),
+            ))))
+            .with_no_client_auth(),
+    };
+    config.enable_sni = opts.sni;
+    Some(Arc::new(config))
+}
+
+/// `--insecure`: the load generator measures, it does not authenticate.
+#[derive(Debug)]
+struct NoVerify(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for NoVerify {
+    fn verify_server_cert(
+        &self,
+        _: &CertificateDer<'_>,
+        _: &[CertificateDer<'_>],
+        _: &ServerName<'_>,
+        _: &[u8],
+        _: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+    fn verify_tls12_signature(
+        &self,
+        m: &[u8],
+        c: &CertificateDer<'_>,
+        d: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(m, c, d, &self.0.signature_verification_algorithms)
+    }
+    fn verify_tls13_signature(
+        &self,
+        m: &[u8],
+        c: &CertificateDer<'_>,
+        d: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(m, c, d, &self.0.signature_verification_algorithms)
+    }
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// Connects, greets, upgrades to TLS (as configured) and says EHLO.
+async fn open(
+    opts: &Options,
+    tls: &Option<Arc<rustls::ClientConfig>>,
+    stats: &mut Stats,
+) -> Result<Conn, String> {
+    let tcp = tokio::time::timeout(opts.timeout, TcpStream::connect(opts.target))
+        .await
+        .map_err(|_| "connect_timeout".to_string())?
+        .map_err(|e| format!("connect_{:?}", e.kind()))?;
+    let _ = tcp.set_nodelay(true);
+    let name = ServerName::try_from(opts.name.clone()).map_err(|_| "bad_name".to_string())?;
+    let mut conn = Conn {
+        io: Box::new(tcp),
+        buf: Vec::new(),
+        timeout: opts.timeout,
+    };
+    if let (true, Some(cfg)) = (opts.implicit, tls) {
+        let t = Instant::now();
+        let io = std::mem::replace(
+            &mut conn.io,
+            Box::new(tokio::io::join(tokio::io::empty(), tokio::io::sink())),
+        );
+        let stream = tokio_rustls::TlsConnector::from(cfg.clone())
+            .connect(name.clone(), io)
+            .await
+            .map_err(|e| format!("tls_{e}"))?;
+        stats
+            .latency
+            .entry("handshake")
+            .or_default()
+            .push(t.elapsed().as_micros() as u64);
+        conn.io = Box::new(stream);
+    }
+    if conn.reply().await? != 220 {
+        return Err("greeting".into());
+    }
+    conn.step(stats, "EHLO", b"EHLO loadgen.test\r\n", 250)
+        .await?;
+    if let (false, Some(cfg)) = (opts.implicit, tls) {
+        conn.step(stats, "STARTTLS", b"STARTTLS\r\n", 220).await?;
+        let t = Instant::now();
+        let io = std::mem::replace(
+            &mut conn.io,
+            Box::new(tokio::io::join(tokio::io::empty(), tokio::io::sink())),
+        );
+        let stream = tokio_rustls::TlsConnector::from(cfg.clone())
+            .connect(name, io)
+            .await
+            .map_err(|e| format!("tls_{}", e.kind()))?;
+        stats
+            .latency
+            .entry("handshake")
+            .or_default()
+            .push(t.elapsed().as_micros() as u64);
+        conn.io = Box::new(stream);
+        conn.step(stats, "EHLO", b"EHLO loadgen.test\r\n", 250)
+            .await?;
+    }
+    Ok(conn)
+}
+
+fn message(size: usize) -> Vec<u8> {
+    let mut m =
+        b"From: <load@gen.test>\r\nTo: <sink@legacy.test>\r\nSubject: load\r\n\r\n".to_vec();
+    let line = b"0123456789 the quick brown fox jumps over the lazy dog 0123456789\r\n";
+    while m.len() < size {
+        m.extend_from_slice(line);
+    }
+    m.extend_from_slice(b".\r\n");
+    m
+}
+
+async fn session(
+    opts: &Options,
+    tls: &Option<Arc<rustls::ClientConfig>>,
+    body: &[u8],
+    stats: &mut Stats,
+) -> Result<(), String> {
+    let mut c = open(opts, tls, stats).await?;
+    for _ in 0..opts.messages {
+        c.step(stats, "MAIL", b"MAIL FROM:<load@gen.test>\r\n", 250)
+            .await?;
+        c.step(stats, "RCPT", b"RCPT TO:<sink@legacy.test>\r\n", 250)
+            .await?;
+        c.step(stats, "DATA", b"DATA\r\n", 354).await?;
+        c.step(stats, "end-of-data", body, 250).await?;
+        stats.messages_ok += 1;
+        stats.bytes += body.len();
+    }
+    c.step(stats, "QUIT", b"QUIT\r\n", 221).await?;
+    Ok(())
+}
+
+/// Runs the load and returns what it measured.
+pub async fn run(opts: Options) -> Stats {
+    let tls = client_config(&opts);
+    let body = Arc::new(message(opts.size));
+    let started = Instant::now();
+    let total = Arc::new(Mutex::new(Stats::default()));
+    if opts.idle > 0 {
+        let mut held = Vec::new();
+        let mut stats = Stats::default();
+        for _ in 0..opts.idle {
+            match open(&opts, &tls, &mut stats).await {
+                Ok(c) => held.push(c),
+                Err(e) => *stats.errors.entry(e).or_default() += 1,
+            }
+        }
+        stats.sessions_ok = held.len();
+        println!("holding {} idle sessions for {:?}", held.len(), opts.hold);
+        tokio::time::sleep(opts.hold).await;
+        drop(held);
+        stats.elapsed = started.elapsed();
+        return stats;
+    }
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let workers: Vec<_> = (0..opts.concurrency.max(1))
+        .map(|_| {
+            let (opts, tls, body, next, total) = (
+                opts.clone(),
+                tls.clone(),
+                body.clone(),
+                next.clone(),
+                total.clone(),
+            );
+            tokio::spawn(async move {
+                let mut mine = Stats::default();
+                while next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < opts.sessions {
+                    match session(&opts, &tls, &body, &mut mine).await {
+                        Ok(()) => mine.sessions_ok += 1,
+                        Err(e) => *mine.errors.entry(e).or_default() += 1,
+                    }
+                }
+                total.lock().unwrap().merge(mine);
+            })
+        })
+        .collect();
+    for w in workers {
+        let _ = w.await;
+    }
+    let mut stats = std::mem::take(&mut *total.lock().unwrap());
+    stats.elapsed = started.elapsed();
+    stats
+}
+
+fn parse_args() -> Result<Options, String> {
+    let mut o = Options::default();
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        let mut val = || args.next().ok_or_else(|| format!("{a} needs a value"));
+        match a.as_str() {
+            "--target" => o.target = val()?.parse().map_err(|e| format!("--target: {e}"))?,
+            "--concurrency" => {
+                o.concurrency = val()?.parse().map_err(|e| format!("--concurrency: {e}"))?
+            }
+            "--sessions" => o.sessions = val()?.parse().map_err(|e| format!("--sessions: {e}"))?,
+            "--messages" => o.messages = val()?.parse().map_err(|e| format!("--messages: {e}"))?,
+            "--size" => o.size = val()?.parse().map_err(|e| format!("--size: {e}"))?,
+            "--tls" => {
+                o.tls = match val()?.as_str() {
+                    "1.3" => Some(&rustls::version::TLS13),
+                    "1.2" => Some(&rustls::version::TLS12),
+                    "none" => None,
+                    other => return Err(format!("--tls {other}: use 1.3, 1.2 or none")),
+                }
+            }
+            "--implicit" => o.implicit = true,
+            "--no-sni" => o.sni = false,
+            "--name" => o.name = val()?,
+            "--insecure" => o.roots = None,
+            "--cafile" => {
+                let path = val()?;
+                let roots = rustls::pki_types::pem::PemObject::pem_file_iter(&path)
+                    .map_err(|e| format!("{path}: {e}"))?
+                    .collect::<Result<Vec<CertificateDer<'static>>, _>>()
+                    .map_err(|e| format!("{path}: {e}"))?;
+                o.roots = Some(roots);
+            }
+            "--idle" => o.idle = val()?.parse().map_err(|e| format!("--idle: {e}"))?,
+            "--hold" => {
+                let v = val()?;
+                o.hold = tlsfront::config::parse_duration(&v).ok_or(format!("--hold {v}"))?;
+            }
+            "--bench" => {} // passed by `cargo bench`
+            other => {
+                return Err(format!(
+                    "unknown argument {other} (see the top of benches/loadgen.rs)"
+                ));
+            }
+        }
+    }
+    Ok(o)
+}
+
+fn main() {
+    let opts = match parse_args() {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("loadgen: {e}");
+            std::process::exit(2);
+        }
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let mut stats = runtime.block_on(run(opts));
+    print!("{}", stats.report());
+    if !stats.errors.is_empty() {
+        std::process::exit(1);
+    }
+}

@@ -1,0 +1,74 @@
+//! Smoke mode of the load generator (benches/loadgen.rs): a few sessions
+//! through tlsfront to a scripted backend, every reply checked, so the
+//! benchmark tool cannot rot.
+
+mod common;
+
+#[path = "../benches/loadgen.rs"]
+#[allow(dead_code)]
+mod loadgen;
+
+use common::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn loadgen_smoke_through_tlsfront() {
+    let pki = Pki::new(&["mx.tlsfront.test"]);
+    let mta = Mta::start(MtaScript::default()).await;
+    let proxy = Proxy::start(mta.addr, Some(&pki), "").await;
+    for (tls, implicit) in [
+        (Some(&rustls::version::TLS13), false),
+        (Some(&rustls::version::TLS12), false),
+        (Some(&rustls::version::TLS13), true),
+        (None, false),
+    ] {
+        let opts = loadgen::Options {
+            target: if implicit {
+                proxy.implicit
+            } else {
+                proxy.starttls
+            },
+            concurrency: 3,
+            sessions: 6,
+            messages: 2,
+            size: 4096,
+            tls,
+            implicit,
+            name: "mx.tlsfront.test".into(),
+            roots: Some(vec![pki.ca_der.clone()]),
+            ..loadgen::Options::default()
+        };
+        let mut stats = loadgen::run(opts).await;
+        let report = stats.report();
+        assert!(stats.errors.is_empty(), "{report}");
+        assert_eq!(stats.sessions_ok, 6, "{report}");
+        assert_eq!(stats.messages_ok, 12, "{report}");
+        if tls.is_some() {
+            assert!(report.contains("handshake"), "{report}");
+        }
+    }
+    assert_eq!(mta.messages().len(), 48);
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn loadgen_counts_failures_as_failures() {
+    // A backend that refuses every recipient: no message is counted.
+    let mta = Mta::start(MtaScript {
+        reject_rcpt: Some("sink".into()),
+        ..MtaScript::default()
+    })
+    .await;
+    let proxy = Proxy::start(mta.addr, None, "").await;
+    let opts = loadgen::Options {
+        target: proxy.starttls,
+        concurrency: 2,
+        sessions: 4,
+        tls: None,
+        ..loadgen::Options::default()
+    };
+    let stats = loadgen::run(opts).await;
+    assert_eq!(stats.sessions_ok, 0);
+    assert_eq!(stats.messages_ok, 0);
+    assert_eq!(stats.errors.get("RCPT_550"), Some(&4));
+    proxy.stop().await;
+}
