@@ -984,6 +984,8 @@ impl Report {
                 ),
                 (_, None) => format!("handshake failed: {}", s.error.clone().unwrap_or_default()),
             };
+            line(String::new());
+            line("SNI (second connection)".into());
             line(format!("  {what}: {result}"));
         }
         if let Some(l) = &self.legacy {
