@@ -8,7 +8,7 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use common::bin::{Out, args, tlsfront};
-use common::openssl::{openssl_available, s_server, starttls_front};
+use common::openssl::{openssl_available, s_server_with, starttls_front};
 use common::*;
 use serde_json::{Value, json};
 use tokio::io::AsyncWriteExt;
@@ -197,6 +197,10 @@ async fn implicit_tls_listener() {
 
 /// Probes a real weak STARTTLS: `openssl s_server` behind a scripted front.
 async fn probe_weak(rsa_bits: u32, cipher: &str, json: bool) -> Option<Out> {
+    probe_legacy(rsa_bits, cipher, &["-no_tls1_3"], json).await
+}
+
+async fn probe_legacy(rsa_bits: u32, cipher: &str, protocol: &[&str], json: bool) -> Option<Out> {
     if !openssl_available() {
         eprintln!("SKIPPED: the openssl binary is missing (apt-get install openssl)");
         return None;
@@ -204,9 +208,13 @@ async fn probe_weak(rsa_bits: u32, cipher: &str, json: bool) -> Option<Out> {
     let dir = tempfile::tempdir().unwrap();
     let cipher = cipher.to_string();
     let d = dir.path().to_path_buf();
-    let server = tokio::task::spawn_blocking(move || s_server(&d, rsa_bits, &cipher))
-        .await
-        .unwrap();
+    let protocol: Vec<String> = protocol.iter().map(|s| s.to_string()).collect();
+    let server = tokio::task::spawn_blocking(move || {
+        let protocol: Vec<&str> = protocol.iter().map(String::as_str).collect();
+        s_server_with(&d, rsa_bits, &cipher, &protocol)
+    })
+    .await
+    .unwrap();
     let (front, task) = starttls_front(server.addr).await;
     let target = front.to_string();
     let mut list = vec![target.as_str(), "--name", "weak.legacy.test"];
@@ -288,6 +296,23 @@ async fn weak_dh_only_server_is_diagnosed() {
     assert!(why.contains("1024-bit DH group"), "{why}");
     assert!(why.contains("dh key too small"), "{why}");
     assert!(!why.contains("ee key too small"), "{why}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_1_1_only_server_is_diagnosed() {
+    // A sound key and suites, but nothing newer than TLS 1.1.
+    let Some(out) = probe_legacy(2048, "DEFAULT:@SECLEVEL=0", &["-tls1_1"], true).await else {
+        return;
+    };
+    assert_eq!(out.code, 1, "{}\n{}", out.stdout, out.stderr);
+    let j = out.json();
+    assert_eq!(j["tls"]["ok"], false);
+    let l = &j["legacy"];
+    assert_eq!(l["version"], "TLSv1.1", "{j:#}");
+    assert_eq!(l["reasons"], json!(["protocol version too old"]));
+    let why = problems(&j);
+    assert!(why.contains("TLSv1.1 only"), "{why}");
+    assert!(why.contains("unsupported protocol"), "{why}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

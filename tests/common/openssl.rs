@@ -51,6 +51,12 @@ impl Drop for SServer {
 /// Starts `openssl s_server` with a self-signed RSA key of `rsa_bits` and
 /// the given cipher list, TLS 1.2 at most, 1024-bit DH.
 pub fn s_server(dir: &Path, rsa_bits: u32, cipher: &str) -> SServer {
+    s_server_with(dir, rsa_bits, cipher, &["-no_tls1_3"])
+}
+
+/// Like [`s_server`], with `protocol` flags instead of `-no_tls1_3`
+/// (e.g. `-tls1_1` for a server stuck on TLS 1.1).
+pub fn s_server_with(dir: &Path, rsa_bits: u32, cipher: &str, protocol: &[&str]) -> SServer {
     let cert = dir.join(format!("rsa{rsa_bits}.pem"));
     let key = dir.join(format!("rsa{rsa_bits}.key"));
     let status = Command::new("openssl")
@@ -80,7 +86,8 @@ pub fn s_server(dir: &Path, rsa_bits: u32, cipher: &str) -> SServer {
     let mut child = Command::new("openssl")
         .args(["s_server", "-accept", &format!("127.0.0.1:{port}")])
         .args(["-cert", &p(&cert), "-key", &p(&key), "-dhparam", &p(&dh)])
-        .args(["-cipher", cipher, "-no_tls1_3"])
+        .args(["-cipher", cipher])
+        .args(protocol)
         // s_server quits at the end of its stdin: keep the pipe open.
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
