@@ -775,9 +775,6 @@ pub async fn run(opts: &Options) -> Report {
                 for reason in &legacy.reasons {
                     r.problems.push(explain(reason, &legacy));
                 }
-                if r.chain.is_empty() {
-                    // Not seen by rustls (e.g. no common suite): not shown.
-                }
                 r.legacy = Some(legacy);
             }
             Err(stop) => r.problems.push(format!(
@@ -1015,6 +1012,11 @@ impl Report {
         line(String::new());
         if let Some(e) = &self.error {
             line(format!("probe failed: {e}"));
+        } else if self.ok && self.verification.as_deref() == Some("not_checked") {
+            line(
+                "verdict: OK: a modern sender would deliver over TLS (chain not checked: no roots)"
+                    .into(),
+            );
         } else if self.ok {
             line("verdict: OK: a modern sender would deliver over verified TLS".into());
         } else {

@@ -378,3 +378,32 @@ async fn help_explains_probe() {
         );
     }
 }
+
+/// Without any readable roots the chain is "not checked", which does not
+/// fail the probe (the library entry point, with the roots file moved).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_roots_means_not_checked() {
+    let pki = Pki::new(&["mx.tlsfront.test"]);
+    let mta = Mta::start(MtaScript::default()).await;
+    let proxy = Proxy::start(mta.addr, Some(&pki), "").await;
+    let options = tlsfront::probe::Options {
+        host: "127.0.0.1".into(),
+        port: proxy.starttls.port(),
+        name: Some("mx.tlsfront.test".into()),
+        implicit: false,
+        no_sni: false,
+        timeout: std::time::Duration::from_secs(5),
+        ehlo: "probe.test".into(),
+        cafile: None,
+        system_roots: pki.dir.path().join("no-such-bundle.crt"),
+    };
+    let r = tokio::time::timeout(T, tlsfront::probe::run(&options))
+        .await
+        .unwrap();
+    assert_eq!(r.verification.as_deref(), Some("not_checked"));
+    assert!(r.roots.is_empty());
+    assert!(r.ok, "{:?}", r.problems);
+    assert_eq!(r.exit, 0);
+    assert!(r.render().contains("chain not checked: no roots"));
+    proxy.stop().await;
+}
