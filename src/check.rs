@@ -539,7 +539,7 @@ async fn check_backend(settings: &Settings) -> (Vec<Finding>, BackendReport) {
     let Some((stream, leftover)) = conn.into_parts() else {
         return (out, report);
     };
-    let outcome = read_flight(stream, leftover).await;
+    let outcome = read_flight(stream, leftover, limits::CHECK_TIMEOUT).await;
     let (mut s, f) = starttls_verdict(&tls_subject, outcome);
     s.accepted = true;
     out.extend(f);
@@ -556,14 +556,17 @@ pub enum ProbeOutcome {
 }
 
 /// Sends the probe's ClientHello and reads the plaintext first flight; then
-/// drops the connection without finishing the handshake.
-async fn read_flight(mut stream: tokio::net::TcpStream, mut buf: BytesMut) -> ProbeOutcome {
+/// drops the connection without finishing the handshake. `buf` holds bytes
+/// already read past the STARTTLS reply. Also used by `tlsfront probe`.
+pub async fn read_flight<S>(mut stream: S, mut buf: BytesMut, timeout: Duration) -> ProbeOutcome
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
     let mut random = [0u8; 32];
     let _ = rustls::crypto::aws_lc_rs::default_provider()
         .secure_random
         .fill(&mut random);
     let hello = serverhello::client_hello(random);
-    let timeout = limits::CHECK_TIMEOUT;
     match tokio::time::timeout(timeout, stream.write_all(&hello)).await {
         Ok(Ok(())) => {}
         Ok(Err(e)) => return ProbeOutcome::Io(format!("sending the ClientHello: {e}")),

@@ -26,6 +26,11 @@
 //! - [`certcheck`]: pure certificate rules (key, chain, validity, names, SNI map).
 //! - [`serverhello`]: pure TLS 1.2 probe code: the ClientHello sent to the backend's
 //!   STARTTLS and a parser of its plaintext ServerHello..ServerHelloDone.
+//!
+//! `tlsfront probe` looks at any mail server's TLS as a modern sender does:
+//! - [`probe`]: greeting, EHLO, STARTTLS or implicit TLS, a rustls handshake
+//!   that records the chain and its verdict, names, SNI, and (when the modern
+//!   handshake fails) the [`serverhello`] probe via [`check::read_flight`].
 
 pub mod admission;
 pub mod backend;
@@ -38,6 +43,7 @@ pub mod fuzzing;
 pub mod limits;
 pub mod notify;
 pub mod outcome;
+pub mod probe;
 pub mod proxyproto;
 pub mod records;
 pub mod report;

@@ -84,6 +84,31 @@ enum Cmd {
         --listen 0.0.0.0:25 --backend 127.0.0.1:10025"
     )]
     Check(CheckArgs),
+    /// Look at a mail server's TLS the way a modern sender does (the readable
+    /// `openssl s_client -starttls smtp`).
+    #[command(
+        long_about = "Connects to HOST[:PORT] as a sending MTA would: reads the greeting, says EHLO \
+        (the keywords are shown), sends STARTTLS (or starts TLS at once with --implicit), then does a \
+        modern TLS handshake (rustls: TLS 1.2/1.3, ECDHE, AEAD, the settings of current senders). \
+        It reports the protocol, suite and key exchange group, the full chain as presented (subject, \
+        SANs, issuer, key type and bits, expiry and days left), whether the chain verifies against \
+        the system roots (plus --cafile), whether the certificate covers HOST and --name, and, on a \
+        second connection, whether the same certificate comes back with SNI flipped.\n\n\
+        When the modern handshake fails (1024-bit RSA key, DHE-only suites with a weak group, TLS 1.1 \
+        or older), a second connection sends a broad TLS 1.2 ClientHello (never completed) and reports \
+        what the server offers and why a modern sender refuses it, in the words senders log: \
+        \"ee key too small\", \"dh key too small\", \"unsupported protocol\".",
+        after_help = "Exit status: 0 a modern sender would deliver over TLS (handshake done, chain \
+        trusted or not checked, every name covered), 1 it would fail (no STARTTLS, handshake \
+        impossible, untrusted chain, name not covered), 2 cannot connect, not SMTP, or bad arguments.\n\n\
+        SNI is --name if given, else HOST when it is a DNS name.\n\n\
+        Examples:\n  \
+        tlsfront probe mx.example.com                  # port 25, STARTTLS\n  \
+        tlsfront probe 127.0.0.1:10025 --name mx.example.com   # the legacy MTA behind tlsfront\n  \
+        tlsfront probe mx.example.com --implicit       # port 465\n  \
+        tlsfront probe mx.example.com --json | jq .problems"
+    )]
+    Probe(ProbeArgs),
 }
 
 /// The configuration file and the flags that override it: shared by `run`
@@ -198,13 +223,85 @@ struct CheckArgs {
     no_backend: bool,
 }
 
+#[derive(Args)]
+struct ProbeArgs {
+    /// The server: HOST, HOST:PORT, [IPv6]:PORT (port 25, or 465 with --implicit).
+    #[arg(value_name = "HOST[:PORT]")]
+    target: String,
+    /// Name the certificate must cover (and the SNI sent); HOST is checked too
+    /// when it is a DNS name.
+    #[arg(long, value_name = "NAME")]
+    name: Option<String>,
+    /// TLS from the first byte (port 465), no STARTTLS.
+    #[arg(long)]
+    implicit: bool,
+    /// First connection without SNI (the second one then sends it).
+    #[arg(long)]
+    no_sni: bool,
+    /// Print one JSON object (stable keys, listed in the README) instead of text.
+    #[arg(long)]
+    json: bool,
+    /// Bound on the connect and on each wait for the server, e.g. 10s, 1m.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_since)]
+    timeout: std::time::Duration,
+    /// Name to say in EHLO [default: this host's name, or tlsfront-probe.invalid].
+    #[arg(long, value_name = "NAME")]
+    ehlo: Option<String>,
+    /// Extra trusted roots (PEM), added to /etc/ssl/certs/ca-certificates.crt.
+    #[arg(long, value_name = "FILE")]
+    cafile: Option<PathBuf>,
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Cmd::Run(args) => run(args),
         Cmd::Report(args) => report(args),
         Cmd::Check(args) => check(args),
+        Cmd::Probe(args) => probe(args),
     }
+}
+
+fn probe(args: ProbeArgs) -> ExitCode {
+    let (host, port) = match tlsfront::probe::parse_target(&args.target, args.implicit) {
+        Ok(x) => x,
+        Err(e) => {
+            eprintln!("tlsfront: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let options = tlsfront::probe::Options {
+        host,
+        port,
+        name: args.name,
+        implicit: args.implicit,
+        no_sni: args.no_sni,
+        timeout: args.timeout,
+        ehlo: args.ehlo.unwrap_or_else(tlsfront::probe::default_ehlo_name),
+        cafile: args.cafile,
+        system_roots: PathBuf::from(tlsfront::probe::SYSTEM_ROOTS),
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("tlsfront: cannot start the runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let report = runtime.block_on(tlsfront::probe::run(&options));
+    let text = if args.json {
+        format!("{}\n", report.to_json())
+    } else {
+        report.render()
+    };
+    let _ = std::io::Write::write_all(&mut std::io::stdout().lock(), text.as_bytes());
+    if let (Some(e), false) = (&report.error, args.json) {
+        eprintln!("tlsfront: {e}");
+    }
+    ExitCode::from(report.exit)
 }
 
 fn check(args: CheckArgs) -> ExitCode {

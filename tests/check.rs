@@ -4,70 +4,18 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use bytes::BytesMut;
+use common::bin::{args, tlsfront};
+use common::openssl::{openssl_available, s_server, starttls_front};
 use common::*;
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, date_time_ymd,
 };
 use serde_json::Value;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-
-struct Out {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-impl Out {
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.stdout)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {}\nstderr: {}", self.stdout, self.stderr))
-    }
-}
-
-/// Runs `tlsfront <args>` with a hard time limit (killed by PID past it).
-async fn tlsfront(args: Vec<String>) -> Out {
-    tokio::task::spawn_blocking(move || {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_tlsfront"))
-            .args(&args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let started = Instant::now();
-        loop {
-            if child.try_wait().unwrap().is_some() {
-                break;
-            }
-            if started.elapsed() > Duration::from_secs(60) {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("tlsfront {args:?} did not finish within 60 s");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let out = child.wait_with_output().unwrap();
-        Out {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
-    })
-    .await
-    .unwrap()
-}
-
-fn args(list: &[&str]) -> Vec<String> {
-    list.iter().map(|s| s.to_string()).collect()
-}
+use tokio::net::TcpListener;
 
 fn codes(json: &Value, level: &str) -> Vec<String> {
     json["findings"]
@@ -403,158 +351,6 @@ async fn help_explains_check() {
 }
 
 // ------------------------------------------- weak backend STARTTLS (openssl)
-
-/// RFC 2409 group 2: a well-known 1024-bit MODP group, so no slow dhparam run.
-const DH1024: &str = "-----BEGIN DH PARAMETERS-----
-MIGHAoGBAP//////////yQ/aoiFowjTExmKLgNwc0SkCTgiKZ8x0Agu+pjsTmyJR
-Sgh5jjQE3e+VGbPNOkMbMCsKbfJfFDdP4TVtbVHCReSFtXZiXn7G9ExC6aY37WsL
-/1y29Aa37e44a/taiZ+lrp8kEXxLH+ZJKGZR7OZTgf//////////AgEC
------END DH PARAMETERS-----
-";
-
-fn openssl_available() -> bool {
-    Command::new("openssl")
-        .arg("version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
-/// An `openssl s_server` process, killed by PID when dropped.
-struct SServer {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Drop for SServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Starts `openssl s_server` with a self-signed RSA key of `rsa_bits` and
-/// the given cipher list, TLS 1.2 at most, 1024-bit DH.
-fn s_server(dir: &Path, rsa_bits: u32, cipher: &str) -> SServer {
-    let cert = dir.join(format!("rsa{rsa_bits}.pem"));
-    let key = dir.join(format!("rsa{rsa_bits}.key"));
-    let status = Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            &format!("rsa:{rsa_bits}"),
-            "-nodes",
-        ])
-        .args(["-keyout", &p(&key), "-out", &p(&cert), "-days", "30"])
-        .args(["-subj", "/CN=weak.legacy.test"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .unwrap();
-    assert!(status.success(), "openssl req failed");
-    let dh = dir.join("dh1024.pem");
-    std::fs::write(&dh, DH1024).unwrap();
-
-    // A free port: bound, read, released (s_server cannot report its port).
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut child = Command::new("openssl")
-        .args(["s_server", "-accept", &format!("127.0.0.1:{port}")])
-        .args(["-cert", &p(&cert), "-key", &p(&key), "-dhparam", &p(&dh)])
-        .args(["-cipher", cipher, "-no_tls1_3"])
-        // s_server quits at the end of its stdin: keep the pipe open.
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(dir.join("s_server.err")).unwrap())
-        .spawn()
-        .unwrap();
-    // It prints ACCEPT once listening; wait for that line, bounded.
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { return };
-            if line.contains("ACCEPT") {
-                let _ = tx.send(());
-            }
-        }
-    });
-    let server = SServer {
-        child,
-        addr: SocketAddr::from(([127, 0, 0, 1], port)),
-    };
-    if rx.recv_timeout(Duration::from_secs(10)).is_err() {
-        panic!(
-            "openssl s_server did not start listening: {}",
-            std::fs::read_to_string(dir.join("s_server.err")).unwrap_or_default()
-        );
-    }
-    server
-}
-
-/// A legacy MTA front: greeting, EHLO with STARTTLS, and after `220` to
-/// STARTTLS the socket is spliced to the TLS server at `tls`.
-async fn starttls_front(tls: SocketAddr) -> (SocketAddr, tokio::task::JoinHandle<()>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let task = tokio::spawn(async move {
-        while let Ok((s, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let _ = tokio::time::timeout(T, front_session(s, tls)).await;
-            });
-        }
-    });
-    (addr, task)
-}
-
-async fn front_session(mut s: TcpStream, tls: SocketAddr) {
-    let mut buf = BytesMut::new();
-    if s.write_all(b"220 weak.legacy.test ESMTP\r\n")
-        .await
-        .is_err()
-    {
-        return;
-    }
-    loop {
-        let line = loop {
-            if let Some(pos) = buf.iter().position(|b| *b == b'\n') {
-                break String::from_utf8_lossy(&buf.split_to(pos + 1))
-                    .trim()
-                    .to_uppercase();
-            }
-            match s.read_buf(&mut buf).await {
-                Ok(0) | Err(_) => return,
-                Ok(_) => {}
-            }
-        };
-        let reply: &[u8] = if line.starts_with("EHLO") {
-            b"250-weak.legacy.test\r\n250-PIPELINING\r\n250 STARTTLS\r\n"
-        } else if line == "STARTTLS" {
-            let _ = s.write_all(b"220 2.0.0 Ready to start TLS\r\n").await;
-            let Ok(mut upstream) = TcpStream::connect(tls).await else {
-                return;
-            };
-            if !buf.is_empty() {
-                let _ = upstream.write_all(&buf).await;
-            }
-            let _ = tokio::io::copy_bidirectional(&mut s, &mut upstream).await;
-            return;
-        } else if line == "QUIT" {
-            let _ = s.write_all(b"221 2.0.0 Bye\r\n").await;
-            return;
-        } else {
-            b"250 2.0.0 Ok\r\n"
-        };
-        if s.write_all(reply).await.is_err() {
-            return;
-        }
-    }
-}
 
 async fn check_weak_backend(rsa_bits: u32, cipher: &str) -> Option<Value> {
     check_weak_backend_with(rsa_bits, cipher, false).await

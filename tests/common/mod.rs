@@ -21,6 +21,9 @@ use tlsfront::config::{self, Overrides};
 use tlsfront::records;
 use tlsfront::server::Server;
 
+pub mod bin;
+pub mod openssl;
+
 pub const T: Duration = Duration::from_secs(10);
 
 // ------------------------------------------------------------------ PKI

@@ -1,0 +1,409 @@
+//! `tlsfront probe`, run as the built binary: against tlsfront itself
+//! (STARTTLS and implicit TLS, trusted through --cafile, names that match and
+//! one that does not), against real weak `openssl s_server` STARTTLS set-ups
+//! (1024-bit RSA; DHE only with a 1024-bit group), and the exit-2 cases.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::bin::{Out, args, tlsfront};
+use common::openssl::{openssl_available, s_server_with, starttls_front};
+use common::*;
+use serde_json::{Value, json};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpListener;
+
+/// The test CA of `pki` as a PEM file (the last block of its chain files).
+fn ca_file(pki: &Pki) -> PathBuf {
+    let chain = std::fs::read_to_string(&pki.ecdsa.0).unwrap();
+    let at = chain.rfind("-----BEGIN CERTIFICATE-----").unwrap();
+    let path = pki.dir.path().join("ca.pem");
+    std::fs::write(&path, &chain[at..]).unwrap();
+    path
+}
+
+fn p(path: &Path) -> String {
+    path.display().to_string()
+}
+
+async fn probe(list: &[&str]) -> Out {
+    let mut a = args(&["probe", "--timeout", "5s", "--ehlo", "probe.test"]);
+    a.extend(args(list));
+    tlsfront(a).await
+}
+
+fn problems(j: &Value) -> String {
+    j["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_str().unwrap().to_string())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tlsfront_itself_is_modern_and_names_are_checked() {
+    let pki = Pki::new(&["mx.tlsfront.test"]);
+    let ca = ca_file(&pki);
+    let mta = Mta::start(MtaScript::default()).await;
+    let proxy = Proxy::start(mta.addr, Some(&pki), "").await;
+    let target = proxy.starttls.to_string();
+
+    let out = probe(&[
+        &target,
+        "--name",
+        "mx.tlsfront.test",
+        "--cafile",
+        &p(&ca),
+        "--json",
+    ])
+    .await;
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    let j = out.json();
+    assert_eq!(j["ok"], true);
+    assert_eq!(j["exit"], 0);
+    assert_eq!(j["mode"], "starttls");
+    assert!(j["greeting"].as_str().unwrap().starts_with("220 "), "{j:#}");
+    let ehlo: Vec<&str> = j["ehlo"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k.as_str().unwrap())
+        .collect();
+    assert!(ehlo.contains(&"STARTTLS"), "{ehlo:?}");
+    assert_eq!(j["starttls_offered"], true);
+    assert!(j["starttls_reply"].as_str().unwrap().starts_with("220"));
+    let tls = &j["tls"];
+    assert_eq!(tls["ok"], true);
+    assert_eq!(tls["sni"], "mx.tlsfront.test");
+    assert_eq!(tls["version"], "TLSv1.3");
+    assert!(tls["cipher_suite"].as_str().unwrap().starts_with("TLS13_"));
+    let group = tls["group"].as_str().unwrap();
+    assert!(
+        group.contains("X25519") || group.starts_with("secp"),
+        "not an ECDHE group: {group}"
+    );
+    assert_eq!(tls["alpn"], Value::Null);
+    let chain = j["chain"].as_array().unwrap();
+    assert_eq!(chain.len(), 2, "leaf and CA as configured: {j:#}");
+    assert_eq!(chain[0]["subject"], "CN=mx.tlsfront.test ecdsa");
+    assert_eq!(chain[0]["sans"], json!(["mx.tlsfront.test"]));
+    assert_eq!(chain[0]["key_type"], "ecdsa_p256");
+    assert_eq!(chain[0]["key_bits"], 256);
+    assert_eq!(chain[0]["issuer"], chain[1]["subject"]);
+    assert!(chain[0]["days_left"].as_i64().unwrap() > 300);
+    assert_eq!(j["verification"], "trusted");
+    assert_eq!(
+        j["names"],
+        json!([{"name": "mx.tlsfront.test", "matches": true}])
+    );
+    // Second connection without SNI: tlsfront's one certificate again.
+    assert_eq!(j["other_sni"]["sni"], Value::Null);
+    assert_eq!(j["other_sni"]["same_certificate"], true);
+    assert_eq!(j["legacy"], Value::Null);
+
+    // A name the certificate does not cover: exit 1, and the report says which.
+    let out = probe(&[
+        &target,
+        "--name",
+        "other.test",
+        "--cafile",
+        &p(&ca),
+        "--json",
+    ])
+    .await;
+    assert_eq!(out.code, 1, "{}\n{}", out.stdout, out.stderr);
+    let j = out.json();
+    assert_eq!(j["ok"], false);
+    assert_eq!(j["tls"]["ok"], true);
+    assert_eq!(
+        j["names"],
+        json!([{"name": "other.test", "matches": false}])
+    );
+    assert!(problems(&j).contains("does not cover other.test"), "{j:#}");
+
+    // The test CA is not among the system roots: untrusted (if there are roots).
+    let out = probe(&[&target, "--name", "mx.tlsfront.test", "--json"]).await;
+    let j = out.json();
+    if j["roots"].as_array().unwrap().is_empty() {
+        assert_eq!(j["verification"], "not_checked");
+        assert_eq!(out.code, 0);
+    } else {
+        assert_eq!(out.code, 1, "{}", out.stdout);
+        assert_eq!(j["verification"], "invalid_certificate_unknown_issuer");
+        assert!(problems(&j).contains("does not verify"), "{j:#}");
+    }
+
+    // The same in human form: the sections an admin reads.
+    let out = probe(&[&target, "--name", "mx.tlsfront.test", "--cafile", &p(&ca)]).await;
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    for needle in [
+        "greeting   220 ",
+        "STARTTLS   220",
+        "protocol   TLSv1.3",
+        "ALPN       none",
+        "[0] subject  CN=mx.tlsfront.test ecdsa",
+        "key      ecdsa_p256 (256 bits)",
+        "verification  trusted",
+        "matches",
+        "without SNI: same certificate",
+        "verdict: OK",
+    ] {
+        assert!(
+            out.stdout.contains(needle),
+            "{needle:?} missing:\n{}",
+            out.stdout
+        );
+    }
+    proxy.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn implicit_tls_listener() {
+    let pki = Pki::new(&["mx.tlsfront.test"]);
+    let ca = ca_file(&pki);
+    let mta = Mta::start(MtaScript::default()).await;
+    let proxy = Proxy::start(mta.addr, Some(&pki), "").await;
+    let target = proxy.implicit.to_string();
+    let out = probe(&[
+        &target,
+        "--implicit",
+        "--no-sni",
+        "--name",
+        "mx.tlsfront.test",
+        "--cafile",
+        &p(&ca),
+        "--json",
+    ])
+    .await;
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    let j = out.json();
+    assert_eq!(j["mode"], "implicit");
+    assert_eq!(j["port"], proxy.implicit.port());
+    // Greeting and EHLO come over TLS; no STARTTLS step.
+    assert!(j["greeting"].as_str().unwrap().starts_with("220 "), "{j:#}");
+    assert!(!j["ehlo"].as_array().unwrap().is_empty());
+    assert_eq!(j["starttls_reply"], Value::Null);
+    assert_eq!(j["tls"]["version"], "TLSv1.3");
+    assert_eq!(j["tls"]["sni"], Value::Null);
+    assert_eq!(j["names"][0]["matches"], true);
+    // --no-sni first, so the second connection sends SNI.
+    assert_eq!(j["other_sni"]["sni"], "mx.tlsfront.test");
+    assert_eq!(j["other_sni"]["same_certificate"], true);
+    proxy.stop().await;
+}
+
+/// Probes a real weak STARTTLS: `openssl s_server` behind a scripted front.
+async fn probe_weak(rsa_bits: u32, cipher: &str, json: bool) -> Option<Out> {
+    probe_legacy(rsa_bits, cipher, &["-no_tls1_3"], json).await
+}
+
+async fn probe_legacy(rsa_bits: u32, cipher: &str, protocol: &[&str], json: bool) -> Option<Out> {
+    if !openssl_available() {
+        eprintln!("SKIPPED: the openssl binary is missing (apt-get install openssl)");
+        return None;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let cipher = cipher.to_string();
+    let d = dir.path().to_path_buf();
+    let protocol: Vec<String> = protocol.iter().map(|s| s.to_string()).collect();
+    let server = tokio::task::spawn_blocking(move || {
+        let protocol: Vec<&str> = protocol.iter().map(String::as_str).collect();
+        s_server_with(&d, rsa_bits, &cipher, &protocol)
+    })
+    .await
+    .unwrap();
+    let (front, task) = starttls_front(server.addr).await;
+    let target = front.to_string();
+    let mut list = vec![target.as_str(), "--name", "weak.legacy.test"];
+    if json {
+        list.push("--json");
+    }
+    let out = probe(&list).await;
+    task.abort();
+    drop(server);
+    Some(out)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn weak_rsa_key_is_diagnosed() {
+    let Some(out) = probe_weak(1024, "DEFAULT:@SECLEVEL=0", true).await else {
+        return;
+    };
+    assert_eq!(out.code, 1, "{}\n{}", out.stdout, out.stderr);
+    let j = out.json();
+    assert_eq!(j["ok"], false);
+    assert_eq!(j["tls"]["ok"], false);
+    assert!(j["tls"]["error"].as_str().is_some(), "{j:#}");
+    // rustls saw the chain before refusing the key's signature.
+    assert_eq!(j["chain"][0]["key_type"], "rsa_1024");
+    assert_eq!(j["chain"][0]["key_bits"], 1024);
+    let l = &j["legacy"];
+    assert_eq!(l["version"], "TLSv1.2");
+    assert_eq!(l["key_type"], "rsa_1024");
+    assert_eq!(l["key_bits"], 1024);
+    assert_eq!(l["cert_subject"], "CN=weak.legacy.test");
+    assert_eq!(l["reasons"], json!(["ee key too small"]));
+    let why = problems(&j);
+    assert!(why.contains("RSA 1024 bits"), "{why}");
+    assert!(why.contains("ee key too small"), "{why}");
+    assert!(why.contains("EE certificate key too weak"), "{why}");
+
+    let Some(out) = probe_weak(1024, "DEFAULT:@SECLEVEL=0", false).await else {
+        return;
+    };
+    assert_eq!(out.code, 1);
+    for needle in [
+        "handshake FAILED",
+        "what the server offers",
+        "leaf       CN=weak.legacy.test (rsa_1024)",
+        "a modern sender would FAIL",
+        "ee key too small",
+    ] {
+        assert!(
+            out.stdout.contains(needle),
+            "{needle:?} missing:\n{}",
+            out.stdout
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn weak_dh_only_server_is_diagnosed() {
+    // DHE only, with a sound 2048-bit RSA key: the DH group is the weakness,
+    // and rustls (ECDHE only) finds no suite in common.
+    let Some(out) = probe_weak(2048, "kEDH:@SECLEVEL=0", true).await else {
+        return;
+    };
+    assert_eq!(out.code, 1, "{}\n{}", out.stdout, out.stderr);
+    let j = out.json();
+    assert_eq!(j["tls"]["ok"], false);
+    assert_eq!(j["tls"]["error"], "alert_handshake_failure", "{j:#}");
+    let l = &j["legacy"];
+    assert_eq!(l["key_exchange"], "dhe");
+    assert_eq!(l["dh_bits"], 1024);
+    assert_eq!(l["key_type"], "rsa_2048");
+    assert!(
+        l["cipher_suite"]
+            .as_str()
+            .unwrap()
+            .starts_with("TLS_DHE_RSA_WITH_")
+    );
+    assert_eq!(l["reasons"], json!(["dh key too small"]));
+    let why = problems(&j);
+    assert!(why.contains("1024-bit DH group"), "{why}");
+    assert!(why.contains("dh key too small"), "{why}");
+    assert!(!why.contains("ee key too small"), "{why}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_1_1_only_server_is_diagnosed() {
+    // A sound key and suites, but nothing newer than TLS 1.1.
+    let Some(out) = probe_legacy(2048, "DEFAULT:@SECLEVEL=0", &["-tls1_1"], true).await else {
+        return;
+    };
+    assert_eq!(out.code, 1, "{}\n{}", out.stdout, out.stderr);
+    let j = out.json();
+    assert_eq!(j["tls"]["ok"], false);
+    let l = &j["legacy"];
+    assert_eq!(l["version"], "TLSv1.1", "{j:#}");
+    assert_eq!(l["reasons"], json!(["protocol version too old"]));
+    let why = problems(&j);
+    assert!(why.contains("TLSv1.1 only"), "{why}");
+    assert!(why.contains("unsupported protocol"), "{why}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cannot_connect_not_smtp_and_bad_arguments_exit_2() {
+    // Nothing listens.
+    let dead = TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let out = probe(&[&dead.to_string(), "--json"]).await;
+    assert_eq!(out.code, 2, "{}\n{}", out.stdout, out.stderr);
+    let j = out.json();
+    assert!(
+        j["error"].as_str().unwrap().contains("cannot connect"),
+        "{j:#}"
+    );
+
+    // Something that is not SMTP.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let _ = s.write_all(b"HTTP/1.1 400 Bad Request\r\n\r\n").await;
+        }
+    });
+    let out = probe(&[&addr.to_string()]).await;
+    task.abort();
+    assert_eq!(out.code, 2, "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout.contains("probe failed: not SMTP"),
+        "{}",
+        out.stdout
+    );
+
+    // Bad arguments.
+    assert_eq!(probe(&["host:notaport"]).await.code, 2);
+    assert_eq!(probe(&["host", "--timeout", "soon"]).await.code, 2);
+    let pki = Pki::new(&["x.test"]);
+    let missing = pki.dir.path().join("missing.pem");
+    assert_eq!(
+        probe(&["127.0.0.1:1", "--cafile", &p(&missing)]).await.code,
+        2
+    );
+}
+
+#[tokio::test]
+async fn help_explains_probe() {
+    let out = tlsfront(args(&["probe", "--help"])).await;
+    assert_eq!(out.code, 0);
+    for needle in [
+        "HOST[:PORT]",
+        "--implicit",
+        "--no-sni",
+        "--cafile",
+        "ee key too small",
+        "Exit status",
+    ] {
+        assert!(
+            out.stdout.contains(needle),
+            "{needle:?} missing:\n{}",
+            out.stdout
+        );
+    }
+}
+
+/// Without any readable roots the chain is "not checked", which does not
+/// fail the probe (the library entry point, with the roots file moved).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_roots_means_not_checked() {
+    let pki = Pki::new(&["mx.tlsfront.test"]);
+    let mta = Mta::start(MtaScript::default()).await;
+    let proxy = Proxy::start(mta.addr, Some(&pki), "").await;
+    let options = tlsfront::probe::Options {
+        host: "127.0.0.1".into(),
+        port: proxy.starttls.port(),
+        name: Some("mx.tlsfront.test".into()),
+        implicit: false,
+        no_sni: false,
+        timeout: std::time::Duration::from_secs(5),
+        ehlo: "probe.test".into(),
+        cafile: None,
+        system_roots: pki.dir.path().join("no-such-bundle.crt"),
+    };
+    let r = tokio::time::timeout(T, tlsfront::probe::run(&options))
+        .await
+        .unwrap();
+    assert_eq!(r.verification.as_deref(), Some("not_checked"));
+    assert!(r.roots.is_empty());
+    assert!(r.ok, "{:?}", r.problems);
+    assert_eq!(r.exit, 0);
+    assert!(r.render().contains("chain not checked: no roots"));
+    proxy.stop().await;
+}
