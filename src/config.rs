@@ -51,6 +51,8 @@ pub struct RawConfig {
     pub smtp: RawSmtp,
     #[serde(default)]
     pub records: RawRecords,
+    #[serde(default)]
+    pub metrics: RawMetrics,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -150,6 +152,13 @@ pub struct RawRecords {
     pub path: Option<PathBuf>,
 }
 
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMetrics {
+    /// `IP:PORT` of the Prometheus endpoint; absent: no metrics.
+    pub listen: Option<String>,
+}
+
 /// Settings given on the command line; each replaces the file's value.
 #[derive(Debug, Default, Clone)]
 pub struct Overrides {
@@ -174,6 +183,8 @@ pub struct Settings {
     pub tls: TlsSettings,
     pub smtp: SmtpSettings,
     pub records: Option<PathBuf>,
+    /// Where the Prometheus endpoint listens (off when `None`).
+    pub metrics: Option<SocketAddr>,
     pub max_connections: usize,
     pub max_connections_per_client: usize,
     pub shutdown_grace: Duration,
@@ -828,6 +839,21 @@ pub fn validate(mut raw: RawConfig, o: &Overrides, file: &str) -> Result<Setting
             ));
         }
     }
+    let metrics = match &raw.metrics.listen {
+        None => None,
+        Some(s) => {
+            let addr = s.parse::<SocketAddr>().map_err(|_| {
+                v.err(
+                    "metrics.listen",
+                    format!("{s:?}: expected IP:PORT, e.g. \"127.0.0.1:9325\""),
+                )
+            })?;
+            if listeners.iter().any(|l| l.addr == addr) {
+                return Err(v.err("metrics.listen", format!("{addr} is also an SMTP listener")));
+            }
+            Some(addr)
+        }
+    };
     Ok(Settings {
         hostname,
         names,
@@ -836,6 +862,7 @@ pub fn validate(mut raw: RawConfig, o: &Overrides, file: &str) -> Result<Setting
         tls,
         smtp,
         records: raw.records.path.clone(),
+        metrics,
         max_connections,
         max_connections_per_client,
         trusted_proxies,
@@ -903,6 +930,27 @@ mod tests {
         assert!(e.contains("`listener[0].mode`"), "{e}");
         let e = err_of(&MINIMAL.replace("10025", "2525"));
         assert!(e.contains("relay to itself"), "{e}");
+    }
+
+    #[test]
+    fn metrics_listen_is_optional_and_validated() {
+        assert_eq!(load(MINIMAL).unwrap().metrics, None);
+        let s = load(&format!(
+            "{MINIMAL}\n[metrics]\nlisten = \"127.0.0.1:9325\""
+        ))
+        .unwrap();
+        assert_eq!(s.metrics, Some("127.0.0.1:9325".parse().unwrap()));
+        let e = err_of(&format!("{MINIMAL}\n[metrics]\nlisten = \"localhost\""));
+        assert!(e.contains("`metrics.listen`"), "{e}");
+        let e = err_of(&format!(
+            "{MINIMAL}\n[metrics]\nlisten = \"127.0.0.1:2525\""
+        ));
+        assert!(
+            e.contains("`metrics.listen`") && e.contains("SMTP listener"),
+            "{e}"
+        );
+        let e = err_of(&format!("{MINIMAL}\n[metrics]\nport = 9325"));
+        assert!(e.contains("unknown field `port`"), "{e}");
     }
 
     #[test]
