@@ -321,6 +321,8 @@ pub struct Proxy {
     pub starttls: SocketAddr,
     pub implicit: SocketAddr,
     pub records: PathBuf,
+    /// The metrics endpoint, when the config has `[metrics] listen`.
+    pub metrics: Option<SocketAddr>,
     pub shutdown: CancellationToken,
     _dir: tempfile::TempDir,
     task: JoinHandle<()>,
@@ -383,12 +385,14 @@ impl Proxy {
         let (sink, _writer) = records::start_writer(&settings.records.clone().unwrap()).unwrap();
         let server = Server::bind(settings, sink).await.unwrap();
         let addrs = server.local_addrs();
+        let metrics = server.metrics_addr();
         let shutdown = server.shared.shutdown.clone();
         let task = tokio::spawn(server.run());
         Proxy {
             starttls: addrs[0].0,
             implicit: addrs.get(1).map(|a| a.0).unwrap_or(addrs[0].0),
             records,
+            metrics,
             shutdown,
             _dir: dir,
             task,
@@ -412,6 +416,36 @@ impl Proxy {
             "fewer than {n} records after 5 s: {:?}",
             std::fs::read_to_string(&self.records)
         );
+    }
+
+    /// One HTTP GET to the metrics endpoint: (status code, body).
+    pub async fn scrape(&self, path: &str) -> (u16, String) {
+        let addr = self
+            .metrics
+            .expect("no [metrics] listen in this proxy's config");
+        let mut s = tokio::time::timeout(T, TcpStream::connect(addr))
+            .await
+            .unwrap()
+            .unwrap();
+        s.write_all(format!("GET {path} HTTP/1.1\r\nHost: tlsfront\r\n\r\n").as_bytes())
+            .await
+            .unwrap();
+        let mut raw = Vec::new();
+        // The endpoint closes the connection after one answer.
+        tokio::time::timeout(T, s.read_to_end(&mut raw))
+            .await
+            .unwrap()
+            .unwrap();
+        let text = String::from_utf8(raw).unwrap();
+        let (head, body) = text
+            .split_once("\r\n\r\n")
+            .unwrap_or_else(|| panic!("{text:?}"));
+        let code = head
+            .split(' ')
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or_else(|| panic!("{head:?}"));
+        (code, body.to_string())
     }
 
     pub async fn stop(self) {
