@@ -413,6 +413,39 @@ mod tests {
     }
 
     #[test]
+    fn certificate_series_follow_the_certificates_in_service() {
+        let raw = crate::config::parse(
+            "[server]\nhostname = \"mx.example.test\"\n[[listener]]\naddress = [\"127.0.0.1:2525\"]\n\
+             [backend]\naddress = \"127.0.0.1:10025\"\n",
+            "t.toml",
+        )
+        .unwrap();
+        let settings =
+            crate::config::validate(raw, &crate::config::Overrides::default(), "t.toml").unwrap();
+        let front = crate::tls::TlsFront::build(&settings).unwrap().unwrap();
+        let m = Metrics::new();
+        m.set_certificates(front.entries());
+        let text = m.render(0);
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("tlsfront_certificate_expiry_timestamp_seconds{"))
+            .unwrap_or_else(|| panic!("{text}"));
+        assert!(
+            line.contains(r#"source="(generated)""#) && line.contains("mx.example.test"),
+            "{line}"
+        );
+        let value: i64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+        assert_eq!(value, front.entries()[0].not_after);
+        assert!(value > jiff::Timestamp::now().as_second(), "{line}");
+        // A reload to no certificate leaves no stale series behind.
+        m.set_certificates(&[]);
+        assert!(
+            !m.render(0)
+                .contains("tlsfront_certificate_expiry_timestamp_seconds{")
+        );
+    }
+
+    #[test]
     fn only_get_metrics_is_served() {
         let ok = String::from_utf8(respond(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n", || {
             "body\n".into()
