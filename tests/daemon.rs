@@ -1,6 +1,7 @@
 //! tlsfront as a daemon, run as the real binary: systemd notifications
 //! (READY, RELOADING, STOPPING, STATUS, WATCHDOG), SIGHUP certificate reload
-//! with a session spanning it, a broken certificate refused, the record file
+//! with a session spanning it (the certificate expiry metric following), a
+//! broken certificate refused, the record file
 //! reopened after rotation, and a clean SIGTERM.
 
 mod common;
@@ -42,7 +43,12 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn write_config(dir: &Path, port: u16, backend: std::net::SocketAddr) -> std::path::PathBuf {
+fn write_config(
+    dir: &Path,
+    port: u16,
+    metrics_port: u16,
+    backend: std::net::SocketAddr,
+) -> std::path::PathBuf {
     let path = dir.join("tlsfront.toml");
     std::fs::write(
         &path,
@@ -51,6 +57,7 @@ fn write_config(dir: &Path, port: u16, backend: std::net::SocketAddr) -> std::pa
              [[listener]]\naddress = [\"127.0.0.1:{port}\"]\n\
              [backend]\naddress = \"{backend}\"\n\
              [records]\npath = \"{}\"\n\
+             [metrics]\nlisten = \"127.0.0.1:{metrics_port}\"\n\
              [[tls.certificate]]\ncert = \"{}\"\nkey = \"{}\"\n",
             dir.join("records.jsonl").display(),
             dir.join("current.pem").display(),
@@ -85,6 +92,17 @@ fn wait_notify(sock: &UnixDatagram, want: &str) -> String {
     panic!("no {want:?} from the daemon; got {seen:?}");
 }
 
+/// The subjects (common names) of the certificate expiry series.
+async fn served_in_metrics(addr: std::net::SocketAddr) -> Vec<String> {
+    let (code, body) = scrape(addr, "/metrics").await;
+    assert_eq!(code, 200, "{body}");
+    body.lines()
+        .filter(|l| l.starts_with("tlsfront_certificate_expiry_timestamp_seconds{"))
+        .filter_map(|l| l.split("subject=\"CN=").nth(1)?.split('"').next())
+        .map(str::to_string)
+        .collect()
+}
+
 async fn served_subject(port: u16, pki: &Pki) -> String {
     let addr = format!("127.0.0.1:{port}").parse().unwrap();
     let c = Client::greeted(addr).await;
@@ -103,7 +121,8 @@ async fn notify_reload_rotate_and_stop() {
     let dir = tempfile::tempdir().unwrap();
     install_cert(dir.path(), &pki.ecdsa);
     let port = free_port();
-    let config = write_config(dir.path(), port, mta.addr);
+    let metrics: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let config = write_config(dir.path(), port, metrics.port(), mta.addr);
     let notify_path = dir.path().join("notify.sock");
     let notify = UnixDatagram::bind(&notify_path).unwrap();
     notify
@@ -124,6 +143,7 @@ async fn notify_reload_rotate_and_stop() {
     // READY only once listening: a connection right after it succeeds.
     wait_notify(&notify, "READY=1");
     assert!(served_subject(port, &pki).await.contains("ecdsa"));
+    assert_eq!(served_in_metrics(metrics).await, ["mx.tlsfront.test ecdsa"]);
     assert!(wait_notify(&notify, "WATCHDOG=1").contains("STATUS=serving"));
 
     // A session opened before the reload...
@@ -143,8 +163,9 @@ async fn notify_reload_rotate_and_stop() {
     daemon.signal("HUP");
     wait_notify(&notify, "RELOADING=1");
     wait_notify(&notify, "READY=1");
-    // ... new handshakes use the new certificate ...
+    // ... new handshakes use the new certificate, and the expiry metric follows ...
     assert!(served_subject(port, &pki).await.contains("rsa"));
+    assert_eq!(served_in_metrics(metrics).await, ["mx.tlsfront.test rsa"]);
     // ... and the old session goes on and delivers.
     let r = before
         .mail(
@@ -164,6 +185,7 @@ async fn notify_reload_rotate_and_stop() {
     wait_notify(&notify, "RELOADING=1");
     wait_notify(&notify, "READY=1");
     assert!(served_subject(port, &pki).await.contains("rsa"));
+    assert_eq!(served_in_metrics(metrics).await, ["mx.tlsfront.test rsa"]);
 
     // The rotated record file got the old records, the reopened one the new.
     tokio::time::sleep(Duration::from_millis(200)).await;

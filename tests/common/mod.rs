@@ -418,34 +418,14 @@ impl Proxy {
         );
     }
 
-    /// One HTTP GET to the metrics endpoint: (status code, body).
+    /// One HTTP GET to this proxy's metrics endpoint: (status code, body).
     pub async fn scrape(&self, path: &str) -> (u16, String) {
-        let addr = self
-            .metrics
-            .expect("no [metrics] listen in this proxy's config");
-        let mut s = tokio::time::timeout(T, TcpStream::connect(addr))
-            .await
-            .unwrap()
-            .unwrap();
-        s.write_all(format!("GET {path} HTTP/1.1\r\nHost: tlsfront\r\n\r\n").as_bytes())
-            .await
-            .unwrap();
-        let mut raw = Vec::new();
-        // The endpoint closes the connection after one answer.
-        tokio::time::timeout(T, s.read_to_end(&mut raw))
-            .await
-            .unwrap()
-            .unwrap();
-        let text = String::from_utf8(raw).unwrap();
-        let (head, body) = text
-            .split_once("\r\n\r\n")
-            .unwrap_or_else(|| panic!("{text:?}"));
-        let code = head
-            .split(' ')
-            .nth(1)
-            .and_then(|c| c.parse().ok())
-            .unwrap_or_else(|| panic!("{head:?}"));
-        (code, body.to_string())
+        scrape(
+            self.metrics
+                .expect("no [metrics] listen in this proxy's config"),
+            path,
+        )
+        .await
     }
 
     pub async fn stop(self) {
@@ -628,4 +608,31 @@ pub fn sample_message(id: &str) -> Vec<u8> {
         "From: <sender@origin.test>\r\nTo: <user@legacy.test>\r\nSubject: test {id}\r\nMessage-ID: <{id}@origin.test>\r\n\r\nHello.\r\n..a line that starts with a dot\r\nBye.\r\n"
     )
     .into_bytes()
+}
+
+/// One HTTP GET to a metrics endpoint over a raw TCP stream: (status code, body).
+pub async fn scrape(addr: SocketAddr, path: &str) -> (u16, String) {
+    let mut s = tokio::time::timeout(T, TcpStream::connect(addr))
+        .await
+        .unwrap()
+        .unwrap();
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: tlsfront\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut raw = Vec::new();
+    // The endpoint closes the connection after one answer.
+    tokio::time::timeout(T, s.read_to_end(&mut raw))
+        .await
+        .unwrap()
+        .unwrap();
+    let text = String::from_utf8(raw).unwrap();
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .unwrap_or_else(|| panic!("{text:?}"));
+    let code = head
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("{head:?}"));
+    (code, body.to_string())
 }
