@@ -243,11 +243,12 @@ fn check_config(s: &Settings, source: &str) -> Vec<Finding> {
         &subject,
         "config_valid",
         format!(
-            "hostname {}, names [{}], listeners [{}], backend {}",
+            "hostname {}, names [{}], listeners [{}], backend {}, metrics {}",
             s.hostname,
             s.names.join(", "),
             listeners.join(", "),
-            s.backend.addr
+            s.backend.addr,
+            s.metrics.map_or("off".to_string(), |a| a.to_string())
         ),
     )];
     match &s.records {

@@ -51,6 +51,8 @@ pub struct RawConfig {
     pub smtp: RawSmtp,
     #[serde(default)]
     pub records: RawRecords,
+    #[serde(default)]
+    pub metrics: RawMetrics,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -155,6 +157,13 @@ pub struct RawRecords {
     pub path: Option<PathBuf>,
 }
 
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMetrics {
+    /// `IP:PORT` of the Prometheus endpoint; absent: no metrics.
+    pub listen: Option<String>,
+}
+
 /// Settings given on the command line; each replaces the file's value.
 #[derive(Debug, Default, Clone)]
 pub struct Overrides {
@@ -179,6 +188,8 @@ pub struct Settings {
     pub tls: TlsSettings,
     pub smtp: SmtpSettings,
     pub records: Option<PathBuf>,
+    /// Where the Prometheus endpoint listens (off when `None`).
+    pub metrics: Option<SocketAddr>,
     pub max_connections: usize,
     pub max_connections_per_client: usize,
     pub shutdown_grace: Duration,
@@ -899,6 +910,22 @@ pub fn validate(mut raw: RawConfig, o: &Overrides, file: &str) -> Result<Setting
             ));
         }
     }
+    let metrics = match &raw.metrics.listen {
+        None => None,
+        Some(s) => {
+            let addr = s.parse::<SocketAddr>().map_err(|_| {
+                v.err(
+                    "metrics.listen",
+                    format!("{s:?}: expected IP:PORT, e.g. \"127.0.0.1:9325\""),
+                )
+            })?;
+            // Port 0 (any free port, in tests) cannot clash.
+            if addr.port() != 0 && listeners.iter().any(|l| l.addr == addr) {
+                return Err(v.err("metrics.listen", format!("{addr} is also an SMTP listener")));
+            }
+            Some(addr)
+        }
+    };
     Ok(Settings {
         hostname,
         names,
@@ -907,6 +934,7 @@ pub fn validate(mut raw: RawConfig, o: &Overrides, file: &str) -> Result<Setting
         tls,
         smtp,
         records: raw.records.path.clone(),
+        metrics,
         max_connections,
         max_connections_per_client,
         trusted_proxies,
@@ -974,6 +1002,27 @@ mod tests {
         assert!(e.contains("`listener[0].mode`"), "{e}");
         let e = err_of(&MINIMAL.replace("10025", "2525"));
         assert!(e.contains("relay to itself"), "{e}");
+    }
+
+    #[test]
+    fn metrics_listen_is_optional_and_validated() {
+        assert_eq!(load(MINIMAL).unwrap().metrics, None);
+        let s = load(&format!(
+            "{MINIMAL}\n[metrics]\nlisten = \"127.0.0.1:9325\""
+        ))
+        .unwrap();
+        assert_eq!(s.metrics, Some("127.0.0.1:9325".parse().unwrap()));
+        let e = err_of(&format!("{MINIMAL}\n[metrics]\nlisten = \"localhost\""));
+        assert!(e.contains("`metrics.listen`"), "{e}");
+        let e = err_of(&format!(
+            "{MINIMAL}\n[metrics]\nlisten = \"127.0.0.1:2525\""
+        ));
+        assert!(
+            e.contains("`metrics.listen`") && e.contains("SMTP listener"),
+            "{e}"
+        );
+        let e = err_of(&format!("{MINIMAL}\n[metrics]\nport = 9325"));
+        assert!(e.contains("unknown field `port`"), "{e}");
     }
 
     #[test]

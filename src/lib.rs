@@ -16,6 +16,7 @@
 //! - [`proxyproto`]: PROXY protocol v1/v2 headers (to the backend, from a trusted balancer).
 //! - [`notify`]: systemd readiness, reload, stop, status and watchdog notifications.
 //! - [`records`]: one JSON line per connection, written off the hot path.
+//! - [`metrics`]: Prometheus counters fed from the records, and their endpoint.
 //! - [`fuzzing`]: fuzz targets over the pure parsers, with their invariants.
 //! - [`outcome`]: the stable names of outcomes shared by records and logs.
 //! - [`report`]: `tlsfront report`: aggregates record files (plain or gzip) into
@@ -41,6 +42,7 @@ pub mod clienthello;
 pub mod config;
 pub mod fuzzing;
 pub mod limits;
+pub mod metrics;
 pub mod notify;
 pub mod outcome;
 pub mod probe;

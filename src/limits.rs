@@ -64,3 +64,10 @@ pub const CHECK_TIMEOUT: Duration = Duration::from_secs(10);
 /// `tlsfront check`: most bytes read of the backend's TLS first flight (a
 /// long certificate chain is ~10 KiB).
 pub const MAX_PROBE_BYTES: usize = 64 * 1024;
+
+/// Metrics endpoint: a scrape request is one short GET; more is not a scraper.
+pub const MAX_METRICS_REQUEST: usize = 8 * 1024;
+/// Metrics endpoint: reading the request and writing the answer, together.
+pub const METRICS_TIMEOUT: Duration = Duration::from_secs(10);
+/// Metrics endpoint: scrapes served at once (Prometheus sends one at a time).
+pub const MAX_METRICS_CONNECTIONS: usize = 16;

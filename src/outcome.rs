@@ -1,5 +1,5 @@
 //! Outcomes as data: the closed sets of names that the records, the logs, the
-//! report (which reads them back) and (later) the metrics all share. The
+//! report (which reads them back) and the metrics all share. The
 //! snake_case names are stable.
 
 use serde::Serialize;

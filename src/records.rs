@@ -16,6 +16,7 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 
 use crate::clienthello::HelloSummary;
+use crate::metrics::Metrics;
 use crate::outcome::{CloseReason, Mode, TlsOutcome};
 
 /// One connection's record. Field names are a stable interface (see README).
@@ -136,6 +137,8 @@ pub struct RecordSink {
     /// Set by a reload: the writer reopens its file before the next record
     /// (so logrotate's rename-then-SIGHUP works).
     reopen: Option<Arc<AtomicBool>>,
+    /// Counts every record sent (when metrics are on).
+    metrics: Option<Arc<Metrics>>,
 }
 
 impl RecordSink {
@@ -144,6 +147,7 @@ impl RecordSink {
         RecordSink {
             tx: None,
             reopen: None,
+            metrics: None,
         }
     }
 
@@ -154,6 +158,7 @@ impl RecordSink {
             RecordSink {
                 tx: Some(tx),
                 reopen: None,
+                metrics: None,
             },
             rx,
         )
@@ -166,7 +171,15 @@ impl RecordSink {
         }
     }
 
+    /// The same sink, also counting each record in `metrics`.
+    pub fn with_metrics(self, metrics: Option<Arc<Metrics>>) -> Self {
+        RecordSink { metrics, ..self }
+    }
+
     fn send(&self, record: Record) {
+        if let Some(m) = &self.metrics {
+            m.observe(&record);
+        }
         if let Some(tx) = &self.tx {
             // Only fails once the writer has stopped at shutdown.
             let _ = tx.send(record);
@@ -304,6 +317,7 @@ pub fn start_writer(
         RecordSink {
             tx: Some(tx),
             reopen: Some(reopen),
+            metrics: None,
         },
         handle,
     ))

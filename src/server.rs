@@ -41,6 +41,8 @@ pub enum StartError {
 pub struct Server {
     pub shared: Arc<Shared>,
     listeners: Vec<(TcpListener, ListenerSpec)>,
+    /// The Prometheus endpoint, when `[metrics] listen` is set.
+    metrics_listener: Option<TcpListener>,
 }
 
 impl Server {
@@ -99,10 +101,19 @@ impl Server {
                  (the [[listener]] addresses must match the .socket unit's ListenStream=)"
             )));
         }
+        let metrics_listener = match settings.metrics {
+            Some(addr) => {
+                let l = bind_one(addr).map_err(|source| StartError::Bind { addr, source })?;
+                tracing::info!(address = %l.local_addr().unwrap_or(addr), "metrics endpoint listening");
+                Some(l)
+            }
+            None => None,
+        };
         let backend = Backend::new(settings.backend.clone());
         Ok(Server {
             shared: Shared::new(settings, tls.map(Arc::new), backend, records),
             listeners,
+            metrics_listener,
         })
     }
 
@@ -112,6 +123,13 @@ impl Server {
             .iter()
             .map(|(l, s)| (l.local_addr().unwrap_or(s.addr), s.mode))
             .collect()
+    }
+
+    /// The metrics endpoint's bound address, if metrics are on.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_listener
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
     }
 
     /// Serves until `shared.shutdown` is cancelled, then gives sessions in
@@ -152,6 +170,15 @@ impl Server {
             }
         });
 
+        let metrics = match (self.metrics_listener, &shared.metrics) {
+            (Some(listener), Some(m)) => Some(tokio::spawn(crate::metrics::serve(
+                listener,
+                m.clone(),
+                admission.clone(),
+            ))),
+            _ => None,
+        };
+
         let mut accepters = Vec::new();
         for (listener, spec) in self.listeners {
             let shared = shared.clone();
@@ -183,6 +210,9 @@ impl Server {
             let _ = tokio::time::timeout(limits::REFUSAL_WRITE_TIMEOUT, tracker.wait()).await;
         }
         prober.abort();
+        if let Some(m) = metrics {
+            m.abort();
+        }
     }
 }
 

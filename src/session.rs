@@ -26,6 +26,7 @@ use crate::admission::Admission;
 use crate::backend::{Backend, BackendConn, BackendError, ClientIdentity, OpenError};
 use crate::config::{BareLineEndings, ListenerSpec, RequireTls, Settings};
 use crate::limits;
+use crate::metrics::Metrics;
 use crate::outcome::{CloseReason, Mode};
 use crate::records::{Record, RecordGuard, RecordSink, millis};
 use crate::smtp::command::{Command, Verb};
@@ -45,6 +46,8 @@ pub struct Shared {
     /// The connection caps (and the count of sessions, for status reports).
     pub admission: Arc<Admission>,
     pub records: RecordSink,
+    /// Prometheus metrics (`[metrics] listen` set); the record sink feeds them.
+    pub metrics: Option<Arc<Metrics>>,
     /// Stop: no new connections; sessions outside a transaction end (421).
     pub shutdown: CancellationToken,
     /// The shutdown grace is over: sessions in a transaction end too.
@@ -67,6 +70,11 @@ impl Shared {
         let id_tag = (now.as_secs() as u32).wrapping_mul(2_654_435_761)
             ^ now.subsec_nanos()
             ^ std::process::id();
+        let metrics = settings.metrics.map(|_| Arc::new(Metrics::new()));
+        if let (Some(m), Some(front)) = (&metrics, &tls) {
+            m.set_certificates(front.entries());
+        }
+        let records = records.with_metrics(metrics.clone());
         Arc::new(Shared {
             admission: Admission::new(
                 settings.max_connections,
@@ -76,6 +84,7 @@ impl Shared {
             tls: RwLock::new(tls),
             backend,
             records,
+            metrics,
             shutdown: CancellationToken::new(),
             drain_over: CancellationToken::new(),
             next_id: AtomicU64::new(1),
@@ -90,6 +99,9 @@ impl Shared {
 
     /// Replaces the TLS front (certificate reload); sessions already in TLS keep theirs.
     pub fn set_tls(&self, front: Option<Arc<TlsFront>>) {
+        if let Some(m) = &self.metrics {
+            m.set_certificates(front.as_deref().map(TlsFront::entries).unwrap_or_default());
+        }
         *self.tls.write().unwrap_or_else(|e| e.into_inner()) = front;
     }
 

@@ -88,6 +88,8 @@ pub struct CertEntry {
     pub key_type: String,
     pub self_signed: bool,
     pub source: String,
+    /// The leaf's notAfter, seconds since the Unix epoch (metrics).
+    pub not_after: i64,
     certified: Arc<CertifiedKey>,
     config: Arc<ServerConfig>,
     /// Lower is preferred when the client can verify several kinds.
@@ -160,6 +162,7 @@ struct Parsed {
     dns_names: Vec<String>,
     bits: usize,
     self_issued: bool,
+    not_after: i64,
 }
 
 fn inspect(der: &CertificateDer<'_>) -> Result<Parsed, String> {
@@ -193,6 +196,7 @@ fn inspect(der: &CertificateDer<'_>) -> Result<Parsed, String> {
         dns_names,
         bits,
         self_issued: x.subject() == x.issuer(),
+        not_after: x.validity().not_after.timestamp(),
     })
 }
 
@@ -301,6 +305,7 @@ impl TlsFront {
                 key_type,
                 self_signed: generated || info.self_issued,
                 source,
+                not_after: info.not_after,
                 certified,
                 config: Arc::new(config),
                 preference,

@@ -1,6 +1,7 @@
 //! tlsfront as a daemon, run as the real binary: systemd notifications
 //! (READY, RELOADING, STOPPING, STATUS, WATCHDOG), SIGHUP certificate reload
-//! with a session spanning it, a broken certificate refused, the record file
+//! with a session spanning it (the certificate expiry metric following), a
+//! broken certificate refused, the record file
 //! reopened after rotation, and a clean SIGTERM.
 
 mod common;
@@ -42,13 +43,19 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn write_config(dir: &Path, port: u16, backend: std::net::SocketAddr) -> std::path::PathBuf {
-    write_config_with(dir, port, backend, "")
+fn write_config(
+    dir: &Path,
+    port: u16,
+    metrics_port: u16,
+    backend: std::net::SocketAddr,
+) -> std::path::PathBuf {
+    write_config_with(dir, port, metrics_port, backend, "")
 }
 
 fn write_config_with(
     dir: &Path,
     port: u16,
+    metrics_port: u16,
     backend: std::net::SocketAddr,
     tls: &str,
 ) -> std::path::PathBuf {
@@ -60,6 +67,7 @@ fn write_config_with(
              [[listener]]\naddress = [\"127.0.0.1:{port}\"]\n\
              [backend]\naddress = \"{backend}\"\n\
              [records]\npath = \"{}\"\n\
+             [metrics]\nlisten = \"127.0.0.1:{metrics_port}\"\n\
              [tls]\n{tls}\n\
              [[tls.certificate]]\ncert = \"{}\"\nkey = \"{}\"\n",
             dir.join("records.jsonl").display(),
@@ -95,6 +103,17 @@ fn wait_notify(sock: &UnixDatagram, want: &str) -> String {
     panic!("no {want:?} from the daemon; got {seen:?}");
 }
 
+/// The subjects (common names) of the certificate expiry series.
+async fn served_in_metrics(addr: std::net::SocketAddr) -> Vec<String> {
+    let (code, body) = scrape(addr, "/metrics").await;
+    assert_eq!(code, 200, "{body}");
+    body.lines()
+        .filter(|l| l.starts_with("tlsfront_certificate_expiry_timestamp_seconds{"))
+        .filter_map(|l| l.split("subject=\"CN=").nth(1)?.split('"').next())
+        .map(str::to_string)
+        .collect()
+}
+
 async fn served_subject(port: u16, pki: &Pki) -> String {
     let addr = format!("127.0.0.1:{port}").parse().unwrap();
     let c = Client::greeted(addr).await;
@@ -113,7 +132,8 @@ async fn notify_reload_rotate_and_stop() {
     let dir = tempfile::tempdir().unwrap();
     install_cert(dir.path(), &pki.ecdsa);
     let port = free_port();
-    let config = write_config(dir.path(), port, mta.addr);
+    let metrics: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let config = write_config(dir.path(), port, metrics.port(), mta.addr);
     let notify_path = dir.path().join("notify.sock");
     let notify = UnixDatagram::bind(&notify_path).unwrap();
     notify
@@ -134,6 +154,7 @@ async fn notify_reload_rotate_and_stop() {
     // READY only once listening: a connection right after it succeeds.
     wait_notify(&notify, "READY=1");
     assert!(served_subject(port, &pki).await.contains("ecdsa"));
+    assert_eq!(served_in_metrics(metrics).await, ["mx.tlsfront.test ecdsa"]);
     assert!(wait_notify(&notify, "WATCHDOG=1").contains("STATUS=serving"));
 
     // A session opened before the reload...
@@ -153,8 +174,9 @@ async fn notify_reload_rotate_and_stop() {
     daemon.signal("HUP");
     wait_notify(&notify, "RELOADING=1");
     wait_notify(&notify, "READY=1");
-    // ... new handshakes use the new certificate ...
+    // ... new handshakes use the new certificate, and the expiry metric follows ...
     assert!(served_subject(port, &pki).await.contains("rsa"));
+    assert_eq!(served_in_metrics(metrics).await, ["mx.tlsfront.test rsa"]);
     // ... and the old session goes on and delivers.
     let r = before
         .mail(
@@ -174,6 +196,7 @@ async fn notify_reload_rotate_and_stop() {
     wait_notify(&notify, "RELOADING=1");
     wait_notify(&notify, "READY=1");
     assert!(served_subject(port, &pki).await.contains("rsa"));
+    assert_eq!(served_in_metrics(metrics).await, ["mx.tlsfront.test rsa"]);
 
     // The rotated record file got the old records, the reopened one the new.
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -219,7 +242,7 @@ async fn socket_activation_uses_the_passed_socket() {
     let pki = Pki::new(&["mx.tlsfront.test"]);
     install_cert(dir.path(), &pki.ecdsa);
     let port = free_port();
-    let config = write_config(dir.path(), port, mta.addr);
+    let config = write_config(dir.path(), port, free_port(), mta.addr);
     // systemd-socket-activate binds the port, sets LISTEN_FDS/LISTEN_PID and
     // execs tlsfront (same PID) on the first connection, like a .socket unit.
     let daemon = Daemon(
@@ -271,7 +294,13 @@ async fn renewed_certificate_files_are_picked_up_without_a_signal() {
     let dir = tempfile::tempdir().unwrap();
     install_cert(dir.path(), &pki.ecdsa);
     let port = free_port();
-    let config = write_config_with(dir.path(), port, mta.addr, "watch_interval = \"200ms\"");
+    let config = write_config_with(
+        dir.path(),
+        port,
+        free_port(),
+        mta.addr,
+        "watch_interval = \"200ms\"",
+    );
     let _daemon = Daemon(
         Command::new(env!("CARGO_BIN_EXE_tlsfront"))
             .args(["run", "--config"])

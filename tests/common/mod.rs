@@ -373,6 +373,8 @@ pub struct Proxy {
     pub starttls: SocketAddr,
     pub implicit: SocketAddr,
     pub records: PathBuf,
+    /// The metrics endpoint, when the config has `[metrics] listen`.
+    pub metrics: Option<SocketAddr>,
     pub shutdown: CancellationToken,
     _dir: tempfile::TempDir,
     task: JoinHandle<()>,
@@ -435,12 +437,14 @@ impl Proxy {
         let (sink, _writer) = records::start_writer(&settings.records.clone().unwrap()).unwrap();
         let server = Server::bind(settings, sink).await.unwrap();
         let addrs = server.local_addrs();
+        let metrics = server.metrics_addr();
         let shutdown = server.shared.shutdown.clone();
         let task = tokio::spawn(server.run());
         Proxy {
             starttls: addrs[0].0,
             implicit: addrs.get(1).map(|a| a.0).unwrap_or(addrs[0].0),
             records,
+            metrics,
             shutdown,
             _dir: dir,
             task,
@@ -464,6 +468,16 @@ impl Proxy {
             "fewer than {n} records after 5 s: {:?}",
             std::fs::read_to_string(&self.records)
         );
+    }
+
+    /// One HTTP GET to this proxy's metrics endpoint: (status code, body).
+    pub async fn scrape(&self, path: &str) -> (u16, String) {
+        scrape(
+            self.metrics
+                .expect("no [metrics] listen in this proxy's config"),
+            path,
+        )
+        .await
     }
 
     pub async fn stop(self) {
@@ -646,4 +660,31 @@ pub fn sample_message(id: &str) -> Vec<u8> {
         "From: <sender@origin.test>\r\nTo: <user@legacy.test>\r\nSubject: test {id}\r\nMessage-ID: <{id}@origin.test>\r\n\r\nHello.\r\n..a line that starts with a dot\r\nBye.\r\n"
     )
     .into_bytes()
+}
+
+/// One HTTP GET to a metrics endpoint over a raw TCP stream: (status code, body).
+pub async fn scrape(addr: SocketAddr, path: &str) -> (u16, String) {
+    let mut s = tokio::time::timeout(T, TcpStream::connect(addr))
+        .await
+        .unwrap()
+        .unwrap();
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: tlsfront\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut raw = Vec::new();
+    // The endpoint closes the connection after one answer.
+    tokio::time::timeout(T, s.read_to_end(&mut raw))
+        .await
+        .unwrap()
+        .unwrap();
+    let text = String::from_utf8(raw).unwrap();
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .unwrap_or_else(|| panic!("{text:?}"));
+    let code = head
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("{head:?}"));
+    (code, body.to_string())
 }

@@ -1,0 +1,472 @@
+//! Prometheus metrics: counters fed from each finished [`Record`], gauges read
+//! at scrape time, and a minimal HTTP/1.1 endpoint that serves them.
+//!
+//! Records are the one place every session ends, so the metrics see exactly
+//! what the record file sees. Label values come only from the closed sets in
+//! the records (outcome, close reason, failure reason, TLS names, backend
+//! error) and from the configured certificates, never from client text (HELO,
+//! SNI), so the number of series stays bounded whatever clients send.
+
+use std::sync::Arc;
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::{Registry, Unit};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+
+use crate::admission::Admission;
+use crate::limits;
+use crate::outcome::TlsOutcome;
+use crate::records::Record;
+use crate::tls::CertEntry;
+
+type Labels1 = [(&'static str, String); 1];
+type Labels2 = [(&'static str, String); 2];
+type Labels3 = [(&'static str, String); 3];
+
+/// Handshakes take milliseconds; a minute is the default timeout.
+const HANDSHAKE_BUCKETS: [f64; 12] = [
+    0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0, 15.0, 60.0,
+];
+/// Sessions: from an immediate refusal to the one-hour lifetime.
+const SESSION_BUCKETS: [f64; 12] = [
+    0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0,
+];
+
+/// Every metric tlsfront exports; built once, shared by sessions and the endpoint.
+pub struct Metrics {
+    registry: Registry,
+    sessions: Family<Labels2, Counter>,
+    handshake_failures: Family<Labels1, Counter>,
+    tls_sessions: Family<Labels3, Counter>,
+    handshake_duration: Histogram,
+    session_duration: Histogram,
+    backend_errors: Family<Labels1, Counter>,
+    messages: Family<Labels1, Counter>,
+    active: Gauge,
+    cert_expiry: Family<Labels2, Gauge>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("tlsfront");
+        // The registry holds clones (handles to the same values) of each metric.
+        let m = Metrics {
+            sessions: Family::default(),
+            handshake_failures: Family::default(),
+            tls_sessions: Family::default(),
+            handshake_duration: Histogram::new(HANDSHAKE_BUCKETS),
+            session_duration: Histogram::new(SESSION_BUCKETS),
+            backend_errors: Family::default(),
+            messages: Family::default(),
+            active: Gauge::default(),
+            cert_expiry: Family::default(),
+            registry: Registry::default(),
+        };
+        registry.register(
+            "sessions",
+            "Sessions ended, by TLS outcome and close reason",
+            m.sessions.clone(),
+        );
+        registry.register(
+            "tls_handshake_failures",
+            "Failed or timed-out TLS handshakes, by failure reason",
+            m.handshake_failures.clone(),
+        );
+        registry.register(
+            "tls_sessions",
+            "Established TLS sessions, by version, cipher suite and key exchange group",
+            m.tls_sessions.clone(),
+        );
+        registry.register_with_unit(
+            "tls_handshake_duration",
+            "TLS handshakes (established or failed), ClientHello to end",
+            Unit::Seconds,
+            m.handshake_duration.clone(),
+        );
+        registry.register_with_unit(
+            "session_duration",
+            "Whole sessions, accept to close",
+            Unit::Seconds,
+            m.session_duration.clone(),
+        );
+        registry.register(
+            "backend_errors",
+            "Sessions whose backend connection failed, by the last backend error",
+            m.backend_errors.clone(),
+        );
+        registry.register(
+            "messages",
+            "Messages relayed, by backend verdict (accepted or rejected)",
+            m.messages.clone(),
+        );
+        registry.register("active_sessions", "Sessions in progress", m.active.clone());
+        registry.register_with_unit(
+            "certificate_expiry_timestamp",
+            "notAfter of each certificate in service, Unix time",
+            Unit::Seconds,
+            m.cert_expiry.clone(),
+        );
+        // Both verdicts exist from the start, so rate() works before the first message.
+        for result in ["accepted", "rejected"] {
+            let _ = m.messages.get_or_create(&[("result", result.to_string())]);
+        }
+        Metrics { registry, ..m }
+    }
+
+    /// Counts one finished session.
+    pub fn observe(&self, r: &Record) {
+        self.sessions
+            .get_or_create(&[
+                ("outcome", r.tls.as_str().to_string()),
+                ("close_reason", r.close_reason.as_str().to_string()),
+            ])
+            .inc();
+        match r.tls {
+            TlsOutcome::Established => {
+                self.tls_sessions
+                    .get_or_create(&[
+                        ("version", token(r.tls_version.as_deref())),
+                        ("suite", token(r.cipher_suite.as_deref())),
+                        ("group", token(r.kx_group.as_deref())),
+                    ])
+                    .inc();
+            }
+            TlsOutcome::Failed | TlsOutcome::Timeout => {
+                let reason = r.failure_reason.as_deref().or(Some(r.tls.as_str()));
+                self.handshake_failures
+                    .get_or_create(&[("reason", token(reason))])
+                    .inc();
+            }
+            TlsOutcome::NotAttempted => {}
+        }
+        if let Some(ms) = r.handshake_ms {
+            self.handshake_duration.observe(ms / 1000.0);
+        }
+        self.session_duration.observe(r.duration_ms / 1000.0);
+        if let Some(e) = &r.backend_error {
+            self.backend_errors
+                .get_or_create(&[("error", token(Some(e)))])
+                .inc();
+        }
+        for (result, n) in [
+            ("accepted", r.messages_accepted),
+            ("rejected", r.messages_rejected),
+        ] {
+            if n > 0 {
+                self.messages
+                    .get_or_create(&[("result", result.to_string())])
+                    .inc_by(n);
+            }
+        }
+    }
+
+    /// Replaces the certificate expiry series with the certificates now in
+    /// service (at start and after each reload; old ones disappear).
+    pub fn set_certificates(&self, entries: &[CertEntry]) {
+        self.cert_expiry.clear();
+        for e in entries {
+            self.cert_expiry
+                .get_or_create(&[("subject", e.subject.clone()), ("source", e.source.clone())])
+                .set(e.not_after);
+        }
+    }
+
+    /// The OpenMetrics text exposition, with `active` sessions as of now.
+    pub fn render(&self, active: usize) -> String {
+        self.active.set(i64::try_from(active).unwrap_or(i64::MAX));
+        let mut out = String::new();
+        // Writing to a String cannot fail.
+        let _ = encode(&mut out, &self.registry);
+        out
+    }
+}
+
+/// A label value from a record's token: kept if it looks like one (they all
+/// do: rustls names, snake_case reasons), else `other`, so a surprise can
+/// never become a new series per connection.
+fn token(value: Option<&str>) -> String {
+    match value {
+        None => "none".to_string(),
+        Some(v)
+            if !v.is_empty()
+                && v.len() <= 64
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.') =>
+        {
+            v.to_string()
+        }
+        Some(_) => "other".to_string(),
+    }
+}
+
+/// What the endpoint answers to a request head. Pure, so it is tested without sockets.
+fn respond(head: &[u8], body: impl FnOnce() -> String) -> Vec<u8> {
+    let line = head.split(|b| *b == b'\n').next().unwrap_or_default();
+    let line = String::from_utf8_lossy(line);
+    let mut parts = line.trim_end().split(' ');
+    let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    let path = target.split('?').next().unwrap_or("");
+    let (status, content_type, body) = match (method, path) {
+        ("GET", "/metrics") => (
+            "200 OK",
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            body(),
+        ),
+        ("GET", _) => ("404 Not Found", "text/plain", "not found\n".to_string()),
+        _ => (
+            "405 Method Not Allowed",
+            "text/plain",
+            "only GET /metrics\n".to_string(),
+        ),
+    };
+    let mut out = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    out.extend_from_slice(body.as_bytes());
+    out
+}
+
+/// Serves `GET /metrics`, one request per connection, until the task is
+/// aborted (the server does so once its sessions are over, so a shutdown's
+/// drain can still be watched).
+pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>, admission: Arc<Admission>) {
+    let slots = Arc::new(Semaphore::new(limits::MAX_METRICS_CONNECTIONS));
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::warn!(error = %e, "metrics: accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        // More scrapers than slots: close the extra connection at once.
+        let Ok(permit) = slots.clone().try_acquire_owned() else {
+            continue;
+        };
+        let (metrics, admission) = (metrics.clone(), admission.clone());
+        tokio::spawn(async move {
+            let served = tokio::time::timeout(
+                limits::METRICS_TIMEOUT,
+                answer(stream, &metrics, &admission),
+            )
+            .await;
+            if !matches!(served, Ok(Ok(()))) {
+                tracing::debug!(%peer, "metrics: request not served");
+            }
+            drop(permit);
+        });
+    }
+}
+
+async fn answer(
+    mut stream: TcpStream,
+    metrics: &Metrics,
+    admission: &Admission,
+) -> std::io::Result<()> {
+    let mut head = Vec::with_capacity(512);
+    let mut chunk = [0u8; 1024];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") && !head.windows(2).any(|w| w == b"\n\n") {
+        if head.len() >= limits::MAX_METRICS_REQUEST {
+            let _ = stream
+                .write_all(b"HTTP/1.1 431 Request Header Fields Too Large\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                .await;
+            return Ok(());
+        }
+        let n = stream.read(&mut chunk).await?;
+        if n == 0 {
+            return Ok(());
+        }
+        head.extend_from_slice(&chunk[..n]);
+    }
+    let reply = respond(&head, || metrics.render(admission.active()));
+    stream.write_all(&reply).await?;
+    stream.shutdown().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::outcome::{CloseReason, Mode};
+
+    fn record() -> Record {
+        Record::new(
+            "s1".into(),
+            "127.0.0.1:25".parse().unwrap(),
+            Mode::Starttls,
+            "192.0.2.1:4000".parse().unwrap(),
+            "mx",
+        )
+    }
+
+    fn has(text: &str, line: &str) -> bool {
+        text.lines().any(|l| l == line)
+    }
+
+    #[test]
+    fn records_become_counters() {
+        let m = Metrics::new();
+        let mut ok = record();
+        ok.tls = TlsOutcome::Established;
+        ok.tls_version = Some("TLSv1.3".into());
+        ok.cipher_suite = Some("TLS13_AES_256_GCM_SHA384".into());
+        ok.kx_group = Some("X25519".into());
+        ok.handshake_ms = Some(3.0);
+        ok.messages_accepted = 2;
+        ok.close_reason = CloseReason::ClientQuit;
+        ok.duration_ms = 120.0;
+        m.observe(&ok);
+        m.observe(&ok);
+        let mut bad = record();
+        bad.tls = TlsOutcome::Failed;
+        bad.failure_reason = Some("no_shared_cipher_suite".into());
+        bad.handshake_ms = Some(1.0);
+        bad.close_reason = CloseReason::HandshakeFailed;
+        bad.helo = Some("evil\"} 1\nx".into());
+        bad.sni = Some("attacker.example".into());
+        m.observe(&bad);
+        let mut lost = record();
+        lost.backend_error = Some("connect_failed".into());
+        lost.messages_rejected = 1;
+        lost.close_reason = CloseReason::ClientQuit;
+        m.observe(&lost);
+
+        let text = m.render(3);
+        let expect = [
+            r#"tlsfront_sessions_total{outcome="established",close_reason="client_quit"} 2"#,
+            r#"tlsfront_sessions_total{outcome="failed",close_reason="handshake_failed"} 1"#,
+            r#"tlsfront_sessions_total{outcome="not_attempted",close_reason="client_quit"} 1"#,
+            r#"tlsfront_tls_handshake_failures_total{reason="no_shared_cipher_suite"} 1"#,
+            r#"tlsfront_tls_sessions_total{version="TLSv1.3",suite="TLS13_AES_256_GCM_SHA384",group="X25519"} 2"#,
+            r#"tlsfront_backend_errors_total{error="connect_failed"} 1"#,
+            r#"tlsfront_messages_total{result="accepted"} 4"#,
+            r#"tlsfront_messages_total{result="rejected"} 1"#,
+            r#"tlsfront_active_sessions 3"#,
+            r#"tlsfront_tls_handshake_duration_seconds_count 3"#,
+            r#"tlsfront_tls_handshake_duration_seconds_bucket{le="0.005"} 3"#,
+            r#"tlsfront_tls_handshake_duration_seconds_bucket{le="0.002"} 1"#,
+            r#"tlsfront_session_duration_seconds_count 4"#,
+            r#"tlsfront_session_duration_seconds_bucket{le="0.1"} 2"#,
+            r#"tlsfront_session_duration_seconds_bucket{le="0.5"} 4"#,
+        ];
+        for line in expect {
+            assert!(has(&text, line), "missing {line:?} in\n{text}");
+        }
+        // Client-supplied text never reaches a label.
+        assert!(
+            !text.contains("evil") && !text.contains("attacker"),
+            "{text}"
+        );
+        assert!(text.ends_with("# EOF\n"), "{text}");
+    }
+
+    #[test]
+    fn timeouts_count_as_failures_and_odd_tokens_collapse() {
+        let m = Metrics::new();
+        let mut r = record();
+        r.tls = TlsOutcome::Timeout;
+        r.close_reason = CloseReason::HandshakeTimeout;
+        m.observe(&r);
+        r.tls = TlsOutcome::Failed;
+        r.failure_reason = Some("weird value with spaces".into());
+        m.observe(&r);
+        let text = m.render(0);
+        assert!(
+            has(
+                &text,
+                r#"tlsfront_tls_handshake_failures_total{reason="timeout"} 1"#
+            ),
+            "{text}"
+        );
+        assert!(
+            has(
+                &text,
+                r#"tlsfront_tls_handshake_failures_total{reason="other"} 1"#
+            ),
+            "{text}"
+        );
+        assert!(has(&text, "tlsfront_active_sessions 0"), "{text}");
+        assert!(
+            has(&text, r#"tlsfront_messages_total{result="accepted"} 0"#),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn certificate_series_follow_the_certificates_in_service() {
+        let raw = crate::config::parse(
+            "[server]\nhostname = \"mx.example.test\"\n[[listener]]\naddress = [\"127.0.0.1:2525\"]\n\
+             [backend]\naddress = \"127.0.0.1:10025\"\n",
+            "t.toml",
+        )
+        .unwrap();
+        let settings =
+            crate::config::validate(raw, &crate::config::Overrides::default(), "t.toml").unwrap();
+        let front = crate::tls::TlsFront::build(&settings).unwrap().unwrap();
+        let m = Metrics::new();
+        m.set_certificates(front.entries());
+        let text = m.render(0);
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("tlsfront_certificate_expiry_timestamp_seconds{"))
+            .unwrap_or_else(|| panic!("{text}"));
+        assert!(
+            line.contains(r#"source="(generated)""#) && line.contains("mx.example.test"),
+            "{line}"
+        );
+        let value: i64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+        assert_eq!(value, front.entries()[0].not_after);
+        assert!(value > jiff::Timestamp::now().as_second(), "{line}");
+        // A reload to no certificate leaves no stale series behind.
+        m.set_certificates(&[]);
+        assert!(
+            !m.render(0)
+                .contains("tlsfront_certificate_expiry_timestamp_seconds{")
+        );
+    }
+
+    #[test]
+    fn only_get_metrics_is_served() {
+        let ok = String::from_utf8(respond(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n", || {
+            "body\n".into()
+        }))
+        .unwrap();
+        assert!(ok.starts_with("HTTP/1.1 200 OK\r\n"), "{ok}");
+        assert!(ok.contains("Content-Length: 5\r\n") && ok.ends_with("\r\n\r\nbody\n"));
+        assert!(ok.contains("Connection: close\r\n"));
+        let q = String::from_utf8(respond(b"GET /metrics?x=1 HTTP/1.1\r\n\r\n", || {
+            String::new()
+        }))
+        .unwrap();
+        assert!(q.starts_with("HTTP/1.1 200"), "{q}");
+        for (req, status) in [
+            (&b"GET / HTTP/1.1\r\n\r\n"[..], "404"),
+            (b"GET /metricsx HTTP/1.1\r\n\r\n", "404"),
+            (b"POST /metrics HTTP/1.1\r\n\r\n", "405"),
+            (b"\r\n\r\n", "405"),
+        ] {
+            let r = String::from_utf8(respond(req, || panic!("rendered for {req:?}"))).unwrap();
+            assert!(r.starts_with(&format!("HTTP/1.1 {status} ")), "{r}");
+        }
+    }
+}

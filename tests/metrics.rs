@@ -1,0 +1,158 @@
+//! The Prometheus endpoint, scraped over plain TCP after real sessions.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use rustls::version::TLS13;
+
+const METRICS: &str = "[metrics]\nlisten = \"127.0.0.1:0\"\n";
+
+/// The value of the sample line `series` (exact name and labels), if present.
+fn sample(body: &str, series: &str) -> Option<f64> {
+    body.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|v| v.split(' ').next()?.parse().ok())
+}
+
+#[tokio::test]
+async fn scrape_counts_sessions_failures_messages_and_certificates() {
+    let pki = Pki::new(&["mx.tlsfront.test"]);
+    let mta = Mta::start(MtaScript::default()).await;
+    let proxy = Proxy::start(mta.addr, Some(&pki), METRICS).await;
+
+    // Nothing happened yet: the endpoint answers, with zero sessions.
+    let (code, body) = proxy.scrape("/metrics").await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(
+        sample(&body, "tlsfront_active_sessions"),
+        Some(0.0),
+        "{body}"
+    );
+    assert!(body.ends_with("# EOF\n"), "{body}");
+
+    // One TLS 1.3 session delivering a message...
+    let c = Client::greeted(proxy.starttls).await;
+    let mut c = c
+        .starttls(pki.client_config(&[&TLS13]), "mx.tlsfront.test")
+        .await;
+    let r = c
+        .mail("a@origin.test", "b@legacy.test", &sample_message("m"))
+        .await;
+    assert_eq!(r.code, 250, "{}", r.text);
+
+    // ...while it is open, it is an active session.
+    let (_, body) = proxy.scrape("/metrics").await;
+    assert_eq!(
+        sample(&body, "tlsfront_active_sessions"),
+        Some(1.0),
+        "{body}"
+    );
+
+    c.send("QUIT").await;
+    c.expect(221).await;
+
+    // One client that only speaks TLS 1.0.
+    let mut c = Client::greeted(proxy.starttls).await;
+    c.send("STARTTLS").await;
+    c.expect(220).await;
+    c.send_raw(&tls10_client_hello()).await;
+    assert!(c.closed().await);
+
+    proxy.records(2).await;
+    let want = [
+        (
+            r#"tlsfront_sessions_total{outcome="established",close_reason="client_quit"}"#,
+            1.0,
+        ),
+        (
+            r#"tlsfront_sessions_total{outcome="failed",close_reason="handshake_failed"}"#,
+            1.0,
+        ),
+        (
+            r#"tlsfront_tls_handshake_failures_total{reason="client_tls_version_too_old"}"#,
+            1.0,
+        ),
+        (r#"tlsfront_messages_total{result="accepted"}"#, 1.0),
+        (r#"tlsfront_messages_total{result="rejected"}"#, 0.0),
+        ("tlsfront_active_sessions", 0.0),
+        ("tlsfront_session_duration_seconds_count", 2.0),
+    ];
+    // Records and the admission count settle just after the client sees the close.
+    let mut body = String::new();
+    for _ in 0..200 {
+        body = proxy.scrape("/metrics").await.1;
+        if want.iter().all(|(s, v)| sample(&body, s) == Some(*v)) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    for (series, value) in want {
+        assert_eq!(sample(&body, series), Some(value), "{series} in\n{body}");
+    }
+    let tls13 = body
+        .lines()
+        .find(|l| {
+            l.starts_with("tlsfront_tls_sessions_total{") && l.contains(r#"version="TLSv1.3""#)
+        })
+        .unwrap_or_else(|| panic!("{body}"));
+    assert!(
+        tls13.ends_with(" 1") && tls13.contains(r#"suite="TLS13_"#),
+        "{tls13}"
+    );
+    assert!(
+        sample(&body, "tlsfront_tls_handshake_duration_seconds_count").unwrap_or(0.0) >= 2.0,
+        "{body}"
+    );
+
+    // The certificate in service, with its notAfter in the future.
+    let expiry = body
+        .lines()
+        .find(|l| {
+            l.starts_with("tlsfront_certificate_expiry_timestamp_seconds{")
+                && l.contains("mx.tlsfront.test ecdsa")
+        })
+        .unwrap_or_else(|| panic!("{body}"));
+    assert!(
+        expiry.contains(&format!("source=\"{}\"", pki.ecdsa.0.display())),
+        "{expiry}"
+    );
+    let not_after: f64 = expiry.rsplit(' ').next().unwrap().parse().unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    assert!(not_after > now, "{expiry}");
+
+    // Client text (HELO, SNI) never becomes a label.
+    assert!(!body.contains("client.test"), "{body}");
+
+    let (code, _) = proxy.scrape("/").await;
+    assert_eq!(code, 404);
+    let (code, _) = proxy.scrape("/metrics/x").await;
+    assert_eq!(code, 404);
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn without_metrics_key_nothing_listens() {
+    let mta = Mta::start(MtaScript::default()).await;
+    let proxy = Proxy::start(mta.addr, None, "").await;
+    assert!(proxy.metrics.is_none());
+    proxy.stop().await;
+}
+
+/// A minimal TLS 1.0 ClientHello offering two RSA-kx CBC suites.
+fn tls10_client_hello() -> Vec<u8> {
+    let mut body = vec![0x03, 0x01];
+    body.extend([0x42; 32]);
+    body.push(0);
+    body.extend([0x00, 0x04, 0x00, 0x2f, 0x00, 0x0a]);
+    body.extend([0x01, 0x00]);
+    let mut hs = vec![0x01, 0x00, (body.len() >> 8) as u8, body.len() as u8];
+    hs.extend(body);
+    let mut rec = vec![0x16, 0x03, 0x01, (hs.len() >> 8) as u8, hs.len() as u8];
+    rec.extend(hs);
+    rec
+}
