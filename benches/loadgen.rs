@@ -435,8 +435,12 @@ fn parse_args() -> Result<Options, String> {
 }
 
 fn main() {
-    let opts = match parse_args() {
-        Ok(o) => o,
+    // `cargo test --all-targets` runs this with no arguments: nothing to load.
+    if !std::env::args().any(|a| a == "--target") {
+        println!("loadgen: no --target given; usage at the top of benches/loadgen.rs");
+        return;
+    }
+    let opts = match parse_args() {Ok(o) => o,
         Err(e) => {
             eprintln!("loadgen: {e}");
             std::process::exit(2);
