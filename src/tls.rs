@@ -123,6 +123,10 @@ struct Offer {
     versions: Vec<u16>,
     suites: Vec<u16>,
     groups: Vec<u16>,
+    /// The TLS 1.2 suites each certificate kind can serve (TLS 1.3 suites
+    /// work with any certificate; TLS 1.2 ones name the signature algorithm).
+    ecdsa12: Vec<u16>,
+    rsa12: Vec<u16>,
 }
 
 impl Offer {
@@ -319,7 +323,17 @@ impl TlsFront {
                 .filter(|i| entries[*i].names == first)
                 .collect();
         }
+        let tls12_suites = |prefix: &str| -> Vec<u16> {
+            provider
+                .cipher_suites
+                .iter()
+                .filter(|s| format!("{:?}", s.suite()).starts_with(prefix))
+                .map(|s| u16::from(s.suite()))
+                .collect()
+        };
         let offer = Offer {
+            ecdsa12: tls12_suites("TLS_ECDHE_ECDSA_"),
+            rsa12: tls12_suites("TLS_ECDHE_RSA_"),
             versions: versions.iter().map(|v| u16::from(v.version)).collect(),
             suites: provider
                 .cipher_suites
@@ -348,7 +362,11 @@ impl TlsFront {
     /// Picks the certificate for a client: by SNI (exact, then wildcard),
     /// else the defaults; among those, the first kind the client can verify,
     /// ECDSA before RSA.
-    pub fn select(&self, sni: Option<&str>, schemes: &[u16]) -> &CertEntry {
+    pub fn select(
+        &self,
+        sni: Option<&str>,
+        hello: Option<&clienthello::ClientHello>,
+    ) -> &CertEntry {
         let mut pool: Vec<usize> = Vec::new();
         if let Some(sni) = sni {
             pool = (0..self.entries.len())
@@ -368,19 +386,39 @@ impl TlsFront {
         if pool.is_empty() {
             pool = self.defaults.clone();
         }
-        let schemes: Vec<SignatureScheme> =
-            schemes.iter().map(|s| SignatureScheme::from(*s)).collect();
+        let schemes: Vec<SignatureScheme> = hello
+            .map(|h| {
+                h.signature_schemes
+                    .iter()
+                    .map(|s| SignatureScheme::from(*s))
+                    .collect()
+            })
+            .unwrap_or_default();
         let usable = pool
             .iter()
             .filter(|i| {
-                self.entries[**i]
-                    .certified
-                    .key
-                    .choose_scheme(&schemes)
-                    .is_some()
+                let entry = &self.entries[**i];
+                entry.certified.key.choose_scheme(&schemes).is_some()
+                    && hello.is_none_or(|h| self.suits(entry, h))
             })
             .min_by_key(|i| self.entries[**i].preference);
         &self.entries[*usable.unwrap_or(&pool[0])]
+    }
+
+    /// Whether a handshake with this certificate can find a suite: any TLS 1.3
+    /// suite does, a TLS 1.2 client needs an ECDHE suite of the certificate's
+    /// own kind (an ECDHE-RSA-only client cannot use an ECDSA certificate even
+    /// though it lists ECDSA signature schemes, as OpenSSL clients do).
+    fn suits(&self, entry: &CertEntry, hello: &clienthello::ClientHello) -> bool {
+        if hello.offers_tls13() && self.offer.versions.contains(&0x0304) {
+            return true;
+        }
+        let kind = match entry.certified.key.algorithm() {
+            SignatureAlgorithm::ECDSA => &self.offer.ecdsa12,
+            SignatureAlgorithm::RSA => &self.offer.rsa12,
+            _ => return true,
+        };
+        hello.cipher_suites.iter().any(|s| kind.contains(s))
     }
 
     /// Runs the server handshake on `stream`, reading the ClientHello first.
@@ -451,13 +489,7 @@ impl TlsFront {
             Peek::Malformed | Peek::NeedMore => (None, Some("malformed_client_hello")),
         };
         record.sni = hello.as_ref().and_then(|h| h.sni.clone());
-        let entry = self.select(
-            record.sni.as_deref(),
-            hello
-                .as_ref()
-                .map(|h| h.signature_schemes.as_slice())
-                .unwrap_or(&[]),
-        );
+        let entry = self.select(record.sni.as_deref(), hello.as_ref());
         record.cert_subject = Some(entry.subject.clone());
         record.cert_key_type = Some(entry.key_type.clone());
         record.self_signed = entry.self_signed;
@@ -637,6 +669,7 @@ mod tests {
             versions: vec![0x0303, 0x0304],
             suites: vec![0x1301, 0xc02b],
             groups: vec![0x001d, 0x0017],
+            ..Offer::default()
         };
         let hello = |versions: &[u16], suites: &[u16], groups: &[u16]| clienthello::ClientHello {
             versions: versions.to_vec(),

@@ -161,3 +161,40 @@ async fn bad_certificate_files_are_refused_with_the_path() {
     let e = tlsfront::tls::TlsFront::build(&s).unwrap_err().to_string();
     assert!(e.contains("/nonexistent/c.pem"), "{e}");
 }
+
+/// A TLS 1.2 client offering only ECDHE-RSA suites, but ECDSA signature
+/// schemes too (as OpenSSL clients do), must get the RSA certificate.
+#[tokio::test]
+async fn tls12_client_with_only_ecdhe_rsa_suites_gets_the_rsa_certificate() {
+    let pki = Pki::new(&["mx.tlsfront.test"]);
+    let mta = Mta::start(MtaScript::default()).await;
+    let extra = format!(
+        "{}{}",
+        cert_toml(&pki.ecdsa.0, &pki.ecdsa.1, &[], true),
+        cert_toml(&pki.rsa.0, &pki.rsa.1, &[], true)
+    );
+    let proxy = Proxy::start(mta.addr, Some(&pki), &extra).await;
+    let mut provider = rustls::crypto::aws_lc_rs::default_provider();
+    provider
+        .cipher_suites
+        .retain(|s| format!("{:?}", s.suite()).starts_with("TLS_ECDHE_RSA_"));
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(pki.ca_der.clone()).unwrap();
+    let cfg = Arc::new(
+        rustls::ClientConfig::builder_with_provider(Arc::new(provider))
+            .with_protocol_versions(&[&TLS12])
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth(),
+    );
+    let r = served_key_type(&proxy, cfg, "mx.tlsfront.test", 1).await;
+    assert_eq!(r["cert_key_type"], "rsa_2048", "{r}");
+    assert!(
+        r["cipher_suite"]
+            .as_str()
+            .unwrap()
+            .starts_with("TLS_ECDHE_RSA_"),
+        "{r}"
+    );
+    proxy.stop().await;
+}
