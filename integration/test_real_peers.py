@@ -1284,6 +1284,7 @@ def ipv6_scenarios(runner, rig, backend):
 # --------------------------------------------------------------------------
 
 MATRIX = []  # one dict per delivery cell, filled by Runner.scenario(matrix=...)
+SCANS = []  # sslscan findings, one dict per scan, for MATRIX.md
 
 CLIENT_LABELS = {
     "s_client": ("OpenSSL s_client", "1.2–1.3"),
@@ -1543,6 +1544,17 @@ def sslscan_scan(rig, proxy, backend):
     # (sslscan's "bits" here is the security level, 128 for P-256)
     if not any(t == "EC" and cn == "prime256v1" for t, cn, b in pks):
         problems.append(f"certificate key {pks!r}, expected EC P-256 (the configured default)")
+    SCANS.append(dict(
+        target=f"STARTTLS 127.0.0.1, proxy certs ECDSA+RSA (default: ECDSA)",
+        rows=[("protocols enabled", ", ".join(sorted(k for k, v in protos.items() if v == "1")),
+               not any(p.startswith("protocol") for p in problems)),
+              ("accepted suites", ", ".join(sorted({c.get("sslversion") + " " + c.get("cipher")
+                                                     for c in ciphers})),
+               not any(p.startswith("cipher") for p in problems)),
+              ("key-exchange groups", ", ".join(groups), not any(p.startswith("group") for p in problems)),
+              ("certificate", f"{' '.join(subj.split()[:1])} key "
+                              + ", ".join(f"{t} {cn}" for t, cn, _ in pks if cn),
+               not any(p.startswith("certificate") for p in problems))]))
     check(count_backend_connects(backend) == before, "the scan made the proxy contact the backend")
     check(not problems, "sslscan: " + "; ".join(problems) + f"\n    (full output in {proxy.dir}/sslscan.txt)")
     print(f"    (info) sslscan: protocols {sorted(k for k, v in protos.items() if v == '1')}; "
@@ -1661,7 +1673,7 @@ def matrix_scenarios(runner, rig, backend):
 def write_matrix(rig, runner):
     """integration/MATRIX.md from this run (only a full, unfiltered run
     replaces the committed one; every run writes WORK/MATRIX.md)."""
-    if not MATRIX:
+    if not MATRIX and not SCANS:
         return
     passed = sum(r["result"] == "PASS" for r in MATRIX)
     known = sum(r["result"].startswith("FAIL (known") for r in MATRIX)
@@ -1689,6 +1701,13 @@ def write_matrix(rig, runner):
             r["sender"], r["offered"], r["sni"], r["listener"], r["backend"], r.get("proxy_certs"),
             r["tls_version"], r["cipher_suite"], r["kx_group"], r["cert_key_type"],
             f"**{r['result']}**" if r["result"] in ("PASS", "FAIL") else r["result"])) + " |")
+    for scan in SCANS:
+        lines += ["", "## TLS scanner: Debian's `sslscan --starttls-smtp`", "",
+                  f"Against {scan['target']}. Required: only TLS 1.2 and 1.3; only ECDHE (or TLS 1.3) "
+                  "AEAD suites; groups within x25519, secp256r1, secp384r1, X25519MLKEM768; "
+                  "the configured certificate.", "",
+                  "| check | sslscan found | result |", "| --- | --- | --- |"]
+        lines += [f"| {k} | {v} | **{'PASS' if ok else 'FAIL'}** |" for k, v, ok in scan["rows"]]
     text = "\n".join(lines) + "\n"
     with open(os.path.join(rig["work"], "MATRIX.md"), "w") as f:
         f.write(text)
