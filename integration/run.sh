@@ -105,6 +105,11 @@ perl -MNet::SSLeay -e1 2>/dev/null || need+=(libnet-ssleay-perl)
 perl -MIO::Socket::SSL -e1 2>/dev/null || need+=(libio-socket-ssl-perl)
 command -v openssl >/dev/null || need+=(openssl)
 command -v python3 >/dev/null || need+=(python3)
+# Sender matrix: GnuTLS client, Go toolchain (stdlib client built at run
+# time), TLS scanner. Java is used only if a JDK is already present.
+command -v gnutls-cli >/dev/null || need+=(gnutls-bin)
+command -v go >/dev/null || need+=(golang-go)
+command -v sslscan >/dev/null || need+=(sslscan)
 if ((${#need[@]})); then
     log "installing: ${need[*]}"
     export DEBIAN_FRONTEND=noninteractive
