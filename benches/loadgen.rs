@@ -440,7 +440,8 @@ fn main() {
         println!("loadgen: no --target given; usage at the top of benches/loadgen.rs");
         return;
     }
-    let opts = match parse_args() {Ok(o) => o,
+    let opts = match parse_args() {
+        Ok(o) => o,
         Err(e) => {
             eprintln!("loadgen: {e}");
             std::process::exit(2);
