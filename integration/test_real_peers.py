@@ -1451,6 +1451,11 @@ def s_client_cert_choice(rig, proxy, backend, variant):
                               "rsa_2048", "TLSv1.3"),
         "rsa-sigalgs-tls12": (("-tls1_2", "-sigalgs", "RSA-PSS+SHA256:RSA+SHA256"),
                               "rsa_2048", "TLSv1.2"),
+        # ECDHE-RSA suites only, default (ECDSA-including) signature algorithms:
+        # the offered suites decide, so the RSA certificate is the one that works.
+        "rsa-suites-tls12": (("-tls1_2", "-cipher",
+                              "ECDHE-RSA-AES128-GCM-SHA256:ECDHE-RSA-AES256-GCM-SHA384"),
+                             "rsa_2048", "TLSv1.2"),
     }[variant]
     tag = f"s_client-{variant}"
     helo = tag + ".client.test"
@@ -1467,28 +1472,6 @@ def s_client_cert_choice(rig, proxy, backend, variant):
                           proxied_want(rig, helo, tls_version=want_ver, cert_key_type=want_key))
     check(rig["proxy_hostname"] in (rec.get("cert_subject") or ""),
           f"record cert_subject {rec.get('cert_subject')!r} does not name the proxy")
-    return rec
-
-
-def rsa_suites_only_known_bug(rig, proxy, backend):
-    """KNOWN tlsfront BUG, asserted as such so the rig notices when it changes:
-    a TLS 1.2 client offering only ECDHE-RSA suites (but ECDSA signature
-    schemes too, as OpenSSL does by default) should get the RSA certificate.
-    tlsfront picks the certificate from the signature schemes alone, serves
-    ECDSA and the handshake fails with no shared cipher suite."""
-    mark, before = proxy.records.mark(), count_backend_connects(backend)
-    rc, out = run(["openssl", "s_client", "-starttls", "smtp", "-connect", f"127.0.0.1:{proxy.port}",
-                   "-name", "rsa-suites-only.client.test", "-servername", rig["proxy_hostname"],
-                   "-tls1_2", "-cipher", "ECDHE-RSA-AES128-GCM-SHA256:ECDHE-RSA-AES256-GCM-SHA384",
-                   "-CAfile", rig["ca"], "-verify_return_error", "-brief"], input_bytes=b"QUIT\r\n")
-    rec = proxy.records.wait_one(mark)
-    check(not ("CONNECTION ESTABLISHED" in out and rec.get("tls") == "established"),
-          "the known bug is FIXED (the handshake now succeeds, record: "
-          f"cert_key_type={rec.get('cert_key_type')!r}): turn this cell into a normal delivery "
-          "asserting cert_key_type rsa_2048")
-    assert_record(rec, tls="failed", failure_reason="no_shared_cipher_suite",
-                  cert_key_type="ecdsa_p256", backend_contacted=False)
-    check(count_backend_connects(backend) == before, "backend contacted for a failed handshake")
     return rec
 
 
@@ -1641,10 +1624,8 @@ def matrix_scenarios(runner, rig, backend):
          "RSA-only client (TLS 1.2 sigalgs) gets the RSA certificate",
          s_client_cert_choice, rig, proxy, backend, "rsa-sigalgs-tls12")
     cell("OpenSSL s_client -cipher ECDHE-RSA-* only (default sigalgs)", "1.2", "yes",
-         "KNOWN BUG reproduced: TLS 1.2 client with only ECDHE-RSA suites gets ECDSA, handshake fails",
-         rsa_suites_only_known_bug, rig, proxy, backend)
-    cells[-1][3]["known_bug"] = ("tlsfront serves ECDSA, no shared suite: chooses the "
-                                 "certificate by signature schemes only, ignoring the offered suites")
+         "TLS 1.2 client offering only ECDHE-RSA suites gets the RSA certificate",
+         s_client_cert_choice, rig, proxy, backend, "rsa-suites-tls12")
     scan_name = f"{prefix} sslscan: TLS 1.2/1.3 only, ECDHE+AEAD only, configured groups and certificate"
     names = [c[0] for c in cells] + [scan_name]
     if runner.filter and not any(runner.filter.search(n) for n in names):
