@@ -83,8 +83,31 @@ impl Stats {
         }
     }
 
-    pub fn report(&mut self) -> String {
+        /// The same figures as one JSON object (for integration/bench.py).
+    pub fn json(&mut self) -> String {
         let secs = self.elapsed.as_secs_f64().max(1e-9);
+        let mut lat = serde_json::Map::new();
+        for (cmd, samples) in self.latency.iter_mut() {
+            samples.sort_unstable();
+            let pct = |p: f64| samples[((samples.len() as f64 - 1.0) * p) as usize] as f64 / 1000.0;
+            lat.insert(
+                cmd.to_string(),
+                serde_json::json!({"p50_ms": pct(0.5), "p99_ms": pct(0.99)}),
+            );
+        }
+        serde_json::json!({
+            "sessions_ok": self.sessions_ok,
+            "messages_ok": self.messages_ok,
+            "sessions_per_s": self.sessions_ok as f64 / secs,
+            "messages_per_s": self.messages_ok as f64 / secs,
+            "mb_per_s": self.bytes as f64 / secs / 1e6,
+            "latency": lat,
+            "errors": self.errors,
+        })
+        .to_string()
+    }
+
+    pub fn report(&mut self) -> String {let secs = self.elapsed.as_secs_f64().max(1e-9);
         let mut out = format!(
             "sessions ok {}  ({:.1}/s)\nmessages ok {}  ({:.1}/s)\nthroughput {:.2} MB/s\n",
             self.sessions_ok,
@@ -423,7 +446,8 @@ fn parse_args() -> Result<Options, String> {
                 let v = val()?;
                 o.hold = tlsfront::config::parse_duration(&v).ok_or(format!("--hold {v}"))?;
             }
-            "--bench" => {} // passed by `cargo bench`
+                        "--bench" => {} // passed by `cargo bench`
+            "--json" => {}  // read in main
             other => {
                 return Err(format!(
                     "unknown argument {other} (see the top of benches/loadgen.rs)"
@@ -434,10 +458,61 @@ fn parse_args() -> Result<Options, String> {
     Ok(o)
 }
 
+/// The ceiling: full rustls handshakes per second on one core, in process,
+/// with the certificate kind a bench uses (no sockets, no SMTP).
+fn ceiling(seconds: u64, rsa: bool) -> f64 {
+    let alg = if rsa { &rcgen::PKCS_RSA_SHA256 } else { &rcgen::PKCS_ECDSA_P256_SHA256 };
+    let key = rcgen::KeyPair::generate_for(alg).expect("key");
+    let cert = rcgen::CertificateParams::new(vec!["mx.bench.test".to_string()])
+        .expect("params")
+        .self_signed(&key)
+        .expect("cert");
+    let key_der = rustls::pki_types::PrivateKeyDer::try_from(key.serialize_der()).expect("key der");
+    let server = Arc::new(
+        rustls::ServerConfig::builder_with_protocol_versions(&[&rustls::version::TLS13])
+            .with_no_client_auth()
+            .with_single_cert(vec![cert.der().clone()], key_der)
+            .expect("server config"),
+    );
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cert.der().clone()).expect("root");
+    let client = Arc::new(
+        rustls::ClientConfig::builder_with_protocol_versions(&[&rustls::version::TLS13])
+            .with_root_certificates(roots)
+            .with_no_client_auth(),
+    );
+    let name = ServerName::try_from("mx.bench.test").expect("name");
+    let started = Instant::now();
+    let mut n = 0u64;
+    while started.elapsed() < Duration::from_secs(seconds) {
+        let mut c = rustls::ClientConnection::new(client.clone(), name.clone()).expect("client");
+        let mut s = rustls::ServerConnection::new(server.clone()).expect("server");
+        let mut buf = Vec::with_capacity(8192);
+        while c.is_handshaking() || s.is_handshaking() {
+            buf.clear();
+            c.write_tls(&mut buf).expect("client write");
+            s.read_tls(&mut buf.as_slice()).expect("server read");
+            s.process_new_packets().expect("server process");
+            buf.clear();
+            s.write_tls(&mut buf).expect("server write");
+            c.read_tls(&mut buf.as_slice()).expect("client read");
+            c.process_new_packets().expect("client process");
+        }
+        n += 1;
+    }
+    n as f64 / started.elapsed().as_secs_f64()
+}
+
 fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(i) = args.iter().position(|a| a == "--ceiling") {
+        let secs = args.get(i + 1).and_then(|s| s.parse().ok()).unwrap_or(5);
+        let rsa = args.iter().any(|a| a == "--rsa");
+        println!("{{\"handshakes_per_s\": {:.1}}}", ceiling(secs, rsa));
+        return;
+    }
     // `cargo test --all-targets` runs this with no arguments: nothing to load.
-    if !std::env::args().any(|a| a == "--target") {
-        println!("loadgen: no --target given; usage at the top of benches/loadgen.rs");
+    if !std::env::args().any(|a| a == "--target") {println!("loadgen: no --target given; usage at the top of benches/loadgen.rs");
         return;
     }
     let opts = match parse_args() {
@@ -451,8 +526,12 @@ fn main() {
         .enable_all()
         .build()
         .expect("runtime");
-    let mut stats = runtime.block_on(run(opts));
-    print!("{}", stats.report());
+        let mut stats = runtime.block_on(run(opts));
+    if std::env::args().any(|a| a == "--json") {
+        println!("{}", stats.json());
+    } else {
+        print!("{}", stats.report());
+    }
     if !stats.errors.is_empty() {
         std::process::exit(1);
     }
