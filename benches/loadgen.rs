@@ -83,7 +83,7 @@ impl Stats {
         }
     }
 
-        /// The same figures as one JSON object (for integration/bench.py).
+    /// The same figures as one JSON object (for integration/bench.py).
     pub fn json(&mut self) -> String {
         let secs = self.elapsed.as_secs_f64().max(1e-9);
         let mut lat = serde_json::Map::new();
@@ -107,7 +107,8 @@ impl Stats {
         .to_string()
     }
 
-    pub fn report(&mut self) -> String {let secs = self.elapsed.as_secs_f64().max(1e-9);
+    pub fn report(&mut self) -> String {
+        let secs = self.elapsed.as_secs_f64().max(1e-9);
         let mut out = format!(
             "sessions ok {}  ({:.1}/s)\nmessages ok {}  ({:.1}/s)\nthroughput {:.2} MB/s\n",
             self.sessions_ok,
@@ -363,14 +364,37 @@ pub async fn run(opts: Options) -> Stats {
     let started = Instant::now();
     let total = Arc::new(Mutex::new(Stats::default()));
     if opts.idle > 0 {
-        let mut held = Vec::new();
-        let mut stats = Stats::default();
-        for _ in 0..opts.idle {
-            match open(&opts, &tls, &mut stats).await {
-                Ok(c) => held.push(c),
-                Err(e) => *stats.errors.entry(e).or_default() += 1,
-            }
+        // Opened `concurrency` at a time: a server that stalls each session
+        // (nginx: ~90 ms) would otherwise take minutes to fill.
+        let held = Arc::new(Mutex::new(Vec::new()));
+        let errors = Arc::new(Mutex::new(Stats::default()));
+        let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let openers: Vec<_> = (0..opts.concurrency.max(1))
+            .map(|_| {
+                let (opts, tls, held, errors, next) = (
+                    opts.clone(),
+                    tls.clone(),
+                    held.clone(),
+                    errors.clone(),
+                    next.clone(),
+                );
+                tokio::spawn(async move {
+                    let mut mine = Stats::default();
+                    while next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < opts.idle {
+                        match open(&opts, &tls, &mut mine).await {
+                            Ok(c) => held.lock().unwrap().push(c),
+                            Err(e) => *mine.errors.entry(e).or_default() += 1,
+                        }
+                    }
+                    errors.lock().unwrap().merge(mine);
+                })
+            })
+            .collect();
+        for o in openers {
+            let _ = o.await;
         }
+        let held = std::mem::take(&mut *held.lock().unwrap());
+        let mut stats = std::mem::take(&mut *errors.lock().unwrap());
         stats.sessions_ok = held.len();
         println!("holding {} idle sessions for {:?}", held.len(), opts.hold);
         tokio::time::sleep(opts.hold).await;
@@ -446,7 +470,7 @@ fn parse_args() -> Result<Options, String> {
                 let v = val()?;
                 o.hold = tlsfront::config::parse_duration(&v).ok_or(format!("--hold {v}"))?;
             }
-                        "--bench" => {} // passed by `cargo bench`
+            "--bench" => {} // passed by `cargo bench`
             "--json" => {}  // read in main
             other => {
                 return Err(format!(
@@ -461,7 +485,11 @@ fn parse_args() -> Result<Options, String> {
 /// The ceiling: full rustls handshakes per second on one core, in process,
 /// with the certificate kind a bench uses (no sockets, no SMTP).
 fn ceiling(seconds: u64, rsa: bool) -> f64 {
-    let alg = if rsa { &rcgen::PKCS_RSA_SHA256 } else { &rcgen::PKCS_ECDSA_P256_SHA256 };
+    let alg = if rsa {
+        &rcgen::PKCS_RSA_SHA256
+    } else {
+        &rcgen::PKCS_ECDSA_P256_SHA256
+    };
     let key = rcgen::KeyPair::generate_for(alg).expect("key");
     let cert = rcgen::CertificateParams::new(vec!["mx.bench.test".to_string()])
         .expect("params")
@@ -512,7 +540,8 @@ fn main() {
         return;
     }
     // `cargo test --all-targets` runs this with no arguments: nothing to load.
-    if !std::env::args().any(|a| a == "--target") {println!("loadgen: no --target given; usage at the top of benches/loadgen.rs");
+    if !std::env::args().any(|a| a == "--target") {
+        println!("loadgen: no --target given; usage at the top of benches/loadgen.rs");
         return;
     }
     let opts = match parse_args() {
@@ -526,7 +555,7 @@ fn main() {
         .enable_all()
         .build()
         .expect("runtime");
-        let mut stats = runtime.block_on(run(opts));
+    let mut stats = runtime.block_on(run(opts));
     if std::env::args().any(|a| a == "--json") {
         println!("{}", stats.json());
     } else {

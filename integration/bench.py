@@ -180,7 +180,7 @@ def main():
             before = rss_kib(pids)
             holder = subprocess.Popen(["taskset", "-c", "1", loadgen(), "--target", f"127.0.0.1:{port}",
                                        "--name", "mx.bench.test", "--tls", "1.3", "--idle", str(n), "--hold",
-                                       "8s"], stdout=subprocess.PIPE, text=True)
+                                       "8s", "--concurrency", "64"], stdout=subprocess.PIPE, text=True)
             PROCS.append(holder)
             line = holder.stdout.readline()  # "holding N idle sessions"
             held = int(line.split()[1]) if line.startswith("holding") else 0
