@@ -103,6 +103,15 @@ pub fn client_config(verify: &Verify) -> Result<Arc<ClientConfig>, String> {
     Ok(Arc::new(config))
 }
 
+/// A verifier that accepts any certificate but still checks the handshake
+/// signatures (the peer holds the key): opportunistic TLS, and load tests.
+pub fn unauthenticated() -> Arc<dyn ServerCertVerifier> {
+    Arc::new(Pinned {
+        pin: None,
+        provider: Arc::new(rustls::crypto::aws_lc_rs::default_provider()),
+    })
+}
+
 /// Accepts the leaf whose SHA-256 is pinned (or any, if none is): the
 /// handshake signatures are still verified, so the peer holds the key.
 #[derive(Debug)]

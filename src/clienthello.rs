@@ -95,10 +95,11 @@ pub fn peek(buf: &[u8]) -> Peek {
 }
 
 /// A tiny cursor over big-endian TLS structures; every read is bounds-checked.
-struct Reader<'a>(&'a [u8]);
+/// Shared with the server-flight parser in `serverhello`.
+pub(crate) struct Reader<'a>(pub(crate) &'a [u8]);
 
 impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+    pub(crate) fn take(&mut self, n: usize) -> Option<&'a [u8]> {
         if self.0.len() < n {
             return None;
         }
@@ -106,21 +107,29 @@ impl<'a> Reader<'a> {
         self.0 = tail;
         Some(head)
     }
-    fn u8(&mut self) -> Option<u8> {
+    pub(crate) fn u8(&mut self) -> Option<u8> {
         self.take(1).map(|b| b[0])
     }
-    fn u16(&mut self) -> Option<u16> {
+    pub(crate) fn u16(&mut self) -> Option<u16> {
         self.take(2).map(|b| u16::from_be_bytes([b[0], b[1]]))
     }
-    fn vec8(&mut self) -> Option<&'a [u8]> {
+    pub(crate) fn vec8(&mut self) -> Option<&'a [u8]> {
         let n = self.u8()?;
         self.take(usize::from(n))
     }
-    fn vec16(&mut self) -> Option<&'a [u8]> {
+    pub(crate) fn vec16(&mut self) -> Option<&'a [u8]> {
         let n = self.u16()?;
         self.take(usize::from(n))
     }
-    fn is_empty(&self) -> bool {
+    pub(crate) fn u24(&mut self) -> Option<usize> {
+        self.take(3)
+            .map(|b| (usize::from(b[0]) << 16) | (usize::from(b[1]) << 8) | usize::from(b[2]))
+    }
+    pub(crate) fn vec24(&mut self) -> Option<&'a [u8]> {
+        let n = self.u24()?;
+        self.take(n)
+    }
+    pub(crate) fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
 }
