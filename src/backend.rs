@@ -3,7 +3,7 @@
 //! and the cache of its EHLO keywords that tlsfront's own EHLO reply offers.
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
@@ -13,6 +13,7 @@ use tokio::net::{TcpSocket, TcpStream};
 
 use crate::backend_tls;
 use crate::config::BackendSettings;
+use crate::limits;
 use crate::proxyproto;
 use crate::smtp::reply::{Reply, ReplyError, ReplyParser};
 use crate::smtp::{ehlo, trace};
@@ -92,6 +93,14 @@ pub struct Capabilities {
 pub struct Backend {
     pub settings: BackendSettings,
     caps: RwLock<Capabilities>,
+    /// Connections left clean by a finished session, newest last.
+    idle: Mutex<Vec<Idle>>,
+}
+
+#[derive(Debug)]
+struct Idle {
+    conn: BackendConn,
+    since: Instant,
 }
 
 impl Backend {
@@ -102,7 +111,126 @@ impl Backend {
                 keywords: ehlo::CONSERVATIVE.iter().map(|s| s.to_string()).collect(),
                 learned: false,
             }),
+            idle: Mutex::new(Vec::new()),
         })
+    }
+
+    /// Whether finished sessions may leave their connection for the next one.
+    /// Not with identity forwarding: a PROXY header or XCLIENT binds the
+    /// connection to one client.
+    pub fn reuse_enabled(&self) -> bool {
+        !self.settings.reuse_idle.is_zero()
+            && self.settings.proxy_protocol.is_none()
+            && !self.settings.xclient
+    }
+
+    /// A backend session for a client: a clean idle connection re-introduced
+    /// with EHLO (which resets the backend's state, RFC 5321 §4.1.4) if one is
+    /// kept, else a new one. A kept connection that turns out dead or answers
+    /// the EHLO with anything but 250 is dropped and a new one opened, so the
+    /// client sees exactly what a fresh connection would give it.
+    pub async fn session(
+        self: &Arc<Self>,
+        helo_name: &[u8],
+        client: Option<&ClientIdentity>,
+    ) -> Result<BackendConn, OpenError> {
+        if self.reuse_enabled() {
+            while let Some(mut conn) = self.take_idle() {
+                if !conn.still_idle().await {
+                    continue;
+                }
+                let mut line = Vec::with_capacity(helo_name.len() + 5);
+                line.extend_from_slice(b"EHLO ");
+                line.extend_from_slice(helo_name);
+                match conn.command(&line, "EHLO").await {
+                    Ok(reply) if reply.code == 250 => {
+                        self.learn(&reply);
+                        conn.ehlo = Some(reply);
+                        conn.reused = true;
+                        conn.sessions += 1;
+                        return Ok(conn);
+                    }
+                    Ok(_) => {
+                        tokio::spawn(conn.quit());
+                    }
+                    Err(_) => {}
+                }
+            }
+        }
+        let mut conn = self.open_session(helo_name, client).await?;
+        conn.sessions = 1;
+        Ok(conn)
+    }
+
+    /// Offers back a connection whose session ended with no transaction open.
+    /// It is kept for `reuse_idle_time` if it never saw an error reply and has
+    /// sessions left; otherwise it is handed back for the caller to QUIT.
+    #[must_use]
+    pub fn put_back(self: &Arc<Self>, conn: BackendConn) -> Option<BackendConn> {
+        let keep = self.reuse_enabled()
+            && conn.clean
+            && conn.rbuf.is_empty()
+            && conn.sessions < self.settings.reuse_max_sessions;
+        if !keep {
+            return Some(conn);
+        }
+        let evicted = {
+            let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+            idle.push(Idle {
+                conn,
+                since: Instant::now(),
+            });
+            (idle.len() > limits::MAX_IDLE_BACKEND_CONNECTIONS).then(|| idle.remove(0))
+        };
+        if let Some(old) = evicted {
+            tokio::spawn(old.conn.quit());
+        }
+        let backend = self.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(backend.settings.reuse_idle).await;
+            backend.close_idle();
+        });
+        None
+    }
+
+    /// At shutdown: says QUIT on every kept connection and waits (briefly) for it.
+    pub async fn quit_idle(&self) {
+        let all = std::mem::take(&mut *self.idle.lock().unwrap_or_else(|e| e.into_inner()));
+        let quits: Vec<_> = all
+            .into_iter()
+            .map(|i| tokio::spawn(i.conn.quit()))
+            .collect();
+        for q in quits {
+            let _ = q.await;
+        }
+    }
+
+    /// Closes the kept connections that have expired.
+    fn close_idle(&self) {
+        let expired: Vec<Idle> = {
+            let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+            let limit = self.settings.reuse_idle;
+            let (gone, kept) = std::mem::take(&mut *idle)
+                .into_iter()
+                .partition(|i| i.since.elapsed() >= limit);
+            *idle = kept;
+            gone
+        };
+        for i in expired {
+            tokio::spawn(i.conn.quit());
+        }
+    }
+
+    /// The newest kept connection that has not expired.
+    fn take_idle(&self) -> Option<BackendConn> {
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        while let Some(i) = idle.pop() {
+            if i.since.elapsed() < self.settings.reuse_idle {
+                return Some(i.conn);
+            }
+            // Expired: its closing timer is about to run; dropping closes it.
+        }
+        None
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -164,6 +292,9 @@ impl Backend {
             reply_timeout: self.settings.reply_timeout,
             greeting: None,
             ehlo: None,
+            reused: false,
+            sessions: 0,
+            clean: true,
         })
     }
 
@@ -331,6 +462,14 @@ pub struct BackendConn {
     /// kept for `tlsfront check`.
     pub greeting: Option<Reply>,
     pub ehlo: Option<Reply>,
+    /// Taken from the idle connections rather than opened for this session.
+    pub reused: bool,
+    /// Client sessions served (reuse stops at `reuse_max_sessions`).
+    sessions: u32,
+    /// No error reply (4xx/5xx) and no failure so far: only such a connection
+    /// is reused, so the backend's per-connection error counters (Postfix's
+    /// smtpd_soft_error_limit and its delays) never add up across clients.
+    clean: bool,
 }
 
 impl BackendConn {
@@ -356,6 +495,16 @@ impl BackendConn {
         bytes: &[u8],
         phase: &'static str,
     ) -> Result<(), BackendError> {
+        let result = self.write_all_inner(bytes, phase).await;
+        self.clean &= result.is_ok();
+        result
+    }
+
+    async fn write_all_inner(
+        &mut self,
+        bytes: &[u8],
+        phase: &'static str,
+    ) -> Result<(), BackendError> {
         let addr = self.addr;
         match tokio::time::timeout(self.reply_timeout, self.stream.write_all(bytes)).await {
             Err(_) => Err(BackendError::Timeout {
@@ -369,6 +518,16 @@ impl BackendConn {
     }
 
     pub async fn read_reply(
+        &mut self,
+        phase: &'static str,
+        timeout: Duration,
+    ) -> Result<Reply, BackendError> {
+        let result = self.read_reply_inner(phase, timeout).await;
+        self.clean &= matches!(&result, Ok(r) if r.code < 400);
+        result
+    }
+
+    async fn read_reply_inner(
         &mut self,
         phase: &'static str,
         timeout: Duration,
@@ -442,6 +601,16 @@ impl BackendConn {
                 Ok(())
             }
         }
+    }
+
+    /// A kept connection is still usable: the backend has sent nothing (no
+    /// 421, no EOF) while it sat idle. Polls the socket once, never waits.
+    async fn still_idle(&mut self) -> bool {
+        let mut probe = [0u8; 64];
+        // Timeout polls the read once before it looks at the (zero) deadline.
+        tokio::time::timeout(Duration::ZERO, self.stream.read(&mut probe))
+            .await
+            .is_err()
     }
 
     /// Ends the session politely, without waiting long for the goodbye.

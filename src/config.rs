@@ -110,6 +110,8 @@ pub struct RawBackend {
     pub tls_ca_file: Option<PathBuf>,
     pub tls_fingerprint: Option<String>,
     pub tls_name: Option<String>,
+    pub reuse_idle_time: Option<String>,
+    pub reuse_max_sessions: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -239,6 +241,11 @@ pub struct BackendSettings {
     pub xclient: bool,
     /// Send a PROXY protocol header on every backend connection.
     pub proxy_protocol: Option<crate::proxyproto::Version>,
+    /// Keep a backend connection this long after a clean session for the next
+    /// one (zero: every session opens its own).
+    pub reuse_idle: Duration,
+    /// Client sessions one backend connection serves at most.
+    pub reuse_max_sessions: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -708,6 +715,36 @@ pub fn validate(mut raw: RawConfig, o: &Overrides, file: &str) -> Result<Setting
             &b.data_timeout,
             limits::DEFAULT_BACKEND_DATA_TIMEOUT,
         )?,
+        // "0s" turns reuse off; longer than a minute would hold the backend's
+        // processes (Sendmail forks one per connection) for nothing.
+        reuse_idle: match b.reuse_idle_time.as_deref().map(parse_duration) {
+            Some(Some(d)) if d.is_zero() => Duration::ZERO,
+            _ => match v.duration(
+                "backend.reuse_idle_time",
+                &b.reuse_idle_time,
+                limits::DEFAULT_BACKEND_REUSE_IDLE,
+            )? {
+                d if d <= Duration::from_secs(60) => d,
+                d => {
+                    return Err(v.err(
+                        "backend.reuse_idle_time",
+                        format!("{d:?} is over 60s (use \"0s\" to turn reuse off)"),
+                    ));
+                }
+            },
+        },
+        reuse_max_sessions: match b
+            .reuse_max_sessions
+            .unwrap_or(limits::DEFAULT_BACKEND_REUSE_MAX_SESSIONS)
+        {
+            n @ 1..=100_000 => n,
+            n => {
+                return Err(v.err(
+                    "backend.reuse_max_sessions",
+                    format!("{n} is outside 1..=100000"),
+                ));
+            }
+        },
     };
 
     let t = &raw.tls;

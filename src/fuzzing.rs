@@ -223,10 +223,12 @@ pub struct SessionOutcome {
 }
 
 fn fuzz_settings(backend: std::net::SocketAddr) -> crate::config::Settings {
+    // One backend connection per fuzzed session (no reuse): each run starts
+    // from nothing, and the harness sees the backend's whole dialogue.
     let text = format!(
         "[server]\nhostname = \"mx.fuzz.test\"\n[[listener]]\naddress = [\"127.0.0.1:25\"]\n\
          [backend]\naddress = \"{backend}\"\nconnect_timeout = \"200ms\"\nreply_timeout = \"50ms\"\ngreeting_timeout = \"50ms\"\n\
-         data_timeout = \"50ms\"\n\
+         data_timeout = \"50ms\"\nreuse_idle_time = \"0s\"\n\
          [smtp]\ncommand_timeout = \"50ms\"\ndata_timeout = \"50ms\"\nmax_line_length = 512\n\
          [tls]\nhandshake_timeout = \"50ms\"\n"
     );

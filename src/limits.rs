@@ -35,6 +35,13 @@ pub const DEFAULT_BACKEND_GREETING_TIMEOUT: Duration = Duration::from_secs(300);
 pub const DEFAULT_BACKEND_REPLY_TIMEOUT: Duration = Duration::from_secs(300);
 /// ... and 10 minutes for the reply to the end of data (§4.5.3.2.6).
 pub const DEFAULT_BACKEND_DATA_TIMEOUT: Duration = Duration::from_secs(600);
+/// An idle backend connection is kept this long for the next session
+/// (Postfix's smtp client caches its connections for 2 s by default too).
+pub const DEFAULT_BACKEND_REUSE_IDLE: Duration = Duration::from_secs(2);
+/// Client sessions one backend connection serves before it is closed.
+pub const DEFAULT_BACKEND_REUSE_MAX_SESSIONS: u32 = 100;
+/// Idle backend connections kept at most (the oldest go first).
+pub const MAX_IDLE_BACKEND_CONNECTIONS: usize = 64;
 /// A session that outlives this is a stuck or hostile peer.
 pub const DEFAULT_SESSION_LIFETIME: Duration = Duration::from_secs(3600);
 /// How often the backend's EHLO keywords are re-learned between sessions.

@@ -61,6 +61,8 @@ pub struct Record {
     pub backend_contacted: bool,
     pub backend_addr: Option<String>,
     pub backend_connect_ms: Option<f64>,
+    /// The backend connection was kept from an earlier session (`backend.reuse_idle_time`).
+    pub backend_reused: bool,
     /// How the client's identity reached the backend: `xclient`, `proxy_v1`, `proxy_v2`.
     pub backend_identity: Option<String>,
     /// TLS on the backend hop (`backend.tls`), if any.
@@ -115,6 +117,7 @@ impl Record {
             backend_contacted: false,
             backend_addr: None,
             backend_connect_ms: None,
+            backend_reused: false,
             backend_identity: None,
             backend_tls_version: None,
             backend_cipher_suite: None,

@@ -209,6 +209,7 @@ impl Server {
             shared.drain_over.cancel();
             let _ = tokio::time::timeout(limits::REFUSAL_WRITE_TIMEOUT, tracker.wait()).await;
         }
+        shared.backend.quit_idle().await;
         prober.abort();
         if let Some(m) = metrics {
             m.abort();

@@ -299,7 +299,19 @@ where
     async fn close(&mut self, reason: CloseReason) {
         self.record.close_reason = reason;
         if let Some(conn) = self.backend.take() {
-            conn.quit().await;
+            // A session that ended normally with no transaction open leaves
+            // its backend connection for the next one (if reuse is on).
+            let clean_end = matches!(reason, CloseReason::ClientQuit | CloseReason::ClientClosed)
+                && matches!(self.phase, Phase::Fresh | Phase::Greeted)
+                && !self.shared.shutdown.is_cancelled();
+            let unkept = if clean_end {
+                self.shared.backend.put_back(conn)
+            } else {
+                Some(conn)
+            };
+            if let Some(conn) = unkept {
+                conn.quit().await;
+            }
         }
         if let Some(io) = self.io.as_mut() {
             let _ = tokio::time::timeout(Duration::from_secs(1), io.shutdown()).await;
@@ -739,14 +751,12 @@ where
             listener: self.listener.addr,
             esmtp: self.esmtp,
         };
-        match self
-            .shared
-            .backend
-            .open_session(&helo, Some(&identity))
-            .await
-        {
+        match self.shared.backend.session(&helo, Some(&identity)).await {
             Ok(conn) => {
-                self.record.backend_connect_ms = Some(millis(conn.connect_time));
+                self.record.backend_reused = conn.reused;
+                if !conn.reused {
+                    self.record.backend_connect_ms = Some(millis(conn.connect_time));
+                }
                 self.record.backend_identity = conn.identity.map(str::to_string);
                 if let Some((version, suite)) = &conn.tls {
                     self.record.backend_tls_version = Some(version.clone());
