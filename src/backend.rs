@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use thiserror::Error;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
 use crate::backend_tls;
@@ -607,10 +607,16 @@ impl BackendConn {
     /// 421, no EOF) while it sat idle. Polls the socket once, never waits.
     async fn still_idle(&mut self) -> bool {
         let mut probe = [0u8; 64];
-        // Timeout polls the read once before it looks at the (zero) deadline.
-        tokio::time::timeout(Duration::ZERO, self.stream.read(&mut probe))
-            .await
-            .is_err()
+        let mut buf = tokio::io::ReadBuf::new(&mut probe);
+        // One poll, no timer: a zero timeout would still wait for the timer
+        // wheel's next tick (a millisecond).
+        std::future::poll_fn(|cx| {
+            let pending = std::pin::Pin::new(&mut self.stream)
+                .poll_read(cx, &mut buf)
+                .is_pending();
+            std::task::Poll::Ready(pending)
+        })
+        .await
     }
 
     /// Ends the session politely, without waiting long for the goodbye.
