@@ -63,6 +63,19 @@ def rss_kib(pids):
     return total
 
 
+def cpu_s(pids):
+    """User+system CPU seconds used so far by these processes (all threads)."""
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+        except OSError:
+            pass
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 def children(pid):
     out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
     return [int(x) for x in out.split()]
@@ -98,7 +111,7 @@ def main():
         os.chmod(key, 0o644)
         pki[kind] = (cert, key)
     sink = free_port()
-    start(["smtp-sink", "-u", "nobody", "-c", f"127.0.0.1:{sink}", "5000"], 0)
+    sink_proc = start(["smtp-sink", "-u", "nobody", "-c", f"127.0.0.1:{sink}", "5000"], 0)
     wait_port(sink)
     Auth.sink = sink
     auth_port = free_port()
@@ -148,20 +161,37 @@ def main():
 
     sessions = 300 if QUICK else 2000
     results = {}
-    def measure(label, port, extra):
-        runs = [run_load(["--target", f"127.0.0.1:{port}", "--name", "mx.bench.test"] + extra)
-                for _ in range(REPEAT)]
+    def measure(label, port, extra, proc=None):
+        """Runs the load REPEAT times; with `proc`, also the CPU time that
+        server (and the sink) spent per session, from /proc."""
+        runs = []
+        for _ in range(REPEAT):
+            pids = ([proc.pid] + children(proc.pid)) if proc else []
+            before, sink_before = cpu_s(pids), cpu_s([sink_proc.pid])
+            r = run_load(["--target", f"127.0.0.1:{port}", "--name", "mx.bench.test"] + extra)
+            n = max(r.get("sessions_ok", 0), 1)
+            r["cpu_ms_per_session"] = (cpu_s(pids) - before) * 1000 / n
+            r["sink_cpu_ms_per_session"] = (cpu_s([sink_proc.pid]) - sink_before) * 1000 / n
+            runs.append(r)
         results[label] = runs
+        return runs
+
+    def ceiling(extra):
+        runs = [json.loads(subprocess.run(["taskset", "-c", "0", loadgen(), "--ceiling", "5"] + extra,
+                                          capture_output=True, text=True).stdout) for _ in range(REPEAT)]
         return runs
 
     tf, tf_port = tlsfront("ecdsa")
     ng, ng_port = nginx("ecdsa")
     a_args = ["--tls", "1.3", "--concurrency", "8", "--sessions", str(sessions), "--size", "10240"]
     print("A: handshake-heavy (STARTTLS, TLS 1.3, ECDSA P-256, one 10 KB message per session)", flush=True)
-    measure("A tlsfront", tf_port, a_args)
-    measure("A nginx", ng_port, a_args)
-    ceil = [json.loads(subprocess.run(["taskset", "-c", "0", loadgen(), "--ceiling", "5"], capture_output=True,
-                                      text=True).stdout)["handshakes_per_s"] for _ in range(REPEAT)]
+    measure("A tlsfront", tf_port, a_args, tf)
+    measure("A nginx", ng_port, a_args, ng)
+    ceil = ceiling([])
+    print("A': the same with TLS session resumption (senders with a session cache)", flush=True)
+    measure("A' tlsfront", tf_port, a_args + ["--resume"], tf)
+    measure("A' nginx", ng_port, a_args + ["--resume"], ng)
+    ceil_resume = ceiling(["--resume"])
     print("B: message-heavy (1 MB messages over long sessions)", flush=True)
     b_args = ["--concurrency", "4", "--sessions", "8" if QUICK else "20", "--messages", "5", "--size", str(1 << 20)]
     measure("B tlsfront", tf_port, b_args + ["--tls", "1.3"])
@@ -193,11 +223,9 @@ def main():
     tf_rsa, tf_rsa_port = tlsfront("rsa")
     ng_rsa, ng_rsa_port = nginx("rsa")
     print("E: A with an RSA-2048 certificate", flush=True)
-    measure("E tlsfront", tf_rsa_port, a_args)
-    measure("E nginx", ng_rsa_port, a_args)
-    ceil_rsa = [json.loads(subprocess.run(["taskset", "-c", "0", loadgen(), "--ceiling", "5", "--rsa"],
-                                          capture_output=True, text=True).stdout)["handshakes_per_s"]
-                for _ in range(REPEAT)]
+    measure("E tlsfront", tf_rsa_port, a_args, tf_rsa)
+    measure("E nginx", ng_rsa_port, a_args, ng_rsa)
+    ceil_rsa = ceiling(["--rsa"])
 
     def m(label, key="sessions_per_s"):
         return med([r[key] for r in results[label]])
@@ -206,9 +234,23 @@ def main():
         return med([r["latency"].get(cmd, {}).get(p, float("nan")) for r in results[label]])
 
     rows = []
-    a_tf, a_ng, c = m("A tlsfront")[0], m("A nginx")[0], med(ceil)[0]
-    rows.append(("A sessions/s (TLS 1.3, ECDSA)", f"{a_tf:.0f} ± {m('A tlsfront')[1]:.0f}", f"{a_ng:.0f}",
-                 f"{a_tf / a_ng:.2f}× nginx (target ≥ 2.0); {a_tf / c:.2f}× ceiling {c:.0f}/s (target ≥ 0.6)"))
+
+    def handshake_rows(tag, title, ceil_runs):
+        tf_, ng_ = m(f"{tag} tlsfront"), m(f"{tag} nginx")
+        c = med([r["handshakes_per_s"] for r in ceil_runs])[0]
+        pairs = med([r["pairs_per_s"] for r in ceil_runs])[0]
+        rows.append((f"{title} sessions/s", f"{tf_[0]:.0f} ± {tf_[1]:.0f}", f"{ng_[0]:.0f}",
+                     f"{tf_[0] / ng_[0]:.2f}× nginx (target ≥ 2.0); {tf_[0] / c:.2f}× ceiling "
+                     f"{c:.0f} server handshakes/s (target ≥ 0.6); client+server pairs on one core: "
+                     f"{pairs:.0f}/s"))
+        cpu_tf, cpu_ng = m(f"{tag} tlsfront", "cpu_ms_per_session")[0], m(f"{tag} nginx", "cpu_ms_per_session")[0]
+        sink_tf = m(f"{tag} tlsfront", "sink_cpu_ms_per_session")[0]
+        rows.append((f"{title} CPU ms per session (server; sink)", f"{cpu_tf:.3f}; {sink_tf:.3f}",
+                     f"{cpu_ng:.3f}", f"the ceiling's server handshake: {1000 / c:.3f} ms "
+                     f"({1000 / c / cpu_tf:.2f} of tlsfront's CPU per session)"))
+
+    handshake_rows("A", "A (TLS 1.3, ECDSA, full handshakes)", ceil)
+    handshake_rows("A'", "A' (TLS 1.3, ECDSA, resumed)", ceil_resume)
     b_tf, b_ng, b_d = m("B tlsfront", "mb_per_s")[0], m("B nginx", "mb_per_s")[0], m("B direct", "mb_per_s")[0]
     rows.append(("B MB/s (1 MB messages)", f"{b_tf:.1f}", f"{b_ng:.1f}",
                  f"{b_tf / b_d:.2f}× direct {b_d:.1f} MB/s (target ≥ 0.8); {b_tf / b_ng:.2f}× nginx"))
@@ -221,9 +263,12 @@ def main():
         d50, d99 = lat("D direct", cmd, "p50_ms")[0], lat("D direct", cmd, "p99_ms")[0]
         rows.append((f"D {cmd} latency ms p50/p99", f"{t50:.3f}/{t99:.3f}", "–",
                      f"added p50 {t50 - d50:+.3f} p99 {t99 - d99:+.3f} ms vs direct (target p99 added ≤ 0.2)"))
-    e_tf, e_ng, cr = m("E tlsfront")[0], m("E nginx")[0], med(ceil_rsa)[0]
-    rows.append(("E sessions/s (TLS 1.3, RSA-2048)", f"{e_tf:.0f}", f"{e_ng:.0f}",
-                 f"{e_tf / e_ng:.2f}× nginx; {e_tf / cr:.2f}× ceiling {cr:.0f}/s"))
+    sess_ms = {k: 1000 / m(k)[0] for k in ("D tlsfront tls", "D tlsfront", "D direct")}
+    rows.append(("D whole session ms, concurrency 1 (STARTTLS + TLS 1.3 through tlsfront; plaintext "
+                 "through tlsfront)", f"{sess_ms['D tlsfront tls']:.2f}; {sess_ms['D tlsfront']:.2f}", "–",
+                 f"{sess_ms['D tlsfront tls'] - sess_ms['D direct']:+.2f} ms vs plaintext straight to the "
+                 f"sink ({sess_ms['D direct']:.2f} ms; target: within a few ms)"))
+    handshake_rows("E", "E (TLS 1.3, RSA-2048, full handshakes)", ceil_rsa)
     print(f"\n## Benchmark ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {os.cpu_count()} cores, "
           f"{REPEAT} repeat(s), medians ± half-range)\n")
     print("| figure | tlsfront | nginx | ratio |")
