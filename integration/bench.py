@@ -188,6 +188,8 @@ def main():
     measure("A tlsfront", tf_port, a_args, tf)
     measure("A nginx", ng_port, a_args, ng)
     ceil = ceiling([])
+    # The same session without TLS: what the SMTP relay itself costs.
+    measure("A plain tlsfront", tf_port, [a for a in a_args if a not in ("--tls", "1.3")] + ["--tls", "none"], tf)
     print("A': the same with TLS session resumption (senders with a session cache)", flush=True)
     measure("A' tlsfront", tf_port, a_args + ["--resume"], tf)
     measure("A' nginx", ng_port, a_args + ["--resume"], ng)
@@ -250,6 +252,13 @@ def main():
                      f"({1000 / c / cpu_tf:.2f} of tlsfront's CPU per session)"))
 
     handshake_rows("A", "A (TLS 1.3, ECDSA, full handshakes)", ceil)
+    plain_cpu = m("A plain tlsfront", "cpu_ms_per_session")[0]
+    tls_cpu = m("A tlsfront", "cpu_ms_per_session")[0]
+    hs = 1000 / med([r["handshakes_per_s"] for r in ceil])[0]
+    rows.append(("A where tlsfront's CPU per session goes", f"{tls_cpu:.3f} ms", "–",
+                 f"the same SMTP session in plaintext through tlsfront: {plain_cpu:.3f} ms "
+                 f"({m('A plain tlsfront')[0]:.0f} sessions/s); STARTTLS + TLS add {tls_cpu - plain_cpu:.3f} ms, "
+                 f"of which the bare rustls server handshake is {hs:.3f} ms"))
     handshake_rows("A'", "A' (TLS 1.3, ECDSA, resumed)", ceil_resume)
     b_tf, b_ng, b_d = m("B tlsfront", "mb_per_s")[0], m("B nginx", "mb_per_s")[0], m("B direct", "mb_per_s")[0]
     rows.append(("B MB/s (1 MB messages)", f"{b_tf:.1f}", f"{b_ng:.1f}",

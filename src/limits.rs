@@ -35,6 +35,8 @@ pub const DEFAULT_BACKEND_GREETING_TIMEOUT: Duration = Duration::from_secs(300);
 pub const DEFAULT_BACKEND_REPLY_TIMEOUT: Duration = Duration::from_secs(300);
 /// ... and 10 minutes for the reply to the end of data (§4.5.3.2.6).
 pub const DEFAULT_BACKEND_DATA_TIMEOUT: Duration = Duration::from_secs(600);
+/// Replies held back for pipelined commands, at most (then they are sent).
+pub const HELD_REPLIES: usize = 16 * 1024;
 /// An idle backend connection is kept this long for the next session
 /// (Postfix's smtp client caches its connections for 2 s by default too).
 pub const DEFAULT_BACKEND_REUSE_IDLE: Duration = Duration::from_secs(2);

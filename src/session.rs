@@ -167,6 +167,10 @@ pub struct Session<S> {
     peer: SocketAddr,
     /// The client greeted with EHLO rather than HELO.
     esmtp: bool,
+    /// Replies held back while the client's next pipelined command is already
+    /// read (RFC 2920 §3.1): they leave together, in one write (one TLS
+    /// record), before tlsfront waits for the client again.
+    held: Vec<u8>,
 }
 
 /// What the listener learned about a connection before its session starts.
@@ -229,6 +233,7 @@ pub async fn run<S>(
         deadline: Instant::now() + shared.settings.smtp.session_lifetime,
         listener,
         rcpts_in_txn: 0,
+        held: Vec::new(),
         peer,
         esmtp: false,
         shared,
@@ -298,6 +303,9 @@ where
 
     async fn close(&mut self, reason: CloseReason) {
         self.record.close_reason = reason;
+        if self.io.is_some() {
+            let _ = self.release_held().await;
+        }
         if let Some(conn) = self.backend.take() {
             // A session that ended normally with no transaction open leaves
             // its backend connection for the next one (if reuse is on).
@@ -318,8 +326,32 @@ where
         }
     }
 
-    /// Writes one reply in one write, flushed (one TLS record when encrypted).
+    /// Sends one reply: in one write, flushed (one TLS record when
+    /// encrypted), together with any held back; or held back itself while a
+    /// further pipelined command is already in the input buffer.
     async fn send(&mut self, bytes: &[u8]) -> Flow {
+        if self.held.len() + bytes.len() <= limits::HELD_REPLIES && self.rbuf.contains(&b'\n') {
+            self.held.extend_from_slice(bytes);
+            return Ok(());
+        }
+        if self.held.is_empty() {
+            return self.write_out(bytes).await;
+        }
+        let mut out = std::mem::take(&mut self.held);
+        out.extend_from_slice(bytes);
+        self.write_out(&out).await
+    }
+
+    /// Writes the replies held back, if any: before every wait for the client.
+    async fn release_held(&mut self) -> Flow {
+        if self.held.is_empty() {
+            return Ok(());
+        }
+        let out = std::mem::take(&mut self.held);
+        self.write_out(&out).await
+    }
+
+    async fn write_out(&mut self, bytes: &[u8]) -> Flow {
         let io = self.io();
         let write = async {
             io.write_all(bytes).await?;
@@ -349,6 +381,7 @@ where
 
     /// Waits for more client input, bounded by `timeout` and the session lifetime.
     async fn fill(&mut self, timeout: Duration, watch_shutdown: bool) -> Flow {
+        self.release_held().await?;
         let lifetime_left = self.deadline.saturating_duration_since(Instant::now());
         let (wait, on_timeout) = if lifetime_left < timeout {
             (lifetime_left, CloseReason::SessionLifetime)
@@ -709,6 +742,11 @@ where
             if let Some(conn) = self.backend.take() {
                 tokio::spawn(conn.quit());
             }
+        }
+        // Nothing may stay held back in clear once the handshake starts.
+        if let Err(reason) = self.release_held().await {
+            self.record.close_reason = reason;
+            return Err(());
         }
         let Some(ClientIo::Plain(stream)) = self.io.take() else {
             self.record.close_reason = CloseReason::ProtocolError;

@@ -164,6 +164,14 @@ async fn notify_reload_rotate_and_stop() {
         .starttls(pki.client_config(&[&TLS13]), "mx.tlsfront.test")
         .await;
 
+    // ... the first session's record written (it follows the 221 a moment later) ...
+    for _ in 0..200 {
+        let text = std::fs::read_to_string(dir.path().join("records.jsonl")).unwrap_or_default();
+        if text.lines().count() >= 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
     // ... a renewal (here: the RSA certificate) and SIGHUP ...
     install_cert(dir.path(), &pki.rsa);
     std::fs::rename(
@@ -199,9 +207,18 @@ async fn notify_reload_rotate_and_stop() {
     assert_eq!(served_in_metrics(metrics).await, ["mx.tlsfront.test rsa"]);
 
     // The rotated record file got the old records, the reopened one the new.
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let new = async {
+        for _ in 0..200 {
+            let new = std::fs::read_to_string(dir.path().join("records.jsonl")).unwrap();
+            if new.lines().count() >= 2 && new.contains("\"messages_accepted\":1") {
+                return new;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        std::fs::read_to_string(dir.path().join("records.jsonl")).unwrap()
+    }
+    .await;
     let old = std::fs::read_to_string(dir.path().join("records.jsonl.1")).unwrap();
-    let new = std::fs::read_to_string(dir.path().join("records.jsonl")).unwrap();
     assert!(old.lines().count() >= 1, "{old}");
     assert!(new.lines().count() >= 2, "{new}");
     assert!(

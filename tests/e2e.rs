@@ -4,6 +4,7 @@ mod common;
 
 use common::*;
 use rustls::version::{TLS12, TLS13};
+use std::time::Duration;
 
 const ECDHE_GROUPS: &[&str] = &["X25519MLKEM768", "X25519", "secp256r1", "secp384r1"];
 
@@ -366,6 +367,41 @@ async fn pipelined_transaction_keeps_reply_order() {
     assert_eq!(mta.messages().len(), 1);
     let r = &proxy.records(1).await[0];
     assert_eq!(r["recipients"], 1);
+    proxy.stop().await;
+}
+
+/// RFC 2920 §3.1: replies to a pipelined group leave together once the
+/// group's last command is answered, in one TLS record, not one by one.
+#[tokio::test]
+async fn replies_to_a_pipelined_group_leave_together() {
+    let pki = Pki::new(&["mx.tlsfront.test"]);
+    let delay = Duration::from_millis(150);
+    let mta = Mta::start(MtaScript {
+        envelope_delay: Some(delay),
+        ..MtaScript::default()
+    })
+    .await;
+    let proxy = Proxy::start(mta.addr, Some(&pki), "").await;
+    let c = Client::greeted(proxy.starttls).await;
+    let mut c = c
+        .starttls(pki.client_config(&[&TLS13]), "mx.tlsfront.test")
+        .await;
+    c.send_raw(b"MAIL FROM:<a@origin.test>\r\nRCPT TO:<one@legacy.test>\r\nRCPT TO:<two@legacy.test>\r\nDATA\r\n")
+        .await;
+    c.expect(250).await;
+    // Held back until DATA was answered: the rest is already here. Sent one
+    // by one, the next reply would still be a backend delay away.
+    for code in [250, 250, 354] {
+        let r = tokio::time::timeout(delay / 3, c.reply())
+            .await
+            .expect("reply not sent with the first one");
+        assert_eq!(r.code, code, "{}", r.text);
+    }
+    c.send_raw(b"Subject: pipelined\r\n\r\nbody\r\n.\r\nQUIT\r\n")
+        .await;
+    c.expect(250).await;
+    c.expect(221).await;
+    assert_eq!(mta.messages().len(), 1);
     proxy.stop().await;
 }
 

@@ -137,6 +137,8 @@ pub struct MtaScript {
     pub tls: Option<Arc<rustls::ServerConfig>>,
     /// TLS from the first byte (implicit, 465-style) with `tls`.
     pub implicit_tls: bool,
+    /// Think this long before each reply to MAIL and RCPT (a slow backend).
+    pub envelope_delay: Option<Duration>,
 }
 
 impl Default for MtaScript {
@@ -165,6 +167,7 @@ impl Default for MtaScript {
             mail_reply_raw: None,
             tls: None,
             implicit_tls: false,
+            envelope_delay: None,
         }
     }
 }
@@ -263,6 +266,9 @@ async fn mta_session(tcp: TcpStream, script: MtaScript, log: Arc<Mutex<MtaLog>>)
             continue; // a PROXY v1 header from tlsfront: no reply
         }
         let verb = line.split(' ').next().unwrap_or("").to_ascii_uppercase();
+        if let (Some(delay), "MAIL" | "RCPT") = (script.envelope_delay, verb.as_str()) {
+            tokio::time::sleep(delay).await;
+        }
         let reply = match verb.as_str() {
             "EHLO" | "HELO" if script.refuse_helo.is_some() => {
                 format!("{}\r\n", script.refuse_helo.as_ref().unwrap())
