@@ -875,6 +875,7 @@ where
         // A read error met while batching, reported once the bytes read before
         // it are handled (they may complete the message).
         let mut read_error = None;
+        self.io().set_read_ahead(true);
         loop {
             if !self.rbuf.is_empty() {
                 let fed = scanner.feed_split(&self.rbuf, &mut out);
@@ -930,6 +931,7 @@ where
                 });
             }
         }
+        self.io().set_read_ahead(false);
         self.record.bare_line_endings += scanner.bare_line_ends;
         if scanner.bare_line_ends > 0 {
             tracing::warn!(
