@@ -865,7 +865,9 @@ where
         }
         let data_timeout = self.shared.settings.smtp.data_timeout;
         let mut scanner = DataScanner::new();
-        let mut out = BytesMut::with_capacity(limits::DATA_CHUNK + 64);
+        // Holds only what the scanner adds or alters (and the chunks around
+        // it); clean content is written from `rbuf` and never lands here.
+        let mut out = BytesMut::new();
         let mut backend_error: Option<BackendError> = None;
         let reject_bare = self.shared.settings.smtp.bare_line_endings == BareLineEndings::Reject;
         if self.shared.settings.smtp.received_header {
