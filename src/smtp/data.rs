@@ -46,25 +46,39 @@ pub struct Fed {
 /// Bytes checked at once by the clean-content fast path.
 const BLOCK: usize = 64;
 
-/// Whether the state machine, entered in `LineStart` (`prev` = LF) or `Mid`
-/// (`prev` = 0) before `window[0]`, would pass `window[..BLOCK]` on unchanged
-/// and end in `LineStart`, `Mid` or `Cr`: every CR is followed by LF, every LF
-/// follows a CR, and no `.` starts a line. The pair ending at `window[BLOCK]`
-/// (the byte after the block) is checked too so a CR at the block's end is
-/// known to be half of a CRLF. Written as a fixed-length branch-free fold so
-/// the compiler vectorises it: clean text costs a fraction of a cycle per byte
-/// instead of a trip through the state machine per line.
-#[inline]
-fn block_is_clean(prev: u8, window: &[u8; BLOCK + 1]) -> bool {
+/// How many leading bytes of `x`, in whole blocks, the state machine entered
+/// in `LineStart` (`prev` = LF) or `Mid` (`prev` = 0) would pass on unchanged,
+/// ending in `LineStart`, `Mid` or `Cr`: every CR is followed by LF, every LF
+/// follows a CR, and no `.` starts a line. `y` is `x` shifted by one byte
+/// (`y[j]` is the byte after `x[j]`), so the pair ending after a block is
+/// checked too and a CR at a block's end is known to be half of a CRLF.
+///
+/// The per-block check is a fixed-length branch-free fold the compiler
+/// vectorises: clean text costs about one instruction per byte instead of a
+/// trip through the state machine per line. `x` and `y` come in as separate
+/// slices of one buffer and the function is not inlined, so the compiler
+/// loads both instead of building one from the other with shuffles.
+#[inline(never)]
+fn clean_blocks(mut prev: u8, x: &[u8], y: &[u8]) -> usize {
     #[inline(always)]
     fn bad(x: u8, y: u8) -> u8 {
         u8::from((x == b'\r') != (y == b'\n')) | u8::from(x == b'\n' && y == b'.')
     }
-    let mut acc = bad(prev, window[0]);
-    for j in 0..BLOCK {
-        acc |= bad(window[j], window[j + 1]);
+    let mut i = 0;
+    while let (Some(xb), Some(yb)) = (x.get(i..i + BLOCK), y.get(i..i + BLOCK)) {
+        let xb: &[u8; BLOCK] = xb.try_into().expect("BLOCK bytes");
+        let yb: &[u8; BLOCK] = yb.try_into().expect("BLOCK bytes");
+        let mut acc = bad(prev, xb[0]);
+        for j in 0..BLOCK {
+            acc |= bad(xb[j], yb[j]);
+        }
+        if acc != 0 {
+            break;
+        }
+        prev = xb[BLOCK - 1];
+        i += BLOCK;
     }
-    acc == 0
+    i
 }
 
 /// Streaming scanner; one per message.
@@ -119,21 +133,16 @@ impl DataScanner {
         while i < input.len() {
             if i >= fast_from && matches!(self.state, State::LineStart | State::Mid) {
                 let start = i;
-                let mut prev = if self.state == State::LineStart {
+                let prev = if self.state == State::LineStart {
                     b'\n'
                 } else {
                     0
                 };
-                while let Some(window) = input.get(i..i + BLOCK + 1) {
-                    let window: &[u8; BLOCK + 1] = window.try_into().expect("BLOCK + 1 bytes");
-                    if !block_is_clean(prev, window) {
-                        break;
-                    }
-                    prev = window[BLOCK - 1];
-                    i += BLOCK;
+                if input.len() > i + 1 {
+                    i += clean_blocks(prev, &input[i..input.len() - 1], &input[i + 1..]);
                 }
                 if i > start {
-                    self.state = match prev {
+                    self.state = match input[i - 1] {
                         b'\n' => State::LineStart,
                         b'\r' => State::Cr,
                         _ => State::Mid,
@@ -437,6 +446,10 @@ mod tests {
             }
         }
         m
+    }
+
+    fn block_is_clean(prev: u8, window: &[u8; BLOCK + 1]) -> bool {
+        clean_blocks(prev, &window[..BLOCK], &window[1..]) == BLOCK
     }
 
     #[test]
