@@ -145,6 +145,27 @@ pub fn data_scanner(data: &[u8]) {
     assert_eq!(whole, pieces, "chunking changed the output");
     assert_eq!((n_whole, end_whole), (consumed, end));
     check_data_output(&data[..consumed], &whole, end);
+
+    // As the session feeds it: two large pieces through `feed_split`, the
+    // unchanged tail written from the input (the clean-block fast path runs
+    // on pieces of 65 bytes and more; the 1-7 byte chunks above never reach it).
+    let cut = data.len() / 2;
+    let mut split = Vec::new();
+    let mut s = DataScanner::new();
+    let mut fed_total = 0;
+    for piece in [&data[..cut], &data[cut..]] {
+        let mut out = BytesMut::new();
+        let fed = s.feed_split(piece, &mut out);
+        assert!(fed.tail.end == fed.consumed && fed.consumed <= piece.len());
+        split.extend_from_slice(&out);
+        split.extend_from_slice(&piece[fed.tail]);
+        fed_total += fed.consumed;
+        if fed.end {
+            break;
+        }
+    }
+    assert_eq!(&whole[..], &split[..], "feed_split changed the output");
+    assert_eq!(fed_total, n_whole);
 }
 
 /// ClientHello parsing (and the summary written into records).
