@@ -18,7 +18,11 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use std::future::Future;
+use std::pin::Pin;
+use std::task::Poll;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -143,6 +147,9 @@ fn read_failure(e: &std::io::Error) -> CloseReason {
     }
 }
 
+/// The most command input read at once (from the stack; see `Session::fill`).
+const COMMAND_READ: usize = 4096;
+
 /// Commands that are never passed to the backend: they belong to the hop
 /// between tlsfront and the backend (XCLIENT would let a client claim any
 /// identity) or are historic back doors of old MTAs.
@@ -167,7 +174,8 @@ pub struct Session<S> {
     phase: Phase,
     helo: Option<Vec<u8>>,
     tls_active: bool,
-    backend: Option<BackendConn>,
+    /// Boxed: most sessions (all idle ones) have none.
+    backend: Option<Box<BackendConn>>,
     errors: u32,
     deadline: Instant,
     listener: ListenerSpec,
@@ -214,13 +222,19 @@ pub fn record_refused(
 }
 
 /// Runs one connection to its end; the record is written however it ends.
-pub async fn run<S>(
+///
+/// The session is built outside the async body: an async fn keeps a slot for
+/// every local alive across an await, moved-from or not, and the record and
+/// arguments would otherwise sit in the task next to the session for its
+/// whole life.
+pub fn run<S>(
     shared: Arc<Shared>,
     stream: S,
     listener: ListenerSpec,
     peer: SocketAddr,
     prelude: Prelude,
-) where
+) -> impl Future<Output = ()> + Send
+where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
     let record = Record::new(
@@ -230,10 +244,13 @@ pub async fn run<S>(
         peer,
         &shared.settings.hostname,
     );
-    let mut session = Session {
+    // Boxed: the handshake hands the session back, and a by-value session
+    // would get a second slot in the task for that.
+    let session = Box::new(Session {
         record: RecordGuard::new(record, shared.records.clone()),
         io: Some(ClientIo::Plain(stream)),
-        rbuf: BytesMut::with_capacity(1024),
+        // Empty until input arrives; see `fill`.
+        rbuf: BytesMut::new(),
         cutter: LineCutter::new(shared.settings.smtp.max_line),
         phase: Phase::Fresh,
         helo: None,
@@ -247,7 +264,15 @@ pub async fn run<S>(
         peer,
         esmtp: false,
         shared,
-    };
+    });
+    drive(session, prelude)
+}
+
+async fn drive<S>(mut session: Box<Session<S>>, prelude: Prelude)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    let listener = session.listener;
     match prelude {
         Prelude::Normal => {}
         Prelude::Refused(reason) => {
@@ -259,7 +284,7 @@ pub async fn run<S>(
                 )
                 .await;
             }
-            session.close(reason).await;
+            Box::pin(session.close(reason)).await;
             return;
         }
         Prelude::EarlyTalker => {
@@ -271,12 +296,12 @@ pub async fn run<S>(
                     "5.5.1 Error: SMTP protocol synchronization (input before the greeting)",
                 )
                 .await;
-            session.close(CloseReason::EarlyTalker).await;
+            Box::pin(session.close(CloseReason::EarlyTalker)).await;
             return;
         }
     }
     if listener.mode == Mode::Implicit {
-        match session.handshake().await {
+        match Box::pin(session.handshake()).await {
             Ok(s) => session = s,
             Err(_) => return,
         }
@@ -290,10 +315,12 @@ pub async fn run<S>(
         match session.step().await {
             Step::Continue => {}
             Step::Close(reason) => {
-                session.close(reason).await;
+                Box::pin(session.close(reason)).await;
                 return;
             }
-            Step::StartTls => match session.handshake().await {
+            // Boxed, like every rarely used large state, so the task of an
+            // idle session is little more than the `Session` itself.
+            Step::StartTls => match Box::pin(session.handshake()).await {
                 Ok(s) => session = s,
                 Err(_) => return,
             },
@@ -317,6 +344,7 @@ where
             let _ = self.release_held().await;
         }
         if let Some(conn) = self.backend.take() {
+            let conn = *conn;
             // A session that ended normally with no transaction open leaves
             // its backend connection for the next one (if reuse is on).
             let clean_end = matches!(reason, CloseReason::ClientQuit | CloseReason::ClientClosed)
@@ -398,7 +426,17 @@ where
         } else {
             (timeout, CloseReason::ClientTimeout)
         };
-        self.rbuf.reserve(4096);
+        // Commands are read through a buffer on the stack, so a session
+        // waiting for its next command holds no read buffer at all (the
+        // dominant per-session cost of idle connections otherwise). DATA
+        // reads straight into `rbuf`, which `data` sized for throughput.
+        let in_data = !watch_shutdown;
+        if in_data {
+            self.rbuf.reserve(4096);
+        } else if self.rbuf.is_empty() {
+            // Also drops a DATA-sized buffer once the message is done.
+            self.rbuf = BytesMut::new();
+        }
         // On shutdown a session between transactions ends at once; one in a
         // transaction gets until the end of the grace time to finish it.
         let stop = if matches!(self.phase, Phase::Mail | Phase::Rcpt) {
@@ -407,7 +445,19 @@ where
             self.shared.shutdown.clone()
         };
         let io = self.io.as_mut().expect("client stream present");
-        let read = tokio::time::timeout(wait, io.read_buf(&mut self.rbuf));
+        let rbuf = &mut self.rbuf;
+        let read = std::future::poll_fn(|cx| {
+            if in_data {
+                // Cancel-safe, so a fresh future per poll is fine.
+                return std::pin::pin!(io.read_buf(&mut *rbuf)).poll(cx);
+            }
+            let mut chunk = [std::mem::MaybeUninit::<u8>::uninit(); COMMAND_READ];
+            let mut chunk = ReadBuf::uninit(&mut chunk);
+            std::task::ready!(Pin::new(&mut *io).poll_read(cx, &mut chunk))?;
+            rbuf.extend_from_slice(chunk.filled());
+            Poll::Ready(Ok(chunk.filled().len()))
+        });
+        let read = tokio::time::timeout(wait, read);
         let result = tokio::select! {
             r = read => r,
                         _ = stop.cancelled(), if watch_shutdown => {
@@ -484,7 +534,9 @@ where
             }
             Err(reason) => return Step::Close(reason),
         };
-        match self.command(&line).await {
+        // Boxed: the command's state (backend dialogue, DATA) exists only
+        // while a command runs, not while the session waits for the next.
+        match Box::pin(self.command(&line)).await {
             Ok(step) => step,
             Err(reason) => Step::Close(reason),
         }
@@ -750,7 +802,7 @@ where
 
     /// STARTTLS accepted (or an implicit-TLS connection): hand the connection
     /// to rustls. Consumes the session: on failure it ends, with its record.
-    async fn handshake(mut self) -> Result<Self, ()> {
+    async fn handshake(mut self: Box<Self>) -> Result<Box<Self>, ()> {
         let shared = self.shared.clone();
         let Some(front) = shared.tls() else {
             self.record.close_reason = CloseReason::ProtocolError;
@@ -773,7 +825,7 @@ where
             // The client's identity is forgotten after STARTTLS, so is the
             // backend session opened under it.
             if let Some(conn) = self.backend.take() {
-                tokio::spawn(conn.quit());
+                tokio::spawn((*conn).quit());
             }
         }
         // Nothing may stay held back in clear once the handshake starts.
@@ -833,7 +885,7 @@ where
                     self.record.backend_tls_version = Some(version.clone());
                     self.record.backend_cipher_suite = Some(suite.clone());
                 }
-                self.backend = Some(conn);
+                self.backend = Some(Box::new(conn));
                 Ok(true)
             }
             Err(OpenError::Unavailable(e)) => {
@@ -1036,5 +1088,25 @@ where
                 self.backend_lost(&e).await
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod size_tests {
+    use super::*;
+
+    fn future_size<A, B, C, D, E, F>(_: impl FnOnce(A, B, C, D, E) -> F) -> usize {
+        std::mem::size_of::<F>()
+    }
+
+    /// An idle session costs its task plus the boxed `Session`: keep both
+    /// small (they were 6 KiB and 1.3 KiB before the large states were boxed).
+    #[test]
+    fn idle_session_state_stays_small() {
+        type T = tokio::net::TcpStream;
+        let task = future_size(run::<T>);
+        let session = std::mem::size_of::<Session<T>>();
+        assert!(task <= 1024, "session task future is {task} bytes");
+        assert!(session <= 1200, "Session is {session} bytes");
     }
 }

@@ -69,6 +69,11 @@ impl<S: AsyncRead + Unpin> AsyncRead for Prefixed<S> {
             let n = this.prefix.len().min(buf.remaining());
             buf.put_slice(&this.prefix[..n]);
             this.prefix.advance(n);
+            if this.prefix.is_empty() {
+                // Release the ClientHello buffer: it would otherwise stay
+                // allocated for the whole session.
+                this.prefix = Bytes::new();
+            }
             return Poll::Ready(Ok(()));
         }
         if this.start == this.end {

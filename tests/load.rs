@@ -182,9 +182,11 @@ async fn thousands_of_sessions_and_good_mail_still_flows() {
         good_n * msgs_each,
         "every good message delivered"
     );
-    // Bounded: well under 100 KiB per open session, whatever the hostile ones sent.
+    // Bounded, whatever the hostile ones sent: an idle session costs a few
+    // KiB (2 KiB per open session measured here with 2000 idle, 6 KiB with
+    // 212); the margin covers debug builds and allocator arenas on big CI hosts.
     assert!(
-        rss_peak < rss_start + 100 * sessions as u64,
+        rss_peak < rss_start + 40 * sessions as u64,
         "memory grew {} KiB for {sessions} sessions",
         rss_peak - rss_start
     );
