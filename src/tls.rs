@@ -56,9 +56,15 @@ pub fn suite_names() -> Vec<String> {
 fn provider(settings: &TlsSettings) -> CryptoProvider {
     let mut p = aws_lc_rs::default_provider();
     p.cipher_suites = match &settings.cipher_suites {
-        Some(names) => aws_lc_rs::ALL_CIPHER_SUITES
+        // In the configured order: tlsfront applies its own preference
+        // (ignore_client_order), so the list is the admin's preference.
+        Some(names) => names
             .iter()
-            .filter(|s| names.iter().any(|n| *n == format!("{:?}", s.suite())))
+            .filter_map(|n| {
+                aws_lc_rs::ALL_CIPHER_SUITES
+                    .iter()
+                    .find(|s| *n == format!("{:?}", s.suite()))
+            })
             .copied()
             .collect(),
         None => aws_lc_rs::DEFAULT_CIPHER_SUITES.to_vec(),

@@ -778,3 +778,25 @@ async fn ipv6_listener_serves() {
     assert_eq!(r["client_ip"], "::1");
     proxy.stop().await;
 }
+
+#[tokio::test]
+async fn configured_cipher_suites_are_tlsfronts_order_of_preference() {
+    let pki = Pki::new(&["mx.tlsfront.test"]);
+    let mta = Mta::start(MtaScript::default()).await;
+    // The rustls client offers AES-256-GCM first; tlsfront's list decides.
+    let proxy = Proxy::start(
+        mta.addr,
+        Some(&pki),
+        "[tls]\ncipher_suites = [\"TLS13_AES_128_GCM_SHA256\", \"TLS13_AES_256_GCM_SHA384\"]\n",
+    )
+    .await;
+    let c = Client::greeted(proxy.starttls).await;
+    let mut c = c
+        .starttls(pki.client_config(&[&TLS13]), "mx.tlsfront.test")
+        .await;
+    c.send("QUIT").await;
+    c.expect(221).await;
+    let r = &proxy.records(1).await[0];
+    assert_eq!(r["cipher_suite"], "TLS13_AES_128_GCM_SHA256", "{r}");
+    proxy.stop().await;
+}
