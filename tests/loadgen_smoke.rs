@@ -15,11 +15,12 @@ async fn loadgen_smoke_through_tlsfront() {
     let pki = Pki::new(&["mx.tlsfront.test"]);
     let mta = Mta::start(MtaScript::default()).await;
     let proxy = Proxy::start(mta.addr, Some(&pki), "").await;
-    for (tls, implicit) in [
-        (Some(&rustls::version::TLS13), false),
-        (Some(&rustls::version::TLS12), false),
-        (Some(&rustls::version::TLS13), true),
-        (None, false),
+    for (tls, implicit, pipelining) in [
+        (Some(&rustls::version::TLS13), false, false),
+        (Some(&rustls::version::TLS12), false, false),
+        (Some(&rustls::version::TLS13), true, false),
+        (None, false, false),
+        (Some(&rustls::version::TLS13), false, true),
     ] {
         let opts = loadgen::Options {
             target: if implicit {
@@ -33,6 +34,7 @@ async fn loadgen_smoke_through_tlsfront() {
             size: 4096,
             tls,
             implicit,
+            pipelining,
             name: "mx.tlsfront.test".into(),
             roots: Some(vec![pki.ca_der.clone()]),
             ..loadgen::Options::default()
@@ -45,8 +47,9 @@ async fn loadgen_smoke_through_tlsfront() {
         if tls.is_some() {
             assert!(report.contains("handshake"), "{report}");
         }
+        assert_eq!(report.contains("MAIL+RCPT+DATA"), pipelining, "{report}");
     }
-    assert_eq!(mta.messages().len(), 48);
+    assert_eq!(mta.messages().len(), 60);
     proxy.stop().await;
 }
 
