@@ -137,6 +137,13 @@ enum Step {
 
 type Flow = Result<(), CloseReason>;
 
+/// What the session waits for from the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Input {
+    Command,
+    Content,
+}
+
 /// A failed client read, as a close reason.
 fn read_failure(e: &std::io::Error) -> CloseReason {
     // A TLS peer that closes without close_notify: still just a close.
@@ -417,8 +424,10 @@ where
         self.say(code, text).await
     }
 
-    /// Waits for more client input, bounded by `timeout` and the session lifetime.
-    async fn fill(&mut self, timeout: Duration, watch_shutdown: bool) -> Flow {
+    /// Waits for more client input, bounded by `timeout` and the session
+    /// lifetime. Waiting for a command also ends on shutdown; message content
+    /// is read on to its end (the grace time bounds it).
+    async fn fill(&mut self, timeout: Duration, input: Input) -> Flow {
         self.release_held().await?;
         let lifetime_left = self.deadline.saturating_duration_since(Instant::now());
         let (wait, on_timeout) = if lifetime_left < timeout {
@@ -430,7 +439,7 @@ where
         // waiting for its next command holds no read buffer at all (the
         // dominant per-session cost of idle connections otherwise). DATA
         // reads straight into `rbuf`, which `data` sized for throughput.
-        let in_data = !watch_shutdown;
+        let in_data = input == Input::Content;
         if in_data {
             self.rbuf.reserve(4096);
         } else if self.rbuf.is_empty() {
@@ -460,7 +469,7 @@ where
         let read = tokio::time::timeout(wait, read);
         let result = tokio::select! {
             r = read => r,
-                        _ = stop.cancelled(), if watch_shutdown => {
+                        _ = stop.cancelled(), if !in_data => {
                 self.say(421, "4.3.2 Service shutting down, closing connection").await?;
                 return Err(CloseReason::Shutdown);
             }
@@ -511,7 +520,7 @@ where
                 Line::Complete(line) => return Ok(Some(line)),
                 Line::TooLong => return Ok(None),
                 Line::NeedMore => {
-                    self.fill(self.shared.settings.smtp.command_timeout, true)
+                    self.fill(self.shared.settings.smtp.command_timeout, Input::Command)
                         .await?
                 }
             }
@@ -1012,7 +1021,7 @@ where
             }
             let mut result = match read_error.take() {
                 Some(reason) => Err(reason),
-                None => self.fill(data_timeout, false).await,
+                None => self.fill(data_timeout, Input::Content).await,
             };
             if result.is_ok() {
                 if let Err(reason) = self.read_ready(limits::DATA_CHUNK).await {
