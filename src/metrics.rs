@@ -47,6 +47,7 @@ pub struct Metrics {
     handshake_duration: Histogram,
     session_duration: Histogram,
     backend_errors: Family<Labels1, Counter>,
+    backend_connections: Family<Labels1, Counter>,
     messages: Family<Labels1, Counter>,
     active: Gauge,
     cert_expiry: Family<Labels2, Gauge>,
@@ -75,6 +76,7 @@ impl Metrics {
             handshake_duration: Histogram::new(HANDSHAKE_BUCKETS),
             session_duration: Histogram::new(SESSION_BUCKETS),
             backend_errors: Family::default(),
+            backend_connections: Family::default(),
             messages: Family::default(),
             active: Gauge::default(),
             cert_expiry: Family::default(),
@@ -113,6 +115,11 @@ impl Metrics {
             m.backend_errors.clone(),
         );
         registry.register(
+            "backend_sessions",
+            "Sessions that got a backend connection, by how: a new one or one reused from an earlier session",
+            m.backend_connections.clone(),
+        );
+        registry.register(
             "messages",
             "Messages relayed, by backend verdict (accepted or rejected)",
             m.messages.clone(),
@@ -127,6 +134,11 @@ impl Metrics {
         // Both verdicts exist from the start, so rate() works before the first message.
         for result in ["accepted", "rejected"] {
             let _ = m.messages.get_or_create(&[("result", result.to_string())]);
+        }
+        for connection in ["new", "reused"] {
+            let _ = m
+                .backend_connections
+                .get_or_create(&[("connection", connection.to_string())]);
         }
         Metrics { registry, ..m }
     }
@@ -161,6 +173,17 @@ impl Metrics {
             self.handshake_duration.observe(ms / 1000.0);
         }
         self.session_duration.observe(r.duration_ms / 1000.0);
+        // A connect time means a new connection was opened for this session.
+        let connection = match (r.backend_reused, r.backend_connect_ms) {
+            (true, _) => Some("reused"),
+            (false, Some(_)) => Some("new"),
+            (false, None) => None,
+        };
+        if let Some(connection) = connection {
+            self.backend_connections
+                .get_or_create(&[("connection", connection.to_string())])
+                .inc();
+        }
         if let Some(e) = &r.backend_error {
             self.backend_errors
                 .get_or_create(&[("error", token(Some(e)))])

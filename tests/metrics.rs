@@ -9,13 +9,6 @@ use rustls::version::TLS13;
 
 const METRICS: &str = "[metrics]\nlisten = \"127.0.0.1:0\"\n";
 
-/// The value of the sample line `series` (exact name and labels), if present.
-fn sample(body: &str, series: &str) -> Option<f64> {
-    body.lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
-        .and_then(|v| v.split(' ').next()?.parse().ok())
-}
-
 #[tokio::test]
 async fn scrape_counts_sessions_failures_messages_and_certificates() {
     let pki = Pki::new(&["mx.tlsfront.test"]);

@@ -31,7 +31,7 @@ async fn deliver(proxy: &Proxy, helo: &str, id: &str) {
 #[tokio::test]
 async fn a_clean_session_leaves_its_connection_for_the_next() {
     let mta = Mta::start(MtaScript::default()).await;
-    let proxy = Proxy::start(mta.addr, None, "").await;
+    let proxy = Proxy::start(mta.addr, None, "[metrics]\nlisten = \"127.0.0.1:0\"\n").await;
     let probes = mta.wait_connections(1).await;
 
     deliver(&proxy, "first.test", "one").await;
@@ -57,6 +57,11 @@ async fn a_clean_session_leaves_its_connection_for_the_next() {
     assert_eq!(recs[1]["backend_reused"], true, "{}", recs[1]);
     assert!(recs[1]["backend_connect_ms"].is_null());
     assert_eq!(recs[1]["messages_accepted"], 1);
+    let (_, body) = proxy.scrape("/metrics").await;
+    for (how, n) in [("new", 1.0), ("reused", 1.0)] {
+        let series = format!("tlsfront_backend_sessions_total{{connection=\"{how}\"}}");
+        assert_eq!(sample(&body, &series), Some(n), "{body}");
+    }
     proxy.stop().await;
     // At shutdown the kept connection is closed with QUIT.
     for _ in 0..100 {

@@ -694,3 +694,10 @@ pub async fn scrape(addr: SocketAddr, path: &str) -> (u16, String) {
         .unwrap_or_else(|| panic!("{head:?}"));
     (code, body.to_string())
 }
+
+/// The value of the metrics sample line `series` (exact name and labels), if present.
+pub fn sample(body: &str, series: &str) -> Option<f64> {
+    body.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|v| v.split(' ').next()?.parse().ok())
+}
