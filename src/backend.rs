@@ -93,14 +93,30 @@ pub struct Capabilities {
 pub struct Backend {
     pub settings: BackendSettings,
     caps: RwLock<Capabilities>,
-    /// Connections left clean by a finished session, newest last.
-    idle: Mutex<Vec<Idle>>,
+    /// Connections left clean by finished sessions.
+    idle: Mutex<Pool>,
+}
+
+#[derive(Debug, Default)]
+struct Pool {
+    /// Oldest first.
+    conns: Vec<Idle>,
+    /// A task is closing expired connections (one while the pool is in use).
+    reaper: bool,
 }
 
 #[derive(Debug)]
 struct Idle {
     conn: BackendConn,
     since: Instant,
+}
+
+/// `EHLO <name>`, as sent to the backend.
+fn ehlo_line(helo_name: &[u8]) -> Vec<u8> {
+    let mut line = Vec::with_capacity(helo_name.len() + 5);
+    line.extend_from_slice(b"EHLO ");
+    line.extend_from_slice(helo_name);
+    line
 }
 
 impl Backend {
@@ -111,7 +127,7 @@ impl Backend {
                 keywords: ehlo::CONSERVATIVE.iter().map(|s| s.to_string()).collect(),
                 learned: false,
             }),
-            idle: Mutex::new(Vec::new()),
+            idle: Mutex::new(Pool::default()),
         })
     }
 
@@ -139,14 +155,10 @@ impl Backend {
                 if !conn.still_idle().await {
                     continue;
                 }
-                let mut line = Vec::with_capacity(helo_name.len() + 5);
-                line.extend_from_slice(b"EHLO ");
-                line.extend_from_slice(helo_name);
-                match conn.command(&line, "EHLO").await {
+                match conn.command(&ehlo_line(helo_name), "EHLO").await {
                     Ok(reply) if reply.code == 250 => {
                         self.learn(&reply);
                         conn.ehlo = Some(reply);
-                        conn.reused = true;
                         conn.sessions += 1;
                         return Ok(conn);
                     }
@@ -157,9 +169,7 @@ impl Backend {
                 }
             }
         }
-        let mut conn = self.open_session(helo_name, client).await?;
-        conn.sessions = 1;
-        Ok(conn)
+        self.open_session(helo_name, client).await
     }
 
     /// Offers back a connection whose session ended with no transaction open.
@@ -174,28 +184,59 @@ impl Backend {
         if !keep {
             return Some(conn);
         }
-        let evicted = {
-            let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-            idle.push(Idle {
+        let (evicted, start_reaper) = {
+            let mut pool = self.pool();
+            pool.conns.push(Idle {
                 conn,
                 since: Instant::now(),
             });
-            (idle.len() > limits::MAX_IDLE_BACKEND_CONNECTIONS).then(|| idle.remove(0))
+            let evicted = (pool.conns.len() > limits::MAX_IDLE_BACKEND_CONNECTIONS)
+                .then(|| pool.conns.remove(0));
+            (evicted, !std::mem::replace(&mut pool.reaper, true))
         };
         if let Some(old) = evicted {
             tokio::spawn(old.conn.quit());
         }
-        let backend = self.clone();
-        tokio::spawn(async move {
-            tokio::time::sleep(backend.settings.reuse_idle).await;
-            backend.close_idle();
-        });
+        if start_reaper {
+            tokio::spawn(self.clone().reap());
+        }
         None
+    }
+
+    fn pool(&self) -> std::sync::MutexGuard<'_, Pool> {
+        self.idle.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Closes kept connections as they expire; ends when none is left (the
+    /// next `put_back` starts it again), so an idle tlsfront runs no timer.
+    async fn reap(self: Arc<Self>) {
+        let limit = self.settings.reuse_idle;
+        loop {
+            let (expired, next) = {
+                let mut pool = self.pool();
+                let fresh = pool
+                    .conns
+                    .iter()
+                    .position(|i| i.since.elapsed() < limit)
+                    .unwrap_or(pool.conns.len());
+                let expired: Vec<Idle> = pool.conns.drain(..fresh).collect();
+                let next = pool.conns.first().map(|i| i.since + limit);
+                pool.reaper = next.is_some();
+                (expired, next)
+            };
+            for i in expired {
+                tokio::spawn(i.conn.quit());
+            }
+            match next {
+                Some(at) => tokio::time::sleep_until(at.into()).await,
+                None => return,
+            }
+        }
     }
 
     /// At shutdown: says QUIT on every kept connection and waits (briefly) for it.
     pub async fn quit_idle(&self) {
-        let all = std::mem::take(&mut *self.idle.lock().unwrap_or_else(|e| e.into_inner()));
+        let all = std::mem::take(&mut self.pool().conns);
         let quits: Vec<_> = all
             .into_iter()
             .map(|i| tokio::spawn(i.conn.quit()))
@@ -205,30 +246,14 @@ impl Backend {
         }
     }
 
-    /// Closes the kept connections that have expired.
-    fn close_idle(&self) {
-        let expired: Vec<Idle> = {
-            let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-            let limit = self.settings.reuse_idle;
-            let (gone, kept) = std::mem::take(&mut *idle)
-                .into_iter()
-                .partition(|i| i.since.elapsed() >= limit);
-            *idle = kept;
-            gone
-        };
-        for i in expired {
-            tokio::spawn(i.conn.quit());
-        }
-    }
-
     /// The newest kept connection that has not expired.
     fn take_idle(&self) -> Option<BackendConn> {
-        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        while let Some(i) = idle.pop() {
+        let mut pool = self.pool();
+        while let Some(i) = pool.conns.pop() {
             if i.since.elapsed() < self.settings.reuse_idle {
                 return Some(i.conn);
             }
-            // Expired: its closing timer is about to run; dropping closes it.
+            // Expired (the reaper is about to close it): dropping closes it.
         }
         None
     }
@@ -292,8 +317,7 @@ impl Backend {
             reply_timeout: self.settings.reply_timeout,
             greeting: None,
             ehlo: None,
-            reused: false,
-            sessions: 0,
+            sessions: 1,
             clean: true,
         })
     }
@@ -326,9 +350,7 @@ impl Backend {
             return Err(OpenError::Refused(greeting));
         }
         conn.greeting = Some(greeting);
-        let mut line = BytesMut::with_capacity(helo_name.len() + 7);
-        line.extend_from_slice(b"EHLO ");
-        line.extend_from_slice(helo_name);
+        let mut line = ehlo_line(helo_name);
         let mut reply = conn.command(&line, "EHLO").await?;
         if let (backend_tls::Mode::Starttls, Some(config), 250) =
             (&self.settings.tls, tls_config, reply.code)
@@ -462,9 +484,8 @@ pub struct BackendConn {
     /// kept for `tlsfront check`.
     pub greeting: Option<Reply>,
     pub ehlo: Option<Reply>,
-    /// Taken from the idle connections rather than opened for this session.
-    pub reused: bool,
-    /// Client sessions served (reuse stops at `reuse_max_sessions`).
+    /// Client sessions served, this one included (reuse stops at
+    /// `reuse_max_sessions`).
     sessions: u32,
     /// No error reply (4xx/5xx) and no failure so far: only such a connection
     /// is reused, so the backend's per-connection error counters (Postfix's
@@ -601,6 +622,11 @@ impl BackendConn {
                 Ok(())
             }
         }
+    }
+
+    /// Taken from the idle connections rather than opened for this session.
+    pub fn reused(&self) -> bool {
+        self.sessions > 1
     }
 
     /// A kept connection is still usable: the backend has sent nothing (no

@@ -885,8 +885,8 @@ where
         };
         match self.shared.backend.session(&helo, Some(&identity)).await {
             Ok(conn) => {
-                self.record.backend_reused = conn.reused;
-                if !conn.reused {
+                self.record.backend_reused = conn.reused();
+                if !conn.reused() {
                     self.record.backend_connect_ms = Some(millis(conn.connect_time));
                 }
                 self.record.backend_identity = conn.identity.map(str::to_string);
