@@ -382,9 +382,8 @@ where
         if self.held.is_empty() {
             return self.write_out(bytes).await;
         }
-        let mut out = std::mem::take(&mut self.held);
-        out.extend_from_slice(bytes);
-        self.write_out(&out).await
+        self.held.extend_from_slice(bytes);
+        self.release_held().await
     }
 
     /// Writes the replies held back, if any: before every wait for the client.
