@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use thiserror::Error;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
 use crate::backend_tls;
@@ -48,6 +48,17 @@ pub enum BackendError {
     },
     #[error("TLS with {addr} failed: {message}")]
     Tls { addr: SocketAddr, message: String },
+    /// The backend sent bytes no command asked for: every later reply would
+    /// be paired with the wrong command, so the connection is given up.
+    #[error("{addr} sent data nobody asked for ({phase})")]
+    Unsolicited {
+        addr: SocketAddr,
+        phase: &'static str,
+    },
+    /// `xclient` or `proxy_protocol` is configured but the client's identity
+    /// could not be passed, and `allow_without_identity` is off.
+    #[error("cannot pass the client's identity to {addr}: {message}")]
+    Identity { addr: SocketAddr, message: String },
 }
 
 impl BackendError {
@@ -66,6 +77,8 @@ impl BackendError {
             BackendError::Io { .. } => "io_error",
             BackendError::Reply { .. } => "malformed_reply",
             BackendError::Tls { .. } => "tls_failed",
+            BackendError::Unsolicited { .. } => "unsolicited_reply",
+            BackendError::Identity { .. } => "identity_not_passed",
         }
     }
 }
@@ -152,7 +165,7 @@ impl Backend {
     ) -> Result<BackendConn, OpenError> {
         if self.reuse_enabled() {
             while let Some(mut conn) = self.take_idle() {
-                if !conn.still_idle().await {
+                if !conn.still_idle() {
                     continue;
                 }
                 match conn.command(&ehlo_line(helo_name), "EHLO").await {
@@ -179,6 +192,7 @@ impl Backend {
     pub fn put_back(self: &Arc<Self>, conn: BackendConn) -> Option<BackendConn> {
         let keep = self.reuse_enabled()
             && conn.clean
+            && !conn.stateful
             && conn.rbuf.is_empty()
             && conn.sessions < self.settings.reuse_max_sessions;
         if !keep {
@@ -319,6 +333,7 @@ impl Backend {
             ehlo: None,
             sessions: 1,
             clean: true,
+            stateful: false,
         })
     }
 
@@ -332,7 +347,7 @@ impl Backend {
     ) -> Result<BackendConn, OpenError> {
         let mut conn = self.connect().await?;
         if let (Some(version), Some(id)) = (self.settings.proxy_protocol, client) {
-            let header = proxyproto::encode(version, id.client, id.listener);
+            let header = proxyproto::encode(version, id.client, id.local);
             conn.write_all(&header, "PROXY header").await?;
             conn.identity = Some(match version {
                 proxyproto::Version::V1 => "proxy_v1",
@@ -352,9 +367,21 @@ impl Backend {
         conn.greeting = Some(greeting);
         let mut line = ehlo_line(helo_name);
         let mut reply = conn.command(&line, "EHLO").await?;
-        if let (backend_tls::Mode::Starttls, Some(config), 250) =
-            (&self.settings.tls, tls_config, reply.code)
-        {
+        if let (backend_tls::Mode::Starttls, Some(config)) = (&self.settings.tls, tls_config) {
+            if reply.code == 421 {
+                return Err(OpenError::Refused(reply));
+            }
+            // STARTTLS needs EHLO: a refused EHLO (which anyone on the path
+            // can inject) must not become a HELO session in clear.
+            if reply.code != 250 {
+                return Err(OpenError::Unavailable(BackendError::Tls {
+                    addr: conn.addr,
+                    message: format!(
+                        "EHLO refused ({}), so STARTTLS cannot be used; backend.tls never falls back to plaintext",
+                        reply.summary()
+                    ),
+                }));
+            }
             // TLS is required on this hop: no STARTTLS, no session (never plaintext).
             let offered = ehlo::keywords_of(&reply.lines)
                 .iter()
@@ -378,8 +405,12 @@ impl Backend {
         if reply.code == 250 {
             self.learn(&reply);
             if let (true, Some(id)) = (self.settings.xclient, client) {
-                self.xclient(&mut conn, &reply, helo_name, id, &line)
-                    .await?;
+                if let Err(why) = self
+                    .xclient(&mut conn, &reply, helo_name, id, &line)
+                    .await?
+                {
+                    self.without_identity(&conn, why)?;
+                }
             }
             conn.ehlo = Some(reply);
             return Ok(conn);
@@ -392,7 +423,26 @@ impl Backend {
         if reply.code != 250 {
             return Err(OpenError::Refused(reply));
         }
+        if self.settings.xclient && client.is_some() {
+            self.without_identity(
+                &conn,
+                "EHLO refused, so XCLIENT could not be offered".into(),
+            )?;
+        }
         Ok(conn)
+    }
+
+    /// The client's identity could not be passed on: fail closed (451 to the
+    /// client), unless the admin allowed sessions as tlsfront's own address.
+    fn without_identity(&self, conn: &BackendConn, why: String) -> Result<(), OpenError> {
+        if self.settings.allow_without_identity {
+            tracing::warn!(backend = %self.settings.addr, why, "client identity not passed (allow_without_identity = true)");
+            return Ok(());
+        }
+        Err(OpenError::Unavailable(BackendError::Identity {
+            addr: conn.addr,
+            message: why,
+        }))
     }
 
     /// Sends XCLIENT with the attributes the backend announced, then EHLO
@@ -404,18 +454,23 @@ impl Backend {
         helo_name: &[u8],
         id: &ClientIdentity,
         ehlo_line: &[u8],
-    ) -> Result<(), OpenError> {
+    ) -> Result<Result<(), String>, OpenError> {
         let Some(announced) = ehlo::keywords_of(&ehlo.lines)
             .into_iter()
             .find(|k| ehlo::keyword(k).eq_ignore_ascii_case("XCLIENT"))
         else {
-            return Ok(());
+            return Ok(Err("the backend does not offer XCLIENT".into()));
         };
         let offered: Vec<String> = announced
             .split_whitespace()
             .skip(1)
             .map(|a| a.to_ascii_uppercase())
             .collect();
+        if !offered.iter().any(|o| o == "ADDR") {
+            return Ok(Err(format!(
+                "the backend's XCLIENT does not take ADDR ({announced})"
+            )));
+        }
         let ip = id.client.ip().to_canonical();
         let addr = if ip.is_ipv6() {
             format!("IPV6:{ip}")
@@ -437,16 +492,15 @@ impl Backend {
         }
         let reply = conn.command(line.as_bytes(), "XCLIENT").await?;
         if reply.code != 220 {
-            // Not authorised for XCLIENT: the session goes on, as tlsfront.
-            tracing::warn!(backend = %self.settings.addr, reply = %reply.summary(), "backend refused XCLIENT");
-            return Ok(());
+            // Typically: tlsfront's address is not in smtpd_authorized_xclient_hosts.
+            return Ok(Err(format!("XCLIENT refused: {}", reply.summary())));
         }
         let reply = conn.command(ehlo_line, "EHLO after XCLIENT").await?;
         if reply.code != 250 {
             return Err(OpenError::Refused(reply));
         }
         conn.identity = Some("xclient");
-        Ok(())
+        Ok(Ok(()))
     }
 
     /// Learns the backend's EHLO keywords with a short session of its own.
@@ -461,8 +515,9 @@ impl Backend {
 #[derive(Debug, Clone, Copy)]
 pub struct ClientIdentity {
     pub client: SocketAddr,
-    /// The tlsfront listener the client connected to.
-    pub listener: SocketAddr,
+    /// tlsfront's address the client connected to: the accepted socket's own
+    /// local address (a `[::]` listener's bound address says nothing).
+    pub local: SocketAddr,
     /// The client said EHLO (not HELO).
     pub esmtp: bool,
 }
@@ -491,11 +546,63 @@ pub struct BackendConn {
     /// is reused, so the backend's per-connection error counters (Postfix's
     /// smtpd_soft_error_limit and its delays) never add up across clients.
     clean: bool,
+    /// A command that can leave state beyond a transaction (AUTH, VRFY, an
+    /// extension verb) went over this connection: it is never reused, since
+    /// EHLO does not reset it everywhere (Postfix keeps SASL state across EHLO).
+    stateful: bool,
 }
 
 impl BackendConn {
     pub fn local_ip(&self) -> Option<IpAddr> {
         self.stream.local_addr().ok().map(|a| a.ip())
+    }
+
+    /// Marks the connection as carrying state a later client must not inherit.
+    pub fn mark_stateful(&mut self) {
+        self.stateful = true;
+    }
+
+    /// Fails unless the backend has sent nothing since its last reply:
+    /// before every command, and after a reply that ends a message, so no
+    /// reply is ever paired with a command that did not ask for it.
+    pub fn expect_quiet(&mut self, phase: &'static str) -> Result<(), BackendError> {
+        let addr = self.addr;
+        let result = if !self.rbuf.is_empty() {
+            Err(BackendError::Unsolicited { addr, phase })
+        } else {
+            match self.stream.waiting() {
+                Ok(backend_tls::Waiting::Nothing) => Ok(()),
+                Ok(backend_tls::Waiting::Data) => Err(BackendError::Unsolicited { addr, phase }),
+                Ok(backend_tls::Waiting::Closed) => Err(BackendError::Closed { addr, phase }),
+                Err(source) => Err(BackendError::Io { addr, source }),
+            }
+        };
+        self.clean &= result.is_ok();
+        result
+    }
+
+    /// Proves the reply stream is in step: a NOOP must get one 250 and
+    /// nothing more. Replies carry no request ids, so an extra reply that
+    /// arrived late (held back by the backend's Nagle, say) would pair every
+    /// later reply with the wrong command; here the stale reply takes the
+    /// NOOP's place and is caught. Used before DATA and before a message is
+    /// reported accepted, the two replies a sender acts on for good.
+    ///
+    /// `Ok(false)`: the backend closed without another word, so nothing
+    /// contradicts the replies read so far, but the connection is gone.
+    pub async fn confirm_in_step(&mut self, phase: &'static str) -> Result<bool, BackendError> {
+        match self.command(b"NOOP", phase).await {
+            Ok(reply) if reply.code == 250 => Ok(true),
+            Ok(_) => {
+                self.clean = false;
+                Err(BackendError::Unsolicited {
+                    addr: self.addr,
+                    phase,
+                })
+            }
+            Err(BackendError::Closed { .. } | BackendError::Io { .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
     }
 
     /// Sends one command line (CRLF appended) and reads its reply.
@@ -504,6 +611,7 @@ impl BackendConn {
         line: &[u8],
         phase: &'static str,
     ) -> Result<Reply, BackendError> {
+        self.expect_quiet(phase)?;
         let mut out = Vec::with_capacity(line.len() + 2);
         out.extend_from_slice(line);
         out.extend_from_slice(b"\r\n");
@@ -561,6 +669,11 @@ impl BackendConn {
                 .parse(&mut self.rbuf)
                 .map_err(|source| BackendError::Reply { addr, source })?
             {
+                // tlsfront sends one command at a time: anything after the
+                // reply was not asked for, and makes this reply suspect too.
+                if !self.rbuf.is_empty() {
+                    return Err(BackendError::Unsolicited { addr, phase });
+                }
                 return Ok(reply);
             }
             self.rbuf.reserve(1024);
@@ -630,19 +743,9 @@ impl BackendConn {
     }
 
     /// A kept connection is still usable: the backend has sent nothing (no
-    /// 421, no EOF) while it sat idle. Polls the socket once, never waits.
-    async fn still_idle(&mut self) -> bool {
-        let mut probe = [0u8; 64];
-        let mut buf = tokio::io::ReadBuf::new(&mut probe);
-        // One poll, no timer: a zero timeout would still wait for the timer
-        // wheel's next tick (a millisecond).
-        std::future::poll_fn(|cx| {
-            let pending = std::pin::Pin::new(&mut self.stream)
-                .poll_read(cx, &mut buf)
-                .is_pending();
-            std::task::Poll::Ready(pending)
-        })
-        .await
+    /// 421, no EOF) while it sat idle. Never waits.
+    fn still_idle(&mut self) -> bool {
+        self.expect_quiet("idle").is_ok()
     }
 
     /// Ends the session politely, without waiting long for the goodbye.

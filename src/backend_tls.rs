@@ -182,6 +182,14 @@ pub enum Stream {
     Upgrading,
 }
 
+/// What [`Stream::waiting`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Waiting {
+    Nothing,
+    Data,
+    Closed,
+}
+
 impl std::fmt::Debug for Stream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
@@ -197,6 +205,54 @@ impl Stream {
         match self {
             Stream::Plain(s) => s.local_addr(),
             Stream::Tls(s) => s.get_ref().0.local_addr(),
+            Stream::Upgrading => Err(io::Error::new(io::ErrorKind::NotConnected, "upgrading")),
+        }
+    }
+
+    /// What the backend has sent that nobody read yet, found without waiting
+    /// and without trusting the reactor's readiness cache (which can lag the
+    /// kernel): a `MSG_PEEK` on plain TCP; over TLS, records already in the
+    /// socket are fed to rustls so session tickets are consumed and only
+    /// application data counts.
+    pub fn waiting(&mut self) -> io::Result<Waiting> {
+        match self {
+            Stream::Plain(tcp) => {
+                let mut byte = [std::mem::MaybeUninit::<u8>::uninit()];
+                match socket2::SockRef::from(&*tcp).peek(&mut byte) {
+                    Ok(0) => Ok(Waiting::Closed),
+                    Ok(_) => Ok(Waiting::Data),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(Waiting::Nothing),
+                    Err(e) => Err(e),
+                }
+            }
+            Stream::Tls(tls) => {
+                let (tcp, conn) = tls.get_mut();
+                let sock = socket2::SockRef::from(&*tcp);
+                // Bounded: the socket buffer is finite, but a peer could keep
+                // it topped up; a few rounds cover tickets and a reply.
+                for _ in 0..8 {
+                    if !conn.wants_read() {
+                        break;
+                    }
+                    let mut reader: &socket2::Socket = &sock;
+                    match conn.read_tls(&mut reader) {
+                        Ok(0) => return Ok(Waiting::Closed),
+                        Ok(_) => {
+                            conn.process_new_packets().map_err(io::Error::other)?;
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                        Err(e) => return Err(e),
+                    }
+                }
+                let state = conn.process_new_packets().map_err(io::Error::other)?;
+                Ok(if state.plaintext_bytes_to_read() > 0 {
+                    Waiting::Data
+                } else if state.peer_has_closed() {
+                    Waiting::Closed
+                } else {
+                    Waiting::Nothing
+                })
+            }
             Stream::Upgrading => Err(io::Error::new(io::ErrorKind::NotConnected, "upgrading")),
         }
     }

@@ -112,6 +112,7 @@ pub struct RawBackend {
     pub tls_name: Option<String>,
     pub reuse_idle_time: Option<String>,
     pub reuse_max_sessions: Option<u32>,
+    pub allow_without_identity: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -151,6 +152,7 @@ pub struct RawSmtp {
     pub max_recipients: Option<usize>,
     pub greeting_delay: Option<String>,
     pub received_header: Option<bool>,
+    pub relay_verbs: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -239,6 +241,9 @@ pub struct BackendSettings {
     pub tls_config: Option<std::sync::Arc<rustls::ClientConfig>>,
     /// Pass the client's identity with XCLIENT when the backend offers it.
     pub xclient: bool,
+    /// With `xclient` or `proxy_protocol` set: go on as tlsfront's own
+    /// address when the identity cannot be passed (else 451: fail closed).
+    pub allow_without_identity: bool,
     /// Send a PROXY protocol header on every backend connection.
     pub proxy_protocol: Option<crate::proxyproto::Version>,
     /// Keep a backend connection this long after a clean session for the next
@@ -282,6 +287,8 @@ pub struct SmtpSettings {
     pub greeting_delay: Duration,
     /// Prepend a Received header naming the real client to each message.
     pub received_header: bool,
+    /// Verbs beyond the core set that are relayed to the backend (upper case).
+    pub relay_verbs: Vec<String>,
 }
 
 /// What happens to message content with bare CR or LF line endings.
@@ -427,6 +434,49 @@ impl V<'_> {
             Err(e) => Err(self.err(key, format!("{s:?}: {e} ({hint})"))),
         }
     }
+}
+
+/// `smtp.relay_verbs`: extension verbs an admin chose to pass to the backend.
+/// Verbs tlsfront handles itself, and those it never relays, are refused here
+/// so the list cannot reopen what the session closes.
+fn relay_verbs(v: &V<'_>, list: Option<&[String]>) -> Result<Vec<String>, ConfigError> {
+    let Some(list) = list else {
+        return Ok(limits::DEFAULT_RELAY_VERBS
+            .iter()
+            .map(|s| s.to_string())
+            .collect());
+    };
+    let mut out = Vec::new();
+    for verb in list {
+        let upper = verb.to_ascii_uppercase();
+        let valid = !upper.is_empty()
+            && upper.len() <= 16
+            && upper
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if !valid {
+            return Err(v.err("smtp.relay_verbs", format!("{verb:?} is not an SMTP verb")));
+        }
+        if crate::smtp::command::Command::parse(upper.as_bytes()).verb
+            != crate::smtp::command::Verb::Other
+        {
+            return Err(v.err(
+                "smtp.relay_verbs",
+                format!("{upper} is a verb tlsfront handles itself; list only extension verbs"),
+            ));
+        }
+        if crate::smtp::command::NEVER_RELAYED
+            .iter()
+            .any(|b| b.eq_ignore_ascii_case(upper.as_bytes()))
+        {
+            return Err(v.err(
+                "smtp.relay_verbs",
+                format!("{upper} is never relayed (it belongs to the backend hop or is a known back door)"),
+            ));
+        }
+        out.push(upper);
+    }
+    Ok(out)
 }
 
 fn valid_hostname(name: &str) -> bool {
@@ -661,6 +711,7 @@ pub fn validate(mut raw: RawConfig, o: &Overrides, file: &str) -> Result<Setting
         tls_name,
         tls_config,
         xclient: b.xclient.unwrap_or(false),
+        allow_without_identity: b.allow_without_identity.unwrap_or(false),
         greeting_timeout: v.duration(
             "backend.greeting_timeout",
             &b.greeting_timeout,
@@ -889,6 +940,7 @@ pub fn validate(mut raw: RawConfig, o: &Overrides, file: &str) -> Result<Setting
             None => limits::DEFAULT_MAX_RECIPIENTS,
         },
         received_header: s.received_header.unwrap_or(false),
+        relay_verbs: relay_verbs(&v, s.relay_verbs.as_deref())?,
         greeting_delay: match &s.greeting_delay {
             None => Duration::ZERO,
             Some(d) => match parse_duration(d) {

@@ -217,11 +217,19 @@ pub fn ehlo_rewrite(data: &[u8]) {
 
 /// The whole session state machine, driven by arbitrary client bytes and an
 /// arbitrary backend (the input is split at its first byte's proportion):
-/// a real `session::run` over an in-memory client stream and a loopback
-/// backend that sends its bytes and records what it receives.
+/// real `session::run`s over in-memory client streams and a loopback backend
+/// that answers each command (and the end of data) with the next reply of its
+/// script, and records what it receives. A script reply written `!250 ...`
+/// is sent unasked, right after the reply before it (a twin, an early reply
+/// in DATA); its text is marked so the client side can look for it. Client
+/// input containing `\n~~\n` runs as two sessions, one after the other, with
+/// backend connection reuse on.
 ///
-/// Invariants: the session ends and writes exactly one record; a message is
-/// counted accepted only if the backend ever sent a 2xx; and when STARTTLS was
+/// Invariants: every session ends and writes exactly one record; no reply
+/// the backend sent unasked ever reaches a client; a message is counted
+/// accepted only if the backend answered an end of data with a 2xx; no
+/// backend connection is re-introduced (EHLO) after it carried a command
+/// that leaves state (AUTH, VRFY, an extension verb); and when STARTTLS was
 /// accepted but TLS never came up, no MAIL the client sent after STARTTLS
 /// reached the backend (CVE-2011-0411 class).
 pub fn session(data: &[u8]) {
@@ -237,20 +245,153 @@ pub fn session(data: &[u8]) {
     runtime.block_on(drive_session(client.to_vec(), backend_script.to_vec()));
 }
 
-/// What one fuzzed session produced (for the tests of the target itself).
+/// What one fuzzed run produced (for the tests of the target itself).
 pub struct SessionOutcome {
-    pub record: crate::records::Record,
+    /// One per client session, in order.
+    pub records: Vec<crate::records::Record>,
+    /// Everything the backend received, across connections.
     pub backend_received: Vec<u8>,
+    /// Everything the clients received.
+    pub client_received: Vec<u8>,
 }
 
-fn fuzz_settings(backend: std::net::SocketAddr) -> crate::config::Settings {
-    // One backend connection per fuzzed session (no reuse): each run starts
-    // from nothing, and the harness sees the backend's whole dialogue.
+/// Marks the text of a reply the fuzz backend sends unasked.
+const UNASKED: &[u8] = b"UNASKED";
+
+/// One reply of the fuzz backend's script.
+struct ScriptReply {
+    bytes: Vec<u8>,
+    /// Sent right after the previous reply, not in answer to anything.
+    unasked: bool,
+}
+
+/// The script as replies: lines grouped until a line that is not a `ddd-`
+/// continuation; `!` in front makes the reply unasked.
+fn script_replies(script: &[u8]) -> Vec<ScriptReply> {
+    let mut out: Vec<ScriptReply> = Vec::new();
+    let mut open = false;
+    for line in script.split_inclusive(|&b| b == b'\n') {
+        let (unasked, line) = match line.strip_prefix(b"!") {
+            Some(rest) if !open => (true, rest),
+            _ => (false, line),
+        };
+        // Normal replies must not look unasked to the client-side check.
+        let mut bytes = line.to_vec();
+        if let Some(i) = bytes.windows(UNASKED.len()).position(|w| w == UNASKED) {
+            bytes[i] = b'u';
+        }
+        if unasked && bytes.len() >= 4 {
+            let at = if bytes.len() > 4 { 4 } else { 3 };
+            bytes.splice(at..at, UNASKED.iter().copied());
+        }
+        match out.last_mut() {
+            Some(last) if open => last.bytes.extend_from_slice(&bytes),
+            _ => out.push(ScriptReply { bytes, unasked }),
+        }
+        open = line.get(3) == Some(&b'-');
+    }
+    out
+}
+
+/// The fuzz backend's side of one connection.
+#[derive(Default)]
+struct BackendConnLog {
+    lines: Vec<Vec<u8>>,
+    /// End-of-data replies it sent that were 2xx.
+    accepted: u64,
+}
+
+async fn fuzz_backend_conn(
+    mut s: tokio::net::TcpStream,
+    script: std::sync::Arc<Vec<ScriptReply>>,
+    log: std::sync::Arc<std::sync::Mutex<BackendConnLog>>,
+    raw: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let _ = s.set_nodelay(true);
+    let mut next = 0;
+    // Sends the next asked-for reply and any unasked ones that follow it.
+    let answer = async |s: &mut tokio::net::TcpStream, next: &mut usize| -> Option<u8> {
+        let first = script.get(*next).filter(|r| !r.unasked)?;
+        let code = first.bytes.first().copied();
+        let mut out = first.bytes.clone();
+        *next += 1;
+        while let Some(r) = script.get(*next).filter(|r| r.unasked) {
+            out.extend_from_slice(&r.bytes);
+            *next += 1;
+        }
+        let _ = s.write_all(&out).await;
+        code
+    };
+    // Unasked replies at the very start come before the greeting.
+    let mut lead = Vec::new();
+    while let Some(r) = script.get(next).filter(|r| r.unasked) {
+        lead.extend_from_slice(&r.bytes);
+        next += 1;
+    }
+    let _ = s.write_all(&lead).await;
+    let _ = answer(&mut s, &mut next).await;
+    let mut buf = Vec::new();
+    let mut in_data = false;
+    loop {
+        let mut chunk = [0u8; 4096];
+        let n =
+            match tokio::time::timeout(std::time::Duration::from_millis(200), s.read(&mut chunk))
+                .await
+            {
+                Ok(Ok(n)) if n > 0 => n,
+                _ => return,
+            };
+        raw.lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend_from_slice(&chunk[..n]);
+        buf.extend_from_slice(&chunk[..n]);
+        loop {
+            if in_data {
+                let end = if buf.starts_with(b".\r\n") {
+                    Some(3)
+                } else {
+                    buf.windows(5)
+                        .position(|w| w == b"\r\n.\r\n")
+                        .map(|p| p + 5)
+                };
+                let Some(end) = end else { break };
+                buf.drain(..end);
+                in_data = false;
+                if answer(&mut s, &mut next).await == Some(b'2') {
+                    log.lock().unwrap_or_else(|e| e.into_inner()).accepted += 1;
+                }
+                continue;
+            }
+            let Some(lf) = buf.iter().position(|&b| b == b'\n') else {
+                break;
+            };
+            let line: Vec<u8> = buf.drain(..=lf).collect();
+            let line = line.strip_suffix(b"\r\n").unwrap_or(&line[..lf]).to_vec();
+            if line.starts_with(b"PROXY ") {
+                continue;
+            }
+            let is_data = line.eq_ignore_ascii_case(b"DATA");
+            log.lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .lines
+                .push(line);
+            let code = answer(&mut s, &mut next).await;
+            in_data = is_data && code == Some(b'3');
+        }
+    }
+}
+
+fn fuzz_settings(backend: std::net::SocketAddr, reuse: bool) -> crate::config::Settings {
+    // Reuse only when a run has two sessions: otherwise each run starts from
+    // nothing, and the harness sees the backend's whole dialogue.
+    let reuse = if reuse { "2s" } else { "0s" };
     let text = format!(
         "[server]\nhostname = \"mx.fuzz.test\"\n[[listener]]\naddress = [\"127.0.0.1:25\"]\n\
          [backend]\naddress = \"{backend}\"\nconnect_timeout = \"200ms\"\nreply_timeout = \"50ms\"\ngreeting_timeout = \"50ms\"\n\
-         data_timeout = \"50ms\"\nreuse_idle_time = \"0s\"\n\
+         data_timeout = \"50ms\"\nreuse_idle_time = \"{reuse}\"\n\
          [smtp]\ncommand_timeout = \"50ms\"\ndata_timeout = \"50ms\"\nmax_line_length = 512\n\
+         relay_verbs = [\"ETRN\", \"XSITE\"]\n\
          [tls]\nhandshake_timeout = \"50ms\"\n"
     );
     let raw = crate::config::parse(&text, "fuzz").expect("fuzz config parses");
@@ -273,44 +414,13 @@ fn fuzz_tls(settings: &crate::config::Settings) -> std::sync::Arc<crate::tls::Tl
         .clone()
 }
 
-async fn drive_session(client: Vec<u8>, backend_script: Vec<u8>) -> SessionOutcome {
-    use std::sync::{Arc, Mutex};
+/// Runs one client session to its end: what the client received.
+async fn fuzz_client_session(
+    shared: std::sync::Arc<crate::session::Shared>,
+    input: Vec<u8>,
+) -> Vec<u8> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let backend_addr = listener.local_addr().expect("addr");
-    let received = Arc::new(Mutex::new(Vec::<u8>::new()));
-    let seen = received.clone();
-    let script = backend_script.clone();
-    let backend = tokio::spawn(async move {
-        while let Ok((mut s, _)) = listener.accept().await {
-            let _ = s.write_all(&script).await;
-            let mut buf = [0u8; 4096];
-            while let Ok(Ok(n)) =
-                tokio::time::timeout(std::time::Duration::from_millis(200), s.read(&mut buf)).await
-            {
-                if n == 0 {
-                    break;
-                }
-                seen.lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .extend_from_slice(&buf[..n]);
-            }
-        }
-    });
-
-    let settings = fuzz_settings(backend_addr);
-    let tls = fuzz_tls(&settings);
-    let spec = settings.listeners[0];
-    let (sink, mut records) = crate::records::RecordSink::channel();
-    let shared = crate::session::Shared::new(
-        settings.clone(),
-        Some(tls),
-        crate::backend::Backend::new(settings.backend.clone()),
-        sink,
-    );
+    let spec = shared.settings.listeners[0];
     let (mut ours, theirs) = tokio::io::duplex(64 * 1024);
     let peer = "192.0.2.1:4000".parse().expect("addr");
     let session = tokio::spawn(crate::session::run(
@@ -318,11 +428,11 @@ async fn drive_session(client: Vec<u8>, backend_script: Vec<u8>) -> SessionOutco
         theirs,
         spec,
         peer,
+        spec.addr,
         crate::session::Prelude::Normal,
     ));
-    let feed = client.clone();
     let client_task = tokio::spawn(async move {
-        let _ = ours.write_all(&feed).await;
+        let _ = ours.write_all(&input).await;
         let _ = ours.shutdown().await;
         let mut out = Vec::new();
         let _ = tokio::time::timeout(
@@ -334,47 +444,125 @@ async fn drive_session(client: Vec<u8>, backend_script: Vec<u8>) -> SessionOutco
     });
     let ended = tokio::time::timeout(std::time::Duration::from_secs(30), session).await;
     assert!(ended.is_ok(), "session did not end");
-    let _ = client_task.await;
+    client_task.await.unwrap_or_default()
+}
+
+async fn drive_session(client: Vec<u8>, backend_script: Vec<u8>) -> SessionOutcome {
+    use std::sync::{Arc, Mutex};
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let backend_addr = listener.local_addr().expect("addr");
+    let received = Arc::new(Mutex::new(Vec::<u8>::new()));
+    let conns: Arc<Mutex<Vec<Arc<Mutex<BackendConnLog>>>>> = Arc::default();
+    let script = Arc::new(script_replies(&backend_script));
+    let (raw, logs, replies) = (received.clone(), conns.clone(), script.clone());
+    let backend = tokio::spawn(async move {
+        while let Ok((s, _)) = listener.accept().await {
+            let log = Arc::new(Mutex::new(BackendConnLog::default()));
+            logs.lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(log.clone());
+            tokio::spawn(fuzz_backend_conn(s, replies.clone(), log, raw.clone()));
+        }
+    });
+
+    let sessions: Vec<Vec<u8>> = match client.windows(4).position(|w| w == b"\n~~\n") {
+        Some(at) => vec![client[..at + 1].to_vec(), client[at + 4..].to_vec()],
+        None => vec![client.clone()],
+    };
+    let settings = fuzz_settings(backend_addr, sessions.len() > 1);
+    let tls = fuzz_tls(&settings);
+    let (sink, mut record_rx) = crate::records::RecordSink::channel();
+    let shared = crate::session::Shared::new(
+        settings.clone(),
+        Some(tls),
+        crate::backend::Backend::new(settings.backend.clone()),
+        sink,
+    );
+    let mut client_received = Vec::new();
+    for input in &sessions {
+        client_received.extend(fuzz_client_session(shared.clone(), input.clone()).await);
+    }
+    shared.backend.quit_idle().await;
     backend.abort();
 
-    let record = records.try_recv().expect("a record");
-    assert!(records.try_recv().is_err(), "more than one record");
-    let backend_ever_ok = backend_script
-        .split(|&b| b == b'\n')
-        .any(|l| l.first() == Some(&b'2'));
-    if !backend_ever_ok {
-        assert_eq!(
-            record.messages_accepted, 0,
-            "accepted without a 2xx from the backend"
-        );
+    let mut records = Vec::new();
+    while let Ok(r) = record_rx.try_recv() {
+        records.push(r);
     }
-    if record.starttls_used && record.tls != crate::outcome::TlsOutcome::Established {
-        let lines: Vec<&[u8]> = client
-            .split(|&b| b == b'\n')
-            .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
-            .collect();
-        let cut = lines
+    assert_eq!(records.len(), sessions.len(), "one record per session");
+
+    // No reply sent unasked reaches a client.
+    assert!(
+        !client_received.windows(UNASKED.len()).any(|w| w == UNASKED),
+        "an unasked backend reply reached the client: {:?}",
+        String::from_utf8_lossy(&client_received)
+    );
+    let conns: Vec<BackendConnLog> = conns
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .drain(..)
+        .map(|c| std::mem::take(&mut *c.lock().unwrap_or_else(|e| e.into_inner())))
+        .collect();
+    // A message is accepted only on a 2xx the backend gave to an end of data.
+    let accepted: u64 = records.iter().map(|r| r.messages_accepted).sum();
+    let backend_accepted: u64 = conns.iter().map(|c| c.accepted).sum();
+    assert!(
+        accepted <= backend_accepted,
+        "{accepted} accepted, backend accepted {backend_accepted}"
+    );
+    // No connection is handed on after a command that leaves state.
+    for conn in &conns {
+        let stateful = conn
+            .lines
             .iter()
-            .position(|l| l.eq_ignore_ascii_case(b"STARTTLS"))
-            .unwrap_or(lines.len());
-        let before: Vec<&[u8]> = lines[..cut].to_vec();
-        let got = received.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        for line in got
-            .split(|&b| b == b'\n')
-            .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
-        {
-            if line.len() >= 4 && line[..4].eq_ignore_ascii_case(b"MAIL") {
-                assert!(
-                    before.contains(&line),
-                    "MAIL sent after STARTTLS reached the backend: {line:?}"
-                );
-            }
+            .position(|l| Command::parse(l).verb.leaves_backend_state());
+        if let Some(at) = stateful {
+            let reintroduced = conn.lines[at..].iter().any(|l| {
+                matches!(
+                    Command::parse(l).verb,
+                    crate::smtp::command::Verb::Ehlo | crate::smtp::command::Verb::Helo
+                )
+            });
+            assert!(
+                !reintroduced,
+                "connection reused after {:?}: {:?}",
+                String::from_utf8_lossy(&conn.lines[at]),
+                conn.lines
+            );
         }
     }
     let backend_received = received.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    for (record, input) in records.iter().zip(&sessions) {
+        if record.starttls_used && record.tls != crate::outcome::TlsOutcome::Established {
+            let lines: Vec<&[u8]> = input
+                .split(|&b| b == b'\n')
+                .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
+                .collect();
+            let cut = lines
+                .iter()
+                .position(|l| l.eq_ignore_ascii_case(b"STARTTLS"))
+                .unwrap_or(lines.len());
+            let before: Vec<&[u8]> = lines[..cut].to_vec();
+            for line in backend_received
+                .split(|&b| b == b'\n')
+                .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
+            {
+                if line.len() >= 4 && line[..4].eq_ignore_ascii_case(b"MAIL") {
+                    assert!(
+                        before.contains(&line) || sessions.len() > 1,
+                        "MAIL sent after STARTTLS reached the backend: {line:?}"
+                    );
+                }
+            }
+        }
+    }
     SessionOutcome {
-        record,
+        records,
         backend_received,
+        client_received,
     }
 }
 
@@ -404,8 +592,9 @@ mod tests {
             .block_on(drive_session(client.to_vec(), backend.to_vec()))
     }
 
-    const BACKEND: &[u8] =
-        b"220 legacy ESMTP\r\n250 legacy\r\n250 ok\r\n250 ok\r\n354 go\r\n250 queued\r\n";
+    /// Greeting, EHLO, MAIL, RCPT, NOOP (before DATA), DATA, end of data,
+    /// NOOP (after it), QUIT.
+    const BACKEND: &[u8] = b"220 legacy ESMTP\r\n250 legacy\r\n250 ok\r\n250 ok\r\n250 ok\r\n354 go\r\n250 queued\r\n250 ok\r\n221 bye\r\n";
 
     #[test]
     fn the_session_target_reaches_delivery() {
@@ -413,8 +602,11 @@ mod tests {
             b"EHLO a.test\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\nhello\r\n.\r\nQUIT\r\n",
             BACKEND,
         );
-        assert_eq!(o.record.messages_accepted, 1);
-        assert!(o.backend_received.ends_with(b"hello\r\n.\r\nQUIT\r\n"));
+        assert_eq!(o.records[0].messages_accepted, 1);
+        assert!(
+            o.backend_received
+                .ends_with(b"hello\r\n.\r\nNOOP\r\nQUIT\r\n")
+        );
     }
 
     #[test]
@@ -423,8 +615,44 @@ mod tests {
             b"EHLO a.test\r\nSTARTTLS\r\nMAIL FROM:<evil@x>\r\n",
             BACKEND,
         );
-        assert!(o.record.starttls_used);
-        assert!(o.record.pipelined_after_starttls > 0);
+        assert!(o.records[0].starttls_used);
+        assert!(o.records[0].pipelined_after_starttls > 0);
         assert!(!String::from_utf8_lossy(&o.backend_received).contains("evil"));
+    }
+
+    #[test]
+    fn an_unasked_reply_never_reaches_the_client() {
+        // The backend answers RCPT twice; the twin must never be delivered.
+        let backend = b"220 legacy\r\n250 legacy\r\n250 ok\r\n250 ok\r\n!250 twin\r\n250 ok\r\n354 go\r\n250 queued\r\n250 noop\r\n";
+        let o = run(
+            b"EHLO a.test\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nRCPT TO:<e@f>\r\nDATA\r\nhello\r\n.\r\nQUIT\r\n",
+            backend,
+        );
+        assert!(
+            !o.client_received
+                .windows(UNASKED.len())
+                .any(|w| w == UNASKED)
+        );
+        assert_eq!(o.records[0].messages_accepted, 0);
+        assert_eq!(
+            o.records[0].backend_error.as_deref(),
+            Some("unsolicited_reply")
+        );
+    }
+
+    #[test]
+    fn two_sessions_share_a_clean_connection_only() {
+        let backend =
+            b"220 legacy\r\n250 legacy\r\n252 maybe\r\n250 ok\r\n250 legacy\r\n250 ok\r\n";
+        // VRFY leaves state: the second session must get a new connection.
+        let o = run(
+            b"EHLO a.test\r\nVRFY x\r\nQUIT\r\n~~\nEHLO b.test\r\nMAIL FROM:<a@b>\r\nQUIT\r\n",
+            backend,
+        );
+        assert_eq!(o.records.len(), 2);
+        assert!(!o.records[1].backend_reused);
+        // Without it, the connection is kept for the second.
+        let o = run(b"EHLO a.test\r\nMAIL FROM:<a@b>\r\nRSET\r\nQUIT\r\n~~\nEHLO b.test\r\nMAIL FROM:<a@b>\r\nQUIT\r\n", backend);
+        assert!(o.records[1].backend_reused);
     }
 }

@@ -15,6 +15,14 @@ pub const MAX_REPLY_BYTES: usize = 64 * 1024;
 /// Read size for message content: large enough to amortise TLS records, small
 /// enough that thousands of sessions in DATA stay bounded.
 pub const DATA_CHUNK: usize = 32 * 1024;
+/// Bytes read from the client socket at once during DATA (read-ahead). rustls
+/// asks for 4 KiB to one record (~16 KiB) per read; a bulk transfer then costs
+/// one receive syscall (and a window update) per 64 KiB instead.
+pub const DATA_READ_AHEAD: usize = 64 * 1024;
+/// Memory all sessions in DATA may hold for message buffers together (each
+/// takes `DATA_CHUNK + DATA_READ_AHEAD`): 10 000 sessions sending at once
+/// would otherwise need ~1 GB. Beyond it DATA gets `451 4.3.1`, retried later.
+pub const DATA_MEMORY_BUDGET: usize = 256 * 1024 * 1024;
 /// ClientHello bytes held before the handshake (one is normally < 2 KiB even with
 /// a post-quantum key share; TLS allows a handshake message to span records).
 pub const MAX_CLIENT_HELLO: usize = 32 * 1024;
@@ -44,6 +52,9 @@ pub const DEFAULT_BACKEND_REUSE_IDLE: Duration = Duration::from_secs(2);
 pub const DEFAULT_BACKEND_REUSE_MAX_SESSIONS: u32 = 100;
 /// Idle backend connections kept at most (the oldest go first).
 pub const MAX_IDLE_BACKEND_CONNECTIONS: usize = 64;
+/// Extension verbs relayed to the backend by default (`smtp.relay_verbs`):
+/// ETRN asks the backend to flush a queue and leaves no session state.
+pub const DEFAULT_RELAY_VERBS: &[&str] = &["ETRN"];
 /// A session that outlives this is a stuck or hostile peer.
 pub const DEFAULT_SESSION_LIFETIME: Duration = Duration::from_secs(3600);
 /// How often the backend's EHLO keywords are re-learned between sessions.

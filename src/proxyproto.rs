@@ -19,28 +19,24 @@ pub enum Version {
 }
 
 /// The header announcing a connection from `source` to `destination`.
+///
+/// Always a TCP4 or TCP6 header, never UNKNOWN: when the two ends differ in
+/// family (an IPv4 client reaching an IPv6 address, say) the IPv4 one is
+/// written IPv4-mapped, so the backend always learns the real client.
 pub fn encode(version: Version, source: SocketAddr, destination: SocketAddr) -> Vec<u8> {
-    let (src, dst) = (canonical(source), canonical(destination));
+    let (src, dst) = same_family(canonical(source), canonical(destination));
     match version {
-        Version::V1 => match (src, dst) {
-            (SocketAddr::V4(s), SocketAddr::V4(d)) => format!(
-                "PROXY TCP4 {} {} {} {}\r\n",
-                s.ip(),
-                d.ip(),
-                s.port(),
-                d.port()
+        Version::V1 => {
+            let family = if src.is_ipv4() { "TCP4" } else { "TCP6" };
+            format!(
+                "PROXY {family} {} {} {} {}\r\n",
+                src.ip(),
+                dst.ip(),
+                src.port(),
+                dst.port()
             )
-            .into_bytes(),
-            (SocketAddr::V6(s), SocketAddr::V6(d)) => format!(
-                "PROXY TCP6 {} {} {} {}\r\n",
-                s.ip(),
-                d.ip(),
-                s.port(),
-                d.port()
-            )
-            .into_bytes(),
-            _ => b"PROXY UNKNOWN\r\n".to_vec(),
-        },
+            .into_bytes()
+        }
         Version::V2 => {
             let mut out = V2_SIGNATURE.to_vec();
             out.push(0x21); // version 2, PROXY command
@@ -50,24 +46,34 @@ pub fn encode(version: Version, source: SocketAddr, destination: SocketAddr) -> 
                     out.extend(12u16.to_be_bytes());
                     out.extend(s.ip().octets());
                     out.extend(d.ip().octets());
-                    out.extend(s.port().to_be_bytes());
-                    out.extend(d.port().to_be_bytes());
                 }
-                (SocketAddr::V6(s), SocketAddr::V6(d)) => {
+                (s, d) => {
                     out.push(0x21); // TCP over IPv6
                     out.extend(36u16.to_be_bytes());
-                    out.extend(s.ip().octets());
-                    out.extend(d.ip().octets());
-                    out.extend(s.port().to_be_bytes());
-                    out.extend(d.port().to_be_bytes());
-                }
-                _ => {
-                    out.push(0x00);
-                    out.extend(0u16.to_be_bytes());
+                    out.extend(v6(s.ip()).octets());
+                    out.extend(v6(d.ip()).octets());
                 }
             }
+            out.extend(src.port().to_be_bytes());
+            out.extend(dst.port().to_be_bytes());
             out
         }
+    }
+}
+
+/// Both IPv4, or both IPv6 (an IPv4 end mapped when the other is IPv6).
+fn same_family(src: SocketAddr, dst: SocketAddr) -> (SocketAddr, SocketAddr) {
+    if src.is_ipv4() == dst.is_ipv4() {
+        return (src, dst);
+    }
+    let map = |a: SocketAddr| SocketAddr::new(IpAddr::V6(v6(a.ip())), a.port());
+    (map(src), map(dst))
+}
+
+fn v6(ip: IpAddr) -> std::net::Ipv6Addr {
+    match ip {
+        IpAddr::V4(v4) => v4.to_ipv6_mapped(),
+        IpAddr::V6(v6) => v6,
     }
 }
 
@@ -221,10 +227,27 @@ mod tests {
             sa("198.51.100.2:25"),
         );
         assert!(mixed.starts_with(b"PROXY TCP4 192.0.2.1 "));
+        // Mixed families (an IPv4 client on a `[::]` listener, a v6 client
+        // behind a v4 balancer): never UNKNOWN, the v4 end is mapped.
         assert_eq!(
             encode(Version::V1, sa("[2001:db8::1]:1"), sa("192.0.2.2:25")),
-            b"PROXY UNKNOWN\r\n"
+            b"PROXY TCP6 2001:db8::1 ::ffff:192.0.2.2 1 25\r\n"
         );
+        for version in [Version::V1, Version::V2] {
+            for (src, dst) in [
+                ("192.0.2.1:4000", "[2001:db8::2]:25"),
+                ("[2001:db8::1]:4000", "192.0.2.2:25"),
+            ] {
+                let h = encode(version, sa(src), sa(dst));
+                let Decoded::Header {
+                    source: Some(got), ..
+                } = decode(&h)
+                else {
+                    panic!("{version:?} {src} -> {dst}: no source in {h:?}");
+                };
+                assert_eq!(canonical(got), canonical(sa(src)), "{version:?}");
+            }
+        }
     }
 
     #[test]

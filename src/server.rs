@@ -357,14 +357,16 @@ fn dispatch(
                 } else {
                     Prelude::Normal
                 };
-                session::run(shared, stream, spec, peer, prelude).await;
+                let local = stream.local_addr().unwrap_or(spec.addr);
+                session::run(shared, stream, spec, peer, local, prelude).await;
                 drop(ticket);
             });
         }
         Err(reason) => match refusals.clone().try_acquire_owned() {
             Ok(permit) => {
                 tracker.spawn(async move {
-                    session::run(shared, stream, spec, peer, Prelude::Refused(reason)).await;
+                    let local = stream.local_addr().unwrap_or(spec.addr);
+                    session::run(shared, stream, spec, peer, local, Prelude::Refused(reason)).await;
                     drop(permit);
                 });
             }

@@ -33,7 +33,7 @@ use crate::limits;
 use crate::metrics::Metrics;
 use crate::outcome::{CloseReason, Mode};
 use crate::records::{Record, RecordGuard, RecordSink, millis};
-use crate::smtp::command::{Command, Verb};
+use crate::smtp::command::{self, Command, Verb};
 use crate::smtp::data::DataScanner;
 use crate::smtp::line::{Line, LineCutter};
 use crate::smtp::reply::{Reply, local};
@@ -56,6 +56,8 @@ pub struct Shared {
     pub shutdown: CancellationToken,
     /// The shutdown grace is over: sessions in a transaction end too.
     pub drain_over: CancellationToken,
+    /// Message buffers in KiB, shared by all sessions in DATA.
+    data_memory: Arc<tokio::sync::Semaphore>,
     next_id: AtomicU64,
     id_tag: u32,
 }
@@ -91,6 +93,9 @@ impl Shared {
             metrics,
             shutdown: CancellationToken::new(),
             drain_over: CancellationToken::new(),
+            data_memory: Arc::new(tokio::sync::Semaphore::new(
+                limits::DATA_MEMORY_BUDGET / 1024,
+            )),
             next_id: AtomicU64::new(1),
             id_tag,
         })
@@ -154,23 +159,22 @@ fn read_failure(e: &std::io::Error) -> CloseReason {
     }
 }
 
+/// What the client is told when the backend session breaks mid-dialogue.
+fn lost_text(error: &BackendError) -> &'static str {
+    match error {
+        BackendError::Unsolicited { .. } => {
+            "4.4.2 Backend out of step (unexpected reply), try again later"
+        }
+        _ => "4.4.2 Backend connection lost, try again later",
+    }
+}
+
+/// Units of [`limits::DATA_MEMORY_BUDGET`] one message in flight takes: its
+/// read buffer and the read-ahead of the client stream, in KiB.
+const DATA_PERMITS: u32 = ((limits::DATA_CHUNK + limits::DATA_READ_AHEAD) / 1024) as u32;
+
 /// The most command input read at once (from the stack; see `Session::fill`).
 const COMMAND_READ: usize = 4096;
-
-/// Commands that are never passed to the backend: they belong to the hop
-/// between tlsfront and the backend (XCLIENT would let a client claim any
-/// identity) or are historic back doors of old MTAs.
-const BLOCKED: &[&[u8]] = &[
-    b"XCLIENT",
-    b"XFORWARD",
-    b"DEBUG",
-    b"WIZ",
-    b"KILL",
-    b"TURN",
-    b"ATRN",
-    b"XEXCH50",
-    b"X-LINK2STATE",
-];
 
 pub struct Session<S> {
     shared: Arc<Shared>,
@@ -190,6 +194,8 @@ pub struct Session<S> {
     rcpts_in_txn: usize,
     /// The client (as told by a trusted PROXY header, if any).
     peer: SocketAddr,
+    /// tlsfront's own address on this connection (the accepted socket's).
+    local: SocketAddr,
     /// The client greeted with EHLO rather than HELO.
     esmtp: bool,
     /// Replies held back while the client's next pipelined command is already
@@ -239,6 +245,7 @@ pub fn run<S>(
     stream: S,
     listener: ListenerSpec,
     peer: SocketAddr,
+    local: SocketAddr,
     prelude: Prelude,
 ) -> impl Future<Output = ()> + Send
 where
@@ -269,6 +276,7 @@ where
         rcpts_in_txn: 0,
         held: Vec::new(),
         peer,
+        local,
         esmtp: false,
         shared,
     });
@@ -351,7 +359,14 @@ where
             let _ = self.release_held().await;
         }
         if let Some(conn) = self.backend.take() {
-            let conn = *conn;
+            let mut conn = *conn;
+            // Anything the backend sent that nobody read: recorded, and the
+            // connection is not kept.
+            if let Err(e) = conn.expect_quiet("end of session") {
+                if self.record.backend_error.is_none() {
+                    self.record.backend_error = Some(e.token().to_string());
+                }
+            }
             // A session that ended normally with no transaction open leaves
             // its backend connection for the next one (if reuse is on).
             let clean_end = matches!(reason, CloseReason::ClientQuit | CloseReason::ClientClosed)
@@ -551,9 +566,15 @@ where
     }
 
     async fn command(&mut self, line: &[u8]) -> Result<Step, CloseReason> {
-        if line.contains(&0) {
-            // Never valid SMTP; old parsers may cut the line at the NUL.
-            self.refuse(500, "5.5.2 Error: NUL character in command")
+        if let Some(byte) = command::forbidden_byte(line) {
+            // Never valid SMTP: old parsers cut the line at a NUL, and a
+            // backend that ends lines on CR would see several commands.
+            let what = match byte {
+                0 => "NUL character",
+                b'\r' => "CR inside a line",
+                _ => "control character",
+            };
+            self.refuse(500, &format!("5.5.2 Error: {what} in command"))
                 .await?;
             return Ok(Step::Continue);
         }
@@ -616,7 +637,7 @@ where
                     self.refuse(503, "5.5.1 Error: nested MAIL command").await?;
                 } else if !self.tls_policy_allows().await? {
                     // refused (530) or counted by tls_policy_allows
-                } else if let Some(reply) = self.relay(line).await? {
+                } else if let Some(reply) = self.relay(line, cmd.verb).await? {
                     if reply.is_success() {
                         self.phase = Phase::Mail;
                         self.rcpts_in_txn = 0;
@@ -629,7 +650,7 @@ where
                 } else if self.rcpts_in_txn >= self.shared.settings.smtp.max_recipients {
                     // RFC 5321 §4.5.3.1.10: 452 asks the client to send the rest later.
                     self.say(452, "4.5.3 Error: too many recipients").await?;
-                } else if let Some(reply) = self.relay(line).await? {
+                } else if let Some(reply) = self.relay(line, cmd.verb).await? {
                     if reply.is_success() {
                         self.phase = Phase::Rcpt;
                         self.rcpts_in_txn += 1;
@@ -645,7 +666,24 @@ where
                 } else if self.phase != Phase::Rcpt {
                     self.refuse(503, "5.5.1 Error: need RCPT command").await?;
                 } else {
-                    self.data(line).await?;
+                    // Message buffers come out of one budget shared by all
+                    // sessions, so thousands in DATA cannot exhaust memory.
+                    match self
+                        .shared
+                        .data_memory
+                        .clone()
+                        .try_acquire_many_owned(DATA_PERMITS)
+                    {
+                        Ok(permit) => {
+                            self.data(line).await?;
+                            drop(permit);
+                        }
+                        Err(_) => {
+                            tracing::warn!(session = %self.record.session, "message memory budget exhausted");
+                            self.say(451, "4.3.1 Insufficient system resources, try again later")
+                                .await?;
+                        }
+                    }
                 }
             }
             Verb::Bdat => {
@@ -673,13 +711,17 @@ where
                 }
             }
             Verb::Vrfy | Verb::Expn | Verb::Other => {
-                if BLOCKED.iter().any(|b| b.eq_ignore_ascii_case(cmd.verb_raw)) {
+                if command::NEVER_RELAYED
+                    .iter()
+                    .any(|b| b.eq_ignore_ascii_case(cmd.verb_raw))
+                {
                     self.refuse(502, "5.5.1 Error: command not implemented")
                         .await?;
-                } else if cmd.verb == Verb::Other && !self.backend_offers(cmd.verb_raw) {
-                    // Only verbs the backend announced (ETRN, a site extension) are
-                    // relayed: message text pipelined after a failed DATA, or a
-                    // scanner's junk, never reaches the backend as commands.
+                } else if cmd.verb == Verb::Other && !self.relays_verb(cmd.verb_raw) {
+                    // Only verbs on the admin's list (`smtp.relay_verbs`) that
+                    // the backend announced are relayed: message text pipelined
+                    // after a failed DATA, a scanner's junk, or a verb that sets
+                    // backend state (Sendmail's VERB) never reaches the backend.
                     self.refuse(500, "5.5.2 Error: command not recognized")
                         .await?;
                 } else if self.phase == Phase::Fresh {
@@ -687,7 +729,7 @@ where
                     self.refuse(503, "5.5.1 Error: send HELO/EHLO first")
                         .await?;
                 } else if self.tls_policy_allows().await? {
-                    self.relay(line).await?;
+                    self.relay(line, cmd.verb).await?;
                 }
             }
             Verb::Invalid => self.refuse(500, "5.5.2 Error: bad syntax").await?,
@@ -742,14 +784,22 @@ where
         })
     }
 
-    /// Whether the backend's EHLO announced `verb` as a keyword.
-    fn backend_offers(&self, verb: &[u8]) -> bool {
+    /// Whether an extension verb is relayed: on the admin's allowlist and
+    /// announced by the backend's EHLO.
+    fn relays_verb(&self, verb: &[u8]) -> bool {
         self.shared
-            .backend
-            .capabilities()
-            .keywords
+            .settings
+            .smtp
+            .relay_verbs
             .iter()
-            .any(|k| ehlo::keyword(k).as_bytes().eq_ignore_ascii_case(verb))
+            .any(|v| v.as_bytes().eq_ignore_ascii_case(verb))
+            && self
+                .shared
+                .backend
+                .capabilities()
+                .keywords
+                .iter()
+                .any(|k| ehlo::keyword(k).as_bytes().eq_ignore_ascii_case(verb))
     }
 
     fn greeted_phase(&self) -> Phase {
@@ -879,7 +929,7 @@ where
         self.record.backend_addr = Some(self.shared.backend.addr().to_string());
         let identity = ClientIdentity {
             client: self.peer,
-            listener: self.listener.addr,
+            local: self.local,
             esmtp: self.esmtp,
         };
         match self.shared.backend.session(&helo, Some(&identity)).await {
@@ -920,11 +970,14 @@ where
 
     /// Forwards one command line to the backend and its reply to the client.
     /// `Ok(None)`: no backend reply (the client got tlsfront's 4xx instead).
-    async fn relay(&mut self, line: &[u8]) -> Result<Option<Reply>, CloseReason> {
+    async fn relay(&mut self, line: &[u8], verb: Verb) -> Result<Option<Reply>, CloseReason> {
         if !self.ensure_backend().await? {
             return Ok(None);
         }
         let conn = self.backend.as_mut().expect("ensured");
+        if verb.leaves_backend_state() {
+            conn.mark_stateful();
+        }
         match conn.command(line, "command").await {
             Ok(reply) => {
                 self.send(&reply.raw).await?;
@@ -946,26 +999,44 @@ where
         self.record.backend_error = Some(error.token().to_string());
         self.backend = None;
         self.phase = self.greeted_phase();
-        self.say(451, "4.4.2 Backend connection lost, try again later")
-            .await
+        self.say(451, lost_text(error)).await
     }
 
     async fn auth(&mut self, line: &[u8]) -> Flow {
-        let mut reply = self.relay(line).await?;
-        // SASL exchange: each 334 challenge gets one client line, forwarded as is.
+        let mut reply = self.relay(line, Verb::Auth).await?;
+        // SASL exchange: each 334 challenge gets one client line, forwarded as
+        // is. An over-long line, or one with control characters (a CR would
+        // split it into two lines at some backends), cancels the exchange
+        // instead ("*", RFC 4954 §4), which the backend answers with 501.
         while let Some(r) = reply.take().filter(|r| r.code == 334) {
             drop(r);
             let answer = match self.next_line().await? {
-                Some(l) => l,
-                None => BytesMut::from(&b"*"[..]), // over-long: cancel the exchange
+                Some(l) if command::forbidden_byte(&l).is_none() => l,
+                _ => BytesMut::from(&b"*"[..]),
             };
-            reply = self.relay(&answer).await?;
+            reply = self.relay(&answer, Verb::Auth).await?;
         }
         Ok(())
     }
 
     async fn data(&mut self, line: &[u8]) -> Flow {
-        let Some(reply) = self.relay(line).await? else {
+        // The replies to MAIL and RCPT must really have been theirs before
+        // the message goes: a stale 250 taken for a refused recipient would
+        // otherwise leave that recipient without a bounce.
+        if let Some(conn) = self.backend.as_mut() {
+            let addr = conn.addr;
+            match conn.confirm_in_step("NOOP before DATA").await {
+                Ok(true) => {}
+                Ok(false) => {
+                    let phase = "NOOP before DATA";
+                    return self
+                        .backend_lost(&BackendError::Closed { addr, phase })
+                        .await;
+                }
+                Err(e) => return self.backend_lost(&e).await,
+            }
+        }
+        let Some(reply) = self.relay(line, Verb::Data).await? else {
             return Ok(());
         };
         if reply.code != 354 {
@@ -1003,7 +1074,14 @@ where
                         &out
                     };
                     if let Some(conn) = self.backend.as_mut().filter(|_| !bytes.is_empty()) {
-                        if let Err(e) = conn.write_all(bytes, "message content").await {
+                        // A backend that answers before the end of data (or
+                        // sends anything) is out of step: its next reply
+                        // could not be trusted to be the end-of-data reply.
+                        let sent = match conn.expect_quiet("message content") {
+                            Ok(()) => conn.write_all(bytes, "message content").await,
+                            Err(e) => Err(e),
+                        };
+                        if let Err(e) = sent {
                             // Keep reading to the end of data, then say 451.
                             backend_error = Some(e);
                         }
@@ -1077,7 +1155,25 @@ where
         }
         let timeout = self.shared.backend.settings.data_timeout;
         let conn = self.backend.as_mut().expect("backend present during DATA");
-        match conn.read_reply("end of data", timeout).await {
+        // A 2xx is passed on only once the backend is shown to be in step: a
+        // backend that answered early has its real answer still coming.
+        let mut gone = false;
+        let reply = match conn.read_reply("end of data", timeout).await {
+            Ok(reply) if reply.is_success() => {
+                match conn.confirm_in_step("NOOP after end of data").await {
+                    Ok(alive) => {
+                        gone = !alive;
+                        Ok(reply)
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+            other => other,
+        };
+        if gone {
+            self.backend = None;
+        }
+        match reply {
             Ok(reply) => {
                 if reply.is_success() {
                     self.record.messages_accepted += 1;
@@ -1103,7 +1199,7 @@ where
 mod size_tests {
     use super::*;
 
-    fn future_size<A, B, C, D, E, F>(_: impl FnOnce(A, B, C, D, E) -> F) -> usize {
+    fn future_size<A, B, C, D, E, G, F>(_: impl FnOnce(A, B, C, D, E, G) -> F) -> usize {
         std::mem::size_of::<F>()
     }
 

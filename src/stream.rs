@@ -9,10 +9,7 @@ use bytes::{Buf, Bytes};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_rustls::server::TlsStream;
 
-/// Bytes read from the socket at once while read-ahead is on. rustls asks
-/// for 4 KiB to one record (~16 KiB) per read; a bulk transfer then costs one
-/// receive syscall (and a window update) per 64 KiB instead.
-pub const READ_AHEAD: usize = 64 * 1024;
+use crate::limits::DATA_READ_AHEAD as READ_AHEAD;
 
 /// A stream whose first bytes were already read (the ClientHello tlsfront
 /// inspected): reads return those first, then continue from the inner stream.

@@ -3,6 +3,38 @@
 //! Only the verb is interpreted; arguments are kept as raw bytes because
 //! commands that go to the backend are forwarded exactly as the client sent them.
 
+/// Verbs never passed to the backend, whatever `smtp.relay_verbs` says: they
+/// belong to the hop between tlsfront and the backend (XCLIENT would let a
+/// client claim any identity), set per-connection state that would outlive
+/// the client (Sendmail's VERB, ONEX, XUSR), authenticate past tlsfront's
+/// AUTH rules (Exchange's X-EXPS, X-ANONYMOUSTLS), or are historic back doors.
+pub const NEVER_RELAYED: &[&[u8]] = &[
+    b"XCLIENT",
+    b"XFORWARD",
+    b"DEBUG",
+    b"WIZ",
+    b"KILL",
+    b"TURN",
+    b"ATRN",
+    b"XEXCH50",
+    b"X-LINK2STATE",
+    b"VERB",
+    b"ONEX",
+    b"XUSR",
+    b"X-EXPS",
+    b"X-ANONYMOUSTLS",
+];
+
+/// The first byte in a command (or SASL) line that has no place there: a C0
+/// control other than TAB, or DEL. A CR inside a line is the dangerous one: a
+/// backend that ends lines on CR would see several commands where tlsfront
+/// saw one; a NUL cuts the line short in C parsers.
+pub fn forbidden_byte(line: &[u8]) -> Option<u8> {
+    line.iter()
+        .copied()
+        .find(|&b| (b < 0x20 && b != b'\t') || b == 0x7f)
+}
+
 /// The verbs tlsfront treats differently. Everything else is `Other`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verb {
@@ -28,6 +60,26 @@ pub enum Verb {
 }
 
 /// A parsed command line (without its line ending).
+impl Verb {
+    /// Whether relaying this verb may leave state on the backend connection
+    /// that the next session's EHLO does not clear: SASL identity (Postfix
+    /// keeps it across EHLO), verbose or one-transaction modes, whatever an
+    /// extension verb sets. A connection that carried one is never reused.
+    pub fn leaves_backend_state(self) -> bool {
+        !matches!(
+            self,
+            Verb::Mail
+                | Verb::Rcpt
+                | Verb::Data
+                | Verb::Rset
+                | Verb::Noop
+                | Verb::Helo
+                | Verb::Ehlo
+                | Verb::Quit
+        )
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Command<'a> {
     pub verb: Verb,
@@ -133,6 +185,29 @@ mod tests {
             let c = Command::parse(line);
             assert_eq!(c.verb, *verb, "{:?}", String::from_utf8_lossy(line));
             assert_eq!(c.args, *args, "{:?}", String::from_utf8_lossy(line));
+        }
+    }
+
+    #[test]
+    fn control_bytes_are_found_anywhere_in_a_line() {
+        let cases: &[(&[u8], Option<u8>)] = &[
+            (b"MAIL FROM:<a@b>", None),
+            (b"MAIL FROM:<a@b>\tSIZE=1", None),
+            (b"MAIL FROM:<a>\rRCPT TO:<x>\rDATA", Some(b'\r')),
+            (b"RCPT TO:<a\x00b>", Some(0)),
+            (b"NOOP \x1b[2J", Some(0x1b)),
+            (b"NOOP \x7f", Some(0x7f)),
+            (b"\x0bEHLO x", Some(0x0b)),
+            ("MAIL FROM:<j\u{f6}rg@b>".as_bytes(), None),
+            (b"", None),
+        ];
+        for (line, want) in cases {
+            assert_eq!(
+                forbidden_byte(line),
+                *want,
+                "{:?}",
+                String::from_utf8_lossy(line)
+            );
         }
     }
 

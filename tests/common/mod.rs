@@ -139,6 +139,21 @@ pub struct MtaScript {
     pub implicit_tls: bool,
     /// Think this long before each reply to MAIL and RCPT (a slow backend).
     pub envelope_delay: Option<Duration>,
+    /// The first command with this verb is answered twice, the second time
+    /// 100 ms later (a broken or hostile backend whose extra reply would pair
+    /// with the next command).
+    pub double_reply_once: Option<String>,
+    /// Sent as soon as the first chunk of message content arrives, before the
+    /// end of data (whose reply is still `data_end_reply`).
+    pub early_data_reply: Option<String>,
+    /// RCPT to this domain is relaying: 554 unless the connection has
+    /// authenticated (AUTH PLAIN, any credentials; AUTH LOGIN, two lines).
+    /// Like Postfix, the SASL state survives EHLO.
+    pub relay_domain: Option<String>,
+    /// EHLO (only) gets this reply line; HELO still gets 250.
+    pub refuse_ehlo: Option<String>,
+    /// XCLIENT gets this reply line instead of a new 220 greeting.
+    pub xclient_reply: Option<String>,
 }
 
 impl Default for MtaScript {
@@ -168,6 +183,11 @@ impl Default for MtaScript {
             tls: None,
             implicit_tls: false,
             envelope_delay: None,
+            double_reply_once: None,
+            early_data_reply: None,
+            relay_domain: None,
+            refuse_ehlo: None,
+            xclient_reply: None,
         }
     }
 }
@@ -183,6 +203,10 @@ pub struct MtaLog {
     pub messages: Vec<Vec<u8>>,
     /// Content of messages cut off before their end.
     pub partial: Vec<Vec<u8>>,
+    /// Replies sent before the end of data (`early_data_reply`).
+    pub early_replies: usize,
+    /// The second reply of `double_reply_once` was sent.
+    pub doubled: bool,
 }
 
 pub struct Mta {
@@ -208,6 +232,9 @@ impl Mta {
                 let Ok((stream, peer)) = listener.accept().await else {
                     return;
                 };
+                // Replies leave at once (no Nagle), so tests that wait for a
+                // reply to be sent see it arrive.
+                let _ = stream.set_nodelay(true);
                 l2.lock().unwrap().connections += 1;
                 l2.lock().unwrap().peers.push(peer);
                 tokio::spawn(mta_session(stream, script.clone(), l2.clone()));
@@ -257,6 +284,8 @@ async fn mta_session(tcp: TcpStream, script: MtaScript, log: Arc<Mutex<MtaLog>>)
     if !script.greeting.starts_with("220") {
         return;
     }
+    let mut authenticated = false;
+    let mut doubled = false;
     loop {
         let Some(line) = read_line(&mut s, &mut buf).await else {
             return;
@@ -270,6 +299,9 @@ async fn mta_session(tcp: TcpStream, script: MtaScript, log: Arc<Mutex<MtaLog>>)
             tokio::time::sleep(delay).await;
         }
         let reply = match verb.as_str() {
+            "EHLO" if script.refuse_ehlo.is_some() => {
+                format!("{}\r\n", script.refuse_ehlo.as_ref().unwrap())
+            }
             "EHLO" | "HELO" if script.refuse_helo.is_some() => {
                 format!("{}\r\n", script.refuse_helo.as_ref().unwrap())
             }
@@ -285,14 +317,49 @@ async fn mta_session(tcp: TcpStream, script: MtaScript, log: Arc<Mutex<MtaLog>>)
             }
             "HELO" => "250 legacy.test\r\n".to_string(),
             "MAIL" | "RSET" | "NOOP" => "250 2.1.0 Ok\r\n".to_string(),
-            "RCPT" => match &script.reject_rcpt {
-                Some(bad) if line.contains(bad.as_str()) => {
+            "RCPT" => match (&script.reject_rcpt, &script.relay_domain) {
+                (Some(bad), _) if line.contains(bad.as_str()) => {
                     "550 5.1.1 User unknown\r\n".to_string()
+                }
+                (_, Some(domain)) if line.contains(domain.as_str()) && !authenticated => {
+                    "554 5.7.1 Relay access denied\r\n".to_string()
                 }
                 _ => "250 2.1.5 Ok\r\n".to_string(),
             },
+            "AUTH"
+                if line
+                    .get(5..)
+                    .unwrap_or("")
+                    .to_ascii_uppercase()
+                    .starts_with("PLAIN ") =>
+            {
+                authenticated = true;
+                "235 2.7.0 Authentication successful\r\n".to_string()
+            }
+            "AUTH" if line.get(5..).unwrap_or("").eq_ignore_ascii_case("LOGIN") => {
+                let mut answer = String::new();
+                for prompt in ["334 VXNlcm5hbWU6\r\n", "334 UGFzc3dvcmQ6\r\n"] {
+                    let _ = s.write_all(prompt.as_bytes()).await;
+                    let Some(l) = read_line(&mut s, &mut buf).await else {
+                        return;
+                    };
+                    log.lock().unwrap().commands.push(l.clone());
+                    if l == "*" {
+                        answer = "501 5.7.0 Authentication aborted\r\n".into();
+                        break;
+                    }
+                }
+                if answer.is_empty() {
+                    authenticated = true;
+                    answer = "235 2.7.0 Authentication successful\r\n".into();
+                }
+                answer
+            }
             "VRFY" => "252 2.5.2 Cannot VRFY user\r\n".to_string(),
-            "XCLIENT" => "220 legacy.test ESMTP\r\n".to_string(),
+            "XCLIENT" => match &script.xclient_reply {
+                Some(r) => format!("{r}\r\n"),
+                None => "220 legacy.test ESMTP\r\n".to_string(),
+            },
             "STARTTLS" if script.tls.is_some() => {
                 let _ = s.write_all(b"220 2.0.0 Ready to start TLS\r\n").await;
                 let acceptor = tokio_rustls::TlsAcceptor::from(script.tls.clone().unwrap());
@@ -312,7 +379,13 @@ async fn mta_session(tcp: TcpStream, script: MtaScript, log: Arc<Mutex<MtaLog>>)
                     .write_all(b"354 Enter mail, end with \".\" on a line by itself\r\n")
                     .await;
                 let mut content = std::mem::take(&mut buf).to_vec();
+                let mut early = script.early_data_reply.clone();
                 loop {
+                    if let (Some(r), false) = (&early, content.is_empty()) {
+                        let _ = s.write_all(format!("{r}\r\n").as_bytes()).await;
+                        log.lock().unwrap().early_replies += 1;
+                        early = None;
+                    }
                     if let Some(limit) = script.close_in_data_after {
                         if content.len() >= limit {
                             log.lock().unwrap().partial.push(content);
@@ -340,6 +413,16 @@ async fn mta_session(tcp: TcpStream, script: MtaScript, log: Arc<Mutex<MtaLog>>)
         };
         if s.write_all(reply.as_bytes()).await.is_err() {
             return;
+        }
+        if !doubled && script.double_reply_once.as_deref() == Some(verb.as_str()) {
+            doubled = true;
+            // Late, as a backend's Nagle would send it: after tlsfront has
+            // read the first one.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            if s.write_all(reply.as_bytes()).await.is_err() {
+                return;
+            }
+            log.lock().unwrap().doubled = true;
         }
     }
 }
@@ -417,10 +500,16 @@ impl Proxy {
         let mut text = format!(
             "[server]\nhostname = \"mx.tlsfront.test\"\nshutdown_grace = \"1s\"\n{server}\n\
              [records]\npath = \"{}\"\n\
-             [[listener]]\naddress = [\"127.0.0.1:0\"]\n{listener}\n\
+             [[listener]]\n{}{listener}\n\
              {}\
              [backend]\naddress = \"{backend}\"\nconnect_timeout = \"2s\"\nreply_timeout = \"3s\"\ngreeting_timeout = \"3s\"\n",
             records.display(),
+            // `listener` may bring its own address (a `[::]` listener, say).
+            if listener.contains("address") {
+                ""
+            } else {
+                "address = [\"127.0.0.1:0\"]\n"
+            },
             if implicit {
                 "[[listener]]\nmode = \"implicit\"\naddress = [\"127.0.0.1:0\"]\n"
             } else {
