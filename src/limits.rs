@@ -74,12 +74,12 @@ pub const MAX_RECORD_LIST: usize = 200;
 /// Bytes (as JSON) kept of each string in a record: a domain name is at most
 /// 255 octets (RFC 1035 §2.3.4); HELO names and error texts are shorter.
 pub const MAX_RECORD_STRING: usize = 255;
-/// Bytes of one record line: a failed handshake with the longest real
-/// ClientHello takes under 8 KiB; a hostile one made 186 KiB before this cap.
-pub const MAX_RECORD_BYTES: usize = 16 * 1024;
+/// Bytes of one record line: a failed handshake with the biggest real
+/// ClientHello takes about 4 KiB; a hostile one made 186 KiB before this cap.
+pub const MAX_RECORD_BYTES: usize = 8 * 1024;
 /// Records waiting for the writer thread; beyond this they are dropped and
 /// counted, so a stalled disk never holds sessions or grows memory without
-/// bound (at most 128 MiB even if each record were at `MAX_RECORD_BYTES`).
+/// bound (at most 64 MiB even if each record were at `MAX_RECORD_BYTES`).
 pub const MAX_QUEUED_RECORDS: usize = 8 * 1024;
 /// At most one warning about dropped records per this interval (with the count).
 pub const RECORD_DROP_WARN_INTERVAL: Duration = Duration::from_secs(10);

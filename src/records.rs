@@ -728,7 +728,7 @@ mod tests {
         assert!(!r.truncated);
         assert_eq!(format!("{r:?}"), format!("{before:?}"));
         let size = json_size(&r);
-        assert!(size < 8 * 1024, "{size}");
+        assert!(size < MAX_RECORD_BYTES / 2, "{size}");
     }
 
     /// Every peer-influenced part at its worst: strings of characters JSON
