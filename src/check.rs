@@ -17,6 +17,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use crate::backend::{Backend, OpenError};
 use crate::certcheck::{self, KeyKind, Served};
 use crate::config::{BackendSettings, Settings};
+use crate::escape;
 use crate::limits;
 use crate::outcome::Mode;
 use crate::serverhello::{self, Flight, KeyExchange, Kx, ServerFlight};
@@ -148,9 +149,12 @@ impl Report {
                     Level::Warning => "warning",
                     Level::Error => "error",
                 };
+                // Messages quote the backend's replies: escaped for the terminal.
                 out.push_str(&format!(
                     "  {level:<8}{}: {} [{}]\n",
-                    f.subject, f.message, f.code
+                    escape::text(&f.subject),
+                    escape::text(&f.message),
+                    f.code
                 ));
             }
         }
@@ -876,5 +880,27 @@ mod tests {
         assert_eq!(json["findings"][1]["level"], "error");
         assert_eq!(json["findings"][1]["section"], "certificates");
         assert!(json["backend"].is_null());
+    }
+
+    /// A backend's reply text reaches a finding's message (and a file name its
+    /// subject): shown escaped, it cannot forge the totals line or drive the terminal.
+    #[test]
+    fn remote_text_in_findings_is_escaped() {
+        let r = Report::new(
+            vec![Finding {
+                section: Section::Backend,
+                level: Level::Error,
+                subject: "backend 127.0.0.1:25\x1b[2J".into(),
+                code: "backend_refused",
+                message: "refused tlsfront's session: 554 no\r\ncheck: 0 errors, 0 warnings".into(),
+            }],
+            None,
+        );
+        let text = r.render();
+        assert_eq!(
+            text,
+            "backend\n  error   backend 127.0.0.1:25\\x1b[2J: refused tlsfront's session: \
+             554 no\\r\\ncheck: 0 errors, 0 warnings [backend_refused]\ncheck: 1 error, 0 warnings\n"
+        );
     }
 }

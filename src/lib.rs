@@ -19,6 +19,7 @@
 //! - [`metrics`]: Prometheus counters fed from the records, and their endpoint.
 //! - [`fuzzing`]: fuzz targets over the pure parsers, with their invariants.
 //! - [`outcome`]: the stable names of outcomes shared by records and logs.
+//! - [`escape`]: untrusted text made safe for a terminal (every text renderer).
 //! - [`report`]: `tlsfront report`: aggregates record files (plain or gzip) into
 //!   TLS shares, failures, policy impact and the legacy-path verdict.
 //!
@@ -40,6 +41,7 @@ pub mod certcheck;
 pub mod check;
 pub mod clienthello;
 pub mod config;
+pub mod escape;
 pub mod fuzzing;
 pub mod limits;
 pub mod metrics;

@@ -78,6 +78,23 @@ pub const REFUSAL_WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 /// A trusted balancer sends its PROXY header at once.
 pub const PROXY_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Entries kept of each ClientHello list in a record (suites, groups, ...):
+/// above the longest real offer (OpenSSL's `ALL`, Postfix's `medium` grade:
+/// 140 suites), far below what a hostile 32 KiB hello can hold.
+pub const MAX_RECORD_LIST: usize = 200;
+/// Bytes (as JSON) kept of each string in a record: a domain name is at most
+/// 255 octets (RFC 1035 §2.3.4); HELO names and error texts are shorter.
+pub const MAX_RECORD_STRING: usize = 255;
+/// Bytes of one record line: a failed handshake with the biggest real
+/// ClientHello takes about 4 KiB; a hostile one made 186 KiB before this cap.
+pub const MAX_RECORD_BYTES: usize = 8 * 1024;
+/// Records waiting for the writer thread; beyond this they are dropped and
+/// counted, so a stalled disk never holds sessions or grows memory without
+/// bound (at most 64 MiB even if each record were at `MAX_RECORD_BYTES`).
+pub const MAX_QUEUED_RECORDS: usize = 8 * 1024;
+/// At most one warning about dropped records per this interval (with the count).
+pub const RECORD_DROP_WARN_INTERVAL: Duration = Duration::from_secs(10);
+
 /// `tlsfront check`: each connect and each backend reply, so a dead backend
 /// gives a verdict in seconds rather than after `reply_timeout` (5 minutes).
 pub const CHECK_TIMEOUT: Duration = Duration::from_secs(10);

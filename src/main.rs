@@ -299,7 +299,7 @@ fn probe(args: ProbeArgs) -> ExitCode {
     };
     let _ = std::io::Write::write_all(&mut std::io::stdout().lock(), text.as_bytes());
     if let (Some(e), false) = (&report.error, args.json) {
-        eprintln!("tlsfront: {e}");
+        eprintln!("tlsfront: {}", tlsfront::escape::text(e));
     }
     ExitCode::from(report.exit)
 }

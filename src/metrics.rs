@@ -51,6 +51,7 @@ pub struct Metrics {
     messages: Family<Labels1, Counter>,
     active: Gauge,
     cert_expiry: Family<Labels2, Gauge>,
+    records_dropped: Counter,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -80,6 +81,7 @@ impl Metrics {
             messages: Family::default(),
             active: Gauge::default(),
             cert_expiry: Family::default(),
+            records_dropped: Counter::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -130,6 +132,11 @@ impl Metrics {
             "notAfter of each certificate in service, Unix time",
             Unit::Seconds,
             m.cert_expiry.clone(),
+        );
+        registry.register(
+            "records_dropped",
+            "Records lost because the writer's queue was full (the disk did not keep up); the sessions still count here",
+            m.records_dropped.clone(),
         );
         // Both verdicts exist from the start, so rate() works before the first message.
         for result in ["accepted", "rejected"] {
@@ -199,6 +206,11 @@ impl Metrics {
                     .inc_by(n);
             }
         }
+    }
+
+    /// Counts one record the writer's full queue could not take.
+    pub fn record_dropped(&self) {
+        self.records_dropped.inc();
     }
 
     /// Replaces the certificate expiry series with the certificates now in

@@ -857,11 +857,13 @@ impl Report {
         serde_json::to_string_pretty(self).unwrap_or_default()
     }
 
-    /// Readable sections, in the order of the dialogue.
+    /// Readable sections, in the order of the dialogue. The server's text
+    /// (greeting, EHLO, certificate names, error texts) is its own: every line
+    /// is escaped, so none of it can add a line or drive the terminal.
     pub fn render(&self) -> String {
         let mut o = String::new();
         let mut line = |s: String| {
-            o.push_str(&s);
+            o.push_str(&crate::escape::text(&s));
             o.push('\n');
         };
         line(format!(

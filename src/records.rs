@@ -4,18 +4,31 @@
 //! so a slow disk never stalls a session and lines never interleave. The record
 //! travels inside a [`RecordGuard`] that sends it when dropped, so a connection
 //! writes exactly one record however its session ends, even when aborted.
+//!
+//! Records carry what peers sent (SNI, HELO, ClientHello lists), so each is
+//! bounded before it leaves the guard ([`Record::bound`]) and the queue to the
+//! writer is bounded too: a flood of hostile handshakes costs at most
+//! `MAX_RECORD_BYTES` per connection on disk, and records the disk cannot
+//! take are dropped and counted, never waited for. The file itself holds
+//! client addresses: created 0640, never through a symbolic link, and only
+//! a regular file (a FIFO would block the writer forever).
 
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Instant, SystemTime};
 
 use serde::Serialize;
 use tokio::sync::mpsc;
+use tokio::sync::mpsc::error::TrySendError;
 
 use crate::clienthello::HelloSummary;
+use crate::limits::{
+    MAX_QUEUED_RECORDS, MAX_RECORD_BYTES, MAX_RECORD_LIST, MAX_RECORD_STRING,
+    RECORD_DROP_WARN_INTERVAL,
+};
 use crate::metrics::Metrics;
 use crate::outcome::{CloseReason, Mode, TlsOutcome};
 
@@ -72,6 +85,8 @@ pub struct Record {
     pub backend_error: Option<String>,
     pub close_reason: CloseReason,
     pub duration_ms: f64,
+    /// Something the peer sent was cut to keep the record bounded (see [`Record::bound`]).
+    pub truncated: bool,
 }
 
 impl Record {
@@ -124,8 +139,160 @@ impl Record {
             backend_error: None,
             close_reason: CloseReason::Aborted,
             duration_ms: 0.0,
+            truncated: false,
         }
     }
+
+    /// Bounds what a peer can make this record hold, before it is logged and
+    /// written: `sni` keeps only host-name characters (so it cannot carry a
+    /// line break or a terminal escape into a report), every string is cut to
+    /// `MAX_RECORD_STRING` bytes of JSON, every ClientHello list to
+    /// `MAX_RECORD_LIST` entries, and the whole line to `MAX_RECORD_BYTES`
+    /// (the largest list gives way first). `truncated` says whether anything
+    /// was cut or dropped. The facts derived from the full input (the
+    /// `failure_reason`) are already set and stay exact.
+    pub fn bound(&mut self) {
+        let mut cut = false;
+        if let Some(sni) = &mut self.sni {
+            let before = sni.len();
+            sni.retain(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_'));
+            cut |= sni.len() != before;
+        }
+        for s in [
+            &mut self.ts,
+            &mut self.session,
+            &mut self.listener,
+            &mut self.client_ip,
+            &mut self.server_hostname,
+        ] {
+            cut |= cut_json(s, MAX_RECORD_STRING);
+        }
+        for s in [
+            &mut self.sni,
+            &mut self.tls_version,
+            &mut self.cipher_suite,
+            &mut self.kx_group,
+            &mut self.cert_subject,
+            &mut self.cert_key_type,
+            &mut self.failure_reason,
+            &mut self.failure_detail,
+            &mut self.helo,
+            &mut self.backend_addr,
+            &mut self.backend_identity,
+            &mut self.backend_tls_version,
+            &mut self.backend_cipher_suite,
+            &mut self.backend_error,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            cut |= cut_json(s, MAX_RECORD_STRING);
+        }
+        if let Some(hello) = &mut self.client_hello {
+            for list in hello_lists(hello) {
+                if list.len() > MAX_RECORD_LIST {
+                    list.truncate(MAX_RECORD_LIST);
+                    cut = true;
+                }
+                for item in list.iter_mut() {
+                    cut |= cut_json(item, MAX_RECORD_STRING);
+                }
+            }
+        }
+        cut |= self.fit(MAX_RECORD_BYTES);
+        self.truncated |= cut;
+    }
+
+    /// Drops entries from the end of the largest ClientHello list (in bytes),
+    /// one at a time, until the record's line (newline included) fits `max`
+    /// bytes: a list stuffed by an attacker gives way before the others. With
+    /// every string already cut, the lists are the only part that can be that
+    /// large; if they could not give enough, the summary goes.
+    fn fit(&mut self, max: usize) -> bool {
+        let size = json_size(self) + 1;
+        if size <= max {
+            return false;
+        }
+        if let Some(hello) = &mut self.client_hello {
+            let lists = hello_lists(hello);
+            let mut sizes = lists
+                .each_ref()
+                .map(|l| l.iter().map(|s| list_entry_size(s)).sum::<usize>());
+            let mut freed = 0;
+            while freed < size - max {
+                let Some(i) = (0..sizes.len())
+                    .filter(|&i| !lists[i].is_empty())
+                    .max_by_key(|&i| sizes[i])
+                else {
+                    break;
+                };
+                let entry = lists[i].pop().map_or(0, |s| list_entry_size(&s));
+                sizes[i] -= entry;
+                // Without the comma, which the last entry of a list does not have.
+                freed += entry - 1;
+            }
+        }
+        if json_size(self) + 1 > max {
+            self.client_hello = None;
+        }
+        true
+    }
+}
+
+fn hello_lists(h: &mut HelloSummary) -> [&mut Vec<String>; 5] {
+    [
+        &mut h.versions,
+        &mut h.cipher_suites,
+        &mut h.groups,
+        &mut h.signature_schemes,
+        &mut h.alpn,
+    ]
+}
+
+/// Bytes `c` takes inside a JSON string as serde_json writes it.
+fn json_char_len(c: char) -> usize {
+    match c {
+        '"' | '\\' | '\u{8}' | '\u{c}' | '\n' | '\r' | '\t' => 2,
+        c if (c as u32) < 0x20 => 6,
+        c => c.len_utf8(),
+    }
+}
+
+/// Bytes an entry takes in a JSON list: itself, its quotes and a comma.
+fn list_entry_size(s: &str) -> usize {
+    s.chars().map(json_char_len).sum::<usize>() + 3
+}
+
+/// Cuts `s` (at a character boundary) so that it takes at most `max` bytes
+/// inside a JSON string; true if it cut.
+fn cut_json(s: &mut String, max: usize) -> bool {
+    let mut used = 0;
+    for (i, c) in s.char_indices() {
+        used += json_char_len(c);
+        if used > max {
+            s.truncate(i);
+            return true;
+        }
+    }
+    false
+}
+
+/// The length of `record` as one JSON line, without building it.
+fn json_size(record: &Record) -> usize {
+    struct Count(usize);
+    impl Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    // A record of strings, numbers and booleans always serializes.
+    let _ = serde_json::to_writer(&mut count, record);
+    count.0
 }
 
 /// Milliseconds with microsecond resolution, for durations in records.
@@ -136,12 +303,13 @@ pub fn millis(d: std::time::Duration) -> f64 {
 /// Where finished records go.
 #[derive(Debug, Clone)]
 pub struct RecordSink {
-    tx: Option<mpsc::UnboundedSender<Record>>,
+    tx: Option<mpsc::Sender<Record>>,
     /// Set by a reload: the writer reopens its file before the next record
     /// (so logrotate's rename-then-SIGHUP works).
     reopen: Option<Arc<AtomicBool>>,
     /// Counts every record sent (when metrics are on).
     metrics: Option<Arc<Metrics>>,
+    drops: Arc<Drops>,
 }
 
 impl RecordSink {
@@ -151,17 +319,25 @@ impl RecordSink {
             tx: None,
             reopen: None,
             metrics: None,
+            drops: Arc::new(Drops::new()),
         }
     }
 
-    /// A sink whose records arrive on a channel (tests and fuzzing inspect them).
-    pub fn channel() -> (Self, mpsc::UnboundedReceiver<Record>) {
-        let (tx, rx) = mpsc::unbounded_channel();
+    /// A sink whose records arrive on a channel (tests and fuzzing inspect
+    /// them), bounded as the writer's is.
+    pub fn channel() -> (Self, mpsc::Receiver<Record>) {
+        Self::channel_of(MAX_QUEUED_RECORDS)
+    }
+
+    /// Like [`RecordSink::channel`], holding at most `capacity` records.
+    pub fn channel_of(capacity: usize) -> (Self, mpsc::Receiver<Record>) {
+        let (tx, rx) = mpsc::channel(capacity);
         (
             RecordSink {
                 tx: Some(tx),
                 reopen: None,
                 metrics: None,
+                drops: Arc::new(Drops::new()),
             },
             rx,
         )
@@ -179,13 +355,91 @@ impl RecordSink {
         RecordSink { metrics, ..self }
     }
 
+    /// Records dropped so far because the writer's queue was full.
+    pub fn dropped(&self) -> u64 {
+        self.drops.total.load(Ordering::Relaxed)
+    }
+
+    /// Never waits: a record the queue cannot take is dropped and counted.
     fn send(&self, record: Record) {
         if let Some(m) = &self.metrics {
             m.observe(&record);
         }
         if let Some(tx) = &self.tx {
-            // Only fails once the writer has stopped at shutdown.
-            let _ = tx.send(record);
+            match tx.try_send(record) {
+                Ok(()) => {}
+                Err(TrySendError::Full(_)) => {
+                    self.drops.count();
+                    if let Some(m) = &self.metrics {
+                        m.record_dropped();
+                    }
+                }
+                // Only once the writer has stopped at shutdown.
+                Err(TrySendError::Closed(_)) => {}
+            }
+        }
+    }
+}
+
+/// Records lost to a full queue: counted, and warned about at most once per
+/// `RECORD_DROP_WARN_INTERVAL` with the number since the last warning, so a
+/// flood cannot flood the log too.
+#[derive(Debug)]
+struct Drops {
+    total: AtomicU64,
+    /// Drops already told in a warning.
+    told: AtomicU64,
+    epoch: Instant,
+    /// Milliseconds after `epoch` of the last warning, plus one (0: none yet).
+    last_warning: AtomicU64,
+}
+
+impl Drops {
+    fn new() -> Self {
+        Drops {
+            total: AtomicU64::new(0),
+            told: AtomicU64::new(0),
+            epoch: Instant::now(),
+            last_warning: AtomicU64::new(0),
+        }
+    }
+
+    fn count(&self) {
+        self.total.fetch_add(1, Ordering::Relaxed);
+        self.warn(false);
+    }
+
+    /// Warns about drops not told yet, unless a warning went out within the
+    /// interval (`force`: regardless, e.g. when the writer stops).
+    fn warn(&self, force: bool) {
+        let total = self.total.load(Ordering::Relaxed);
+        if total == self.told.load(Ordering::Relaxed) {
+            return;
+        }
+        let now = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX - 1) + 1;
+        let last = self.last_warning.load(Ordering::Relaxed);
+        let interval = u64::try_from(RECORD_DROP_WARN_INTERVAL.as_millis()).unwrap_or(u64::MAX);
+        if force {
+            self.last_warning.store(now, Ordering::Relaxed);
+        } else {
+            let due = last == 0 || now.saturating_sub(last) >= interval;
+            // One caller wins the slot; the others' drops go into the next warning.
+            if !due
+                || self
+                    .last_warning
+                    .compare_exchange(last, now, Ordering::AcqRel, Ordering::Relaxed)
+                    .is_err()
+            {
+                return;
+            }
+        }
+        let before = self.told.swap(total, Ordering::AcqRel);
+        if total > before {
+            tracing::warn!(
+                dropped = total - before,
+                total,
+                "record queue full: records dropped (the record file's disk does not keep up)"
+            );
         }
     }
 }
@@ -225,6 +479,7 @@ impl Drop for RecordGuard {
         let r = &mut self.record;
         r.duration_ms = millis(self.started.elapsed());
         r.ts = timestamp(SystemTime::now());
+        r.bound();
         tracing::info!(
             session = %r.session,
             client = %format_args!("{}:{}", r.client_ip, r.client_port),
@@ -253,12 +508,79 @@ pub fn timestamp(t: SystemTime) -> String {
     }
 }
 
-/// Errors opening the record file.
+/// Errors opening the record file (at start-up and on reopen). Each names the path.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot open record file {path}: {source}")]
-pub struct RecordFileError {
-    pub path: PathBuf,
-    pub source: std::io::Error,
+pub enum RecordFileError {
+    #[error("cannot open record file {path}: {source}")]
+    Open {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "record file {path} is a symbolic link: refused (it would be followed to another file); name the file itself"
+    )]
+    Symlink { path: PathBuf },
+    #[error("record file {path} is not a regular file ({kind}): refused")]
+    NotRegular { path: PathBuf, kind: &'static str },
+    #[error("cannot start the record writer: {0}")]
+    Thread(std::io::Error),
+}
+
+/// Opens the record file for appending: created 0640 (it holds client
+/// addresses and names), never through a symbolic link (`O_NOFOLLOW`), never
+/// waiting for a FIFO's reader (`O_NONBLOCK`), and only a regular file.
+fn open_record_file(path: &Path) -> Result<std::fs::File, RecordFileError> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    // What is at `path`, when opening it failed or gave something odd.
+    let refusal = |ft: std::fs::FileType| {
+        use std::os::unix::fs::FileTypeExt;
+        let path = path.to_path_buf();
+        if ft.is_symlink() {
+            return Some(RecordFileError::Symlink { path });
+        }
+        let kind = match () {
+            _ if ft.is_file() => return None,
+            _ if ft.is_fifo() => "a FIFO",
+            _ if ft.is_socket() => "a socket",
+            _ if ft.is_dir() => "a directory",
+            _ if ft.is_char_device() => "a character device",
+            _ if ft.is_block_device() => "a block device",
+            _ => "an unknown kind of file",
+        };
+        Some(RecordFileError::NotRegular { path, kind })
+    };
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o640)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|source| {
+            std::fs::symlink_metadata(path)
+                .ok()
+                .and_then(|m| refusal(m.file_type()))
+                .unwrap_or_else(|| RecordFileError::Open {
+                    path: path.to_path_buf(),
+                    source,
+                })
+        })?;
+    let meta = file.metadata().map_err(|source| RecordFileError::Open {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    // A FIFO with a reader, or a device, opens fine: refused all the same.
+    if let Some(e) = refusal(meta.file_type()) {
+        return Err(e);
+    }
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o007 != 0 {
+        tracing::warn!(
+            path = %path.display(),
+            mode = %format_args!("{mode:04o}"),
+            "the record file is open to every user, and it holds client addresses and names: chmod o-rwx"
+        );
+    }
+    Ok(file)
 }
 
 /// Starts the writer; returns the sink and a handle that finishes once every
@@ -266,36 +588,31 @@ pub struct RecordFileError {
 pub fn start_writer(
     path: &Path,
 ) -> Result<(RecordSink, std::thread::JoinHandle<()>), RecordFileError> {
-    let open = || {
-        std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .map_err(|source| RecordFileError {
-                path: path.to_path_buf(),
-                source,
-            })
-    };
-    let file = open()?;
-    let (tx, mut rx) = mpsc::unbounded_channel::<Record>();
+    let file = open_record_file(path)?;
+    let (tx, mut rx) = mpsc::channel::<Record>(MAX_QUEUED_RECORDS);
     let reopen = Arc::new(AtomicBool::new(false));
     let reopen_flag = reopen.clone();
+    let drops = Arc::new(Drops::new());
+    let writer_drops = drops.clone();
     let path = path.to_path_buf();
     // A plain thread: file writes block, and this keeps them off the runtime.
     let handle = std::thread::Builder::new()
         .name("tlsfront-records".into())
         .spawn(move || {
-                        let mut out = std::io::BufWriter::new(file);
+            let mut out = std::io::BufWriter::new(file);
             while let Some(first) = rx.blocking_recv() {
                 if reopen_flag.swap(false, Ordering::SeqCst) {
                     let _ = out.flush();
-                    match std::fs::OpenOptions::new().create(true).append(true).open(&path) {
+                    match open_record_file(&path) {
                         Ok(f) => {
                             out = std::io::BufWriter::new(f);
                             tracing::info!(path = %path.display(), "record file reopened");
                         }
                         // Keep writing to the old file rather than lose records.
-                        Err(e) => tracing::error!(path = %path.display(), error = %e, "cannot reopen record file"),
+                        Err(e) => tracing::error!(
+                            error = %e,
+                            "cannot reopen the record file: records go on to the file already open"
+                        ),
                     }
                 }
                 let mut next = Some(first);
@@ -310,17 +627,18 @@ pub fn start_writer(
                 if let Err(e) = out.flush() {
                     tracing::error!(path = %path.display(), error = %e, "cannot flush records");
                 }
+                // Drops the senders could not tell yet (rate-limited).
+                writer_drops.warn(false);
             }
+            writer_drops.warn(true);
         })
-        .map_err(|source| RecordFileError {
-            path: PathBuf::from("(writer thread)"),
-            source,
-        })?;
+        .map_err(RecordFileError::Thread)?;
     Ok((
         RecordSink {
             tx: Some(tx),
             reopen: Some(reopen),
             metrics: None,
+            drops,
         },
         handle,
     ))
@@ -362,5 +680,175 @@ mod tests {
         assert_eq!(lines[0]["tls"], "not_attempted");
         assert_eq!(lines[0]["close_reason"], "aborted");
         assert!(lines[0]["ts"].as_str().unwrap().ends_with('Z'));
+    }
+
+    fn record() -> Record {
+        Record::new(
+            "s1".into(),
+            "127.0.0.1:25".parse().unwrap(),
+            Mode::Starttls,
+            "192.0.2.1:4000".parse().unwrap(),
+            "mx.example.test",
+        )
+    }
+
+    /// The biggest real offer: every suite name tlsfront knows, the rest of
+    /// OpenSSL's `ALL` (140 suites) as code points, all rustls' groups and
+    /// signature schemes. Kept whole, and well under the cap.
+    #[test]
+    fn a_real_client_hello_is_kept_whole() {
+        let mut r = record();
+        let known: Vec<String> = (0..=0xffffu16)
+            .map(crate::clienthello::suite_name)
+            .filter(|n| !n.starts_with("0x"))
+            .collect();
+        let mut suites = known.clone();
+        suites.extend((0..140 - known.len()).map(|i| format!("0x{:04x}", 0xc000 + i)));
+        r.client_hello = Some(HelloSummary {
+            versions: ["TLSv1.3", "TLSv1.2", "TLSv1.1", "TLSv1.0"]
+                .map(String::from)
+                .to_vec(),
+            cipher_suites: suites,
+            groups: (0..=0xffffu16)
+                .map(|g| crate::clienthello::code_name(g, rustls::NamedGroup::from(g)))
+                .filter(|n| !n.starts_with("0x"))
+                .collect(),
+            signature_schemes: (0..=0xffffu16)
+                .map(|g| crate::clienthello::code_name(g, rustls::SignatureScheme::from(g)))
+                .filter(|n| !n.starts_with("0x"))
+                .collect(),
+            alpn: vec!["smtp".into()],
+        });
+        r.sni = Some("mx.example.test".into());
+        r.helo = Some("[IPv6:2001:db8::1]".into());
+        r.failure_reason = Some("no_shared_cipher_suite".into());
+        r.failure_detail = Some("peer is incompatible: NoCipherSuitesInCommon".into());
+        let before = r.clone();
+        r.bound();
+        assert!(!r.truncated);
+        assert_eq!(format!("{r:?}"), format!("{before:?}"));
+        let size = json_size(&r);
+        assert!(size < MAX_RECORD_BYTES / 2, "{size}");
+    }
+
+    /// Every peer-influenced part at its worst: strings of characters JSON
+    /// escapes 6-fold, lists of thousands of long entries. The line stays
+    /// under the cap, each list keeps its first entries, and the record says
+    /// it was cut.
+    #[test]
+    fn the_worst_record_fits_the_cap_and_says_truncated() {
+        let mut r = record();
+        let nasty = "\x01".repeat(100_000);
+        r.sni = Some(nasty.clone());
+        r.helo = Some(nasty.clone());
+        r.failure_detail = Some(nasty.clone());
+        r.failure_reason = Some(nasty.clone());
+        r.cert_subject = Some(nasty.clone());
+        r.backend_error = Some(nasty.clone());
+        r.server_hostname = nasty.clone();
+        let long = "\"".repeat(255);
+        let list = |prefix: &str| -> Vec<String> {
+            (0..10_000).map(|i| format!("{prefix}{i}{long}")).collect()
+        };
+        r.client_hello = Some(HelloSummary {
+            versions: list("v"),
+            cipher_suites: list("s"),
+            groups: list("g"),
+            signature_schemes: list("x"),
+            alpn: list("a"),
+        });
+        r.bound();
+        assert!(r.truncated);
+        assert!(json_size(&r) < MAX_RECORD_BYTES, "{}", json_size(&r));
+        assert_eq!(r.sni.as_deref(), Some(""));
+        for s in [&r.helo, &r.failure_detail, &r.backend_error] {
+            let s = s.as_deref().unwrap();
+            assert_eq!(s.len(), MAX_RECORD_STRING / 6, "{s:?}");
+        }
+        let h = r.client_hello.as_ref().expect("some of the hello is kept");
+        assert!(h.cipher_suites.len() <= MAX_RECORD_LIST);
+        assert!(
+            h.cipher_suites[0].starts_with("s0"),
+            "{:?}",
+            h.cipher_suites[0]
+        );
+        assert!(
+            h.cipher_suites
+                .iter()
+                .all(|s| list_entry_size(s) <= MAX_RECORD_STRING + 3)
+        );
+    }
+
+    #[test]
+    fn sni_keeps_only_host_name_characters() {
+        for (sent, kept, cut) in [
+            ("mx.example.test", "mx.example.test", false),
+            (
+                "_dmarc.xn--bcher-kva.example",
+                "_dmarc.xn--bcher-kva.example",
+                false,
+            ),
+            (
+                "a\r\nlegacy path retired: yes\x1b[2j",
+                "alegacypathretiredyes2j",
+                true,
+            ),
+            ("b\u{fffd}cher.example", "bcher.example", true),
+        ] {
+            let mut r = record();
+            r.sni = Some(sent.into());
+            r.bound();
+            assert_eq!(r.sni.as_deref(), Some(kept), "{sent:?}");
+            assert_eq!(r.truncated, cut, "{sent:?}");
+        }
+    }
+
+    /// A full queue (the disk stalls) drops the record and counts it, in the
+    /// sink and in the metrics; the session's guard never waits.
+    #[test]
+    fn a_full_queue_drops_and_counts_without_waiting() {
+        let metrics = Arc::new(Metrics::new());
+        let (sink, mut rx) = RecordSink::channel_of(2);
+        let sink = sink.with_metrics(Some(metrics.clone()));
+        let started = Instant::now();
+        for _ in 0..5 {
+            drop(RecordGuard::new(record(), sink.clone()));
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(1));
+        assert_eq!(sink.dropped(), 3);
+        let text = metrics.render(0);
+        assert!(
+            text.lines()
+                .any(|l| l == "tlsfront_records_dropped_total 3"),
+            "{text}"
+        );
+        // Every session is still counted.
+        assert!(
+            text.lines().any(|l| l
+                == r#"tlsfront_sessions_total{outcome="not_attempted",close_reason="aborted"} 5"#),
+            "{text}"
+        );
+        assert!(rx.try_recv().is_ok() && rx.try_recv().is_ok() && rx.try_recv().is_err());
+        // Room again: the next record goes through.
+        drop(RecordGuard::new(record(), sink.clone()));
+        assert!(rx.try_recv().is_ok());
+        assert_eq!(sink.dropped(), 3);
+    }
+
+    /// One warning per interval, telling how many were dropped since the last.
+    #[test]
+    fn drops_are_told_at_a_limited_rate() {
+        let d = Drops::new();
+        for _ in 0..1000 {
+            d.count();
+        }
+        assert_eq!(d.total.load(Ordering::Relaxed), 1000);
+        // The first drop was told at once; the rest wait for the interval...
+        assert_eq!(d.told.load(Ordering::Relaxed), 1);
+        d.warn(false);
+        assert_eq!(d.told.load(Ordering::Relaxed), 1);
+        // ... or for the writer's last word.
+        d.warn(true);
+        assert_eq!(d.told.load(Ordering::Relaxed), 1000);
     }
 }

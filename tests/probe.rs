@@ -359,6 +359,74 @@ async fn cannot_connect_not_smtp_and_bad_arguments_exit_2() {
     );
 }
 
+/// A server that sends `greeting`, answers EHLO with `ehlo`, and closes.
+async fn fake_smtp(
+    greeting: &'static [u8],
+    ehlo: &'static [u8],
+) -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
+    use tokio::io::AsyncReadExt;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let _ = s.write_all(greeting).await;
+            let mut buf = [0u8; 512];
+            // Bounded by the probe's own timeout: it writes EHLO, reads, quits.
+            if matches!(s.read(&mut buf).await, Ok(n) if n > 0) {
+                let _ = s.write_all(ehlo).await;
+                let _ = s.read(&mut buf).await;
+            }
+        }
+    });
+    (addr, task)
+}
+
+/// A server's greeting and EHLO lines are its own text: ESC, CR and the like
+/// are shown escaped, never sent to the terminal (stdout and stderr).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remote_text_is_printed_escaped() {
+    let (addr, task) = fake_smtp(
+        b"220 mx.test ESMTP\x1b[2J\rverdict: OK: a modern sender would deliver over verified TLS\r\n",
+        b"250-mx.test\r\n250-X-EVIL\x1b]0;owned\x07\r\n250 SIZE 1000\r\n",
+    )
+    .await;
+    let out = probe(&[&addr.to_string()]).await;
+    assert_eq!(out.code, 1, "{}\n{}", out.stdout, out.stderr);
+    for text in [&out.stdout, &out.stderr] {
+        assert!(
+            !text.contains('\x1b') && !text.contains('\r') && !text.contains('\x07'),
+            "{text:?}"
+        );
+    }
+    assert!(
+        out.stdout
+            .contains(r"  greeting   220 mx.test ESMTP\x1b[2J\rverdict: OK"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains(r"X-EVIL\x1b]0;owned\x07"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        !out.stdout.lines().any(|l| l.starts_with("verdict: OK")),
+        "{}",
+        out.stdout
+    );
+    task.abort();
+
+    // A refused greeting ends the probe (exit 2) and is quoted on stderr too.
+    let (addr, task) = fake_smtp(b"554 go away\x1b[2J\rprobe ok\r\n", b"").await;
+    let out = probe(&[&addr.to_string()]).await;
+    task.abort();
+    assert_eq!(out.code, 2, "{}\n{}", out.stdout, out.stderr);
+    for text in [&out.stdout, &out.stderr] {
+        assert!(!text.contains('\x1b') && !text.contains('\r'), "{text:?}");
+        assert!(text.contains(r"554 go away\x1b[2J\rprobe ok"), "{text}");
+    }
+}
+
 #[tokio::test]
 async fn help_explains_probe() {
     let out = tlsfront(args(&["probe", "--help"])).await;

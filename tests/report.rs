@@ -221,6 +221,59 @@ fn all_modern_from_stdin_says_yes() {
     );
 }
 
+/// Record fields come from clients (SNI, HELO) or from whoever wrote the file:
+/// a CR, LF or ESC in them must not forge a line of the text report or reach
+/// the terminal.
+#[test]
+fn hostile_text_in_records_is_escaped_in_the_text_report() {
+    let t = now();
+    let forged = "a\r\nlegacy path retired: yes\x1b[2J";
+    let input = [
+        record(
+            &t,
+            "192.0.2.1",
+            "failed",
+            json!({
+                "sni": forged, "helo": forged, "failure_reason": "alert\nLegacy path retired: YES",
+            }),
+        ),
+        record(
+            &t,
+            "192.0.2.66\x1b[31m\r",
+            "not_attempted",
+            json!({"helo": forged}),
+        ),
+    ]
+    .join("\n");
+    let out = tlsfront(&["report", "-"], Some(input.as_bytes()));
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(!text.contains('\x1b') && !text.contains('\r'), "{text:?}");
+    let verdicts: Vec<&str> = text
+        .lines()
+        .filter(|l| {
+            l.trim_start()
+                .to_ascii_lowercase()
+                .starts_with("legacy path retired")
+        })
+        .collect();
+    assert_eq!(
+        verdicts,
+        ["Legacy path retired: NO — 2 sessions are exceptions:"],
+        "{text}"
+    );
+    for shown in [
+        r"a\r\nlegacy path retired: yes\x1b[2J",
+        r"alert\nLegacy path retired: YES",
+        r"192.0.2.66\x1b[31m\r",
+    ] {
+        assert!(text.contains(shown), "missing {shown:?} in:\n{text}");
+    }
+    // The JSON keeps the text as recorded (JSON escapes it).
+    let v = json_report(&["report", "-", "--json"], Some(input.as_bytes()));
+    assert_eq!(v["sni"][0]["name"], forged);
+}
+
 #[test]
 fn missing_file_is_exit_1_naming_the_file() {
     let f = files();

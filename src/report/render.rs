@@ -1,9 +1,15 @@
 //! The report as text for people: short sections, aligned columns, the
 //! verdict last so it is what stays on the screen.
+//!
+//! Every string of a record file is untrusted (an SNI comes from a client;
+//! the file may come from anywhere): all text leaves through [`line`] or
+//! [`table`], which pass it through [`escape::text`], so no record can forge
+//! a line or send a terminal control sequence.
 
 use std::fmt::Write;
 
 use super::{ClientCount, Impact, NameCount, Summary, Verdict};
+use crate::escape;
 
 /// Rows shown in text for lists that can grow with the client base (SNI
 /// names, never-TLS clients); `--json` has them all.
@@ -235,25 +241,31 @@ fn section(out: &mut String, title: &str) {
     line(out, title.to_string());
 }
 
+/// Appends `text` as one line, escaped.
 fn line(out: &mut String, text: String) {
-    out.push_str(&text);
+    out.push_str(&escape::text(&text));
     out.push('\n');
 }
 
 /// Pads each column to its widest cell; `spec` gives each column's text
-/// before it and its alignment. An empty table says so.
+/// before it and its alignment. An empty table says so. Cells are escaped
+/// before they are measured, so a hostile cell only widens its column.
 fn table<const N: usize>(out: &mut String, rows: &[[String; N]], spec: &[(&str, Align)]) {
     if rows.is_empty() {
         line(out, "  (none)".into());
         return;
     }
+    let rows: Vec<[String; N]> = rows
+        .iter()
+        .map(|row| row.clone().map(|cell| escape::text(&cell).into_owned()))
+        .collect();
     let mut widths = [0usize; N];
-    for row in rows {
+    for row in &rows {
         for (w, cell) in widths.iter_mut().zip(row) {
             *w = (*w).max(cell.chars().count());
         }
     }
-    for row in rows {
+    for row in &rows {
         let mut text = String::new();
         for ((cell, w), (sep, align)) in row.iter().zip(widths).zip(spec) {
             text.push_str(sep);
@@ -262,7 +274,9 @@ fn table<const N: usize>(out: &mut String, rows: &[[String; N]], spec: &[(&str, 
                 R => write!(text, "{cell:>w$}"),
             };
         }
-        line(out, text.trim_end().to_string());
+        // Already escaped: pushed as is.
+        out.push_str(text.trim_end());
+        out.push('\n');
     }
 }
 
