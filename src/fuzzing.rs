@@ -187,7 +187,9 @@ pub fn data_scanner(data: &[u8]) {
     assert_eq!(fed_total, n_whole);
 }
 
-/// ClientHello parsing (and the summary written into records).
+/// ClientHello parsing (and the summary written into records); read as it
+/// arrives, in chunks, the hello gives what one parse of the bytes gives, at
+/// a cost linear in their number.
 pub fn client_hello(data: &[u8]) {
     for cut in [data.len() / 2, data.len()] {
         if let clienthello::Peek::Hello(h) = clienthello::peek(&data[..cut]) {
@@ -195,6 +197,26 @@ pub fn client_hello(data: &[u8]) {
             assert_eq!(s.versions.len(), h.versions.len());
         }
     }
+    let mut reader = clienthello::HelloReader::new(crate::limits::MAX_HELLO_RECORDS);
+    let (mut got, mut end, mut calls) = (clienthello::Peek::NeedMore, 0, 0);
+    for chunk in chunks(data) {
+        end += chunk.len();
+        calls += 1;
+        got = reader.peek(&data[..end]);
+        if got != clienthello::Peek::NeedMore {
+            break;
+        }
+    }
+    assert_eq!(
+        got,
+        clienthello::peek(&data[..end]),
+        "chunking changed the parse"
+    );
+    assert!(
+        reader.examined() <= 2 * end + 8 * calls,
+        "{} bytes examined for {end}",
+        reader.examined()
+    );
 }
 
 /// PROXY header decoding.
