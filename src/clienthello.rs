@@ -8,6 +8,8 @@
 
 use serde::Serialize;
 
+use crate::limits;
+
 /// What a buffer holding the first bytes of a TLS connection contains so far.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Peek {
@@ -19,6 +21,8 @@ pub enum Peek {
     Sslv2,
     /// A TLS handshake record that is not a well-formed ClientHello.
     Malformed,
+    /// The ClientHello is still incomplete after the most records allowed.
+    TooFragmented,
     Hello(ClientHello),
 }
 
@@ -39,58 +43,111 @@ const CONTENT_HANDSHAKE: u8 = 22;
 const HANDSHAKE_CLIENT_HELLO: u8 = 1;
 
 /// Parses the records at the start of `buf` (possibly several, since a
-/// handshake message may be fragmented).
+/// handshake message may be fragmented), at most `MAX_HELLO_RECORDS`.
 pub fn peek(buf: &[u8]) -> Peek {
-    if buf.is_empty() {
-        return Peek::NeedMore;
+    HelloReader::new(limits::MAX_HELLO_RECORDS).peek(buf)
+}
+
+/// Reads a ClientHello as its bytes arrive. Each call takes in only the
+/// records completed since the last one and keeps their handshake bytes, so
+/// a hello sent in many small records costs time linear in its size, not a
+/// parse of the whole buffer per read.
+#[derive(Debug)]
+pub struct HelloReader {
+    /// Bytes of the buffer taken in so far: whole records.
+    taken: usize,
+    /// The handshake bytes of those records, joined.
+    handshake: Vec<u8>,
+    records: usize,
+    max_records: usize,
+    /// Bytes looked at over all calls: the measure of the parse's cost.
+    examined: usize,
+}
+
+impl HelloReader {
+    /// A reader that gives up ([`Peek::TooFragmented`]) once `max_records`
+    /// records have not completed the hello.
+    pub fn new(max_records: usize) -> Self {
+        HelloReader {
+            taken: 0,
+            handshake: Vec::new(),
+            records: 0,
+            max_records,
+            examined: 0,
+        }
     }
-    if buf[0] & 0x80 != 0 {
-        // SSLv2 record header: 2-byte length with the top bit set, then msg type 1.
-        return match buf.get(2) {
-            None => Peek::NeedMore,
-            Some(1) => Peek::Sslv2,
-            Some(_) => Peek::NotTls,
-        };
-    }
-    if buf[0] != CONTENT_HANDSHAKE {
-        return Peek::NotTls;
-    }
-    let mut handshake = Vec::new();
-    let mut rest = buf;
-    loop {
-        if rest.len() < 5 {
-            return Peek::NeedMore;
-        }
-        if rest[0] != CONTENT_HANDSHAKE || rest[1] != 3 {
-            return if handshake.is_empty() {
-                Peek::NotTls
-            } else {
-                Peek::Malformed
-            };
-        }
-        let len = usize::from(u16::from_be_bytes([rest[3], rest[4]]));
-        if len == 0 || len > 16384 + 2048 {
-            return Peek::Malformed;
-        }
-        if rest.len() < 5 + len {
-            return Peek::NeedMore;
-        }
-        handshake.extend_from_slice(&rest[5..5 + len]);
-        rest = &rest[5 + len..];
-        if handshake.len() >= 4 {
-            if handshake[0] != HANDSHAKE_CLIENT_HELLO {
-                return Peek::Malformed;
+
+    /// What `buf`, everything read so far, holds. Each call must see the bytes
+    /// of the call before (and maybe more); after an answer other than
+    /// [`Peek::NeedMore`] the reader is done.
+    pub fn peek(&mut self, buf: &[u8]) -> Peek {
+        debug_assert!(buf.len() >= self.taken, "the buffer only grows");
+        if self.taken == 0 {
+            self.examined += buf.len().min(3);
+            if buf.is_empty() {
+                return Peek::NeedMore;
             }
-            let body_len = (usize::from(handshake[1]) << 16)
-                | (usize::from(handshake[2]) << 8)
-                | usize::from(handshake[3]);
-            if handshake.len() >= 4 + body_len {
-                return match parse_body(&handshake[4..4 + body_len]) {
-                    Some(hello) => Peek::Hello(hello),
-                    None => Peek::Malformed,
+            if buf[0] & 0x80 != 0 {
+                // SSLv2 record header: 2-byte length with the top bit set, then msg type 1.
+                return match buf.get(2) {
+                    None => Peek::NeedMore,
+                    Some(1) => Peek::Sslv2,
+                    Some(_) => Peek::NotTls,
                 };
             }
+            if buf[0] != CONTENT_HANDSHAKE {
+                return Peek::NotTls;
+            }
         }
+        loop {
+            let rest = &buf[self.taken..];
+            self.examined += rest.len().min(5);
+            if rest.len() < 5 {
+                return Peek::NeedMore;
+            }
+            if rest[0] != CONTENT_HANDSHAKE || rest[1] != 3 {
+                return if self.records == 0 {
+                    Peek::NotTls
+                } else {
+                    Peek::Malformed
+                };
+            }
+            let len = usize::from(u16::from_be_bytes([rest[3], rest[4]]));
+            if len == 0 || len > 16384 + 2048 {
+                return Peek::Malformed;
+            }
+            if rest.len() < 5 + len {
+                return Peek::NeedMore;
+            }
+            self.examined += len;
+            self.handshake.extend_from_slice(&rest[5..5 + len]);
+            self.taken += 5 + len;
+            self.records += 1;
+            let hs = &self.handshake;
+            if hs.len() >= 4 {
+                if hs[0] != HANDSHAKE_CLIENT_HELLO {
+                    return Peek::Malformed;
+                }
+                let body_len =
+                    (usize::from(hs[1]) << 16) | (usize::from(hs[2]) << 8) | usize::from(hs[3]);
+                if hs.len() >= 4 + body_len {
+                    self.examined += body_len;
+                    return match parse_body(&hs[4..4 + body_len]) {
+                        Some(hello) => Peek::Hello(hello),
+                        None => Peek::Malformed,
+                    };
+                }
+            }
+            if self.records >= self.max_records {
+                return Peek::TooFragmented;
+            }
+        }
+    }
+
+    /// Bytes looked at so far, over all calls: at most 8 header bytes per
+    /// call besides each record taken in once and the hello's body once more.
+    pub fn examined(&self) -> usize {
+        self.examined
     }
 }
 
@@ -416,6 +473,108 @@ pub(crate) mod tests {
         two.extend_from_slice(&[22, 3, 1, (b.len() >> 8) as u8, b.len() as u8]);
         two.extend_from_slice(b);
         assert_eq!(peek(&two), peek(&rec));
+    }
+
+    /// `hs`, a handshake message, in records of at most `size` bytes.
+    fn in_records(hs: &[u8], size: usize) -> Vec<u8> {
+        hs.chunks(size)
+            .flat_map(|piece| {
+                let mut rec = vec![22, 3, 1];
+                rec.extend((piece.len() as u16).to_be_bytes());
+                rec.extend_from_slice(piece);
+                rec
+            })
+            .collect()
+    }
+
+    /// A hello of about 16 KiB (suites aplenty), as one handshake message.
+    fn big_handshake() -> (Vec<u8>, Peek) {
+        let suites: Vec<u16> = (0x0100..0x0100 + 8000).collect();
+        let rec = build_hello(&[0x0304], &suites, &[0x001d], &[0x0403], Some("big.test"));
+        let whole = peek(&rec);
+        assert!(matches!(whole, Peek::Hello(_)));
+        (rec[5..].to_vec(), whole)
+    }
+
+    #[test]
+    fn a_hello_in_one_byte_records_costs_linear_work() {
+        let (hs, whole) = big_handshake();
+        let records = in_records(&hs, 1);
+        // A client sending a byte at a time: one call per byte read.
+        let mut reader = HelloReader::new(usize::MAX);
+        let mut got = Peek::NeedMore;
+        for n in 1..=records.len() {
+            got = reader.peek(&records[..n]);
+            if got != Peek::NeedMore {
+                assert_eq!(n, records.len());
+                break;
+            }
+        }
+        assert_eq!(got, whole);
+        // Re-parsing the buffer after every read looked at about n²/2 bytes
+        // (here ~4·10⁹); taking in each record once looks at each byte a
+        // bounded number of times.
+        let n = records.len();
+        assert!(
+            reader.examined() <= 8 * n,
+            "{} bytes examined for {n}",
+            reader.examined()
+        );
+        // The same in reads of 1000 bytes.
+        let mut reader = HelloReader::new(usize::MAX);
+        let mut got = Peek::NeedMore;
+        for end in (1000..n).step_by(1000).chain([n]) {
+            got = reader.peek(&records[..end]);
+        }
+        assert_eq!(got, whole);
+        assert!(reader.examined() <= 2 * n);
+    }
+
+    #[test]
+    fn the_record_count_is_capped() {
+        let rec = build_hello(&[0x0304], &[0x1301], &[0x001d], &[0x0403], Some("a.b"));
+        let hs = &rec[5..];
+        let max = limits::MAX_HELLO_RECORDS;
+        // Exactly the records allowed: 63 of one byte, then the rest.
+        let at_cap = [
+            in_records(&hs[..max - 1], 1),
+            in_records(&hs[max - 1..], 1000),
+        ]
+        .concat();
+        assert_eq!(at_cap.len(), hs.len() + 5 * max);
+        assert_eq!(peek(&at_cap), peek(&rec));
+        assert!(matches!(peek(&rec), Peek::Hello(_)));
+        // One byte records: refused once the cap is reached, before the rest
+        // arrives (and whatever it holds).
+        let ones = in_records(hs, 1);
+        assert!(hs.len() > max);
+        assert_eq!(peek(&ones[..6 * max]), Peek::TooFragmented);
+        assert_eq!(peek(&ones[..6 * max - 1]), Peek::NeedMore);
+        assert_eq!(peek(&ones), Peek::TooFragmented);
+        let (big, _) = big_handshake();
+        assert_eq!(peek(&in_records(&big, 1)), Peek::TooFragmented);
+    }
+
+    #[test]
+    fn incremental_reads_agree_with_one_parse() {
+        let rec = build_hello(&[0x0304], &[0x1301], &[0x001d], &[0x0403], Some("a.b"));
+        let two = in_records(&rec[5..], 40);
+        let mut bad_second = two.clone();
+        bad_second[5 + 40] = 23; // the second record is not a handshake record
+        for input in [rec.clone(), two, bad_second, b"EHLO x\r\n".to_vec()] {
+            let want = peek(&input);
+            for step in 1..=input.len() {
+                let mut reader = HelloReader::new(limits::MAX_HELLO_RECORDS);
+                let mut got = Peek::NeedMore;
+                for end in (step..input.len()).step_by(step).chain([input.len()]) {
+                    got = reader.peek(&input[..end]);
+                    if got != Peek::NeedMore {
+                        break;
+                    }
+                }
+                assert_eq!(got, want, "reads of {step}");
+            }
+        }
     }
 
     #[test]

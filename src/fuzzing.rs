@@ -7,7 +7,7 @@ use bytes::BytesMut;
 use crate::clienthello;
 use crate::proxyproto;
 use crate::smtp::command::Command;
-use crate::smtp::data::DataScanner;
+use crate::smtp::data::{DataScanner, droppable};
 use crate::smtp::ehlo;
 use crate::smtp::line::{Line, LineCutter};
 use crate::smtp::reply::ReplyParser;
@@ -90,7 +90,10 @@ pub fn lenient_lines(bytes: &[u8]) -> Vec<&[u8]> {
     lines
 }
 
-/// The invariants of the bytes sent to the backend for one message.
+/// The invariants of the bytes sent to the backend for one message: no bare
+/// CR or LF; no end of data before the real one for any backend, lenient
+/// about line ends or dropping NUL and the other [`droppable`] controls; and
+/// ordinary content unchanged.
 pub fn check_data_output(input: &[u8], out: &[u8], end: bool) {
     let body = if end {
         assert!(
@@ -112,24 +115,39 @@ pub fn check_data_output(input: &[u8], out: &[u8], end: bool) {
         assert_ne!(body[k], b'\n', "bare LF in {out:?} from {input:?}");
         k += 1;
     }
-    // No parser, however lenient, sees an end of data before the real one.
-    let lines = lenient_lines(body);
-    let complete = if end {
-        &lines[..lines.len() - 1]
-    } else {
-        &lines[..]
-    };
+    // No parser, however lenient, sees an end of data before the real one,
+    // not even after dropping NULs and the other controls some backends drop.
+    let kept: Vec<u8> = body.iter().copied().filter(|b| !droppable(*b)).collect();
+    for body in [body, &kept[..]] {
+        let lines = lenient_lines(body);
+        let complete = if end {
+            &lines[..lines.len() - 1]
+        } else {
+            &lines[..]
+        };
+        assert!(
+            complete.iter().all(|l| *l != b"."),
+            "early end of data in {out:?} from {input:?}"
+        );
+    }
+    // Ordinary content (CRLF line ends, no droppable controls) passes byte
+    // for byte (`input` may go on after the end; before it, a held dot or CR
+    // may be missing).
+    let ordinary = !input.iter().any(|b| droppable(*b))
+        && input.windows(2).all(|p| (p[0] == b'\r') == (p[1] == b'\n'))
+        && input.first() != Some(&b'\n');
     assert!(
-        complete.iter().all(|l| *l != b"."),
-        "early end of data in {out:?} from {input:?}"
+        !ordinary || input.starts_with(out),
+        "ordinary content altered: {out:?} from {input:?}"
     );
 }
 
 /// Message content: chunking never changes the result, and the smuggling
-/// shield's invariants hold.
+/// shield's invariants hold (see [`check_data_output`]).
 pub fn data_scanner(data: &[u8]) {
     let mut whole = BytesMut::new();
-    let (n_whole, end_whole) = DataScanner::new().feed(data, &mut whole);
+    let mut whole_scanner = DataScanner::new();
+    let (n_whole, end_whole) = whole_scanner.feed(data, &mut whole);
 
     let mut pieces = BytesMut::new();
     let mut s = DataScanner::new();
@@ -144,6 +162,7 @@ pub fn data_scanner(data: &[u8]) {
     }
     assert_eq!(whole, pieces, "chunking changed the output");
     assert_eq!((n_whole, end_whole), (consumed, end));
+    assert_eq!(whole_scanner.control_dot_lines, s.control_dot_lines);
     check_data_output(&data[..consumed], &whole, end);
 
     // As the session feeds it: two large pieces through `feed_split`, the
@@ -168,7 +187,9 @@ pub fn data_scanner(data: &[u8]) {
     assert_eq!(fed_total, n_whole);
 }
 
-/// ClientHello parsing (and the summary written into records).
+/// ClientHello parsing (and the summary written into records); read as it
+/// arrives, in chunks, the hello gives what one parse of the bytes gives, at
+/// a cost linear in their number.
 pub fn client_hello(data: &[u8]) {
     for cut in [data.len() / 2, data.len()] {
         if let clienthello::Peek::Hello(h) = clienthello::peek(&data[..cut]) {
@@ -176,6 +197,26 @@ pub fn client_hello(data: &[u8]) {
             assert_eq!(s.versions.len(), h.versions.len());
         }
     }
+    let mut reader = clienthello::HelloReader::new(crate::limits::MAX_HELLO_RECORDS);
+    let (mut got, mut end, mut calls) = (clienthello::Peek::NeedMore, 0, 0);
+    for chunk in chunks(data) {
+        end += chunk.len();
+        calls += 1;
+        got = reader.peek(&data[..end]);
+        if got != clienthello::Peek::NeedMore {
+            break;
+        }
+    }
+    assert_eq!(
+        got,
+        clienthello::peek(&data[..end]),
+        "chunking changed the parse"
+    );
+    assert!(
+        reader.examined() <= 2 * end + 8 * calls,
+        "{} bytes examined for {end}",
+        reader.examined()
+    );
 }
 
 /// PROXY header decoding.

@@ -26,6 +26,14 @@ pub const DATA_MEMORY_BUDGET: usize = 256 * 1024 * 1024;
 /// ClientHello bytes held before the handshake (one is normally < 2 KiB even with
 /// a post-quantum key share; TLS allows a handshake message to span records).
 pub const MAX_CLIENT_HELLO: usize = 32 * 1024;
+/// TLS records a ClientHello may span: clients send it in one (two past
+/// 16 KiB), tools that split it to slip past filters in a handful; hundreds
+/// of tiny records only make the server work.
+pub const MAX_HELLO_RECORDS: usize = 64;
+/// Control characters (NUL...) held at the start of a message line to see
+/// whether a `.` follows; real text has none or one (ISO-2022-JP's ESC), and
+/// a longer run gets its line dot-stuffed at once instead of held.
+pub const MAX_HELD_CONTROLS: usize = 64;
 /// Commands read ahead of processing: bounds what a pipelining client can park in memory.
 pub const MAX_PENDING_INPUT: usize = 64 * 1024;
 

@@ -20,7 +20,7 @@ use rustls::{ServerConfig, SignatureAlgorithm, SignatureScheme};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use thiserror::Error;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 
@@ -447,11 +447,29 @@ impl TlsFront {
             record.handshake_ms = Some(millis(started.elapsed()));
         };
 
-        // 1. The ClientHello, read by tlsfront itself.
+        // 1. The ClientHello, read by tlsfront itself; the reader takes in
+        // each record once, however the hello is cut.
+        let mut reader = clienthello::HelloReader::new(limits::MAX_HELLO_RECORDS);
         let peeked = loop {
-            match clienthello::peek(&buf) {
+            match reader.peek(&buf) {
                 Peek::NeedMore if buf.len() < limits::MAX_CLIENT_HELLO => {}
                 Peek::NeedMore => break Peek::Malformed,
+                Peek::TooFragmented => {
+                    // Refused here, or rustls would take in the rest; with the
+                    // alert it sends for a hello it cannot serve.
+                    let alert = [21, 3, 3, 0, 2, 2, 40]; // fatal handshake_failure
+                    let _ = tokio::time::timeout_at(deadline, stream.write_all(&alert)).await;
+                    fail(
+                        record,
+                        "client_hello_too_fragmented",
+                        format!(
+                            "ClientHello incomplete after {} TLS records ({} bytes)",
+                            limits::MAX_HELLO_RECORDS,
+                            buf.len()
+                        ),
+                    );
+                    return None;
+                }
                 other => break other,
             }
             buf.reserve(2048);
@@ -485,6 +503,8 @@ impl TlsFront {
                 }
             }
         };
+        // Its copy of the hello is not kept through the handshake.
+        drop(reader);
         let (hello, precheck) = match peeked {
             Peek::Hello(h) => {
                 let mismatch = self.offer.mismatch(&h);
@@ -492,7 +512,10 @@ impl TlsFront {
             }
             Peek::NotTls => (None, Some("not_tls")),
             Peek::Sslv2 => (None, Some("sslv2_hello")),
-            Peek::Malformed | Peek::NeedMore => (None, Some("malformed_client_hello")),
+            // (NeedMore and TooFragmented do not leave the loop.)
+            Peek::Malformed | Peek::NeedMore | Peek::TooFragmented => {
+                (None, Some("malformed_client_hello"))
+            }
         };
         record.sni = hello.as_ref().and_then(|h| h.sni.clone());
         let entry = self.select(record.sni.as_deref(), hello.as_ref());

@@ -9,10 +9,28 @@
 //! smuggling). So every bare LF and bare CR reaches the backend as CRLF, like
 //! Postfix's `smtpd_forbid_bare_newline = normalize`, and a `.` that starts a
 //! line after a bare line end is sent dot-stuffed (`..`): normalising must never
-//! *create* an end-of-data line. Content with CRLF line ends only, the client's
-//! own dot-stuffing included, passes byte for byte.
+//! *create* an end-of-data line.
+//!
+//! A backend that drops NUL (or the other [`droppable`] controls) before it
+//! looks for the end would read `.<NUL><CRLF>` or `<NUL>.<CRLF>` as `.`. So a
+//! line whose first byte that such a backend keeps is a `.` gets a `.` in
+//! front when it starts with controls (`<NUL>.` → `.<NUL>.`: a backend that
+//! keeps them removes the added dot, one that drops them removes it too), and
+//! a `.` followed by controls only is sent as `..` and the controls.
+//!
+//! Content with CRLF line ends and no such controls, the client's own
+//! dot-stuffing included, passes byte for byte.
 
 use bytes::BytesMut;
+
+use crate::limits;
+
+/// A byte some backends drop from message content: NUL, the other C0
+/// controls but HT, CR and LF, and DEL. RFC 5321 §4.1.1.4 says these "may
+/// cause problems", and advice after SMTP smuggling is to strip them.
+pub fn droppable(b: u8) -> bool {
+    (b < 0x20 && b != b'\t' && b != b'\r' && b != b'\n') || b == 0x7f
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
@@ -28,6 +46,11 @@ enum State {
     Dot,
     /// `.<CR>` at a line start, held back.
     DotCr,
+    /// Droppable controls at a line start, held back (in `held`).
+    Ctl,
+    /// `.` then droppable controls at a line start, held back (the controls
+    /// in `held`).
+    DotCtl,
     /// The end-of-data line was seen.
     Done,
 }
@@ -49,7 +72,7 @@ const BLOCK: usize = 64;
 /// How many leading bytes of `x`, in whole blocks, the state machine entered
 /// in `LineStart` (`prev` = LF) or `Mid` (`prev` = 0) would pass on unchanged,
 /// ending in `LineStart`, `Mid` or `Cr`: every CR is followed by LF, every LF
-/// follows a CR, and no `.` starts a line. `y` is `x` shifted by one byte
+/// follows a CR, and neither a `.` nor a [`droppable`] control starts a line. `y` is `x` shifted by one byte
 /// (`y[j]` is the byte after `x[j]`), so the pair ending after a block is
 /// checked too and a CR at a block's end is known to be half of a CRLF.
 ///
@@ -62,7 +85,10 @@ const BLOCK: usize = 64;
 fn clean_blocks(mut prev: u8, x: &[u8], y: &[u8]) -> usize {
     #[inline(always)]
     fn bad(x: u8, y: u8) -> u8 {
-        u8::from((x == b'\r') != (y == b'\n')) | u8::from(x == b'\n' && y == b'.')
+        // `droppable(y)` without branches; `y` = LF after LF is caught by the
+        // first term already.
+        let control = (y < 0x20) & (y != b'\t') & (y != b'\r') | (y == 0x7f);
+        u8::from((x == b'\r') != (y == b'\n')) | u8::from((x == b'\n') & ((y == b'.') | control))
     }
     let mut i = 0;
     while let (Some(xb), Some(yb)) = (x.get(i..i + BLOCK), y.get(i..i + BLOCK)) {
@@ -89,6 +115,12 @@ pub struct DataScanner {
     pub bare_line_ends: u64,
     /// Dots tlsfront added after bare line ends.
     pub stuffed: u64,
+    /// Lines dot-stuffed because a backend that drops control characters
+    /// would see them as `.` or starting with `.` (see [`droppable`]).
+    pub control_dot_lines: u64,
+    /// Control characters at a line start, held back until the line shows
+    /// whether a `.` follows them (at most `MAX_HELD_CONTROLS`).
+    held: Vec<u8>,
 }
 
 impl Default for DataScanner {
@@ -103,6 +135,8 @@ impl DataScanner {
             state: State::LineStart,
             bare_line_ends: 0,
             stuffed: 0,
+            control_dot_lines: 0,
+            held: Vec::new(),
         }
     }
 
@@ -189,11 +223,48 @@ impl DataScanner {
                         i += 1;
                     }
                     b'\n' => self.bare_lf(input, &mut span, &mut i, out),
+                    c if droppable(c) => {
+                        out.extend_from_slice(&input[span..i]);
+                        self.hold(c, out);
+                        i += 1;
+                        span = i;
+                    }
                     _ => {
                         self.state = State::Mid;
                         i += 1;
                     }
                 },
+                State::Ctl | State::DotCtl if droppable(b) => {
+                    self.hold(b, out);
+                    i += 1;
+                    span = i;
+                }
+                State::Ctl => {
+                    // The first byte after the controls decides: a backend that
+                    // drops them sees a line starting with `b`. If that is a dot,
+                    // one more in front keeps the line content for it, and for a
+                    // backend that keeps the controls (it removes the added dot).
+                    if b == b'.' {
+                        out.extend_from_slice(b".");
+                        self.control_dot_lines += 1;
+                    }
+                    out.extend_from_slice(&self.held);
+                    self.held.clear();
+                    self.state = State::Mid;
+                }
+                State::DotCtl => {
+                    // `.` and controls, then the line ends: `.` where they are
+                    // dropped. Stuffed like a dot line after a bare line end.
+                    if b == b'\r' || b == b'\n' {
+                        out.extend_from_slice(b"..");
+                        self.control_dot_lines += 1;
+                    } else {
+                        out.extend_from_slice(b".");
+                    }
+                    out.extend_from_slice(&self.held);
+                    self.held.clear();
+                    self.state = State::Mid;
+                }
                 State::Cr => {
                     if b == b'\n' {
                         self.state = State::LineStart;
@@ -221,6 +292,12 @@ impl DataScanner {
                         i += 1;
                         span = i;
                         self.state = State::WeakStart;
+                    }
+                    c if droppable(c) => {
+                        self.state = State::DotCtl;
+                        self.hold(c, out);
+                        i += 1;
+                        span = i;
                     }
                     _ => {
                         // An ordinary dot line (or the client's own stuffing): release
@@ -256,6 +333,26 @@ impl DataScanner {
             end: self.state == State::Done,
             tail: span..i,
         }
+    }
+
+    /// Holds a droppable control `c` met at a line start (after a `.` in
+    /// `DotCtl`). Past `MAX_HELD_CONTROLS` the line is stuffed twice at
+    /// once: `..` and the run start it, so no backend reads it as `.` (one
+    /// that keeps the controls gets one dot more than the client sent).
+    fn hold(&mut self, c: u8, out: &mut BytesMut) {
+        if self.held.len() < limits::MAX_HELD_CONTROLS {
+            if self.state != State::DotCtl {
+                self.state = State::Ctl;
+            }
+            self.held.push(c);
+            return;
+        }
+        out.extend_from_slice(b"..");
+        out.extend_from_slice(&self.held);
+        out.extend_from_slice(&[c]);
+        self.held.clear();
+        self.control_dot_lines += 1;
+        self.state = State::Mid;
     }
 
     /// A bare LF at `i`: sent on as CRLF.
@@ -346,6 +443,118 @@ mod tests {
         }
     }
 
+    /// (input, bytes for the backend, lines stuffed for dropped controls);
+    /// each input but the last two ends with the real end-of-data line.
+    const CONTROL_CASES: &[(&[u8], &[u8], u64)] = &[
+        // A backend that drops NUL would read each of these as `.`: end of data.
+        (b".\0\r\n.\r\n", b"..\0\r\n.\r\n", 1),
+        (b"\0.\r\n.\r\n", b".\0.\r\n.\r\n", 1),
+        (b"a\r\n.\0\r\n.\r\n", b"a\r\n..\0\r\n.\r\n", 1),
+        (b"a\r\n\0.\r\n.\r\n", b"a\r\n.\0.\r\n.\r\n", 1),
+        (b"a\r\n\0\0.\0\r\n.\r\n", b"a\r\n.\0\0.\0\r\n.\r\n", 1),
+        (
+            b"a\r\n.\0\x01\x7f\r\n.\r\n",
+            b"a\r\n..\0\x01\x7f\r\n.\r\n",
+            1,
+        ),
+        (b"a\r\n\x7f.\r\n.\r\n", b"a\r\n.\x7f.\r\n.\r\n", 1),
+        // ... and these would start with a dot there: stuffed so that such a
+        // backend removes the added dot, not the client's.
+        (b"a\r\n\0.x\r\n.\r\n", b"a\r\n.\0.x\r\n.\r\n", 1),
+        (b"a\r\n\0..\r\n.\r\n", b"a\r\n.\0..\r\n.\r\n", 1),
+        // After bare line ends (normalised to CRLF as ever).
+        (b"a\n\0.\r\n.\r\n", b"a\r\n.\0.\r\n.\r\n", 1),
+        (b"a\r\n.\0\nb\r\n.\r\n", b"a\r\n..\0\r\nb\r\n.\r\n", 1),
+        (b"a\r\n.\0\rb\r\n.\r\n", b"a\r\n..\0\r\nb\r\n.\r\n", 1),
+        (b"a\n.\0\r\n.\r\n", b"a\r\n..\0\r\n.\r\n", 0),
+        // Harmless with or without the controls: byte for byte.
+        (
+            b"a\r\n\x1b$B0l\x1b(B\r\n.\r\n",
+            b"a\r\n\x1b$B0l\x1b(B\r\n.\r\n",
+            0,
+        ),
+        (b"a\r\n\0x\r\n.\r\n", b"a\r\n\0x\r\n.\r\n", 0),
+        (b"a\r\n\0\r\n.\r\n", b"a\r\n\0\r\n.\r\n", 0),
+        (b"a\r\n.\0x\r\n.\r\n", b"a\r\n.\0x\r\n.\r\n", 0),
+        (b"a\r\n.\0.\r\n.\r\n", b"a\r\n.\0.\r\n.\r\n", 0),
+        (b"a\r\n..\0\r\n.\r\n", b"a\r\n..\0\r\n.\r\n", 0),
+        (b"a\r\n\t.\r\n.\r\n", b"a\r\n\t.\r\n.\r\n", 0),
+        // Not ended: controls at a line start are held until the line shows
+        // what they precede.
+        (b"a\r\n.\0", b"a\r\n", 0),
+        (b"a\r\n\0\0", b"a\r\n", 0),
+    ];
+
+    #[test]
+    fn dot_lines_hidden_by_dropped_controls_are_stuffed() {
+        for (i, (input, want, lines)) in CONTROL_CASES.iter().enumerate() {
+            let (got, end) = scan(input);
+            let shown = String::from_utf8_lossy(input);
+            assert_eq!(got, want.to_vec(), "output for {shown:?}");
+            let ended = i < CONTROL_CASES.len() - 2;
+            assert_eq!(end, ended.then_some(input.len()), "end for {shown:?}");
+            let mut s = DataScanner::new();
+            s.feed(input, &mut BytesMut::new());
+            assert_eq!(s.control_dot_lines, *lines, "count for {shown:?}");
+            crate::fuzzing::check_data_output(input, &got, ended);
+        }
+    }
+
+    #[test]
+    fn a_long_run_of_controls_is_stuffed_without_holding_it() {
+        let run = [0u8; limits::MAX_HELD_CONTROLS];
+        // Up to the bound the run is held and the line decides.
+        let input = [b"a\r\n", &run[..], b"x\r\n.\r\n"].concat();
+        assert_eq!(scan(&input), (input.clone(), Some(input.len())));
+        let input = [b"a\r\n", &run[..], b".\r\n.\r\n"].concat();
+        let want = [b"a\r\n.", &run[..], b".\r\n.\r\n"].concat();
+        assert_eq!(scan(&input), (want, Some(input.len())));
+        // One more and the line is stuffed twice at once, whatever follows,
+        // so no backend that drops the run can read it as `.`.
+        for run in [vec![0u8; limits::MAX_HELD_CONTROLS + 1], vec![1u8; 100_000]] {
+            for rest in [&b""[..], b".", b"x"] {
+                let input = [b"a\r\n", &run[..], rest, b"\r\n.\r\n"].concat();
+                let want = [b"a\r\n..", &run[..], rest, b"\r\n.\r\n"].concat();
+                let (got, end) = scan(&input);
+                assert!(got == want && end == Some(input.len()));
+                crate::fuzzing::check_data_output(&input, &got, true);
+            }
+        }
+        let mut s = DataScanner::new();
+        let mut out = BytesMut::new();
+        s.feed(b"a\r\n", &mut out);
+        for _ in 0..10_000 {
+            s.feed(b"\0\x01\x02", &mut out);
+        }
+        assert!(s.held.capacity() <= 2 * limits::MAX_HELD_CONTROLS);
+    }
+
+    #[test]
+    fn control_dot_lines_split_at_every_position() {
+        let mut input = Vec::new();
+        let mut want = Vec::new();
+        for (input_case, want_case, _) in &CONTROL_CASES[..CONTROL_CASES.len() - 2] {
+            input.extend_from_slice(&input_case[..input_case.len() - 3]);
+            want.extend_from_slice(&want_case[..want_case.len() - 3]);
+            input.extend_from_slice(b"\r\n");
+            want.extend_from_slice(b"\r\n");
+        }
+        // 64-byte lines around them put the vectors at block edges too.
+        let line = [&[b'y'; 62][..], b"\r\n"].concat();
+        let input = [&line[..], &input, &line, b".\r\nQUIT\r\n"].concat();
+        let want = [&line[..], &want, &line, b".\r\n"].concat();
+        let end = input.len() - b"QUIT\r\n".len();
+        assert_eq!(reference(&input), (want.clone(), Some(end)));
+        assert_eq!(scan_whole(&input), (want.clone(), Some(end)));
+        for cut in 0..=input.len() {
+            assert_eq!(
+                split_feed(&[&input[..cut], &input[cut..]]),
+                (want.clone(), Some(end)),
+                "cut {cut}"
+            );
+        }
+    }
+
     #[test]
     fn stops_at_end_and_leaves_the_rest() {
         let mut s = DataScanner::new();
@@ -384,7 +593,7 @@ mod tests {
         for _ in 0..50_000 {
             let len = (rng.next() % 24) as usize;
             let input: Vec<u8> = (0..len)
-                .map(|_| b"\r\n.a"[(rng.next() % 4) as usize])
+                .map(|_| b"\r\n.a\0"[(rng.next() % 5) as usize])
                 .collect();
             let (out, end) = scan(&input);
             crate::fuzzing::check_data_output(&input, &out, end.is_some());
@@ -438,11 +647,15 @@ mod tests {
                 });
             }
             if hazards && rng.next() % 8 == 0 {
-                m.push(b"\n\r."[(rng.next() % 3) as usize]);
+                m.push(b"\n\r.\0"[(rng.next() % 4) as usize]);
             }
             m.extend_from_slice(b"\r\n");
-            if rng.next() % 10 == 0 {
-                m.push(b'.');
+            match rng.next() % 20 {
+                0 | 1 => m.push(b'.'),
+                2 if hazards => m.extend_from_slice(b"\0."),
+                3 if hazards => m.extend_from_slice(b".\0"),
+                4 => m.push(b'\t'),
+                _ => {}
             }
         }
         m
@@ -461,15 +674,16 @@ mod tests {
             let density = rng.next() % 40 + 1;
             for b in w.iter_mut() {
                 *b = if rng.next() % density == 0 {
-                    b"\r\n."[(rng.next() % 3) as usize]
+                    b"\r\n.\0\t\x1f\x7f "[(rng.next() % 8) as usize]
                 } else {
                     b'x'
                 };
             }
             let seq: Vec<u8> = std::iter::once(prev).chain(w.iter().copied()).collect();
-            let naive = seq
-                .windows(2)
-                .all(|p| (p[0] == b'\r') == (p[1] == b'\n') && !(p[0] == b'\n' && p[1] == b'.'));
+            let naive = seq.windows(2).all(|p| {
+                (p[0] == b'\r') == (p[1] == b'\n')
+                    && !(p[0] == b'\n' && (p[1] == b'.' || droppable(p[1])))
+            });
             assert_eq!(block_is_clean(prev, &w), naive, "{seq:?}");
         }
     }
