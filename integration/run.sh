@@ -5,7 +5,7 @@
 #
 # Installs what it needs (Debian packages), builds the proxy, generates test
 # PKI, starts private Postfix instances on loopback ports, runs the scenarios
-# in test_real_peers.py and prints "N passed, N failed" as the very last line.
+# in test_real_peers.py (and test_security.py) and prints "N passed, N failed" as the very last line.
 # Everything started here is stopped by PID in the EXIT trap.
 #
 # Environment knobs:
@@ -167,12 +167,13 @@ log "generating certificates"
 "$HERE/lib/gen-certs.sh" "$WORK/certs" >/dev/null
 
 # ---------------------------------------------------------------------------
-# 4. Loopback ports: 2 backends, 2 proxies x (STARTTLS + implicit TLS).
+# 4. Loopback ports: 2 backends, 2 proxies x (STARTTLS + implicit TLS), the
+#    SASL backend and its (Dovecot protocol) auth server.
 # ---------------------------------------------------------------------------
-read -r P_RSA P_DH PX_RSA PXI_RSA PX_DH PXI_DH < <(python3 - <<'PY'
+read -r P_RSA P_DH PX_RSA PXI_RSA PX_DH PXI_DH P_SASL P_AUTH < <(python3 - <<'PY'
 import socket
 socks = []
-for _ in range(6):
+for _ in range(8):
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
     socks.append(s)
@@ -181,14 +182,18 @@ PY
 )
 
 # ---------------------------------------------------------------------------
-# 5. Private Postfix instances: two legacy backends and one sender.
+# 5. Private Postfix instances: two legacy backends, one sender, and a
+#    backend that relays for SASL-authenticated clients (test_security.py).
 # ---------------------------------------------------------------------------
 PF=$WORK/postfix
 mkdir -p "$PF"
 chmod 755 "$PF"
-pf_register_alt_dirs "$PF/legacy-rsa/etc" "$PF/legacy-dh/etc" "$PF/sender/etc"
+pf_register_alt_dirs "$PF/legacy-rsa/etc" "$PF/legacy-dh/etc" "$PF/sender/etc" "$PF/sasl/etc"
 pf_backend "$PF/legacy-rsa" legacy-rsa "$P_RSA" "$WORK/certs" rsa
 pf_backend "$PF/legacy-dh" legacy-dh "$P_DH" "$WORK/certs" dh
+# tlsfront reaches it from $SASL_PROXY_SOURCE, outside mynetworks.
+SASL_PROXY_SOURCE=127.0.0.5
+pf_sasl_backend "$PF/sasl" sasl "$P_SASL" "$P_AUTH" 127.0.0.1/32
 # Sender routing by recipient local part: pf-enc-* uses TLS "encrypt",
 # pf-sec-* TLS "secure" (CA + name mx.tlsfront.test), each to one proxy.
 pf_sender "$PF/sender" sender "$WORK/certs" "\
@@ -198,8 +203,8 @@ pf_sender "$PF/sender" sender "$WORK/certs" "\
 /^pf-sec-legacy-dh-[^@]*@tlsfront\.test\$/ smtpsecure:[127.0.0.1]:$PX_DH" "\
 [127.0.0.1]:$PX_RSA secure match=$PROXY_HOSTNAME
 [127.0.0.1]:$PX_DH secure match=$PROXY_HOSTNAME"
-log "starting postfix instances (legacy-rsa :$P_RSA, legacy-dh :$P_DH, sender)"
-for inst in legacy-rsa legacy-dh sender; do
+log "starting postfix instances (legacy-rsa :$P_RSA, legacy-dh :$P_DH, sender, sasl :$P_SASL)"
+for inst in legacy-rsa legacy-dh sender sasl; do
     if ! pf_start "$PF/$inst" > "$WORK/postfix-start-$inst.log" 2>&1; then
         cat "$WORK/postfix-start-$inst.log"
         tail -20 "$PF/$inst/maillog" 2>/dev/null
@@ -227,7 +232,9 @@ cat > "$WORK/rig.json" <<JSON
     "legacy-dh": {"name": "legacy-dh", "port": $P_DH, "dir": "$PF/legacy-dh",
                   "maillog": "$PF/legacy-dh/maillog"}
   },
-  "sender": {"etc": "$PF/sender/etc", "maillog": "$PF/sender/maillog"}
+  "sender": {"etc": "$PF/sender/etc", "maillog": "$PF/sender/maillog"},
+  "sasl": {"name": "sasl", "port": $P_SASL, "dir": "$PF/sasl", "maillog": "$PF/sasl/maillog",
+           "auth_port": $P_AUTH, "proxy_source": "$SASL_PROXY_SOURCE"}
 }
 JSON
 log "running scenarios"

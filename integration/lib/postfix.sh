@@ -187,6 +187,39 @@ MAIN
     esac
 }
 
+# pf_sasl_backend DIR NAME PORT AUTH_PORT TRUSTED : a backend that relays for
+# SASL-authenticated clients only (the submission setup of issue 10). SASL is
+# Dovecot's protocol on inet:127.0.0.1:AUTH_PORT, served by the scenario
+# driver (test_security.py), which must be listening before the first SMTP
+# session. No TLS (tlsfront's hop is plaintext on loopback), so AUTH is
+# offered in clear. mynetworks is TRUSTED only (tlsfront connects from
+# another address) and the relay restrictions do not consult it anyway.
+# Relayed mail is discarded: nothing leaves the machine, and the log still
+# says which SASL user each accepted transaction ran as.
+pf_sasl_backend() {
+    local dir=$1 name=$2 port=$3 auth_port=$4 trusted=$5
+    mkdir -p "$dir/etc" "$dir/queue" "$dir/data"
+    chmod 755 "$dir" "$dir/etc"
+    chown postfix: "$dir/data"
+    pf_common_main "$dir" "$name"
+    pf_write_master "$dir" "127.0.0.1:$port"
+    pf_openssl_conf "$dir" 'DEFAULT:@SECLEVEL=2'
+    postconf -c "$dir/etc" -e "mynetworks = $trusted"
+    cat >> "$dir/etc/main.cf" <<MAIN
+smtpd_banner = \$myhostname ESMTP SASL relay backend
+default_transport = discard:relayed by the tlsfront test rig
+relay_transport = discard:relayed by the tlsfront test rig
+smtpd_tls_security_level = none
+smtpd_sasl_auth_enable = yes
+smtpd_sasl_type = dovecot
+smtpd_sasl_path = inet:127.0.0.1:$auth_port
+smtpd_sasl_security_options = noanonymous
+smtpd_tls_auth_only = no
+smtpd_relay_restrictions = permit_sasl_authenticated, reject_unauth_destination
+smtpd_recipient_restrictions =
+MAIN
+}
+
 # pf_sender DIR NAME CERTDIR TRANSPORT_REGEXP POLICY_TEXTHASH : a sending
 # instance (mail injected with "sendmail -C DIR/etc") whose smtp client
 # relays through the proxy. Routing is per recipient local part (see the
