@@ -67,6 +67,9 @@ pub struct Record {
     pub bytes: u64,
     /// Bare CR/LF line endings found in message content (normalised or refused).
     pub bare_line_endings: u64,
+    /// Message lines that would read as a dot line to a backend that drops
+    /// control characters (`\0.`, `.\0`): dot-stuffed.
+    pub control_dot_lines: u64,
     /// Commands refused with 530 because the listener requires TLS.
     pub tls_required_refusals: u64,
     /// Commands a `require_tls = "log"` listener would have refused.
@@ -127,6 +130,7 @@ impl Record {
             recipients: 0,
             bytes: 0,
             bare_line_endings: 0,
+            control_dot_lines: 0,
             tls_required_refusals: 0,
             tls_required_would_refuse: 0,
             backend_contacted: false,

@@ -1121,6 +1121,14 @@ where
         }
         self.io().set_read_ahead(false);
         self.record.bare_line_endings += scanner.bare_line_ends;
+        self.record.control_dot_lines += scanner.control_dot_lines;
+        if scanner.control_dot_lines > 0 {
+            tracing::warn!(
+                session = %self.record.session,
+                lines = scanner.control_dot_lines,
+                "message lines that start with control characters and a dot (dot-stuffed)"
+            );
+        }
         if scanner.bare_line_ends > 0 {
             tracing::warn!(
                 session = %self.record.session,
