@@ -150,6 +150,7 @@ pub struct RawSmtp {
     pub max_errors: Option<u32>,
     pub bare_line_endings: Option<String>,
     pub max_recipients: Option<usize>,
+    pub message_memory_mib: Option<usize>,
     pub greeting_delay: Option<String>,
     pub received_header: Option<bool>,
     pub relay_verbs: Option<Vec<String>>,
@@ -282,6 +283,8 @@ pub struct SmtpSettings {
     pub bare_line_endings: BareLineEndings,
     /// Recipients accepted per message before `452 4.5.3`.
     pub max_recipients: usize,
+    /// Memory all messages in flight may hold for their buffers together.
+    pub message_memory: usize,
     /// Wait before the greeting to catch clients that talk first (0: only
     /// input already there at accept time is caught).
     pub greeting_delay: Duration,
@@ -934,6 +937,16 @@ pub fn validate(mut raw: RawConfig, o: &Overrides, file: &str) -> Result<Setting
             limits::DEFAULT_SESSION_LIFETIME,
         )?,
         max_errors: s.max_errors.unwrap_or(20).max(1),
+        message_memory: match s.message_memory_mib {
+            None => limits::DATA_MEMORY_BUDGET,
+            Some(n @ 1..=limits::MAX_MESSAGE_MEMORY_MIB) => n * 1024 * 1024,
+            Some(n) => {
+                return Err(v.err(
+                    "smtp.message_memory_mib",
+                    format!("{n} is outside 1..={}", limits::MAX_MESSAGE_MEMORY_MIB),
+                ));
+            }
+        },
         max_recipients: match s.max_recipients {
             Some(0) => return Err(v.err("smtp.max_recipients", "must be at least 1")),
             Some(n) => n,

@@ -22,7 +22,10 @@ pub const DATA_READ_AHEAD: usize = 64 * 1024;
 /// Memory all sessions in DATA may hold for message buffers together (each
 /// takes `DATA_CHUNK + DATA_READ_AHEAD`): 10 000 sessions sending at once
 /// would otherwise need ~1 GB. Beyond it DATA gets `451 4.3.1`, retried later.
+/// `smtp.message_memory_mib` overrides it.
 pub const DATA_MEMORY_BUDGET: usize = 256 * 1024 * 1024;
+/// Upper bound of `smtp.message_memory_mib` (64 GiB): a typo, not a budget.
+pub const MAX_MESSAGE_MEMORY_MIB: usize = 64 * 1024;
 /// ClientHello bytes held before the handshake (one is normally < 2 KiB even with
 /// a post-quantum key share; TLS allows a handshake message to span records).
 pub const MAX_CLIENT_HELLO: usize = 32 * 1024;

@@ -81,6 +81,7 @@ impl Shared {
             m.set_certificates(front.entries());
         }
         let records = records.with_metrics(metrics.clone());
+        let data_memory_kib = settings.smtp.message_memory / 1024;
         Arc::new(Shared {
             admission: Admission::new(
                 settings.max_connections,
@@ -93,9 +94,7 @@ impl Shared {
             metrics,
             shutdown: CancellationToken::new(),
             drain_over: CancellationToken::new(),
-            data_memory: Arc::new(tokio::sync::Semaphore::new(
-                limits::DATA_MEMORY_BUDGET / 1024,
-            )),
+            data_memory: Arc::new(tokio::sync::Semaphore::new(data_memory_kib)),
             next_id: AtomicU64::new(1),
             id_tag,
         })
@@ -169,7 +168,8 @@ fn lost_text(error: &BackendError) -> &'static str {
     }
 }
 
-/// Units of [`limits::DATA_MEMORY_BUDGET`] one message in flight takes: its
+/// Units of the message memory budget (`smtp.message_memory_mib`, default
+/// [`limits::DATA_MEMORY_BUDGET`]) one message in flight takes: its
 /// read buffer and the read-ahead of the client stream, in KiB.
 const DATA_PERMITS: u32 = ((limits::DATA_CHUNK + limits::DATA_READ_AHEAD) / 1024) as u32;
 

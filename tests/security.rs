@@ -473,3 +473,51 @@ async fn control_bytes_inside_command_and_sasl_lines_are_refused() {
     assert!(cmds.contains(&"*".to_string()), "{cmds:?}");
     proxy.stop().await;
 }
+
+#[tokio::test]
+async fn messages_in_flight_share_one_memory_budget() {
+    let mta = Mta::start(MtaScript::default()).await;
+    // 1 MiB holds ten messages' buffers (96 KiB each); the eleventh waits.
+    let proxy = Proxy::configured(
+        mta.addr,
+        None,
+        "",
+        "",
+        "[smtp]\nmessage_memory_mib = 1\n",
+        false,
+    )
+    .await;
+    let mut senders = Vec::new();
+    for i in 0..10 {
+        let mut c = Client::greeted(proxy.starttls).await;
+        c.send(&format!("EHLO s{i}.test")).await;
+        c.expect(250).await;
+        c.send("MAIL FROM:<a@s.test>").await;
+        c.expect(250).await;
+        c.send("RCPT TO:<b@legacy.test>").await;
+        c.expect(250).await;
+        c.send("DATA").await;
+        c.expect(354).await;
+        senders.push(c);
+    }
+    let mut late = Client::greeted(proxy.starttls).await;
+    late.send("EHLO late.test").await;
+    late.expect(250).await;
+    late.send("MAIL FROM:<a@s.test>").await;
+    late.expect(250).await;
+    late.send("RCPT TO:<b@legacy.test>").await;
+    late.expect(250).await;
+    late.send("DATA").await;
+    let r = late.reply().await;
+    assert_eq!(r.code, 451, "{}", r.text);
+    assert!(r.text.contains("4.3.1"), "{}", r.text);
+    // A finished message gives its share back.
+    let mut first = senders.remove(0);
+    first.send_raw(b"Subject: one\r\n\r\nbody\r\n.\r\n").await;
+    first.expect(250).await;
+    late.send("DATA").await;
+    late.expect(354).await;
+    late.send_raw(b"Subject: late\r\n\r\nbody\r\n.\r\n").await;
+    late.expect(250).await;
+    proxy.stop().await;
+}
