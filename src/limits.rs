@@ -67,6 +67,11 @@ pub const REFUSAL_WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 /// A trusted balancer sends its PROXY header at once.
 pub const PROXY_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// A certificate in service with less than this left is logged as a warning at
+/// start and on every reload (certbot renews at 30 days left: by 14, renewal
+/// has been failing for two weeks).
+pub const CERT_EXPIRY_WARNING: Duration = Duration::from_secs(14 * 86_400);
+
 /// `tlsfront check`: each connect and each backend reply, so a dead backend
 /// gives a verdict in seconds rather than after `reply_timeout` (5 minutes).
 pub const CHECK_TIMEOUT: Duration = Duration::from_secs(10);

@@ -457,6 +457,7 @@ fn run(args: RunArgs) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
+        warn_expiry(&server.shared);
         // Every listener is bound and the certificates are loaded: ready.
         let notifier = std::sync::Arc::new(Notifier::from_env());
         notifier.notify("READY=1\nSTATUS=serving");
@@ -521,13 +522,24 @@ fn reload(shared: &Shared, notifier: &Notifier, config: &ConfigArgs) {
             "reload refused, configuration error: {e}; the old certificates stay in service"
         ),
         Ok((settings, _)) => match server::reload_tls(shared, &settings) {
-            Ok(()) => tracing::info!(
-                "reloaded: new handshakes use the new certificates (listeners, backend and limits need a restart)"
-            ),
+            Ok(()) => {
+                tracing::info!(
+                    "reloaded: new handshakes use the new certificates (listeners, backend and limits need a restart)"
+                );
+                warn_expiry(shared);
+            }
             Err(e) => tracing::error!("reload refused: {e}; the old certificates stay in service"),
         },
     }
     notifier.notify("READY=1\nSTATUS=serving");
+}
+
+/// Warns about expired or expiring certificates in service (they are served
+/// all the same).
+fn warn_expiry(shared: &Shared) {
+    if let Some(front) = shared.tls() {
+        front.warn_expiry(jiff::Timestamp::now().as_second());
+    }
 }
 
 /// With `tls.watch_interval`, reloads when a certificate or key file changes

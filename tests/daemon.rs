@@ -348,3 +348,98 @@ async fn renewed_certificate_files_are_picked_up_without_a_signal() {
     }
     assert!(subject.contains("rsa"), "still serving {subject}");
 }
+
+/// A self-signed certificate and key for `mx.tlsfront.test`, valid until
+/// `not_after` (seconds from now; negative: already expired), written as
+/// `current.pem`/`current.key` in `dir`. Returns the notAfter, Unix time.
+fn install_dated_cert(dir: &Path, cn: &str, not_after: i64) -> i64 {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut p = rcgen::CertificateParams::new(vec!["mx.tlsfront.test".to_string()]).unwrap();
+    p.distinguished_name.push(rcgen::DnType::CommonName, cn);
+    // rcgen takes `time` dates: an offset from 2000-01-01.
+    let now_since_2000 = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+        - 946_684_800;
+    let at = |secs: i64| {
+        rcgen::date_time_ymd(2000, 1, 1) + Duration::from_secs((now_since_2000 + secs) as u64)
+    };
+    p.not_before = at(-400 * 86_400);
+    p.not_after = at(not_after);
+    let cert = p.self_signed(&key).unwrap();
+    std::fs::write(dir.join("current.pem"), cert.pem()).unwrap();
+    std::fs::write(dir.join("current.key"), key.serialize_pem()).unwrap();
+    946_684_800 + now_since_2000 + not_after
+}
+
+#[tokio::test]
+async fn expired_and_expiring_certificates_are_served_with_a_warning() {
+    let mta = Mta::start(MtaScript::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let expired_at = install_dated_cert(dir.path(), "expired.tlsfront.test", -2 * 86_400);
+    let port = free_port();
+    let config = write_config(dir.path(), port, free_port(), mta.addr);
+    let notify_path = dir.path().join("notify.sock");
+    let notify = UnixDatagram::bind(&notify_path).unwrap();
+    notify
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let daemon = Daemon(
+        Command::new(env!("CARGO_BIN_EXE_tlsfront"))
+            .args(["run", "--config"])
+            .arg(&config)
+            .env("NOTIFY_SOCKET", &notify_path)
+            .env("TLSFRONT_LOG", "warn")
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    wait_notify(&notify, "READY=1");
+    // Still served: opportunistic senders get encryption rather than none.
+    let addr = format!("127.0.0.1:{port}").parse().unwrap();
+    let mut c = Client::greeted(addr).await;
+    c.send("EHLO client.test").await;
+    assert!(c.expect(250).await.contains("STARTTLS"));
+    c.send("QUIT").await;
+    c.expect(221).await;
+
+    // A renewal that is close to its end is loaded, and warned about too.
+    install_dated_cert(dir.path(), "soon.tlsfront.test", 5 * 86_400 + 3600);
+    daemon.signal("HUP");
+    wait_notify(&notify, "RELOADING=1");
+    wait_notify(&notify, "READY=1");
+    daemon.signal("TERM");
+    let mut daemon = daemon;
+    for _ in 0..100 {
+        if daemon.0.try_wait().unwrap().is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut log = String::new();
+    std::io::Read::read_to_string(daemon.0.stderr.as_mut().unwrap(), &mut log).unwrap();
+    let pem = dir.path().join("current.pem").display().to_string();
+    let expired = log
+        .lines()
+        .find(|l| l.contains("expired.tlsfront.test"))
+        .unwrap_or_else(|| panic!("no warning for the expired certificate in\n{log}"));
+    assert!(
+        expired.contains("WARN") && expired.contains("EXPIRED"),
+        "{expired}"
+    );
+    assert!(expired.contains(&pem), "{expired}");
+    let date = jiff::Timestamp::from_second(expired_at)
+        .unwrap()
+        .strftime("%Y-%m-%d")
+        .to_string();
+    assert!(expired.contains(&date), "{expired}");
+    let soon = log
+        .lines()
+        .find(|l| l.contains("soon.tlsfront.test"))
+        .unwrap_or_else(|| panic!("no warning for the expiring certificate in\n{log}"));
+    assert!(soon.contains("WARN") && soon.contains(&pem), "{soon}");
+    assert!(soon.contains("days_left=5"), "{soon}");
+}
