@@ -81,6 +81,9 @@ pub const MAX_PROBE_BYTES: usize = 64 * 1024;
 
 /// Metrics endpoint: a scrape request is one short GET; more is not a scraper.
 pub const MAX_METRICS_REQUEST: usize = 8 * 1024;
+/// Metrics endpoint: reading the request head; a scraper sends it at once, so
+/// clients trickling bytes to hold a slot are dropped quickly.
+pub const METRICS_HEADER_TIMEOUT: Duration = Duration::from_secs(2);
 /// Metrics endpoint: reading the request and writing the answer, together.
 pub const METRICS_TIMEOUT: Duration = Duration::from_secs(10);
 /// Metrics endpoint: scrapes served at once (Prometheus sends one at a time).

@@ -275,6 +275,12 @@ fn respond(head: &[u8], body: impl FnOnce() -> String) -> Vec<u8> {
 pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>, admission: Arc<Admission>) {
     let slots = Arc::new(Semaphore::new(limits::MAX_METRICS_CONNECTIONS));
     loop {
+        // A free slot before accepting: with every slot taken, a scrape waits
+        // in the listen backlog (at most the head timeout, for clients that
+        // hold a slot by sending slowly) rather than being closed.
+        let Ok(permit) = slots.clone().acquire_owned().await else {
+            return;
+        };
         let (stream, peer) = match listener.accept().await {
             Ok(a) => a,
             Err(e) => {
@@ -282,10 +288,6 @@ pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>, admission: Arc<
                 tokio::time::sleep(std::time::Duration::from_millis(100)).await;
                 continue;
             }
-        };
-        // More scrapers than slots: close the extra connection at once.
-        let Ok(permit) = slots.clone().try_acquire_owned() else {
-            continue;
         };
         let (metrics, admission) = (metrics.clone(), admission.clone());
         tokio::spawn(async move {
@@ -307,6 +309,21 @@ async fn answer(
     metrics: &Metrics,
     admission: &Admission,
 ) -> std::io::Result<()> {
+    let head =
+        match tokio::time::timeout(limits::METRICS_HEADER_TIMEOUT, read_head(&mut stream)).await {
+            Ok(Ok(Some(head))) => head,
+            Ok(Ok(None)) => return Ok(()),
+            Ok(Err(e)) => return Err(e),
+            Err(_) => return Err(std::io::ErrorKind::TimedOut.into()),
+        };
+    let reply = respond(&head, || metrics.render(admission.active()));
+    stream.write_all(&reply).await?;
+    stream.shutdown().await
+}
+
+/// The request head, up to its blank line; `None` if the client closed first
+/// or sent more than [`limits::MAX_METRICS_REQUEST`] (then answered 431).
+async fn read_head(stream: &mut TcpStream) -> std::io::Result<Option<Vec<u8>>> {
     let mut head = Vec::with_capacity(512);
     let mut chunk = [0u8; 1024];
     while !head.windows(4).any(|w| w == b"\r\n\r\n") && !head.windows(2).any(|w| w == b"\n\n") {
@@ -314,17 +331,15 @@ async fn answer(
             let _ = stream
                 .write_all(b"HTTP/1.1 431 Request Header Fields Too Large\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
                 .await;
-            return Ok(());
+            return Ok(None);
         }
         let n = stream.read(&mut chunk).await?;
         if n == 0 {
-            return Ok(());
+            return Ok(None);
         }
         head.extend_from_slice(&chunk[..n]);
     }
-    let reply = respond(&head, || metrics.render(admission.active()));
-    stream.write_all(&reply).await?;
-    stream.shutdown().await
+    Ok(Some(head))
 }
 
 #[cfg(test)]
