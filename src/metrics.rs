@@ -50,7 +50,7 @@ pub struct Metrics {
     backend_connections: Family<Labels1, Counter>,
     messages: Family<Labels1, Counter>,
     active: Gauge,
-    cert_expiry: Family<Labels2, Gauge>,
+    cert_expiry: Family<Labels3, Gauge>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -202,12 +202,18 @@ impl Metrics {
     }
 
     /// Replaces the certificate expiry series with the certificates now in
-    /// service (at start and after each reload; old ones disappear).
+    /// service (at start and after each reload; old ones disappear). A
+    /// certificate is named by what every client sees (its subject and key)
+    /// and its place in the configuration, never by its file path.
     pub fn set_certificates(&self, entries: &[CertEntry]) {
         self.cert_expiry.clear();
-        for e in entries {
+        for (i, e) in entries.iter().enumerate() {
             self.cert_expiry
-                .get_or_create(&[("subject", e.subject.clone()), ("source", e.source.clone())])
+                .get_or_create(&[
+                    ("index", i.to_string()),
+                    ("subject", e.subject.clone()),
+                    ("key", e.key_type.clone()),
+                ])
                 .set(e.not_after);
         }
     }
@@ -469,7 +475,9 @@ mod tests {
             .find(|l| l.starts_with("tlsfront_certificate_expiry_timestamp_seconds{"))
             .unwrap_or_else(|| panic!("{text}"));
         assert!(
-            line.contains(r#"source="(generated)""#) && line.contains("mx.example.test"),
+            line.starts_with(
+                r#"tlsfront_certificate_expiry_timestamp_seconds{index="0",subject="CN=mx.example.test",key="ecdsa_p256"} "#
+            ),
             "{line}"
         );
         let value: i64 = line.rsplit(' ').next().unwrap().parse().unwrap();
