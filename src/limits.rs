@@ -21,6 +21,9 @@ pub const MAX_CLIENT_HELLO: usize = 32 * 1024;
 /// Commands read ahead of processing: bounds what a pipelining client can park in memory.
 pub const MAX_PENDING_INPUT: usize = 64 * 1024;
 
+/// Longest duration any config key accepts: no timeout, interval or lifetime
+/// needs more than a week, and `Instant + Duration` stays far from overflowing.
+pub const MAX_CONFIG_DURATION: Duration = Duration::from_secs(7 * 86_400);
 /// RFC 5321 §4.5.3.2.7: the server waits at least 5 minutes for a command.
 pub const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(300);
 /// RFC 5321 §4.5.3.2.6: 3 minutes for each block of message content... applied per read.

@@ -211,6 +211,16 @@ fn parse_since(s: &str) -> Result<std::time::Duration, String> {
     }
 }
 
+/// A wait bound: capped like the configuration's durations, so adding it to
+/// an `Instant` cannot overflow.
+fn parse_timeout(s: &str) -> Result<std::time::Duration, String> {
+    let max = tlsfront::limits::MAX_CONFIG_DURATION;
+    match parse_since(s)? {
+        d if d > max => Err(format!("at most {} days", max.as_secs() / 86_400)),
+        d => Ok(d),
+    }
+}
+
 #[derive(Args)]
 struct CheckArgs {
     #[command(flatten)]
@@ -242,7 +252,7 @@ struct ProbeArgs {
     #[arg(long)]
     json: bool,
     /// Bound on the connect and on each wait for the server, e.g. 10s, 1m.
-    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_since)]
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_timeout)]
     timeout: std::time::Duration,
     /// Name to say in EHLO [default: this host's name, or tlsfront-probe.invalid].
     #[arg(long, value_name = "NAME")]
