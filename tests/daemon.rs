@@ -443,3 +443,82 @@ async fn expired_and_expiring_certificates_are_served_with_a_warning() {
     assert!(soon.contains("WARN") && soon.contains(&pem), "{soon}");
     assert!(soon.contains("days_left=5"), "{soon}");
 }
+
+/// Runs `tlsfront run --config CONFIG` as socket activation would, with `fd`
+/// as file descriptor 3 (`LISTEN_FDS=1`, `LISTEN_PID` its own PID): `sh` gets
+/// it as standard input, moves it to 3 and execs tlsfront in its place.
+/// Returns the exit status (bounded wait) and standard error.
+async fn activated_with(fd: std::os::fd::OwnedFd, config: &Path) -> (Option<i32>, String) {
+    let mut daemon = Daemon(
+        Command::new("sh")
+            .args([
+                "-c",
+                "exec 3<&0 </dev/null; LISTEN_PID=$$ LISTEN_FDS=1 exec \"$0\" run --config \"$1\"",
+                env!("CARGO_BIN_EXE_tlsfront"),
+            ])
+            .arg(config)
+            .stdin(Stdio::from(fd))
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut status = None;
+    for _ in 0..100 {
+        if let Some(s) = daemon.0.try_wait().unwrap() {
+            status = s.code();
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    if status.is_none() {
+        daemon.signal("TERM");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let _ = daemon.0.kill();
+    let mut log = String::new();
+    std::io::Read::read_to_string(daemon.0.stderr.as_mut().unwrap(), &mut log).unwrap();
+    (status, log)
+}
+
+#[tokio::test]
+async fn passed_descriptors_that_are_not_listening_sockets_are_refused() {
+    let mta = Mta::start(MtaScript::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new(&["mx.tlsfront.test"]);
+    install_cert(dir.path(), &pki.ecdsa);
+    // Each descriptor has the configured listener's address as its own, so
+    // only a check of what it is can tell it from the real socket.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let config = write_config(dir.path(), addr.port(), free_port(), mta.addr);
+
+    // A connection accepted on that address: a TCP socket, not listening.
+    let _client = std::net::TcpStream::connect(addr).unwrap();
+    let (accepted, _) = listener.accept().unwrap();
+    drop(listener);
+    let (status, log) = activated_with(accepted.into(), &config).await;
+    assert_eq!(status, Some(1), "{log}");
+    assert!(
+        log.contains("socket activation") && log.contains("not a listening TCP socket: fd 3 "),
+        "{log}"
+    );
+
+    // A UDP socket bound to it.
+    let udp = std::net::UdpSocket::bind(addr).unwrap();
+    let (status, log) = activated_with(udp.into(), &config).await;
+    assert_eq!(status, Some(1), "{log}");
+    assert!(
+        log.contains("socket activation") && log.contains("not a listening TCP socket: fd 3 "),
+        "{log}"
+    );
+
+    // A regular file.
+    let file = std::fs::File::open(&config).unwrap();
+    let (status, log) = activated_with(file.into(), &config).await;
+    assert_eq!(status, Some(1), "{log}");
+    assert!(
+        log.contains("socket activation") && log.contains("not a listening TCP socket: fd 3 "),
+        "{log}"
+    );
+}
