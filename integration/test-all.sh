@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The whole tlsfront test suite, as the README and CI run it:
 #   1. formatting and lints (the same gates CI applies);
-#   2. unit tests beside the code and in-process end-to-end tests in tests/;
-#   3. real-peer scenarios in integration/ (installs Postfix, swaks, ... itself).
+#   2. the dependencies against the RustSec advisory database, when it can be
+#      fetched (skipped, and said so, when it cannot: CI may be offline);
+#   3. unit tests beside the code and in-process end-to-end tests in tests/;
+#   4. real-peer scenarios in integration/ (installs Postfix, swaks, ... itself).
 # Fails on the first failing stage. Works from any directory; needs root for
 # the real-peer stage (apt-get and private Postfix instances).
 set -euo pipefail
@@ -17,6 +19,38 @@ cargo fmt --check
 
 stage "cargo clippy --all-targets -- -D warnings"
 cargo clippy --all-targets --quiet -- -D warnings
+
+# Cargo.lock against the RustSec advisories: a known vulnerability fails the
+# run. The database is a git repository on GitHub; TLSFRONT_ADVISORY_DB names
+# a local copy instead (a mirror, or to audit offline). Nothing here fails
+# when the database or cargo-audit cannot be had: it says so and goes on.
+audit() {
+    local db=${TLSFRONT_ADVISORY_DB:-} err
+    if [[ -z $db ]]; then
+        db=$ROOT/target/advisory-db
+        rm -rf "$db.new"
+        if ! err=$(timeout 120 git clone --quiet --depth 1 \
+                https://github.com/rustsec/advisory-db.git "$db.new" 2>&1); then
+            rm -rf "$db.new"
+            echo "SKIPPED: the RustSec advisory database cannot be fetched" \
+                 "(${err##*$'\n'}): dependencies NOT audited" \
+                 "(set TLSFRONT_ADVISORY_DB to a local copy to audit offline)"
+            return 0
+        fi
+        rm -rf "$db" && mv "$db.new" "$db"
+    fi
+    if ! cargo audit --version >/dev/null 2>&1; then
+        echo "cargo-audit not installed: cargo install --locked cargo-audit (at most 30 min)"
+        if ! timeout 1800 cargo install --locked --quiet cargo-audit; then
+            echo "SKIPPED: cargo-audit could not be installed: dependencies NOT audited"
+            return 0
+        fi
+    fi
+    timeout 600 cargo audit --no-fetch --db "$db" --file "$ROOT/Cargo.lock"
+}
+
+stage "cargo audit (RustSec advisory database)"
+audit
 
 stage "cargo test (unit and in-process end-to-end)"
 cargo test --all-targets

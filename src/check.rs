@@ -255,6 +255,20 @@ fn check_config(s: &Settings, source: &str) -> Vec<Finding> {
             s.metrics.map_or("off".to_string(), |a| a.to_string())
         ),
     )];
+    // The endpoint has no authentication: anyone who reaches it learns the
+    // traffic, failure reasons and certificate dates.
+    if let Some(addr) = s.metrics.filter(|a| !a.ip().is_loopback()) {
+        out.push(config_finding(
+            Level::Warning,
+            &subject,
+            "metrics_not_loopback",
+            format!(
+                "metrics endpoint on {addr}, not a loopback address: it has no authentication; \
+                 bind it to 127.0.0.1 or [::1] (scrape through a tunnel or a local agent) or \
+                 firewall the port"
+            ),
+        ));
+    }
     match &s.records {
         None => out.push(config_finding(
             Level::Warning,

@@ -414,6 +414,13 @@ impl V<'_> {
         match value {
             None => Ok(default),
             Some(s) => match parse_duration(s) {
+                Some(d) if d > limits::MAX_CONFIG_DURATION => Err(self.err(
+                    key,
+                    format!(
+                        "{s:?} is too long: at most {} days",
+                        limits::MAX_CONFIG_DURATION.as_secs() / 86_400
+                    ),
+                )),
                 Some(d) if !d.is_zero() => Ok(d),
                 _ => Err(self.err(
                     key,
@@ -667,24 +674,29 @@ pub fn validate(mut raw: RawConfig, o: &Overrides, file: &str) -> Result<Setting
             ));
         }
     };
-    let tls_verify = match (&b.tls_ca_file, &b.tls_fingerprint) {
-        (Some(_), Some(_)) => {
-            return Err(v.err(
-                "backend.tls_ca_file",
-                "give tls_ca_file or tls_fingerprint, not both",
-            ));
-        }
-        (Some(ca), None) => crate::backend_tls::Verify::CaFile(ca.clone()),
-        (None, Some(fp)) => crate::backend_tls::Verify::Fingerprint(
-            crate::backend_tls::parse_fingerprint(fp).ok_or_else(|| {
-                v.err(
+    let tls_verify =
+        match (&b.tls_ca_file, &b.tls_fingerprint) {
+            (Some(_), Some(_)) => {
+                return Err(v.err(
+                    "backend.tls_ca_file",
+                    "give tls_ca_file or tls_fingerprint, not both",
+                ));
+            }
+            (Some(ca), None) => crate::backend_tls::Verify::CaFile(ca.clone()),
+            (None, Some(fp)) => crate::backend_tls::Verify::Fingerprint(
+                // ASCII first: the parser slices the text two bytes at a time.
+                fp.is_ascii()
+                    .then(|| crate::backend_tls::parse_fingerprint(fp))
+                    .flatten()
+                    .ok_or_else(|| {
+                        v.err(
                     "backend.tls_fingerprint",
                     format!("{fp:?} is not a SHA-256 fingerprint (64 hex digits, colons allowed)"),
                 )
-            })?,
-        ),
-        (None, None) => crate::backend_tls::Verify::None,
-    };
+                    })?,
+            ),
+            (None, None) => crate::backend_tls::Verify::None,
+        };
     let tls_name = b
         .tls_name
         .clone()
@@ -1181,6 +1193,64 @@ mod tests {
             ip("8.8.8.8"),
             &[parse_cidr("0.0.0.0/0").unwrap()]
         ));
+    }
+
+    #[test]
+    fn non_ascii_fingerprint_is_an_error_naming_the_key() {
+        // 64 bytes, so the length check passes; a 3-byte character straddles
+        // the first two-digit slice.
+        for fp in ["€".repeat(21) + "a", "a".repeat(61) + "é" + "a"] {
+            let text = MINIMAL.replace(
+                "10025\"",
+                &format!("10025\"\ntls = \"starttls\"\ntls_fingerprint = \"{fp}\""),
+            );
+            let e = err_of(&text);
+            assert!(
+                e.starts_with("t.toml: `backend.tls_fingerprint`:") && e.contains("64 hex digits"),
+                "{e}"
+            );
+        }
+    }
+
+    #[test]
+    fn durations_past_the_cap_are_refused_with_their_key() {
+        // A week is accepted; more is not (`Instant + Duration` must never overflow).
+        let max = limits::MAX_CONFIG_DURATION.as_secs();
+        for (section, key) in [
+            ("backend", "greeting_timeout"),
+            ("backend", "probe_interval"),
+            ("backend", "connect_timeout"),
+            ("backend", "reply_timeout"),
+            ("backend", "data_timeout"),
+            ("tls", "watch_interval"),
+            ("tls", "handshake_timeout"),
+            ("smtp", "command_timeout"),
+            ("smtp", "data_timeout"),
+            ("smtp", "session_lifetime"),
+            ("server", "shutdown_grace"),
+        ] {
+            let with = |value: &str| {
+                let header = format!("[{section}]");
+                if MINIMAL.contains(&header) {
+                    MINIMAL.replacen(&header, &format!("{header}\n{key} = \"{value}\""), 1)
+                } else {
+                    format!("{MINIMAL}\n{header}\n{key} = \"{value}\"")
+                }
+            };
+            let s = load(&with(&format!("{max}s")));
+            assert!(s.is_ok(), "{section}.{key}: {:?}", s.err());
+            for huge in [
+                format!("{}s", max + 1),
+                "18446744073709551615s".to_string(),
+                "213503982334601d".to_string(),
+            ] {
+                let e = err_of(&with(&huge));
+                assert!(
+                    e.starts_with(&format!("t.toml: `{section}.{key}`:")) && e.contains("at most"),
+                    "{section}.{key} = {huge}: {e}"
+                );
+            }
+        }
     }
 
     #[test]

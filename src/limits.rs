@@ -40,6 +40,9 @@ pub const MAX_HELD_CONTROLS: usize = 64;
 /// Commands read ahead of processing: bounds what a pipelining client can park in memory.
 pub const MAX_PENDING_INPUT: usize = 64 * 1024;
 
+/// Longest duration any config key accepts: no timeout, interval or lifetime
+/// needs more than a week, and `Instant + Duration` stays far from overflowing.
+pub const MAX_CONFIG_DURATION: Duration = Duration::from_secs(7 * 86_400);
 /// RFC 5321 §4.5.3.2.7: the server waits at least 5 minutes for a command.
 pub const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(300);
 /// RFC 5321 §4.5.3.2.6: 3 minutes for each block of message content... applied per read.
@@ -105,6 +108,10 @@ pub const MAX_RECORD_BYTES: usize = 8 * 1024;
 pub const MAX_QUEUED_RECORDS: usize = 8 * 1024;
 /// At most one warning about dropped records per this interval (with the count).
 pub const RECORD_DROP_WARN_INTERVAL: Duration = Duration::from_secs(10);
+/// A certificate in service with less than this left is logged as a warning at
+/// start and on every reload (certbot renews at 30 days left: by 14, renewal
+/// has been failing for two weeks).
+pub const CERT_EXPIRY_WARNING: Duration = Duration::from_secs(14 * 86_400);
 
 /// `tlsfront check`: each connect and each backend reply, so a dead backend
 /// gives a verdict in seconds rather than after `reply_timeout` (5 minutes).
@@ -115,6 +122,9 @@ pub const MAX_PROBE_BYTES: usize = 64 * 1024;
 
 /// Metrics endpoint: a scrape request is one short GET; more is not a scraper.
 pub const MAX_METRICS_REQUEST: usize = 8 * 1024;
+/// Metrics endpoint: reading the request head; a scraper sends it at once, so
+/// clients trickling bytes to hold a slot are dropped quickly.
+pub const METRICS_HEADER_TIMEOUT: Duration = Duration::from_secs(2);
 /// Metrics endpoint: reading the request and writing the answer, together.
 pub const METRICS_TIMEOUT: Duration = Duration::from_secs(10);
 /// Metrics endpoint: scrapes served at once (Prometheus sends one at a time).

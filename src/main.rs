@@ -211,6 +211,16 @@ fn parse_since(s: &str) -> Result<std::time::Duration, String> {
     }
 }
 
+/// A wait bound: capped like the configuration's durations, so adding it to
+/// an `Instant` cannot overflow.
+fn parse_timeout(s: &str) -> Result<std::time::Duration, String> {
+    let max = tlsfront::limits::MAX_CONFIG_DURATION;
+    match parse_since(s)? {
+        d if d > max => Err(format!("at most {} days", max.as_secs() / 86_400)),
+        d => Ok(d),
+    }
+}
+
 #[derive(Args)]
 struct CheckArgs {
     #[command(flatten)]
@@ -242,7 +252,7 @@ struct ProbeArgs {
     #[arg(long)]
     json: bool,
     /// Bound on the connect and on each wait for the server, e.g. 10s, 1m.
-    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_since)]
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_timeout)]
     timeout: std::time::Duration,
     /// Name to say in EHLO [default: this host's name, or tlsfront-probe.invalid].
     #[arg(long, value_name = "NAME")]
@@ -457,6 +467,7 @@ fn run(args: RunArgs) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
+        warn_expiry(&server.shared);
         // Every listener is bound and the certificates are loaded: ready.
         let notifier = std::sync::Arc::new(Notifier::from_env());
         notifier.notify("READY=1\nSTATUS=serving");
@@ -521,13 +532,24 @@ fn reload(shared: &Shared, notifier: &Notifier, config: &ConfigArgs) {
             "reload refused, configuration error: {e}; the old certificates stay in service"
         ),
         Ok((settings, _)) => match server::reload_tls(shared, &settings) {
-            Ok(()) => tracing::info!(
-                "reloaded: new handshakes use the new certificates (listeners, backend and limits need a restart)"
-            ),
+            Ok(()) => {
+                tracing::info!(
+                    "reloaded: new handshakes use the new certificates (listeners, backend and limits need a restart)"
+                );
+                warn_expiry(shared);
+            }
             Err(e) => tracing::error!("reload refused: {e}; the old certificates stay in service"),
         },
     }
     notifier.notify("READY=1\nSTATUS=serving");
+}
+
+/// Warns about expired or expiring certificates in service (they are served
+/// all the same).
+fn warn_expiry(shared: &Shared) {
+    if let Some(front) = shared.tls() {
+        front.warn_expiry(jiff::Timestamp::now().as_second());
+    }
 }
 
 /// With `tls.watch_interval`, reloads when a certificate or key file changes

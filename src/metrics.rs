@@ -50,7 +50,7 @@ pub struct Metrics {
     backend_connections: Family<Labels1, Counter>,
     messages: Family<Labels1, Counter>,
     active: Gauge,
-    cert_expiry: Family<Labels2, Gauge>,
+    cert_expiry: Family<Labels3, Gauge>,
     records_dropped: Counter,
 }
 
@@ -214,12 +214,18 @@ impl Metrics {
     }
 
     /// Replaces the certificate expiry series with the certificates now in
-    /// service (at start and after each reload; old ones disappear).
+    /// service (at start and after each reload; old ones disappear). A
+    /// certificate is named by what every client sees (its subject and key)
+    /// and its place in the configuration, never by its file path.
     pub fn set_certificates(&self, entries: &[CertEntry]) {
         self.cert_expiry.clear();
-        for e in entries {
+        for (i, e) in entries.iter().enumerate() {
             self.cert_expiry
-                .get_or_create(&[("subject", e.subject.clone()), ("source", e.source.clone())])
+                .get_or_create(&[
+                    ("index", i.to_string()),
+                    ("subject", e.subject.clone()),
+                    ("key", e.key_type.clone()),
+                ])
                 .set(e.not_after);
         }
     }
@@ -287,6 +293,12 @@ fn respond(head: &[u8], body: impl FnOnce() -> String) -> Vec<u8> {
 pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>, admission: Arc<Admission>) {
     let slots = Arc::new(Semaphore::new(limits::MAX_METRICS_CONNECTIONS));
     loop {
+        // A free slot before accepting: with every slot taken, a scrape waits
+        // in the listen backlog (at most the head timeout, for clients that
+        // hold a slot by sending slowly) rather than being closed.
+        let Ok(permit) = slots.clone().acquire_owned().await else {
+            return;
+        };
         let (stream, peer) = match listener.accept().await {
             Ok(a) => a,
             Err(e) => {
@@ -294,10 +306,6 @@ pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>, admission: Arc<
                 tokio::time::sleep(std::time::Duration::from_millis(100)).await;
                 continue;
             }
-        };
-        // More scrapers than slots: close the extra connection at once.
-        let Ok(permit) = slots.clone().try_acquire_owned() else {
-            continue;
         };
         let (metrics, admission) = (metrics.clone(), admission.clone());
         tokio::spawn(async move {
@@ -319,6 +327,21 @@ async fn answer(
     metrics: &Metrics,
     admission: &Admission,
 ) -> std::io::Result<()> {
+    let head =
+        match tokio::time::timeout(limits::METRICS_HEADER_TIMEOUT, read_head(&mut stream)).await {
+            Ok(Ok(Some(head))) => head,
+            Ok(Ok(None)) => return Ok(()),
+            Ok(Err(e)) => return Err(e),
+            Err(_) => return Err(std::io::ErrorKind::TimedOut.into()),
+        };
+    let reply = respond(&head, || metrics.render(admission.active()));
+    stream.write_all(&reply).await?;
+    stream.shutdown().await
+}
+
+/// The request head, up to its blank line; `None` if the client closed first
+/// or sent more than [`limits::MAX_METRICS_REQUEST`] (then answered 431).
+async fn read_head(stream: &mut TcpStream) -> std::io::Result<Option<Vec<u8>>> {
     let mut head = Vec::with_capacity(512);
     let mut chunk = [0u8; 1024];
     while !head.windows(4).any(|w| w == b"\r\n\r\n") && !head.windows(2).any(|w| w == b"\n\n") {
@@ -326,17 +349,15 @@ async fn answer(
             let _ = stream
                 .write_all(b"HTTP/1.1 431 Request Header Fields Too Large\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
                 .await;
-            return Ok(());
+            return Ok(None);
         }
         let n = stream.read(&mut chunk).await?;
         if n == 0 {
-            return Ok(());
+            return Ok(None);
         }
         head.extend_from_slice(&chunk[..n]);
     }
-    let reply = respond(&head, || metrics.render(admission.active()));
-    stream.write_all(&reply).await?;
-    stream.shutdown().await
+    Ok(Some(head))
 }
 
 #[cfg(test)]
@@ -466,7 +487,9 @@ mod tests {
             .find(|l| l.starts_with("tlsfront_certificate_expiry_timestamp_seconds{"))
             .unwrap_or_else(|| panic!("{text}"));
         assert!(
-            line.contains(r#"source="(generated)""#) && line.contains("mx.example.test"),
+            line.starts_with(
+                r#"tlsfront_certificate_expiry_timestamp_seconds{index="0",subject="CN=mx.example.test",key="ecdsa_p256"} "#
+            ),
             "{line}"
         );
         let value: i64 = line.rsplit(' ').next().unwrap().parse().unwrap();

@@ -232,33 +232,47 @@ pub fn reload_tls(shared: &Shared, settings: &Settings) -> Result<(), TlsError> 
 }
 
 /// Listening sockets passed by systemd socket activation (`LISTEN_FDS`, for
-/// this process per `LISTEN_PID`), starting at file descriptor 3.
+/// this process per `LISTEN_PID`), starting at file descriptor 3. Each must be
+/// a TCP socket on which `listen()` was called: anything else (a file, a UDP
+/// socket, an accepted connection) refuses the start, never serves.
 fn inherited_listeners() -> Result<Vec<std::net::TcpListener>, String> {
-    let pid_matches = std::env::var("LISTEN_PID")
+    use std::os::fd::AsRawFd;
+    let for_us = std::env::var("LISTEN_PID")
         .ok()
         .and_then(|p| p.parse::<u32>().ok())
         == Some(std::process::id());
-    let Some(count) = std::env::var("LISTEN_FDS")
-        .ok()
-        .and_then(|n| n.parse::<i32>().ok())
-    else {
-        return Ok(Vec::new());
-    };
-    if !pid_matches {
+    if !for_us {
         return Ok(Vec::new());
     }
+    // listenfd checks SO_TYPE and the address family, sets close-on-exec and
+    // clears LISTEN_FDS/LISTEN_PID, as sd_listen_fds(1) does (this runs at
+    // start-up, while no other thread is busy reading the environment).
+    let mut fds = listenfd::ListenFd::from_env();
+    let count = fds.len();
     let mut out = Vec::new();
-    for fd in 3..3 + count {
-        use std::os::fd::FromRawFd;
-        // SAFETY: systemd hands these descriptors to this process (LISTEN_PID
-        // matched) and nothing else in tlsfront owns or closes them.
-        let listener = unsafe { std::net::TcpListener::from_raw_fd(fd) };
-        if listener.local_addr().is_err() {
-            return Err(format!(
-                "file descriptor {fd} is not a TCP listening socket"
-            ));
+    for i in 0..count {
+        let refuse = |why: String| {
+            format!(
+                "passed socket {} of {count} (LISTEN_FDS) is not a listening TCP socket: {why}",
+                i + 1
+            )
+        };
+        let listener = match fds.take_tcp_listener(i) {
+            Ok(Some(l)) => l,
+            Ok(None) => continue,
+            Err(e) => return Err(refuse(e.to_string())),
+        };
+        // A connected or merely bound TCP socket passes the checks above.
+        let fd = listener.as_raw_fd();
+        match socket2::SockRef::from(&listener).is_listener() {
+            Ok(true) => out.push(listener),
+            Ok(false) => {
+                return Err(refuse(format!(
+                    "fd {fd} is a TCP socket that does not listen (a connection, or bound without listen())"
+                )));
+            }
+            Err(e) => return Err(refuse(format!("fd {fd}: {e}"))),
         }
-        out.push(listener);
     }
     Ok(out)
 }

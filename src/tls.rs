@@ -102,6 +102,32 @@ pub struct CertEntry {
     preference: u8,
 }
 
+/// Where a certificate in service stands against its notAfter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expiry {
+    Expired,
+    /// Less than [`limits::CERT_EXPIRY_WARNING`] left (whole days, rounded down).
+    Soon {
+        days_left: i64,
+    },
+}
+
+impl CertEntry {
+    /// `None` while the certificate has more than [`limits::CERT_EXPIRY_WARNING`] left.
+    pub fn expiry(&self, now: i64) -> Option<Expiry> {
+        let left = self.not_after - now;
+        if left <= 0 {
+            Some(Expiry::Expired)
+        } else if left < limits::CERT_EXPIRY_WARNING.as_secs() as i64 {
+            Some(Expiry::Soon {
+                days_left: left / 86_400,
+            })
+        } else {
+            None
+        }
+    }
+}
+
 #[derive(Debug)]
 struct Fixed(Arc<CertifiedKey>);
 
@@ -363,6 +389,34 @@ impl TlsFront {
 
     pub fn entries(&self) -> &[CertEntry] {
         &self.entries
+    }
+
+    /// Logs a warning for each certificate in service that has expired or
+    /// soon will; returns how many. Serving goes on (an expired certificate
+    /// still gives opportunistic senders encryption, which no TLS would not),
+    /// but it must not go unnoticed: called at start and after every reload.
+    pub fn warn_expiry(&self, now: i64) -> usize {
+        let mut warned = 0;
+        for e in &self.entries {
+            let Some(expiry) = e.expiry(now) else {
+                continue;
+            };
+            let not_after = jiff::Timestamp::from_second(e.not_after)
+                .map(|t| t.to_string())
+                .unwrap_or_else(|_| e.not_after.to_string());
+            match expiry {
+                Expiry::Expired => tracing::warn!(
+                    source = %e.source, subject = %e.subject, %not_after,
+                    "certificate EXPIRED: still served, but senders that verify refuse it; renew it"
+                ),
+                Expiry::Soon { days_left } => tracing::warn!(
+                    source = %e.source, subject = %e.subject, %not_after, days_left,
+                    "certificate expires soon: renew it"
+                ),
+            }
+            warned += 1;
+        }
+        warned
     }
 
     /// Picks the certificate for a client: by SNI (exact, then wildcard),
@@ -661,6 +715,32 @@ pub fn self_signed(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn expiry_is_judged_against_the_warning_window() {
+        let raw = crate::config::parse(
+            "[server]\nhostname = \"mx.example.test\"\n[[listener]]\naddress = [\"127.0.0.1:2525\"]\n\
+             [backend]\naddress = \"127.0.0.1:10025\"\n",
+            "t.toml",
+        )
+        .unwrap();
+        let settings =
+            crate::config::validate(raw, &crate::config::Overrides::default(), "t.toml").unwrap();
+        let mut front = TlsFront::build(&settings).unwrap().unwrap();
+        let end = front.entries[0].not_after;
+        let window = limits::CERT_EXPIRY_WARNING.as_secs() as i64;
+        let e = &front.entries[0];
+        assert_eq!(e.expiry(end - window), None);
+        assert_eq!(
+            e.expiry(end - window + 1),
+            Some(Expiry::Soon { days_left: 13 })
+        );
+        assert_eq!(e.expiry(end - 1), Some(Expiry::Soon { days_left: 0 }));
+        assert_eq!(e.expiry(end), Some(Expiry::Expired));
+        assert_eq!(front.warn_expiry(end - window), 0);
+        front.entries[0].not_after = end - 2 * window;
+        assert_eq!(front.warn_expiry(end - window), 1);
+    }
 
     #[test]
     fn wildcards_cover_one_label() {

@@ -467,3 +467,43 @@ async fn backend_tls_to_a_weak_backend_is_an_error() {
         "{f}"
     );
 }
+
+#[tokio::test]
+async fn metrics_on_a_public_address_is_a_warning() {
+    let ca = Ca::new();
+    let good = ca.leaf("good", &["mx.check.test"], |_| {});
+    let config = ca.config(dead_addr().await, &good);
+    let base = std::fs::read_to_string(&config).unwrap();
+    for (listen, warned) in [
+        ("0.0.0.0:9325", true),
+        ("[::]:9325", true),
+        ("192.0.2.10:9325", true),
+        ("127.0.0.1:9325", false),
+        ("[::1]:9325", false),
+    ] {
+        std::fs::write(&config, format!("{base}[metrics]\nlisten = \"{listen}\"\n")).unwrap();
+        let out = tlsfront(args(&[
+            "check",
+            "--config",
+            &p(&config),
+            "--no-backend",
+            "--json",
+        ]))
+        .await;
+        assert_eq!(out.code, 0, "{listen}: {}\n{}", out.stdout, out.stderr);
+        let j = out.json();
+        let want: Vec<String> = if warned {
+            vec!["metrics_not_loopback".into()]
+        } else {
+            Vec::new()
+        };
+        assert_eq!(codes(&j, "warning"), want, "{listen}: {j:#}");
+        if warned {
+            let message = finding(&j, "metrics_not_loopback")["message"]
+                .as_str()
+                .unwrap()
+                .to_string();
+            assert!(message.contains(listen), "{message}");
+        }
+    }
+}

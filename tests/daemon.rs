@@ -348,3 +348,177 @@ async fn renewed_certificate_files_are_picked_up_without_a_signal() {
     }
     assert!(subject.contains("rsa"), "still serving {subject}");
 }
+
+/// A self-signed certificate and key for `mx.tlsfront.test`, valid until
+/// `not_after` (seconds from now; negative: already expired), written as
+/// `current.pem`/`current.key` in `dir`. Returns the notAfter, Unix time.
+fn install_dated_cert(dir: &Path, cn: &str, not_after: i64) -> i64 {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut p = rcgen::CertificateParams::new(vec!["mx.tlsfront.test".to_string()]).unwrap();
+    p.distinguished_name.push(rcgen::DnType::CommonName, cn);
+    // rcgen takes `time` dates: an offset from 2000-01-01.
+    let now_since_2000 = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+        - 946_684_800;
+    let at = |secs: i64| {
+        rcgen::date_time_ymd(2000, 1, 1) + Duration::from_secs((now_since_2000 + secs) as u64)
+    };
+    p.not_before = at(-400 * 86_400);
+    p.not_after = at(not_after);
+    let cert = p.self_signed(&key).unwrap();
+    std::fs::write(dir.join("current.pem"), cert.pem()).unwrap();
+    std::fs::write(dir.join("current.key"), key.serialize_pem()).unwrap();
+    946_684_800 + now_since_2000 + not_after
+}
+
+#[tokio::test]
+async fn expired_and_expiring_certificates_are_served_with_a_warning() {
+    let mta = Mta::start(MtaScript::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let expired_at = install_dated_cert(dir.path(), "expired.tlsfront.test", -2 * 86_400);
+    let port = free_port();
+    let config = write_config(dir.path(), port, free_port(), mta.addr);
+    let notify_path = dir.path().join("notify.sock");
+    let notify = UnixDatagram::bind(&notify_path).unwrap();
+    notify
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let daemon = Daemon(
+        Command::new(env!("CARGO_BIN_EXE_tlsfront"))
+            .args(["run", "--config"])
+            .arg(&config)
+            .env("NOTIFY_SOCKET", &notify_path)
+            .env("TLSFRONT_LOG", "warn")
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    wait_notify(&notify, "READY=1");
+    // Still served: opportunistic senders get encryption rather than none.
+    let addr = format!("127.0.0.1:{port}").parse().unwrap();
+    let mut c = Client::greeted(addr).await;
+    c.send("EHLO client.test").await;
+    assert!(c.expect(250).await.contains("STARTTLS"));
+    c.send("QUIT").await;
+    c.expect(221).await;
+
+    // A renewal that is close to its end is loaded, and warned about too.
+    install_dated_cert(dir.path(), "soon.tlsfront.test", 5 * 86_400 + 3600);
+    daemon.signal("HUP");
+    wait_notify(&notify, "RELOADING=1");
+    wait_notify(&notify, "READY=1");
+    daemon.signal("TERM");
+    let mut daemon = daemon;
+    for _ in 0..100 {
+        if daemon.0.try_wait().unwrap().is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut log = String::new();
+    std::io::Read::read_to_string(daemon.0.stderr.as_mut().unwrap(), &mut log).unwrap();
+    let pem = dir.path().join("current.pem").display().to_string();
+    let expired = log
+        .lines()
+        .find(|l| l.contains("expired.tlsfront.test"))
+        .unwrap_or_else(|| panic!("no warning for the expired certificate in\n{log}"));
+    assert!(
+        expired.contains("WARN") && expired.contains("EXPIRED"),
+        "{expired}"
+    );
+    assert!(expired.contains(&pem), "{expired}");
+    let date = jiff::Timestamp::from_second(expired_at)
+        .unwrap()
+        .strftime("%Y-%m-%d")
+        .to_string();
+    assert!(expired.contains(&date), "{expired}");
+    let soon = log
+        .lines()
+        .find(|l| l.contains("soon.tlsfront.test"))
+        .unwrap_or_else(|| panic!("no warning for the expiring certificate in\n{log}"));
+    assert!(soon.contains("WARN") && soon.contains(&pem), "{soon}");
+    assert!(soon.contains("days_left=5"), "{soon}");
+}
+
+/// Runs `tlsfront run --config CONFIG` as socket activation would, with `fd`
+/// as file descriptor 3 (`LISTEN_FDS=1`, `LISTEN_PID` its own PID): `sh` gets
+/// it as standard input, moves it to 3 and execs tlsfront in its place.
+/// Returns the exit status (bounded wait) and standard error.
+async fn activated_with(fd: std::os::fd::OwnedFd, config: &Path) -> (Option<i32>, String) {
+    let mut daemon = Daemon(
+        Command::new("sh")
+            .args([
+                "-c",
+                "exec 3<&0 </dev/null; LISTEN_PID=$$ LISTEN_FDS=1 exec \"$0\" run --config \"$1\"",
+                env!("CARGO_BIN_EXE_tlsfront"),
+            ])
+            .arg(config)
+            .stdin(Stdio::from(fd))
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut status = None;
+    for _ in 0..100 {
+        if let Some(s) = daemon.0.try_wait().unwrap() {
+            status = s.code();
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    if status.is_none() {
+        daemon.signal("TERM");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let _ = daemon.0.kill();
+    let mut log = String::new();
+    std::io::Read::read_to_string(daemon.0.stderr.as_mut().unwrap(), &mut log).unwrap();
+    (status, log)
+}
+
+#[tokio::test]
+async fn passed_descriptors_that_are_not_listening_sockets_are_refused() {
+    let mta = Mta::start(MtaScript::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new(&["mx.tlsfront.test"]);
+    install_cert(dir.path(), &pki.ecdsa);
+    // Each descriptor has the configured listener's address as its own, so
+    // only a check of what it is can tell it from the real socket.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let config = write_config(dir.path(), addr.port(), free_port(), mta.addr);
+
+    // A connection accepted on that address: a TCP socket, not listening.
+    let _client = std::net::TcpStream::connect(addr).unwrap();
+    let (accepted, _) = listener.accept().unwrap();
+    drop(listener);
+    let (status, log) = activated_with(accepted.into(), &config).await;
+    assert_eq!(status, Some(1), "{log}");
+    assert!(
+        log.contains("socket activation") && log.contains("not a listening TCP socket: fd 3 "),
+        "{log}"
+    );
+
+    // A UDP socket bound to it.
+    let udp = std::net::UdpSocket::bind(addr).unwrap();
+    let (status, log) = activated_with(udp.into(), &config).await;
+    assert_eq!(status, Some(1), "{log}");
+    assert!(
+        log.contains("socket activation") && log.contains("not a listening TCP socket: fd 3 "),
+        "{log}"
+    );
+
+    // A regular file.
+    let file = std::fs::File::open(&config).unwrap();
+    let (status, log) = activated_with(file.into(), &config).await;
+    assert_eq!(status, Some(1), "{log}");
+    assert!(
+        log.contains("socket activation") && log.contains("not a listening TCP socket: fd 3 "),
+        "{log}"
+    );
+}

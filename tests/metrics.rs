@@ -108,9 +108,13 @@ async fn scrape_counts_sessions_failures_messages_and_certificates() {
         })
         .unwrap_or_else(|| panic!("{body}"));
     assert!(
-        expiry.contains(&format!("source=\"{}\"", pki.ecdsa.0.display())),
+        expiry.contains(r#"index="0""#) && expiry.contains(r#"key="ecdsa_p256""#),
         "{expiry}"
     );
+    // Labels name the certificate, never where it lives on disk.
+    let dir = pki.dir.path().display().to_string();
+    assert!(!body.contains(&dir), "{body}");
+    assert!(!body.contains("source="), "{body}");
     let not_after: f64 = expiry.rsplit(' ').next().unwrap().parse().unwrap();
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -133,6 +137,62 @@ async fn without_metrics_key_nothing_listens() {
     let mta = Mta::start(MtaScript::default()).await;
     let proxy = Proxy::start(mta.addr, None, "").await;
     assert!(proxy.metrics.is_none());
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn slow_request_heads_do_not_hold_off_a_scrape() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mta = Mta::start(MtaScript::default()).await;
+    let proxy = Proxy::start(mta.addr, None, METRICS).await;
+    let addr = proxy.metrics.unwrap();
+    // As many slowloris clients as there are slots, each trickling its request
+    // head a byte every 200 ms, never finishing it.
+    let stop = tokio_util::sync::CancellationToken::new();
+    let mut slow = Vec::new();
+    for _ in 0..tlsfront::limits::MAX_METRICS_CONNECTIONS {
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let stop = stop.clone();
+        slow.push(tokio::spawn(async move {
+            for b in b"GET /metrics HTTP/1.1\r\nX-Slow: "
+                .iter()
+                .cycle()
+                .take(500)
+            {
+                if s.write_all(&[*b]).await.is_err() {
+                    return;
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+                    _ = stop.cancelled() => return,
+                }
+            }
+        }));
+    }
+    // Let every slow client be accepted and take its slot.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // A real scrape gets its answer within the head timeout (plus slack for a
+    // loaded machine), not after the whole-answer timeout or never.
+    let bound = tlsfront::limits::METRICS_HEADER_TIMEOUT + Duration::from_secs(3);
+    assert!(bound < tlsfront::limits::METRICS_TIMEOUT);
+    let scraped = tokio::time::timeout(bound, async {
+        let mut s = tokio::net::TcpStream::connect(addr).await?;
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: tlsfront\r\n\r\n")
+            .await?;
+        let mut raw = Vec::new();
+        s.read_to_end(&mut raw).await?;
+        Ok::<_, std::io::Error>(String::from_utf8_lossy(&raw).into_owned())
+    })
+    .await;
+    stop.cancel();
+    for t in slow {
+        let _ = t.await;
+    }
+    let answer = scraped
+        .expect("the scrape waited longer than the head timeout")
+        .expect("the scrape's connection failed");
+    assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer:?}");
+    assert!(answer.contains("tlsfront_active_sessions"), "{answer}");
     proxy.stop().await;
 }
 

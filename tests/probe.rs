@@ -428,6 +428,21 @@ async fn remote_text_is_printed_escaped() {
 }
 
 #[tokio::test]
+async fn a_huge_timeout_is_refused_not_a_panic() {
+    // `Instant + Duration` overflows past ~292 years: refused at the argument.
+    let mta = Mta::start(MtaScript::default()).await;
+    for huge in ["18446744073709551615s", "8d"] {
+        let out = tlsfront(args(&["probe", &mta.addr.to_string(), "--timeout", huge])).await;
+        assert_eq!(out.code, 2, "{huge}: {}\n{}", out.stdout, out.stderr);
+        assert!(
+            out.stderr.contains("--timeout") && out.stderr.contains("at most"),
+            "{}",
+            out.stderr
+        );
+    }
+}
+
+#[tokio::test]
 async fn help_explains_probe() {
     let out = tlsfront(args(&["probe", "--help"])).await;
     assert_eq!(out.code, 0);
