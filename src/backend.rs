@@ -404,13 +404,12 @@ impl Backend {
         }
         if reply.code == 250 {
             self.learn(&reply);
-            if let (true, Some(id)) = (self.settings.xclient, client) {
-                if let Err(why) = self
+            if let (true, Some(id)) = (self.settings.xclient, client)
+                && let Err(why) = self
                     .xclient(&mut conn, &reply, helo_name, id, &line)
                     .await?
-                {
-                    self.without_identity(&conn, why)?;
-                }
+            {
+                self.without_identity(&conn, why)?;
             }
             conn.ehlo = Some(reply);
             return Ok(conn);

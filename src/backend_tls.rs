@@ -46,7 +46,8 @@ pub fn parse_fingerprint(s: &str) -> Option<[u8; 32]> {
         .chars()
         .filter(|c| *c != ':')
         .collect();
-    if hex.len() != 64 {
+    // ASCII only: the loop below slices by bytes.
+    if hex.len() != 64 || !hex.is_ascii() {
         return None;
     }
     let mut out = [0u8; 32];
@@ -331,5 +332,7 @@ mod tests {
         );
         assert_eq!(parse_fingerprint("abcd"), None);
         assert_eq!(parse_fingerprint(&"zz".repeat(32)), None);
+        // 64 bytes, but not 64 ASCII characters: refused, never a panic.
+        assert_eq!(parse_fingerprint(&format!("{}é", "a".repeat(62))), None);
     }
 }

@@ -402,15 +402,15 @@ fn check_certificates(settings: &Settings, now: i64) -> Vec<Finding> {
     }
     out.extend(certcheck::check_names(&served, &settings.names));
     // Whatever the rules above missed, `run` must be able to load it all.
-    if !out.iter().any(|f| f.level == Level::Error) {
-        if let Err(e) = crate::tls::TlsFront::build(settings) {
-            out.push(cert_finding(
-                Level::Error,
-                "certificates",
-                "tls_setup_failed",
-                e.to_string(),
-            ));
-        }
+    if !out.iter().any(|f| f.level == Level::Error)
+        && let Err(e) = crate::tls::TlsFront::build(settings)
+    {
+        out.push(cert_finding(
+            Level::Error,
+            "certificates",
+            "tls_setup_failed",
+            e.to_string(),
+        ));
     }
     out
 }
@@ -715,10 +715,10 @@ pub fn starttls_verdict(subject: &str, outcome: ProbeOutcome) -> (StarttlsReport
     if let (Some("rsa"), Some(bits)) = (
         r.key_type.as_deref().and_then(|k| k.split('_').next()),
         r.key_bits,
-    ) {
-        if bits < 2048 {
-            r.reasons.push("ee key too small".into());
-            out.push(backend_finding(
+    ) && bits < 2048
+    {
+        r.reasons.push("ee key too small".into());
+        out.push(backend_finding(
                 Level::Warning,
                 subject,
                 "backend_starttls_weak_rsa",
@@ -727,12 +727,12 @@ pub fn starttls_verdict(subject: &str, outcome: ProbeOutcome) -> (StarttlsReport
                      GnuTLS \"EE certificate key too weak\"){hidden}"
                 ),
             ));
-        }
     }
-    if let Some(bits) = r.dh_bits {
-        if bits < 2048 {
-            r.reasons.push("dh key too small".into());
-            out.push(backend_finding(
+    if let Some(bits) = r.dh_bits
+        && bits < 2048
+    {
+        r.reasons.push("dh key too small".into());
+        out.push(backend_finding(
                 Level::Warning,
                 subject,
                 "backend_starttls_weak_dh",
@@ -741,7 +741,6 @@ pub fn starttls_verdict(subject: &str, outcome: ProbeOutcome) -> (StarttlsReport
                     r.cipher_suite.clone().unwrap_or_default()
                 ),
             ));
-        }
     }
     r.refused_by_modern_clients = !r.reasons.is_empty();
     if out.is_empty() {

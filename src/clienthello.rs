@@ -192,7 +192,7 @@ impl<'a> Reader<'a> {
 }
 
 fn u16_list(bytes: &[u8]) -> Option<Vec<u16>> {
-    if bytes.len() % 2 != 0 {
+    if !bytes.len().is_multiple_of(2) {
         return None;
     }
     Some(

@@ -655,13 +655,13 @@ pub fn validate(mut raw: RawConfig, o: &Overrides, file: &str) -> Result<Setting
             )
         })?),
     };
-    if let Some(src) = source {
-        if src.is_ipv4() != backend_addr.is_ipv4() {
-            return Err(v.err(
-                "backend.source_address",
-                format!("{src} and backend {backend_addr} are of different IP families"),
-            ));
-        }
+    if let Some(src) = source
+        && src.is_ipv4() != backend_addr.is_ipv4()
+    {
+        return Err(v.err(
+            "backend.source_address",
+            format!("{src} and backend {backend_addr} are of different IP families"),
+        ));
     }
     let backend_tls = match b.tls.as_deref() {
         None | Some("none") => crate::backend_tls::Mode::None,
@@ -910,16 +910,17 @@ pub fn validate(mut raw: RawConfig, o: &Overrides, file: &str) -> Result<Setting
             limits::DEFAULT_HANDSHAKE_TIMEOUT,
         )?,
     };
-    if tls.certificates.is_empty() && !tls.generate_self_signed {
-        if let Some(l) = listeners.iter().find(|l| l.mode == Mode::Implicit) {
-            return Err(v.err(
-                "tls.certificate",
-                format!(
-                    "implicit-TLS listener {} needs a certificate (or generate_self_signed = true)",
-                    l.addr
-                ),
-            ));
-        }
+    if tls.certificates.is_empty()
+        && !tls.generate_self_signed
+        && let Some(l) = listeners.iter().find(|l| l.mode == Mode::Implicit)
+    {
+        return Err(v.err(
+            "tls.certificate",
+            format!(
+                "implicit-TLS listener {} needs a certificate (or generate_self_signed = true)",
+                l.addr
+            ),
+        ));
     }
 
     let s = &raw.smtp;
@@ -1013,16 +1014,16 @@ pub fn validate(mut raw: RawConfig, o: &Overrides, file: &str) -> Result<Setting
             )
         })?);
     }
-    if let Some(l) = listeners.iter().find(|l| l.proxy_protocol) {
-        if trusted_proxies.is_empty() {
-            return Err(v.err(
-                "server.trusted_proxies",
-                format!(
-                    "listener {} accepts PROXY headers, but no trusted proxy is configured",
-                    l.addr
-                ),
-            ));
-        }
+    if let Some(l) = listeners.iter().find(|l| l.proxy_protocol)
+        && trusted_proxies.is_empty()
+    {
+        return Err(v.err(
+            "server.trusted_proxies",
+            format!(
+                "listener {} accepts PROXY headers, but no trusted proxy is configured",
+                l.addr
+            ),
+        ));
     }
     let metrics = match &raw.metrics.listen {
         None => None,

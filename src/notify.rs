@@ -32,20 +32,20 @@ impl Notifier {
 
     /// Sends one state string, e.g. "READY=1\nSTATUS=serving".
     pub fn notify(&self, state: &str) {
-        if let Some((socket, addr)) = &self.target {
-            if let Err(e) = socket.send_to_addr(state.as_bytes(), addr) {
-                tracing::warn!(error = %e, "cannot notify systemd");
-            }
+        if let Some((socket, addr)) = &self.target
+            && let Err(e) = socket.send_to_addr(state.as_bytes(), addr)
+        {
+            tracing::warn!(error = %e, "cannot notify systemd");
         }
     }
 }
 
 /// The watchdog interval systemd expects pings within, if it set one for us.
 pub fn watchdog_interval() -> Option<Duration> {
-    if let Some(pid) = std::env::var_os("WATCHDOG_PID") {
-        if pid.to_string_lossy() != std::process::id().to_string() {
-            return None;
-        }
+    if let Some(pid) = std::env::var_os("WATCHDOG_PID")
+        && pid.to_string_lossy() != std::process::id().to_string()
+    {
+        return None;
     }
     let usec: u64 = std::env::var("WATCHDOG_USEC").ok()?.parse().ok()?;
     (usec > 0).then(|| Duration::from_micros(usec))

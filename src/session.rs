@@ -362,10 +362,10 @@ where
             let mut conn = *conn;
             // Anything the backend sent that nobody read: recorded, and the
             // connection is not kept.
-            if let Err(e) = conn.expect_quiet("end of session") {
-                if self.record.backend_error.is_none() {
-                    self.record.backend_error = Some(e.token().to_string());
-                }
+            if let Err(e) = conn.expect_quiet("end of session")
+                && self.record.backend_error.is_none()
+            {
+                self.record.backend_error = Some(e.token().to_string());
             }
             // A session that ended normally with no transaction open leaves
             // its backend connection for the next one (if reuse is on).
@@ -637,11 +637,11 @@ where
                     self.refuse(503, "5.5.1 Error: nested MAIL command").await?;
                 } else if !self.tls_policy_allows().await? {
                     // refused (530) or counted by tls_policy_allows
-                } else if let Some(reply) = self.relay(line, cmd.verb).await? {
-                    if reply.is_success() {
-                        self.phase = Phase::Mail;
-                        self.rcpts_in_txn = 0;
-                    }
+                } else if let Some(reply) = self.relay(line, cmd.verb).await?
+                    && reply.is_success()
+                {
+                    self.phase = Phase::Mail;
+                    self.rcpts_in_txn = 0;
                 }
             }
             Verb::Rcpt => {
@@ -650,12 +650,12 @@ where
                 } else if self.rcpts_in_txn >= self.shared.settings.smtp.max_recipients {
                     // RFC 5321 §4.5.3.1.10: 452 asks the client to send the rest later.
                     self.say(452, "4.5.3 Error: too many recipients").await?;
-                } else if let Some(reply) = self.relay(line, cmd.verb).await? {
-                    if reply.is_success() {
-                        self.phase = Phase::Rcpt;
-                        self.rcpts_in_txn += 1;
-                        self.record.recipients += 1;
-                    }
+                } else if let Some(reply) = self.relay(line, cmd.verb).await?
+                    && reply.is_success()
+                {
+                    self.phase = Phase::Rcpt;
+                    self.rcpts_in_txn += 1;
+                    self.record.recipients += 1;
                 }
             }
             Verb::Data => {
@@ -827,12 +827,11 @@ where
             return self.refuse(501, "5.5.4 Syntax: invalid host name").await;
         }
         // EHLO implies RSET (RFC 5321 §4.1.4): clear a transaction the backend holds.
-        if matches!(self.phase, Phase::Mail | Phase::Rcpt) {
-            if let Some(conn) = self.backend.as_mut() {
-                if conn.command(b"RSET", "RSET").await.is_err() {
-                    self.backend = None;
-                }
-            }
+        if matches!(self.phase, Phase::Mail | Phase::Rcpt)
+            && let Some(conn) = self.backend.as_mut()
+            && conn.command(b"RSET", "RSET").await.is_err()
+        {
+            self.backend = None;
         }
         self.helo = Some(name.to_vec());
         self.esmtp = cmd.verb == Verb::Ehlo;
@@ -1100,13 +1099,13 @@ where
                 Some(reason) => Err(reason),
                 None => self.fill(data_timeout, Input::Content).await,
             };
-            if result.is_ok() {
-                if let Err(reason) = self.read_ready(limits::DATA_CHUNK).await {
-                    if self.rbuf.is_empty() {
-                        result = Err(reason);
-                    } else {
-                        read_error = Some(reason);
-                    }
+            if result.is_ok()
+                && let Err(reason) = self.read_ready(limits::DATA_CHUNK).await
+            {
+                if self.rbuf.is_empty() {
+                    result = Err(reason);
+                } else {
+                    read_error = Some(reason);
                 }
             }
             if let Err(reason) = result {

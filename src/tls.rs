@@ -212,15 +212,14 @@ fn inspect(der: &CertificateDer<'_>) -> Result<Parsed, String> {
             }
         }
     }
-    if dns_names.is_empty() {
-        if let Some(cn) = x
+    if dns_names.is_empty()
+        && let Some(cn) = x
             .subject()
             .iter_common_name()
             .next()
             .and_then(|cn| cn.as_str().ok())
-        {
-            dns_names.push(cn.to_ascii_lowercase());
-        }
+    {
+        dns_names.push(cn.to_ascii_lowercase());
     }
     let bits = match x.public_key().parsed() {
         Ok(x509_parser::public_key::PublicKey::RSA(r)) => r.key_size(),

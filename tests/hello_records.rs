@@ -146,10 +146,10 @@ async fn tls_line(tcp: &mut TcpStream, conn: &mut rustls::ClientConnection, line
                 .next()
                 .unwrap_or_default()
                 .to_vec()
-        }) {
-            if last.len() >= 4 && last[3] == b' ' {
-                break;
-            }
+        }) && last.len() >= 4
+            && last[3] == b' '
+        {
+            break;
         }
     }
     String::from_utf8_lossy(&text).into_owned()

@@ -646,7 +646,7 @@ mod tests {
                     _ => b'a' + (r % 26) as u8,
                 });
             }
-            if hazards && rng.next() % 8 == 0 {
+            if hazards && rng.next().is_multiple_of(8) {
                 m.push(b"\n\r.\0"[(rng.next() % 4) as usize]);
             }
             m.extend_from_slice(b"\r\n");
@@ -673,7 +673,7 @@ mod tests {
             let mut w = [0u8; BLOCK + 1];
             let density = rng.next() % 40 + 1;
             for b in w.iter_mut() {
-                *b = if rng.next() % density == 0 {
+                *b = if rng.next().is_multiple_of(density) {
                     b"\r\n.\0\t\x1f\x7f "[(rng.next() % 8) as usize]
                 } else {
                     b'x'
@@ -694,7 +694,7 @@ mod tests {
         for round in 0..3_000 {
             let lines = (rng.next() % 40) as usize;
             let mut input = text_lines(&mut rng, lines, round % 2 == 0);
-            if rng.next() % 2 == 0 {
+            if rng.next().is_multiple_of(2) {
                 input.extend_from_slice(b".\r\nQUIT\r\n");
             }
             let want = reference(&input);

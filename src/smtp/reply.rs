@@ -90,10 +90,10 @@ impl ReplyParser {
                 return Err(ReplyError::LineTooLong(self.max_line));
             }
             let (code, last, text) = parse_line(content)?;
-            if let Some(prev) = self.code {
-                if prev != code {
-                    return Err(ReplyError::CodeMismatch(prev, code));
-                }
+            if let Some(prev) = self.code
+                && prev != code
+            {
+                return Err(ReplyError::CodeMismatch(prev, code));
             }
             self.code = Some(code);
             if self.raw.len() + content.len() + 2 > self.max_total {

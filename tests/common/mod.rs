@@ -386,11 +386,11 @@ async fn mta_session(tcp: TcpStream, script: MtaScript, log: Arc<Mutex<MtaLog>>)
                         log.lock().unwrap().early_replies += 1;
                         early = None;
                     }
-                    if let Some(limit) = script.close_in_data_after {
-                        if content.len() >= limit {
-                            log.lock().unwrap().partial.push(content);
-                            return;
-                        }
+                    if let Some(limit) = script.close_in_data_after
+                        && content.len() >= limit
+                    {
+                        log.lock().unwrap().partial.push(content);
+                        return;
                     }
                     if let Some(pos) = find_end(&content) {
                         buf = BytesMut::from(&content[pos..]);
@@ -518,14 +518,14 @@ impl Proxy {
         );
         // `extra` starts inside [backend], so bare keys there are backend settings.
         text.push_str(extra);
-        if let Some(pki) = pki {
-            if !extra.contains("[[tls.certificate]]") {
-                text.push_str(&format!(
-                    "[[tls.certificate]]\ncert = \"{}\"\nkey = \"{}\"\n",
-                    pki.ecdsa.0.display(),
-                    pki.ecdsa.1.display()
-                ));
-            }
+        if let Some(pki) = pki
+            && !extra.contains("[[tls.certificate]]")
+        {
+            text.push_str(&format!(
+                "[[tls.certificate]]\ncert = \"{}\"\nkey = \"{}\"\n",
+                pki.ecdsa.0.display(),
+                pki.ecdsa.1.display()
+            ));
         }
         let raw = config::parse(&text, "test.toml").unwrap();
         let settings = config::validate(raw, &Overrides::default(), "test.toml").unwrap();
