@@ -249,7 +249,7 @@ fn client_config(opts: &Options) -> Option<Arc<rustls::ClientConfig>> {
         }
         None => builder
             .dangerous()
-            .with_custom_certificate_verifier(tlsfront::backend_tls::unauthenticated())
+            .with_custom_certificate_verifier(tlsfront::proxy::backend::tls::unauthenticated())
             .with_no_client_auth(),
     };
     config.enable_sni = opts.sni;

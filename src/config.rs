@@ -235,8 +235,8 @@ pub struct BackendSettings {
     pub max_reply_line: usize,
     pub max_reply_size: usize,
     /// TLS on the backend hop, and how the backend's certificate is checked.
-    pub tls: crate::backend_tls::Mode,
-    pub tls_verify: crate::backend_tls::Verify,
+    pub tls: crate::proxy::backend::tls::Mode,
+    pub tls_verify: crate::proxy::backend::tls::Verify,
     /// Name the backend's certificate must carry (and SNI), when verified by CA.
     pub tls_name: String,
     pub tls_config: Option<std::sync::Arc<rustls::ClientConfig>>,
@@ -246,7 +246,7 @@ pub struct BackendSettings {
     /// address when the identity cannot be passed (else 451: fail closed).
     pub allow_without_identity: bool,
     /// Send a PROXY protocol header on every backend connection.
-    pub proxy_protocol: Option<crate::proxyproto::Version>,
+    pub proxy_protocol: Option<crate::wire::proxyproto::Version>,
     /// Keep a backend connection this long after a clean session for the next
     /// one (zero: every session opens its own).
     pub reuse_idle: Duration,
@@ -664,9 +664,9 @@ pub fn validate(mut raw: RawConfig, o: &Overrides, file: &str) -> Result<Setting
         ));
     }
     let backend_tls = match b.tls.as_deref() {
-        None | Some("none") => crate::backend_tls::Mode::None,
-        Some("starttls") => crate::backend_tls::Mode::Starttls,
-        Some("implicit") => crate::backend_tls::Mode::Implicit,
+        None | Some("none") => crate::proxy::backend::tls::Mode::None,
+        Some("starttls") => crate::proxy::backend::tls::Mode::Starttls,
+        Some("implicit") => crate::proxy::backend::tls::Mode::Implicit,
         Some(other) => {
             return Err(v.err(
                 "backend.tls",
@@ -682,11 +682,11 @@ pub fn validate(mut raw: RawConfig, o: &Overrides, file: &str) -> Result<Setting
                     "give tls_ca_file or tls_fingerprint, not both",
                 ));
             }
-            (Some(ca), None) => crate::backend_tls::Verify::CaFile(ca.clone()),
-            (None, Some(fp)) => crate::backend_tls::Verify::Fingerprint(
+            (Some(ca), None) => crate::proxy::backend::tls::Verify::CaFile(ca.clone()),
+            (None, Some(fp)) => crate::proxy::backend::tls::Verify::Fingerprint(
                 // ASCII first: the parser slices the text two bytes at a time.
                 fp.is_ascii()
-                    .then(|| crate::backend_tls::parse_fingerprint(fp))
+                    .then(|| crate::proxy::backend::tls::parse_fingerprint(fp))
                     .flatten()
                     .ok_or_else(|| {
                         v.err(
@@ -695,7 +695,7 @@ pub fn validate(mut raw: RawConfig, o: &Overrides, file: &str) -> Result<Setting
                 )
                     })?,
             ),
-            (None, None) => crate::backend_tls::Verify::None,
+            (None, None) => crate::proxy::backend::tls::Verify::None,
         };
     let tls_name = b
         .tls_name
@@ -708,15 +708,17 @@ pub fn validate(mut raw: RawConfig, o: &Overrides, file: &str) -> Result<Setting
         ));
     }
     let tls_config = match backend_tls {
-        crate::backend_tls::Mode::None => None,
-        _ => Some(crate::backend_tls::client_config(&tls_verify).map_err(|m| {
-            let key = if b.tls_ca_file.is_some() {
-                "backend.tls_ca_file"
-            } else {
-                "backend.tls"
-            };
-            v.err(key, m)
-        })?),
+        crate::proxy::backend::tls::Mode::None => None,
+        _ => Some(
+            crate::proxy::backend::tls::client_config(&tls_verify).map_err(|m| {
+                let key = if b.tls_ca_file.is_some() {
+                    "backend.tls_ca_file"
+                } else {
+                    "backend.tls"
+                };
+                v.err(key, m)
+            })?,
+        ),
     };
     let backend = BackendSettings {
         addr: backend_addr,
@@ -752,8 +754,8 @@ pub fn validate(mut raw: RawConfig, o: &Overrides, file: &str) -> Result<Setting
         },
         proxy_protocol: match b.proxy_protocol.as_deref() {
             None | Some("none") => None,
-            Some("v1") => Some(crate::proxyproto::Version::V1),
-            Some("v2") => Some(crate::proxyproto::Version::V2),
+            Some("v1") => Some(crate::wire::proxyproto::Version::V1),
+            Some("v2") => Some(crate::wire::proxyproto::Version::V2),
             Some(other) => {
                 return Err(v.err(
                     "backend.proxy_protocol",
@@ -864,7 +866,7 @@ pub fn validate(mut raw: RawConfig, o: &Overrides, file: &str) -> Result<Setting
         }
     }
     if let Some(suites) = &t.cipher_suites {
-        let known = crate::tls::suite_names();
+        let known = crate::proxy::tls::suite_names();
         for s in suites {
             if !known.contains(s) {
                 return Err(v.err(

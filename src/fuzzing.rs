@@ -4,13 +4,13 @@
 
 use bytes::BytesMut;
 
-use crate::clienthello;
-use crate::proxyproto;
 use crate::smtp::command::Command;
 use crate::smtp::data::{DataScanner, droppable};
 use crate::smtp::ehlo;
 use crate::smtp::line::{Line, LineCutter};
 use crate::smtp::reply::ReplyParser;
+use crate::wire::clienthello;
+use crate::wire::proxyproto;
 
 /// Splits `data` into chunks whose sizes come from the data itself, so the
 /// fuzzer explores chunk boundaries too.
@@ -289,7 +289,7 @@ pub fn session(data: &[u8]) {
 /// What one fuzzed run produced (for the tests of the target itself).
 pub struct SessionOutcome {
     /// One per client session, in order.
-    pub records: Vec<crate::records::Record>,
+    pub records: Vec<crate::proxy::records::Record>,
     /// Everything the backend received, across connections.
     pub backend_received: Vec<u8>,
     /// Everything the clients received.
@@ -441,13 +441,13 @@ fn fuzz_settings(backend: std::net::SocketAddr, reuse: bool) -> crate::config::S
 }
 
 /// One self-signed TLS front for the whole fuzzing process (key generation is slow).
-fn fuzz_tls(settings: &crate::config::Settings) -> std::sync::Arc<crate::tls::TlsFront> {
-    static FRONT: std::sync::OnceLock<std::sync::Arc<crate::tls::TlsFront>> =
+fn fuzz_tls(settings: &crate::config::Settings) -> std::sync::Arc<crate::proxy::tls::TlsFront> {
+    static FRONT: std::sync::OnceLock<std::sync::Arc<crate::proxy::tls::TlsFront>> =
         std::sync::OnceLock::new();
     FRONT
         .get_or_init(|| {
             std::sync::Arc::new(
-                crate::tls::TlsFront::build(settings)
+                crate::proxy::tls::TlsFront::build(settings)
                     .expect("tls")
                     .expect("self-signed"),
             )
@@ -457,20 +457,20 @@ fn fuzz_tls(settings: &crate::config::Settings) -> std::sync::Arc<crate::tls::Tl
 
 /// Runs one client session to its end: what the client received.
 async fn fuzz_client_session(
-    shared: std::sync::Arc<crate::session::Shared>,
+    shared: std::sync::Arc<crate::proxy::session::Shared>,
     input: Vec<u8>,
 ) -> Vec<u8> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let spec = shared.settings.listeners[0];
     let (mut ours, theirs) = tokio::io::duplex(64 * 1024);
     let peer = "192.0.2.1:4000".parse().expect("addr");
-    let session = tokio::spawn(crate::session::run(
+    let session = tokio::spawn(crate::proxy::session::run(
         shared,
         theirs,
         spec,
         peer,
         spec.addr,
-        crate::session::Prelude::Normal,
+        crate::proxy::session::Prelude::Normal,
     ));
     let client_task = tokio::spawn(async move {
         let _ = ours.write_all(&input).await;
@@ -515,11 +515,11 @@ async fn drive_session(client: Vec<u8>, backend_script: Vec<u8>) -> SessionOutco
     };
     let settings = fuzz_settings(backend_addr, sessions.len() > 1);
     let tls = fuzz_tls(&settings);
-    let (sink, mut record_rx) = crate::records::RecordSink::channel();
-    let shared = crate::session::Shared::new(
+    let (sink, mut record_rx) = crate::proxy::records::RecordSink::channel();
+    let shared = crate::proxy::session::Shared::new(
         settings.clone(),
         Some(tls),
-        crate::backend::Backend::new(settings.backend.clone()),
+        crate::proxy::backend::Backend::new(settings.backend.clone()),
         sink,
     );
     let mut client_received = Vec::new();

@@ -4,13 +4,13 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
-use tlsfront::check;
 use tlsfront::config::{ConfigError, DEFAULT_CONFIG_PATH, Overrides, Settings};
-use tlsfront::notify::Notifier;
-use tlsfront::records::{self, RecordSink};
-use tlsfront::report::{Report, input};
-use tlsfront::server::{self, Server};
-use tlsfront::session::Shared;
+use tlsfront::proxy::notify::Notifier;
+use tlsfront::proxy::records::{self, RecordSink};
+use tlsfront::proxy::server::{self, Server};
+use tlsfront::proxy::session::Shared;
+use tlsfront::tools::check;
+use tlsfront::tools::report::{Report, input};
 
 #[derive(Parser)]
 #[command(
@@ -273,23 +273,25 @@ fn main() -> ExitCode {
 }
 
 fn probe(args: ProbeArgs) -> ExitCode {
-    let (host, port) = match tlsfront::probe::parse_target(&args.target, args.implicit) {
+    let (host, port) = match tlsfront::tools::probe::parse_target(&args.target, args.implicit) {
         Ok(x) => x,
         Err(e) => {
             eprintln!("tlsfront: {e}");
             return ExitCode::from(2);
         }
     };
-    let options = tlsfront::probe::Options {
+    let options = tlsfront::tools::probe::Options {
         host,
         port,
         name: args.name,
         implicit: args.implicit,
         no_sni: args.no_sni,
         timeout: args.timeout,
-        ehlo: args.ehlo.unwrap_or_else(tlsfront::probe::default_ehlo_name),
+        ehlo: args
+            .ehlo
+            .unwrap_or_else(tlsfront::tools::probe::default_ehlo_name),
         cafile: args.cafile,
-        system_roots: PathBuf::from(tlsfront::probe::SYSTEM_ROOTS),
+        system_roots: PathBuf::from(tlsfront::tools::probe::SYSTEM_ROOTS),
     };
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -301,7 +303,7 @@ fn probe(args: ProbeArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let report = runtime.block_on(tlsfront::probe::run(&options));
+    let report = runtime.block_on(tlsfront::tools::probe::run(&options));
     let text = if args.json {
         format!("{}\n", report.to_json())
     } else {
@@ -596,7 +598,7 @@ async fn status_and_watchdog(shared: std::sync::Arc<Shared>, notifier: std::sync
     if !notifier.enabled() {
         return;
     }
-    let watchdog = tlsfront::notify::watchdog_interval();
+    let watchdog = tlsfront::proxy::notify::watchdog_interval();
     let every = watchdog
         .map(|w| w / 2)
         .unwrap_or(std::time::Duration::from_secs(10));

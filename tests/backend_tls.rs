@@ -80,7 +80,7 @@ async fn implicit_tls_to_the_backend_pinned_by_fingerprint() {
         .unwrap()
         .unwrap();
     let pin: rustls::pki_types::CertificateDer = leaf;
-    let fp: Vec<String> = tlsfront::backend_tls::sha256(pin.as_ref())
+    let fp: Vec<String> = tlsfront::proxy::backend::tls::sha256(pin.as_ref())
         .iter()
         .map(|b| format!("{b:02X}"))
         .collect();

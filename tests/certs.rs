@@ -139,14 +139,18 @@ async fn bad_certificate_files_are_refused_with_the_path() {
     };
     // Key of another certificate.
     let s = settings(cert_toml(&pki.ecdsa.0, &other.ecdsa.1, &[], true));
-    let e = tlsfront::tls::TlsFront::build(&s).unwrap_err().to_string();
+    let e = tlsfront::proxy::tls::TlsFront::build(&s)
+        .unwrap_err()
+        .to_string();
     assert!(
         e.contains("does not belong") && e.contains("ecdsa.pem"),
         "{e}"
     );
     // A key file given as the certificate.
     let s = settings(cert_toml(&pki.ecdsa.1, &pki.ecdsa.1, &[], true));
-    let e = tlsfront::tls::TlsFront::build(&s).unwrap_err().to_string();
+    let e = tlsfront::proxy::tls::TlsFront::build(&s)
+        .unwrap_err()
+        .to_string();
     assert!(
         e.contains("no CERTIFICATE") && e.contains("ecdsa.key"),
         "{e}"
@@ -158,7 +162,9 @@ async fn bad_certificate_files_are_refused_with_the_path() {
         &[],
         true,
     ));
-    let e = tlsfront::tls::TlsFront::build(&s).unwrap_err().to_string();
+    let e = tlsfront::proxy::tls::TlsFront::build(&s)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("/nonexistent/c.pem"), "{e}");
 }
 

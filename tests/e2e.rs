@@ -694,7 +694,7 @@ fn insecure_client() -> std::sync::Arc<rustls::ClientConfig> {
     std::sync::Arc::new(
         rustls::ClientConfig::builder()
             .dangerous()
-            .with_custom_certificate_verifier(tlsfront::backend_tls::unauthenticated())
+            .with_custom_certificate_verifier(tlsfront::proxy::backend::tls::unauthenticated())
             .with_no_client_auth(),
     )
 }

@@ -146,8 +146,8 @@ async fn proxy_header_from_a_trusted_balancer_names_the_client() {
     let mut c = via_balancer(&proxy, b"PROXY TCP4 203.0.113.9 192.0.2.1 4444 25\r\n").await;
     c.send("QUIT").await;
     c.expect(221).await;
-    let mut v2 = tlsfront::proxyproto::encode(
-        tlsfront::proxyproto::Version::V2,
+    let mut v2 = tlsfront::wire::proxyproto::encode(
+        tlsfront::wire::proxyproto::Version::V2,
         "[2001:db8::9]:5555".parse().unwrap(),
         "[2001:db8::1]:25".parse().unwrap(),
     );

@@ -469,7 +469,7 @@ async fn no_roots_means_not_checked() {
     let pki = Pki::new(&["mx.tlsfront.test"]);
     let mta = Mta::start(MtaScript::default()).await;
     let proxy = Proxy::start(mta.addr, Some(&pki), "").await;
-    let options = tlsfront::probe::Options {
+    let options = tlsfront::tools::probe::Options {
         host: "127.0.0.1".into(),
         port: proxy.starttls.port(),
         name: Some("mx.tlsfront.test".into()),
@@ -480,7 +480,7 @@ async fn no_roots_means_not_checked() {
         cafile: None,
         system_roots: pki.dir.path().join("no-such-bundle.crt"),
     };
-    let r = tokio::time::timeout(T, tlsfront::probe::run(&options))
+    let r = tokio::time::timeout(T, tlsfront::tools::probe::run(&options))
         .await
         .unwrap();
     assert_eq!(r.verification.as_deref(), Some("not_checked"));

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use common::*;
 use tlsfront::limits;
-use tlsfront::records;
+use tlsfront::proxy::records;
 
 /// Legacy suites rustls does not implement, so the handshake fails and the
 /// record keeps the ClientHello summary; their IANA names are long.

@@ -18,8 +18,8 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use tlsfront::config::{self, Overrides};
-use tlsfront::records;
-use tlsfront::server::Server;
+use tlsfront::proxy::records;
+use tlsfront::proxy::server::Server;
 
 pub mod bin;
 pub mod openssl;

@@ -2,6 +2,8 @@
 //! EHLO, sending commands and reading replies with a deadline on every wait,
 //! and the cache of its EHLO keywords that tlsfront's own EHLO reply offers.
 
+pub mod tls;
+
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
@@ -11,12 +13,11 @@ use thiserror::Error;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
-use crate::backend_tls;
 use crate::config::BackendSettings;
 use crate::limits;
-use crate::proxyproto;
 use crate::smtp::reply::{Reply, ReplyError, ReplyParser};
 use crate::smtp::{ehlo, trace};
+use crate::wire::proxyproto;
 
 #[derive(Debug, Error)]
 pub enum BackendError {
@@ -322,7 +323,7 @@ impl Backend {
         let _ = stream.set_nodelay(true);
         Ok(BackendConn {
             identity: None,
-            stream: backend_tls::Stream::Plain(stream),
+            stream: tls::Stream::Plain(stream),
             addr,
             tls: None,
             rbuf: BytesMut::with_capacity(1024),
@@ -355,7 +356,7 @@ impl Backend {
             });
         }
         let tls_config = self.settings.tls_config.as_ref();
-        if let (backend_tls::Mode::Implicit, Some(config)) = (&self.settings.tls, tls_config) {
+        if let (tls::Mode::Implicit, Some(config)) = (&self.settings.tls, tls_config) {
             conn.upgrade(config, &self.settings.tls_name).await?;
         }
         let greeting = conn
@@ -367,7 +368,7 @@ impl Backend {
         conn.greeting = Some(greeting);
         let mut line = ehlo_line(helo_name);
         let mut reply = conn.command(&line, "EHLO").await?;
-        if let (backend_tls::Mode::Starttls, Some(config)) = (&self.settings.tls, tls_config) {
+        if let (tls::Mode::Starttls, Some(config)) = (&self.settings.tls, tls_config) {
             if reply.code == 421 {
                 return Err(OpenError::Refused(reply));
             }
@@ -526,7 +527,7 @@ pub struct ClientIdentity {
 pub struct BackendConn {
     /// How the client's identity reached the backend: "xclient", "proxy_v1", "proxy_v2".
     pub identity: Option<&'static str>,
-    stream: backend_tls::Stream,
+    stream: tls::Stream,
     pub addr: SocketAddr,
     /// TLS version and suite of the backend hop, when TLS is used.
     pub tls: Option<(String, String)>,
@@ -570,9 +571,9 @@ impl BackendConn {
             Err(BackendError::Unsolicited { addr, phase })
         } else {
             match self.stream.waiting() {
-                Ok(backend_tls::Waiting::Nothing) => Ok(()),
-                Ok(backend_tls::Waiting::Data) => Err(BackendError::Unsolicited { addr, phase }),
-                Ok(backend_tls::Waiting::Closed) => Err(BackendError::Closed { addr, phase }),
+                Ok(tls::Waiting::Nothing) => Ok(()),
+                Ok(tls::Waiting::Data) => Err(BackendError::Unsolicited { addr, phase }),
+                Ok(tls::Waiting::Closed) => Err(BackendError::Closed { addr, phase }),
                 Err(source) => Err(BackendError::Io { addr, source }),
             }
         };
@@ -695,7 +696,7 @@ impl BackendConn {
     /// for `tlsfront check`, which speaks TLS on it after STARTTLS.
     pub fn into_parts(self) -> Option<(TcpStream, BytesMut)> {
         match self.stream {
-            backend_tls::Stream::Plain(s) => Some((s, self.rbuf)),
+            tls::Stream::Plain(s) => Some((s, self.rbuf)),
             _ => None,
         }
     }
@@ -713,8 +714,7 @@ impl BackendConn {
         if !self.rbuf.is_empty() {
             return Err(tls_err("data received in clear after STARTTLS".into()));
         }
-        let backend_tls::Stream::Plain(tcp) =
-            std::mem::replace(&mut self.stream, backend_tls::Stream::Upgrading)
+        let tls::Stream::Plain(tcp) = std::mem::replace(&mut self.stream, tls::Stream::Upgrading)
         else {
             return Err(tls_err("TLS is already active".into()));
         };
@@ -729,7 +729,7 @@ impl BackendConn {
             }),
             Ok(Err(e)) => Err(tls_err(e.to_string())),
             Ok(Ok(tls)) => {
-                self.stream = backend_tls::Stream::Tls(Box::new(tls));
+                self.stream = tls::Stream::Tls(Box::new(tls));
                 self.tls = self.stream.tls_facts();
                 Ok(())
             }

@@ -1,10 +1,12 @@
 //! `tlsfront check`: what `run` would start, checked without starting it.
 //!
 //! The configuration (already loaded and validated by the caller), every
-//! certificate (rules in [`crate::certcheck`]), then the backend: greeting,
+//! certificate (rules in [`crate::tools::check::certs`]), then the backend: greeting,
 //! EHLO keywords, XCLIENT, and a raw probe of its own STARTTLS that tells
 //! whether modern senders would refuse it and why. Findings are data with
 //! stable codes; rendering them for people or scripts is separate.
+
+pub mod certs;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -14,14 +16,14 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use serde::Serialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::backend::{Backend, OpenError};
-use crate::certcheck::{self, KeyKind, Served};
 use crate::config::{BackendSettings, Settings};
 use crate::escape;
 use crate::limits;
 use crate::outcome::Mode;
-use crate::serverhello::{self, Flight, KeyExchange, Kx, ServerFlight};
+use crate::proxy::backend::{Backend, OpenError};
 use crate::smtp::ehlo;
+use crate::tools::check::certs::{KeyKind, Served};
+use crate::tools::legacy::{self, Flight, KeyExchange, Kx, ServerFlight};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -188,7 +190,7 @@ pub async fn run(settings: &Settings, source: &str, options: Options) -> Report 
         findings.extend(f);
         // TLS to the backend is configured, but its TLS is one rustls refuses
         // too: every session would fail with tls_failed.
-        if settings.backend.tls != crate::backend_tls::Mode::None
+        if settings.backend.tls != crate::proxy::backend::tls::Mode::None
             && report
                 .starttls
                 .as_ref()
@@ -363,7 +365,7 @@ fn check_certificates(settings: &Settings, now: i64) -> Vec<Finding> {
         };
         let mut parsed = Vec::new();
         for (i, der) in chain.iter().enumerate() {
-            match certcheck::parse_cert(der.as_ref()) {
+            match certs::parse_cert(der.as_ref()) {
                 Ok(p) => parsed.push(p),
                 Err(e) => out.push(cert_finding(
                     Level::Error,
@@ -377,12 +379,12 @@ fn check_certificates(settings: &Settings, now: i64) -> Vec<Finding> {
             continue;
         }
         let leaf = &parsed[0];
-        out.push(certcheck::check_key_type(&subject, leaf));
+        out.push(certs::check_key_type(&subject, leaf));
         match PrivateKeyDer::from_pem_file(&c.key) {
             Ok(key) => match leaf.key {
                 // aws-lc-rs refuses such keys outright; the size is the news.
                 KeyKind::Rsa(bits) if bits < 2048 => {}
-                _ => out.push(certcheck::check_key_match(&subject, leaf, &key)),
+                _ => out.push(certs::check_key_match(&subject, leaf, &key)),
             },
             Err(e) => out.push(cert_finding(
                 Level::Error,
@@ -391,8 +393,8 @@ fn check_certificates(settings: &Settings, now: i64) -> Vec<Finding> {
                 format!("key {}: {e}", c.key.display()),
             )),
         }
-        out.extend(certcheck::check_chain(&subject, &parsed));
-        out.extend(certcheck::check_validity(&subject, &parsed, now));
+        out.extend(certs::check_chain(&subject, &parsed));
+        out.extend(certs::check_validity(&subject, &parsed, now));
         served.push(Served {
             subject,
             configured_names: c.names.clone(),
@@ -400,10 +402,10 @@ fn check_certificates(settings: &Settings, now: i64) -> Vec<Finding> {
             leaf: parsed[0].clone(),
         });
     }
-    out.extend(certcheck::check_names(&served, &settings.names));
+    out.extend(certs::check_names(&served, &settings.names));
     // Whatever the rules above missed, `run` must be able to load it all.
     if !out.iter().any(|f| f.level == Level::Error)
-        && let Err(e) = crate::tls::TlsFront::build(settings)
+        && let Err(e) = crate::proxy::tls::TlsFront::build(settings)
     {
         out.push(cert_finding(
             Level::Error,
@@ -439,7 +441,7 @@ async fn check_backend(settings: &Settings) -> (Vec<Finding>, BackendReport) {
         reply_timeout: settings.backend.reply_timeout.min(limits::CHECK_TIMEOUT),
         greeting_timeout: settings.backend.greeting_timeout.min(limits::CHECK_TIMEOUT),
         // The check looks at the backend's own STARTTLS in clear.
-        tls: crate::backend_tls::Mode::None,
+        tls: crate::proxy::backend::tls::Mode::None,
         tls_config: None,
         ..settings.backend.clone()
     });
@@ -585,7 +587,7 @@ where
     let _ = rustls::crypto::aws_lc_rs::default_provider()
         .secure_random
         .fill(&mut random);
-    let hello = serverhello::client_hello(random);
+    let hello = legacy::client_hello(random);
     match tokio::time::timeout(timeout, stream.write_all(&hello)).await {
         Ok(Ok(())) => {}
         Ok(Err(e)) => return ProbeOutcome::Io(format!("sending the ClientHello: {e}")),
@@ -593,7 +595,7 @@ where
     }
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
-        match serverhello::parse_flight(&buf) {
+        match legacy::parse_flight(&buf) {
             Flight::NeedMore => {}
             done => return ProbeOutcome::Flight(done),
         }
@@ -647,8 +649,8 @@ pub fn starttls_verdict(subject: &str, outcome: ProbeOutcome) -> (StarttlsReport
         ProbeOutcome::Flight(Flight::Alert { description, .. }) => {
             let why = format!(
                 "alert {} to a TLS 1.2 ClientHello offering {} suites",
-                serverhello::alert_name(description),
-                serverhello::OFFERED_SUITES.len()
+                legacy::alert_name(description),
+                legacy::OFFERED_SUITES.len()
             );
             let f = failed(&mut r, why);
             return (r, f);
@@ -670,9 +672,9 @@ pub fn starttls_verdict(subject: &str, outcome: ProbeOutcome) -> (StarttlsReport
             return (r, f);
         }
     };
-    r.version = Some(serverhello::version_name(flight.version));
-    r.cipher_suite = Some(serverhello::suite_name(flight.cipher_suite));
-    r.key_exchange = serverhello::suite_kx(flight.cipher_suite).map(|k| {
+    r.version = Some(legacy::version_name(flight.version));
+    r.cipher_suite = Some(legacy::suite_name(flight.cipher_suite));
+    r.key_exchange = legacy::suite_kx(flight.cipher_suite).map(|k| {
         match k {
             Kx::Ecdhe => "ecdhe",
             Kx::Dhe => "dhe",
@@ -682,13 +684,13 @@ pub fn starttls_verdict(subject: &str, outcome: ProbeOutcome) -> (StarttlsReport
     });
     match &flight.key_exchange {
         Some(KeyExchange::Dhe { prime_bits }) => r.dh_bits = Some(*prime_bits),
-        Some(KeyExchange::Ecdhe { group }) => r.group = Some(serverhello::group_name(*group)),
+        Some(KeyExchange::Ecdhe { group }) => r.group = Some(legacy::group_name(*group)),
         None => {}
     }
     if let Some(leaf) = flight
         .certificates
         .first()
-        .and_then(|der| certcheck::parse_cert(der).ok())
+        .and_then(|der| certs::parse_cert(der).ok())
     {
         r.cert_subject = Some(leaf.subject.clone());
         r.key_type = Some(leaf.key.name());
@@ -708,7 +710,7 @@ pub fn starttls_verdict(subject: &str, outcome: ProbeOutcome) -> (StarttlsReport
             "backend_starttls_old_protocol",
             format!(
                 "answers a TLS 1.2 ClientHello with {}: modern clients refuse it (\"unsupported protocol\" / \"protocol version too old\"){hidden}",
-                serverhello::version_name(flight.version)
+                legacy::version_name(flight.version)
             ),
         ));
     }

@@ -19,11 +19,11 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
-use crate::admission::Admission;
 use crate::limits;
 use crate::outcome::TlsOutcome;
-use crate::records::Record;
-use crate::tls::CertEntry;
+use crate::proxy::admission::Admission;
+use crate::proxy::records::Record;
+use crate::proxy::tls::CertEntry;
 
 type Labels1 = [(&'static str, String); 1];
 type Labels2 = [(&'static str, String); 2];
@@ -478,7 +478,9 @@ mod tests {
         .unwrap();
         let settings =
             crate::config::validate(raw, &crate::config::Overrides::default(), "t.toml").unwrap();
-        let front = crate::tls::TlsFront::build(&settings).unwrap().unwrap();
+        let front = crate::proxy::tls::TlsFront::build(&settings)
+            .unwrap()
+            .unwrap();
         let m = Metrics::new();
         m.set_certificates(front.entries());
         let text = m.render(0);

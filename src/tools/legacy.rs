@@ -227,7 +227,7 @@ pub fn parse_flight(buf: &[u8]) -> Flight {
     parse_handshake(&hs)
 }
 
-use crate::clienthello::Reader as R;
+use crate::wire::clienthello::Reader as R;
 
 fn parse_handshake(hs: &[u8]) -> Flight {
     let mut r = R(hs);
@@ -530,7 +530,7 @@ mod tests {
         assert_eq!(&ch[..3], &[22, 3, 1]);
         assert_eq!(u16::from_be_bytes([ch[3], ch[4]]) as usize, ch.len() - 5);
         // tlsfront's own ClientHello parser reads it back.
-        let crate::clienthello::Peek::Hello(h) = crate::clienthello::peek(&ch) else {
+        let crate::wire::clienthello::Peek::Hello(h) = crate::wire::clienthello::peek(&ch) else {
             panic!("not a ClientHello");
         };
         assert_eq!(h.cipher_suites.len(), OFFERED_SUITES.len());

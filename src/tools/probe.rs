@@ -5,7 +5,7 @@
 //! so an untrusted or mismatched chain is still shown. A second connection
 //! flips SNI and tells whether the same certificate comes back. When the
 //! modern handshake is impossible, a second connection runs the raw TLS 1.2
-//! probe of [`crate::serverhello`] (shared with `tlsfront check`) to say what
+//! probe of [`crate::tools::legacy`] (shared with `tlsfront check`) to say what
 //! the server offers and why a modern sender refuses it.
 
 use std::net::{IpAddr, SocketAddr};
@@ -24,12 +24,12 @@ use serde::Serialize;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::certcheck;
-use crate::check::{self, StarttlsReport};
 use crate::limits;
+use crate::proxy::tls::io_error_reason;
 use crate::smtp::ehlo;
 use crate::smtp::reply::{Reply, ReplyParser};
-use crate::tls::io_error_reason;
+use crate::tools::check::certs;
+use crate::tools::check::{self, StarttlsReport};
 
 /// Debian's bundle of the system's trusted roots (package ca-certificates).
 pub const SYSTEM_ROOTS: &str = "/etc/ssl/certs/ca-certificates.crt";
@@ -549,7 +549,7 @@ async fn modern_handshake(
                 .map(|s| format!("{:?}", s.suite()));
             report.group = conn
                 .negotiated_key_exchange_group()
-                .map(|g| crate::clienthello::enum_name(g.name()));
+                .map(|g| crate::wire::clienthello::enum_name(g.name()));
             report.alpn = conn
                 .alpn_protocol()
                 .map(|a| String::from_utf8_lossy(a).into_owned());
@@ -589,7 +589,7 @@ fn error_reason(e: &rustls::Error) -> String {
             let detail = detail.strip_suffix("_context").unwrap_or(&detail);
             format!("invalid_certificate_{detail}")
         }
-        other => crate::tls::rustls_error_reason(other),
+        other => crate::proxy::tls::rustls_error_reason(other),
     }
 }
 
@@ -601,7 +601,7 @@ fn now_secs() -> i64 {
 }
 
 fn describe_cert(der: &CertificateDer<'_>, now: i64) -> CertReport {
-    match certcheck::parse_cert(der.as_ref()) {
+    match certs::parse_cert(der.as_ref()) {
         Ok(c) => CertReport {
             subject: c.subject.clone(),
             issuer: c.issuer.clone(),
@@ -719,7 +719,7 @@ pub async fn run(opts: &Options) -> Report {
     let leaf = hs
         .chain
         .first()
-        .and_then(|c| certcheck::parse_cert(c.as_ref()).ok());
+        .and_then(|c| certs::parse_cert(c.as_ref()).ok());
     let mut names: Vec<String> = Vec::new();
     if is_dns_name(&opts.host) {
         names.push(opts.host.to_ascii_lowercase());
@@ -735,7 +735,7 @@ pub async fn run(opts: &Options) -> Report {
             .iter()
             .map(|n| NameCheck {
                 name: n.clone(),
-                matches: certcheck::covers(&leaf.dns_names, n),
+                matches: certs::covers(&leaf.dns_names, n),
             })
             .collect();
     }
@@ -844,7 +844,7 @@ async fn other_sni(
     s.error = hs.report.error.clone();
     if let Some(leaf) = hs.chain.first() {
         s.same_certificate = first_leaf.map(|f| f == leaf);
-        s.leaf_subject = certcheck::parse_cert(leaf.as_ref()).ok().map(|c| c.subject);
+        s.leaf_subject = certs::parse_cert(leaf.as_ref()).ok().map(|c| c.subject);
     }
     if let Some(tls) = hs.stream {
         Smtp::new(tls, BytesMut::new(), opts.timeout).quit().await;

@@ -7,7 +7,7 @@ use rustls_pki_types::PrivateKeyDer;
 use x509_parser::prelude::FromDer;
 use x509_parser::public_key::PublicKey;
 
-use crate::check::{Finding, Level, Section};
+use crate::tools::check::{Finding, Level, Section};
 
 /// Days before expiry from which `expires_soon` warns: three weeks leaves
 /// time for a renewal that failed silently (ACME renews at 30 days).
@@ -84,7 +84,7 @@ pub fn parse_cert(der: &[u8]) -> Result<CertInfo, String> {
     let spki = x.public_key();
     let key = match spki.parsed() {
         // x509-parser's own key_size miscounts moduli without a leading zero.
-        Ok(PublicKey::RSA(r)) => KeyKind::Rsa(crate::serverhello::bit_length(r.modulus)),
+        Ok(PublicKey::RSA(r)) => KeyKind::Rsa(crate::tools::legacy::bit_length(r.modulus)),
         Ok(PublicKey::EC(ec)) => KeyKind::Ec(ec.key_size()),
         _ if spki.algorithm.algorithm.to_id_string() == "1.3.101.112" => KeyKind::Ed25519,
         _ => KeyKind::Other(spki.algorithm.algorithm.to_id_string()),
@@ -393,7 +393,7 @@ impl Served {
 pub fn covers(dns_names: &[String], name: &str) -> bool {
     dns_names
         .iter()
-        .any(|n| n == name || crate::tls::wildcard_match(n, name))
+        .any(|n| n == name || crate::proxy::tls::wildcard_match(n, name))
 }
 
 /// Host names (the MX names) and SNI map: every host name must be covered by
@@ -423,7 +423,7 @@ pub fn check_names(served: &[Served], hostnames: &[String]) -> Vec<Finding> {
             .filter(|i| {
                 names[*i]
                     .iter()
-                    .any(|n| crate::tls::wildcard_match(n, host))
+                    .any(|n| crate::proxy::tls::wildcard_match(n, host))
             })
             .collect();
         if !wild.is_empty() {

@@ -14,15 +14,15 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_util::task::TaskTracker;
 
-use crate::admission::Admission;
-use crate::backend::Backend;
 use crate::config::{ListenerSpec, Settings, in_networks};
 use crate::limits;
 use crate::outcome::{CloseReason, Mode};
-use crate::proxyproto;
-use crate::records::RecordSink;
-use crate::session::{self, Prelude, Shared};
-use crate::tls::{TlsError, TlsFront};
+use crate::proxy::admission::Admission;
+use crate::proxy::backend::Backend;
+use crate::proxy::records::RecordSink;
+use crate::proxy::session::{self, Prelude, Shared};
+use crate::proxy::tls::{TlsError, TlsFront};
+use crate::wire::proxyproto;
 
 #[derive(Debug, Error)]
 pub enum StartError {
@@ -171,7 +171,7 @@ impl Server {
         });
 
         let metrics = match (self.metrics_listener, &shared.metrics) {
-            (Some(listener), Some(m)) => Some(tokio::spawn(crate::metrics::serve(
+            (Some(listener), Some(m)) => Some(tokio::spawn(crate::proxy::metrics::serve(
                 listener,
                 m.clone(),
                 admission.clone(),

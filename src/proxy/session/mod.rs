@@ -26,20 +26,20 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::admission::Admission;
-use crate::backend::{Backend, BackendConn, BackendError, ClientIdentity, OpenError};
 use crate::config::{BareLineEndings, ListenerSpec, RequireTls, Settings};
 use crate::limits;
-use crate::metrics::Metrics;
 use crate::outcome::{CloseReason, Mode};
-use crate::records::{Record, RecordGuard, RecordSink, millis};
+use crate::proxy::admission::Admission;
+use crate::proxy::backend::{Backend, BackendConn, BackendError, ClientIdentity, OpenError};
+use crate::proxy::metrics::Metrics;
+use crate::proxy::records::{Record, RecordGuard, RecordSink, millis};
+use crate::proxy::stream::ClientIo;
+use crate::proxy::tls::TlsFront;
 use crate::smtp::command::{self, Command, Verb};
 use crate::smtp::data::DataScanner;
 use crate::smtp::line::{Line, LineCutter};
 use crate::smtp::reply::{Reply, local};
 use crate::smtp::{ehlo, trace};
-use crate::stream::ClientIo;
-use crate::tls::TlsFront;
 
 /// State shared by every session.
 pub struct Shared {

@@ -24,12 +24,12 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 
-use crate::clienthello::{self, HelloSummary, Peek};
 use crate::config::{Settings, TlsSettings, TlsVersion};
 use crate::limits;
 use crate::outcome::snake_case;
-use crate::records::{Record, millis};
-use crate::stream::Prefixed;
+use crate::proxy::records::{Record, millis};
+use crate::proxy::stream::Prefixed;
+use crate::wire::clienthello::{self, HelloSummary, Peek};
 
 #[derive(Debug, Error)]
 pub enum TlsError {

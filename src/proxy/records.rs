@@ -24,13 +24,13 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 use tokio::sync::mpsc::error::TrySendError;
 
-use crate::clienthello::HelloSummary;
 use crate::limits::{
     MAX_QUEUED_RECORDS, MAX_RECORD_BYTES, MAX_RECORD_LIST, MAX_RECORD_STRING,
     RECORD_DROP_WARN_INTERVAL,
 };
-use crate::metrics::Metrics;
 use crate::outcome::{CloseReason, Mode, TlsOutcome};
+use crate::proxy::metrics::Metrics;
+use crate::wire::clienthello::HelloSummary;
 
 /// One connection's record. Field names are a stable interface (see README).
 #[derive(Debug, Clone, Serialize)]
@@ -703,7 +703,7 @@ mod tests {
     fn a_real_client_hello_is_kept_whole() {
         let mut r = record();
         let known: Vec<String> = (0..=0xffffu16)
-            .map(crate::clienthello::suite_name)
+            .map(crate::wire::clienthello::suite_name)
             .filter(|n| !n.starts_with("0x"))
             .collect();
         let mut suites = known.clone();
@@ -714,11 +714,11 @@ mod tests {
                 .to_vec(),
             cipher_suites: suites,
             groups: (0..=0xffffu16)
-                .map(|g| crate::clienthello::code_name(g, rustls::NamedGroup::from(g)))
+                .map(|g| crate::wire::clienthello::code_name(g, rustls::NamedGroup::from(g)))
                 .filter(|n| !n.starts_with("0x"))
                 .collect(),
             signature_schemes: (0..=0xffffu16)
-                .map(|g| crate::clienthello::code_name(g, rustls::SignatureScheme::from(g)))
+                .map(|g| crate::wire::clienthello::code_name(g, rustls::SignatureScheme::from(g)))
                 .filter(|n| !n.starts_with("0x"))
                 .collect(),
             alpn: vec!["smtp".into()],
