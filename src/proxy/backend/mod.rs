@@ -277,6 +277,16 @@ impl Backend {
         self.settings.addr
     }
 
+    /// Whether the backend's EHLO announced `keyword` (without copying the list).
+    pub fn announces(&self, keyword: &[u8]) -> bool {
+        self.caps
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .keywords
+            .iter()
+            .any(|k| ehlo::keyword(k).as_bytes().eq_ignore_ascii_case(keyword))
+    }
+
     pub fn capabilities(&self) -> Capabilities {
         self.caps.read().unwrap_or_else(|e| e.into_inner()).clone()
     }

@@ -1,0 +1,75 @@
+//! STARTTLS (and implicit TLS): the connection changes hands to rustls.
+//! Whatever the client pipelined after STARTTLS was sent in clear and is
+//! dropped here, counted, never executed inside TLS (CVE-2011-0411).
+
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use crate::outcome::{CloseReason, Mode};
+use crate::proxy::stream::ClientIo;
+use crate::smtp::line::LineCutter;
+
+use super::Session;
+use super::decide::Phase;
+use super::replies::Local;
+
+impl<S> Session<S>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    /// STARTTLS accepted (or an implicit-TLS connection): hand the connection
+    /// to rustls. Consumes the session: on failure it ends, with its record.
+    pub(super) async fn handshake(mut self: Box<Self>) -> Result<Box<Self>, ()> {
+        let shared = self.shared.clone();
+        let Some(front) = shared.tls() else {
+            self.record.close_reason = CloseReason::ProtocolError;
+            return Err(());
+        };
+        if self.record.mode == Mode::Starttls {
+            // CVE-2011-0411: whatever was pipelined after STARTTLS was sent in
+            // clear and must not be executed inside the TLS session.
+            self.record.pipelined_after_starttls += self.rbuf.len() as u64;
+            if !self.rbuf.is_empty() {
+                tracing::warn!(session = %self.record.session, bytes = self.rbuf.len(), "discarded input pipelined after STARTTLS");
+            }
+            self.rbuf.clear();
+            self.cutter = LineCutter::new(self.shared.settings.smtp.max_line);
+            self.record.starttls_used = true;
+            if let Err(reason) = self.answer(&Local::ReadyForTls).await {
+                self.record.close_reason = reason;
+                return Err(());
+            }
+            // The client's identity is forgotten after STARTTLS, so is the
+            // backend session opened under it.
+            if let Some(conn) = self.backend.take() {
+                tokio::spawn((*conn).quit());
+            }
+        }
+        // Nothing may stay held back in clear once the handshake starts.
+        if let Err(reason) = self.release_held().await {
+            self.record.close_reason = reason;
+            return Err(());
+        }
+        let Some(ClientIo::Plain(stream)) = self.io.take() else {
+            self.record.close_reason = CloseReason::ProtocolError;
+            return Err(());
+        };
+        match front.handshake(stream, &mut self.record).await {
+            Some(stream) => {
+                self.io = Some(ClientIo::Tls(Box::new(stream)));
+                self.tls_active = true;
+                self.helo = None;
+                self.phase = Phase::Fresh;
+                Ok(self)
+            }
+            None => {
+                self.record.close_reason = if self.record.tls == crate::outcome::TlsOutcome::Timeout
+                {
+                    CloseReason::HandshakeTimeout
+                } else {
+                    CloseReason::HandshakeFailed
+                };
+                Err(())
+            }
+        }
+    }
+}
