@@ -22,7 +22,7 @@ use tokio::sync::Semaphore;
 use crate::limits;
 use crate::outcome::TlsOutcome;
 use crate::proxy::admission::Admission;
-use crate::proxy::records::Record;
+use crate::proxy::records::{Observer, Record};
 use crate::proxy::tls::CertEntry;
 
 type Labels1 = [(&'static str, String); 1];
@@ -151,7 +151,7 @@ impl Metrics {
     }
 
     /// Counts one finished session.
-    pub fn observe(&self, r: &Record) {
+    fn count(&self, r: &Record) {
         self.sessions
             .get_or_create(&[
                 ("outcome", r.tls.as_str().to_string()),
@@ -208,11 +208,6 @@ impl Metrics {
         }
     }
 
-    /// Counts one record the writer's full queue could not take.
-    pub fn record_dropped(&self) {
-        self.records_dropped.inc();
-    }
-
     /// Replaces the certificate expiry series with the certificates now in
     /// service (at start and after each reload; old ones disappear). A
     /// certificate is named by what every client sees (its subject and key)
@@ -243,6 +238,16 @@ impl Metrics {
 /// A label value from a record's token: kept if it looks like one (they all
 /// do: rustls names, snake_case reasons), else `other`, so a surprise can
 /// never become a new series per connection.
+/// The metrics follow the records: every finished record is counted.
+impl Observer for Metrics {
+    fn observe(&self, record: &Record) {
+        self.count(record);
+    }
+    fn dropped(&self) {
+        self.records_dropped.inc();
+    }
+}
+
 fn token(value: Option<&str>) -> String {
     match value {
         None => "none".to_string(),

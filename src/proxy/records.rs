@@ -29,7 +29,6 @@ use crate::limits::{
     RECORD_DROP_WARN_INTERVAL,
 };
 use crate::outcome::{CloseReason, Mode, TlsOutcome};
-use crate::proxy::metrics::Metrics;
 use crate::wire::clienthello::HelloSummary;
 
 /// One connection's record. Field names are a stable interface (see README).
@@ -304,6 +303,14 @@ pub fn millis(d: std::time::Duration) -> f64 {
     d.as_micros() as f64 / 1000.0
 }
 
+/// Watches every finished record as it is sent (the metrics do), so the
+/// sink need not know who counts what.
+pub trait Observer: Send + Sync + std::fmt::Debug {
+    fn observe(&self, record: &Record);
+    /// A record the writer's full queue could not take.
+    fn dropped(&self) {}
+}
+
 /// Where finished records go.
 #[derive(Debug, Clone)]
 pub struct RecordSink {
@@ -311,8 +318,8 @@ pub struct RecordSink {
     /// Set by a reload: the writer reopens its file before the next record
     /// (so logrotate's rename-then-SIGHUP works).
     reopen: Option<Arc<AtomicBool>>,
-    /// Counts every record sent (when metrics are on).
-    metrics: Option<Arc<Metrics>>,
+    /// Sees every record sent (the metrics, when they are on).
+    observer: Option<Arc<dyn Observer>>,
     drops: Arc<Drops>,
 }
 
@@ -322,7 +329,7 @@ impl RecordSink {
         RecordSink {
             tx: None,
             reopen: None,
-            metrics: None,
+            observer: None,
             drops: Arc::new(Drops::new()),
         }
     }
@@ -340,7 +347,7 @@ impl RecordSink {
             RecordSink {
                 tx: Some(tx),
                 reopen: None,
-                metrics: None,
+                observer: None,
                 drops: Arc::new(Drops::new()),
             },
             rx,
@@ -354,9 +361,9 @@ impl RecordSink {
         }
     }
 
-    /// The same sink, also counting each record in `metrics`.
-    pub fn with_metrics(self, metrics: Option<Arc<Metrics>>) -> Self {
-        RecordSink { metrics, ..self }
+    /// The same sink, also showing each record to `observer`.
+    pub fn observed_by(self, observer: Option<Arc<dyn Observer>>) -> Self {
+        RecordSink { observer, ..self }
     }
 
     /// Records dropped so far because the writer's queue was full.
@@ -366,16 +373,16 @@ impl RecordSink {
 
     /// Never waits: a record the queue cannot take is dropped and counted.
     fn send(&self, record: Record) {
-        if let Some(m) = &self.metrics {
-            m.observe(&record);
+        if let Some(o) = &self.observer {
+            o.observe(&record);
         }
         if let Some(tx) = &self.tx {
             match tx.try_send(record) {
                 Ok(()) => {}
                 Err(TrySendError::Full(_)) => {
                     self.drops.count();
-                    if let Some(m) = &self.metrics {
-                        m.record_dropped();
+                    if let Some(o) = &self.observer {
+                        o.dropped();
                     }
                 }
                 // Only once the writer has stopped at shutdown.
@@ -641,7 +648,7 @@ pub fn start_writer(
         RecordSink {
             tx: Some(tx),
             reopen: Some(reopen),
-            metrics: None,
+            observer: None,
             drops,
         },
         handle,
@@ -807,31 +814,38 @@ mod tests {
         }
     }
 
+    /// Counts what it is shown, as the metrics would.
+    #[derive(Debug, Default)]
+    struct Counting {
+        seen: std::sync::atomic::AtomicU64,
+        dropped: std::sync::atomic::AtomicU64,
+    }
+
+    impl Observer for Counting {
+        fn observe(&self, _: &Record) {
+            self.seen.fetch_add(1, Ordering::Relaxed);
+        }
+        fn dropped(&self) {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
     /// A full queue (the disk stalls) drops the record and counts it, in the
-    /// sink and in the metrics; the session's guard never waits.
+    /// sink and for its observer; the session's guard never waits.
     #[test]
     fn a_full_queue_drops_and_counts_without_waiting() {
-        let metrics = Arc::new(Metrics::new());
+        let counting = Arc::new(Counting::default());
         let (sink, mut rx) = RecordSink::channel_of(2);
-        let sink = sink.with_metrics(Some(metrics.clone()));
+        let sink = sink.observed_by(Some(counting.clone()));
         let started = Instant::now();
         for _ in 0..5 {
             drop(RecordGuard::new(record(), sink.clone()));
         }
         assert!(started.elapsed() < std::time::Duration::from_secs(1));
         assert_eq!(sink.dropped(), 3);
-        let text = metrics.render(0);
-        assert!(
-            text.lines()
-                .any(|l| l == "tlsfront_records_dropped_total 3"),
-            "{text}"
-        );
-        // Every session is still counted.
-        assert!(
-            text.lines().any(|l| l
-                == r#"tlsfront_sessions_total{outcome="not_attempted",close_reason="aborted"} 5"#),
-            "{text}"
-        );
+        assert_eq!(counting.dropped.load(Ordering::Relaxed), 3);
+        // Every session is still seen.
+        assert_eq!(counting.seen.load(Ordering::Relaxed), 5);
         assert!(rx.try_recv().is_ok() && rx.try_recv().is_ok() && rx.try_recv().is_err());
         // Room again: the next record goes through.
         drop(RecordGuard::new(record(), sink.clone()));

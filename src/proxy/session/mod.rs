@@ -94,7 +94,11 @@ impl Shared {
         if let (Some(m), Some(front)) = (&metrics, &tls) {
             m.set_certificates(front.entries());
         }
-        let records = records.with_metrics(metrics.clone());
+        let records = records.observed_by(
+            metrics
+                .clone()
+                .map(|m| m as Arc<dyn crate::proxy::records::Observer>),
+        );
         let data_memory_kib = settings.smtp.message_memory / 1024;
         Arc::new(Shared {
             admission: Admission::new(
