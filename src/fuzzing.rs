@@ -676,7 +676,7 @@ mod tests {
         );
         assert_eq!(o.records[0].messages_accepted, 0);
         assert_eq!(
-            o.records[0].backend_error.as_deref(),
+            o.records[0].backend_error.map(|e| e.to_string()).as_deref(),
             Some("unsolicited_reply")
         );
     }

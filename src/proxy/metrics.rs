@@ -169,9 +169,9 @@ impl Metrics {
                     .inc();
             }
             TlsOutcome::Failed | TlsOutcome::Timeout => {
-                let reason = r.failure_reason.as_deref().or(Some(r.tls.as_str()));
+                let reason = r.failure_reason.map_or(r.tls.as_str(), |f| f.as_str());
                 self.handshake_failures
-                    .get_or_create(&[("reason", token(reason))])
+                    .get_or_create(&[("reason", reason.to_string())])
                     .inc();
             }
             TlsOutcome::NotAttempted => {}
@@ -193,7 +193,7 @@ impl Metrics {
         }
         if let Some(e) = &r.backend_error {
             self.backend_errors
-                .get_or_create(&[("error", token(Some(e)))])
+                .get_or_create(&[("error", e.to_string())])
                 .inc();
         }
         for (result, n) in [
@@ -400,14 +400,14 @@ mod tests {
         m.observe(&ok);
         let mut bad = record();
         bad.tls = TlsOutcome::Failed;
-        bad.failure_reason = Some("no_shared_cipher_suite".into());
+        bad.failure_reason = Some(crate::outcome::HandshakeFailure::NoSharedCipherSuite);
         bad.handshake_ms = Some(1.0);
         bad.close_reason = CloseReason::HandshakeFailed;
         bad.helo = Some("evil\"} 1\nx".into());
         bad.sni = Some("attacker.example".into());
         m.observe(&bad);
         let mut lost = record();
-        lost.backend_error = Some("connect_failed".into());
+        lost.backend_error = Some(crate::outcome::BackendFailure::ConnectFailed.into());
         lost.messages_rejected = 1;
         lost.close_reason = CloseReason::ClientQuit;
         m.observe(&lost);
@@ -442,14 +442,14 @@ mod tests {
     }
 
     #[test]
-    fn timeouts_count_as_failures_and_odd_tokens_collapse() {
+    fn timeouts_and_failures_count_by_their_reason() {
         let m = Metrics::new();
         let mut r = record();
         r.tls = TlsOutcome::Timeout;
         r.close_reason = CloseReason::HandshakeTimeout;
         m.observe(&r);
         r.tls = TlsOutcome::Failed;
-        r.failure_reason = Some("weird value with spaces".into());
+        r.failure_reason = Some(crate::outcome::HandshakeFailure::AlertUnknownCa);
         m.observe(&r);
         let text = m.render(0);
         assert!(
@@ -462,7 +462,7 @@ mod tests {
         assert!(
             has(
                 &text,
-                r#"tlsfront_tls_handshake_failures_total{reason="other"} 1"#
+                r#"tlsfront_tls_handshake_failures_total{reason="alert_unknown_ca"} 1"#
             ),
             "{text}"
         );

@@ -26,8 +26,7 @@ use tokio_rustls::server::TlsStream;
 
 use crate::config::{Settings, TlsSettings, TlsVersion};
 use crate::limits;
-use crate::outcome::snake_case;
-use crate::proxy::records::{Record, millis};
+use crate::outcome::HandshakeFailure;
 use crate::proxy::stream::Prefixed;
 use crate::wire::clienthello::{self, HelloSummary, Peek};
 
@@ -165,19 +164,19 @@ impl Offer {
     /// The most useful reason a handshake with `hello` cannot succeed, judged
     /// from the ClientHello alone (rustls reports the first check that fails,
     /// which is not always the one that explains it).
-    fn mismatch(&self, hello: &clienthello::ClientHello) -> Option<&'static str> {
+    fn mismatch(&self, hello: &clienthello::ClientHello) -> Option<HandshakeFailure> {
         if !hello.versions.iter().any(|v| self.versions.contains(v)) {
             return Some(if hello.versions.iter().all(|v| *v < 0x0303) {
-                "client_tls_version_too_old"
+                HandshakeFailure::ClientTlsVersionTooOld
             } else {
-                "no_shared_version"
+                HandshakeFailure::NoSharedVersion
             });
         }
         if !hello.cipher_suites.iter().any(|s| self.suites.contains(s)) {
-            return Some("no_shared_cipher_suite");
+            return Some(HandshakeFailure::NoSharedCipherSuite);
         }
         if !hello.groups.is_empty() && !hello.groups.iter().any(|g| self.groups.contains(g)) {
-            return Some("no_shared_group");
+            return Some(HandshakeFailure::NoSharedGroup);
         }
         None
     }
@@ -308,7 +307,7 @@ impl TlsFront {
                 SignatureAlgorithm::ECDSA => (format!("ecdsa_p{}", info.bits), 0),
                 SignatureAlgorithm::ED25519 => ("ed25519".to_string(), 1),
                 SignatureAlgorithm::RSA => (format!("rsa_{}", info.bits), 2),
-                other => (snake_case(&format!("{other:?}")), 3),
+                other => (other.as_str().unwrap_or("unknown").to_ascii_lowercase(), 3),
             };
             if certified.key.algorithm() == SignatureAlgorithm::RSA && info.bits < 2048 {
                 return Err(pair_err(format!(
@@ -480,24 +479,26 @@ impl TlsFront {
         hello.cipher_suites.iter().any(|s| kind.contains(s))
     }
 
-    /// Runs the server handshake on `stream`, reading the ClientHello first.
-    /// The record gets every TLS fact, success or not.
-    pub async fn handshake<S>(
-        &self,
-        mut stream: S,
-        record: &mut Record,
-    ) -> Option<TlsStream<Prefixed<S>>>
+    /// Runs the server handshake on `stream`, reading the ClientHello first,
+    /// and says what came of it (the session writes the record).
+    pub async fn handshake<S>(&self, mut stream: S) -> Handshake<S>
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
         let started = Instant::now();
         let deadline = tokio::time::Instant::now() + self.handshake_timeout;
         let mut buf = BytesMut::with_capacity(2048);
-        let fail = |record: &mut Record, reason: &str, detail: String| {
-            record.tls = crate::outcome::TlsOutcome::Failed;
-            record.failure_reason = Some(reason.to_string());
-            record.failure_detail = Some(detail);
-            record.handshake_ms = Some(millis(started.elapsed()));
+        let ended = |served: Option<Served>, result| Handshake {
+            served,
+            elapsed: started.elapsed(),
+            result,
+        };
+        let failed = |reason, detail: String| {
+            Err(Box::new(Failed {
+                reason,
+                detail,
+                hello: None,
+            }))
         };
 
         // 1. The ClientHello, read by tlsfront itself; the reader takes in
@@ -512,48 +513,37 @@ impl TlsFront {
                     // alert it sends for a hello it cannot serve.
                     let alert = [21, 3, 3, 0, 2, 2, 40]; // fatal handshake_failure
                     let _ = tokio::time::timeout_at(deadline, stream.write_all(&alert)).await;
-                    fail(
-                        record,
-                        "client_hello_too_fragmented",
-                        format!(
-                            "ClientHello incomplete after {} TLS records ({} bytes)",
-                            limits::MAX_HELLO_RECORDS,
-                            buf.len()
-                        ),
+                    let detail = format!(
+                        "ClientHello incomplete after {} TLS records ({} bytes)",
+                        limits::MAX_HELLO_RECORDS,
+                        buf.len()
                     );
-                    return None;
+                    return ended(
+                        None,
+                        failed(HandshakeFailure::ClientHelloTooFragmented, detail),
+                    );
                 }
                 other => break other,
             }
             buf.reserve(2048);
             match tokio::time::timeout_at(deadline, stream.read_buf(&mut buf)).await {
                 Err(_) => {
-                    fail(
-                        record,
-                        "handshake_timeout",
-                        format!("no complete ClientHello after {:?}", self.handshake_timeout),
-                    );
-                    record.tls = crate::outcome::TlsOutcome::Timeout;
-                    return None;
+                    let detail =
+                        format!("no complete ClientHello after {:?}", self.handshake_timeout);
+                    return ended(None, failed(HandshakeFailure::Timeout, detail));
                 }
                 Ok(Ok(0)) => {
                     let reason = if buf.is_empty() {
-                        "client_closed_before_hello"
+                        HandshakeFailure::ClientClosedBeforeHello
                     } else {
-                        "client_closed"
+                        HandshakeFailure::ClientClosed
                     };
-                    fail(
-                        record,
-                        reason,
-                        format!("connection closed after {} bytes of handshake", buf.len()),
-                    );
-                    return None;
+                    let detail =
+                        format!("connection closed after {} bytes of handshake", buf.len());
+                    return ended(None, failed(reason, detail));
                 }
                 Ok(Ok(_)) => {}
-                Ok(Err(e)) => {
-                    fail(record, "io_error", e.to_string());
-                    return None;
-                }
+                Ok(Err(e)) => return ended(None, failed(HandshakeFailure::IoError, e.to_string())),
             }
         };
         // Its copy of the hello is not kept through the handshake.
@@ -563,65 +553,100 @@ impl TlsFront {
                 let mismatch = self.offer.mismatch(&h);
                 (Some(h), mismatch)
             }
-            Peek::NotTls => (None, Some("not_tls")),
-            Peek::Sslv2 => (None, Some("sslv2_hello")),
+            Peek::NotTls => (None, Some(HandshakeFailure::NotTls)),
+            Peek::Sslv2 => (None, Some(HandshakeFailure::Sslv2Hello)),
             // (NeedMore and TooFragmented do not leave the loop.)
             Peek::Malformed | Peek::NeedMore | Peek::TooFragmented => {
-                (None, Some("malformed_client_hello"))
+                (None, Some(HandshakeFailure::MalformedClientHello))
             }
         };
-        record.sni = hello.as_ref().and_then(|h| h.sni.clone());
-        let entry = self.select(record.sni.as_deref(), hello.as_ref());
-        record.cert_subject = Some(entry.subject.clone());
-        record.cert_key_type = Some(entry.key_type.clone());
-        record.self_signed = entry.self_signed;
+        let sni = hello.as_ref().and_then(|h| h.sni.clone());
+        let entry = self.select(sni.as_deref(), hello.as_ref());
+        let served = Served {
+            sni,
+            cert_subject: entry.subject.clone(),
+            cert_key_type: entry.key_type.clone(),
+            self_signed: entry.self_signed,
+        };
         let summary: Option<HelloSummary> = hello.as_ref().map(|h| h.summary());
 
         // 2. rustls does the handshake on the replayed hello, even for input
         // already known to be bad, so the client gets a proper alert.
         let acceptor = TlsAcceptor::from(entry.config.clone());
         let prefixed = Prefixed::new(buf.freeze(), stream);
-        match tokio::time::timeout_at(deadline, acceptor.accept(prefixed)).await {
+        let result = match tokio::time::timeout_at(deadline, acceptor.accept(prefixed)).await {
             Ok(Ok(tls)) => {
-                let (_, conn) = tls.get_ref();
-                record.tls = crate::outcome::TlsOutcome::Established;
-                record.tls_version = conn.protocol_version().map(|v| match v {
-                    rustls::ProtocolVersion::TLSv1_3 => "TLSv1.3".to_string(),
-                    rustls::ProtocolVersion::TLSv1_2 => "TLSv1.2".to_string(),
-                    other => format!("{other:?}"),
-                });
-                record.cipher_suite = conn
-                    .negotiated_cipher_suite()
-                    .map(|s| format!("{:?}", s.suite()));
-                record.kx_group = conn
-                    .negotiated_key_exchange_group()
-                    .map(|g| clienthello::enum_name(g.name()));
-                record.resumed = conn
-                    .handshake_kind()
-                    .map(|k| k == rustls::HandshakeKind::Resumed);
-                record.handshake_ms = Some(millis(started.elapsed()));
-                Some(tls)
+                let negotiated = Negotiated::of(tls.get_ref().1);
+                Ok((tls, negotiated))
             }
-            Ok(Err(e)) => {
-                let reason = precheck
-                    .map(str::to_string)
-                    .unwrap_or_else(|| io_error_reason(&e));
-                fail(record, &reason, e.to_string());
-                record.client_hello = summary;
-                None
-            }
-            Err(_) => {
-                fail(
-                    record,
-                    "handshake_timeout",
-                    format!("handshake not finished after {:?}", self.handshake_timeout),
-                );
-                record.tls = crate::outcome::TlsOutcome::Timeout;
-                record.client_hello = summary;
-                None
-            }
+            Ok(Err(e)) => Err(Box::new(Failed {
+                reason: precheck.unwrap_or_else(|| HandshakeFailure::from_io(&e)),
+                detail: e.to_string(),
+                hello: summary,
+            })),
+            Err(_) => Err(Box::new(Failed {
+                reason: HandshakeFailure::Timeout,
+                detail: format!("handshake not finished after {:?}", self.handshake_timeout),
+                hello: summary,
+            })),
+        };
+        ended(Some(served), result)
+    }
+}
+
+/// What a handshake came to: handed back to the session, which writes it
+/// into its record.
+pub struct Handshake<S> {
+    /// What tlsfront served (None when no usable ClientHello came).
+    pub served: Option<Served>,
+    pub elapsed: Duration,
+    /// Boxed: a failure carries the ClientHello summary.
+    pub result: Result<(TlsStream<Prefixed<S>>, Negotiated), Box<Failed>>,
+}
+
+/// The certificate chosen for a ClientHello.
+#[derive(Debug, Clone)]
+pub struct Served {
+    pub sni: Option<String>,
+    pub cert_subject: String,
+    pub cert_key_type: String,
+    pub self_signed: bool,
+}
+
+/// What an established TLS session uses, by stable names.
+#[derive(Debug, Clone)]
+pub struct Negotiated {
+    pub version: Option<String>,
+    pub suite: Option<String>,
+    pub group: Option<String>,
+    pub resumed: Option<bool>,
+}
+
+impl Negotiated {
+    pub fn of<D>(conn: &rustls::ConnectionCommon<D>) -> Negotiated {
+        Negotiated {
+            version: conn
+                .protocol_version()
+                .map(|v| clienthello::version_name(u16::from(v))),
+            suite: conn
+                .negotiated_cipher_suite()
+                .map(|s| clienthello::suite_name(u16::from(s.suite()))),
+            group: conn
+                .negotiated_key_exchange_group()
+                .map(|g| clienthello::group_name(u16::from(g.name()))),
+            resumed: conn
+                .handshake_kind()
+                .map(|k| k == rustls::HandshakeKind::Resumed),
         }
     }
+}
+
+/// A failed handshake: why, rustls' words for it, and what the client offered.
+#[derive(Debug, Clone)]
+pub struct Failed {
+    pub reason: HandshakeFailure,
+    pub detail: String,
+    pub hello: Option<HelloSummary>,
 }
 
 pub(crate) fn wildcard_match(pattern: &str, name: &str) -> bool {
@@ -630,39 +655,6 @@ pub(crate) fn wildcard_match(pattern: &str, name: &str) -> bool {
             .split_once('.')
             .is_some_and(|(label, rest)| !label.is_empty() && rest == domain),
         None => false,
-    }
-}
-
-/// A stable snake_case token for a failed handshake.
-pub fn io_error_reason(e: &std::io::Error) -> String {
-    if let Some(err) = e
-        .get_ref()
-        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
-    {
-        return rustls_error_reason(err);
-    }
-    match e.kind() {
-        std::io::ErrorKind::UnexpectedEof => "client_closed".into(),
-        std::io::ErrorKind::ConnectionReset => "connection_reset".into(),
-        _ => "io_error".into(),
-    }
-}
-
-pub fn rustls_error_reason(e: &rustls::Error) -> String {
-    use rustls::{Error, PeerIncompatible};
-    match e {
-        Error::AlertReceived(a) => format!("alert_{}", snake_case(&format!("{a:?}"))),
-        Error::PeerIncompatible(PeerIncompatible::NoCipherSuitesInCommon) => {
-            "no_shared_cipher_suite".into()
-        }
-        Error::PeerIncompatible(PeerIncompatible::NoKxGroupsInCommon) => "no_shared_group".into(),
-        Error::PeerIncompatible(PeerIncompatible::NoSignatureSchemesInCommon) => {
-            "no_shared_signature_scheme".into()
-        }
-        Error::PeerIncompatible(p) => snake_case(&format!("{p:?}")),
-        Error::PeerMisbehaved(p) => format!("peer_misbehaved_{}", snake_case(&format!("{p:?}"))),
-        Error::InvalidMessage(_) => "invalid_message".into(),
-        other => snake_case(&format!("{other:?}")),
     }
 }
 
@@ -750,28 +742,6 @@ mod tests {
     }
 
     #[test]
-    fn reasons_are_stable_tokens() {
-        assert_eq!(
-            rustls_error_reason(&rustls::Error::AlertReceived(
-                rustls::AlertDescription::UnknownCA
-            )),
-            "alert_unknown_ca"
-        );
-        assert_eq!(
-            rustls_error_reason(&rustls::Error::PeerIncompatible(
-                rustls::PeerIncompatible::NoCipherSuitesInCommon
-            )),
-            "no_shared_cipher_suite"
-        );
-        let io = std::io::Error::new(std::io::ErrorKind::InvalidData, rustls::Error::DecryptError);
-        assert_eq!(io_error_reason(&io), "decrypt_error");
-        assert_eq!(
-            io_error_reason(&std::io::ErrorKind::UnexpectedEof.into()),
-            "client_closed"
-        );
-    }
-
-    #[test]
     fn mismatch_explains_by_what_the_client_offered() {
         let offer = Offer {
             versions: vec![0x0303, 0x0304],
@@ -787,19 +757,19 @@ mod tests {
         };
         assert_eq!(
             offer.mismatch(&hello(&[0x0301], &[0x002f], &[])),
-            Some("client_tls_version_too_old")
+            Some(HandshakeFailure::ClientTlsVersionTooOld)
         );
         assert_eq!(
             offer.mismatch(&hello(&[0x0305], &[0x1301], &[])),
-            Some("no_shared_version")
+            Some(HandshakeFailure::NoSharedVersion)
         );
         assert_eq!(
             offer.mismatch(&hello(&[0x0303], &[0x002f, 0x0033], &[0x0017])),
-            Some("no_shared_cipher_suite")
+            Some(HandshakeFailure::NoSharedCipherSuite)
         );
         assert_eq!(
             offer.mismatch(&hello(&[0x0304], &[0x1301], &[0x0100])),
-            Some("no_shared_group")
+            Some(HandshakeFailure::NoSharedGroup)
         );
         assert_eq!(
             offer.mismatch(&hello(&[0x0304], &[0x1301], &[0x001d])),

@@ -25,7 +25,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::limits;
-use crate::proxy::tls::io_error_reason;
+use crate::outcome::HandshakeFailure;
 use crate::smtp::ehlo;
 use crate::smtp::reply::{Reply, ReplyParser};
 use crate::tools::check::certs;
@@ -251,7 +251,7 @@ impl ServerCertVerifier for Recorder {
                         CertificateError::NotValidForName
                         | CertificateError::NotValidForNameContext { .. },
                     )) => "trusted".to_string(),
-                    Err(e) => error_reason(&e),
+                    Err(e) => HandshakeFailure::from_rustls(&e).as_str().to_string(),
                 }
             }
         };
@@ -549,19 +549,14 @@ async fn modern_handshake(
                 .map(|s| format!("{:?}", s.suite()));
             report.group = conn
                 .negotiated_key_exchange_group()
-                .map(|g| crate::wire::clienthello::enum_name(g.name()));
+                .map(|g| crate::wire::clienthello::group_name(u16::from(g.name())));
             report.alpn = conn
                 .alpn_protocol()
                 .map(|a| String::from_utf8_lossy(a).into_owned());
             Some(tls)
         }
         Ok(Err(e)) => {
-            report.error = Some(
-                e.get_ref()
-                    .and_then(|inner| inner.downcast_ref::<rustls::Error>())
-                    .map(error_reason)
-                    .unwrap_or_else(|| io_error_reason(&e)),
-            );
+            report.error = Some(HandshakeFailure::from_io(&e).as_str().to_string());
             report.error_detail = Some(e.to_string());
             None
         }
@@ -577,19 +572,6 @@ async fn modern_handshake(
         chain: seen.chain,
         verdict: seen.verdict,
         stream,
-    }
-}
-
-/// tlsfront's stable reason tokens, with the certificate error spelled out
-/// (`invalid_certificate_unknown_issuer`, `..._expired`, `..._bad_signature`).
-fn error_reason(e: &rustls::Error) -> String {
-    match e {
-        rustls::Error::InvalidCertificate(ce) => {
-            let detail = crate::outcome::snake_case(&format!("{ce:?}"));
-            let detail = detail.strip_suffix("_context").unwrap_or(&detail);
-            format!("invalid_certificate_{detail}")
-        }
-        other => crate::proxy::tls::rustls_error_reason(other),
     }
 }
 

@@ -285,15 +285,11 @@ impl ClientHello {
         HelloSummary {
             versions: self.versions.iter().map(|v| version_name(*v)).collect(),
             cipher_suites: self.cipher_suites.iter().map(|v| suite_name(*v)).collect(),
-            groups: self
-                .groups
-                .iter()
-                .map(|v| code_name(*v, rustls::NamedGroup::from(*v)))
-                .collect(),
+            groups: self.groups.iter().map(|v| group_name(*v)).collect(),
             signature_schemes: self
                 .signature_schemes
                 .iter()
-                .map(|v| code_name(*v, rustls::SignatureScheme::from(*v)))
+                .map(|v| scheme_name(*v))
                 .collect(),
             alpn: self.alpn.clone(),
         }
@@ -304,20 +300,23 @@ impl ClientHello {
     }
 }
 
-/// rustls' name for a code point it knows; `0x1234` for one it does not.
-pub fn code_name(code: u16, v: impl std::fmt::Debug) -> String {
-    let s = format!("{v:?}");
-    if s.contains('(') {
-        format!("0x{code:04x}")
-    } else {
-        s
-    }
+/// `0x1234`: the name of a code point nobody named.
+fn hex(code: u16) -> String {
+    format!("0x{code:04x}")
 }
 
-/// rustls' name for a suite it knows: the name of the rustls enum variant,
-/// which is the IANA name.
-pub fn enum_name(v: impl std::fmt::Debug) -> String {
-    format!("{v:?}")
+/// The IANA name of a key-exchange group (rustls' table), or `0x....`.
+pub fn group_name(code: u16) -> String {
+    rustls::NamedGroup::from(code)
+        .as_str()
+        .map_or_else(|| hex(code), str::to_string)
+}
+
+/// The IANA name of a signature scheme (rustls' table), or `0x....`.
+pub fn scheme_name(code: u16) -> String {
+    rustls::SignatureScheme::from(code)
+        .as_str()
+        .map_or_else(|| hex(code), str::to_string)
 }
 
 /// Legacy suites rustls never implemented but old clients offer: naming them
@@ -354,7 +353,9 @@ const LEGACY_SUITES: &[(u16, &str)] = &[
 pub fn suite_name(code: u16) -> String {
     match LEGACY_SUITES.iter().find(|(c, _)| *c == code) {
         Some((_, name)) => (*name).to_string(),
-        None => code_name(code, rustls::CipherSuite::from(code)),
+        None => rustls::CipherSuite::from(code)
+            .as_str()
+            .map_or_else(|| hex(code), str::to_string),
     }
 }
 

@@ -15,6 +15,7 @@ use tokio::net::{TcpSocket, TcpStream};
 
 use crate::config::BackendSettings;
 use crate::limits;
+use crate::outcome::BackendFailure;
 use crate::smtp::reply::{Reply, ReplyError, ReplyParser};
 use crate::smtp::{ehlo, trace};
 use crate::wire::proxyproto;
@@ -26,17 +27,14 @@ pub enum BackendError {
         addr: SocketAddr,
         source: std::io::Error,
     },
-    #[error("no answer from {addr} within {timeout:?} ({phase})")]
+    #[error("no answer from {addr} within {timeout:?} ({stage})")]
     Timeout {
         addr: SocketAddr,
-        phase: &'static str,
+        stage: Stage,
         timeout: Duration,
     },
-    #[error("{addr} closed the connection ({phase})")]
-    Closed {
-        addr: SocketAddr,
-        phase: &'static str,
-    },
+    #[error("{addr} closed the connection ({stage})")]
+    Closed { addr: SocketAddr, stage: Stage },
     #[error("I/O error with {addr}: {source}")]
     Io {
         addr: SocketAddr,
@@ -51,11 +49,8 @@ pub enum BackendError {
     Tls { addr: SocketAddr, message: String },
     /// The backend sent bytes no command asked for: every later reply would
     /// be paired with the wrong command, so the connection is given up.
-    #[error("{addr} sent data nobody asked for ({phase})")]
-    Unsolicited {
-        addr: SocketAddr,
-        phase: &'static str,
-    },
+    #[error("{addr} sent data nobody asked for ({stage})")]
+    Unsolicited { addr: SocketAddr, stage: Stage },
     /// `xclient` or `proxy_protocol` is configured but the client's identity
     /// could not be passed, and `allow_without_identity` is off.
     #[error("cannot pass the client's identity to {addr}: {message}")]
@@ -63,24 +58,77 @@ pub enum BackendError {
 }
 
 impl BackendError {
-    /// Stable snake_case name for records.
-    pub fn token(&self) -> &'static str {
+    /// The record's name for this failure.
+    pub fn failure(&self) -> BackendFailure {
+        use BackendFailure as F;
         match self {
-            BackendError::Connect { .. } => "connect_failed",
+            BackendError::Connect { .. } => F::ConnectFailed,
             BackendError::Timeout {
-                phase: "connect", ..
-            } => "connect_timeout",
+                stage: Stage::Connect,
+                ..
+            } => F::ConnectTimeout,
             BackendError::Timeout {
-                phase: "greeting", ..
-            } => "greeting_timeout",
-            BackendError::Timeout { .. } => "reply_timeout",
-            BackendError::Closed { .. } => "closed",
-            BackendError::Io { .. } => "io_error",
-            BackendError::Reply { .. } => "malformed_reply",
-            BackendError::Tls { .. } => "tls_failed",
-            BackendError::Unsolicited { .. } => "unsolicited_reply",
-            BackendError::Identity { .. } => "identity_not_passed",
+                stage: Stage::Greeting,
+                ..
+            } => F::GreetingTimeout,
+            BackendError::Timeout { .. } => F::ReplyTimeout,
+            BackendError::Closed { .. } => F::Closed,
+            BackendError::Io { .. } => F::IoError,
+            BackendError::Reply { .. } => F::MalformedReply,
+            BackendError::Tls { .. } => F::TlsFailed,
+            BackendError::Unsolicited { .. } => F::UnsolicitedReply,
+            BackendError::Identity { .. } => F::IdentityNotPassed,
         }
+    }
+}
+
+/// Where in the backend dialogue something happened: said in logs and
+/// errors; the record names the kind of failure ([`BackendFailure`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    Connect,
+    ProxyHeader,
+    Greeting,
+    Ehlo,
+    Helo,
+    StartTls,
+    TlsHandshake,
+    Xclient,
+    EhloAfterXclient,
+    /// A client's command relayed.
+    Command,
+    Rset,
+    /// Message content.
+    Content,
+    EndOfData,
+    NoopBeforeData,
+    NoopAfterData,
+    /// A kept connection, between sessions.
+    Idle,
+    EndOfSession,
+}
+
+impl std::fmt::Display for Stage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Stage::Connect => "connect",
+            Stage::ProxyHeader => "PROXY header",
+            Stage::Greeting => "greeting",
+            Stage::Ehlo => "EHLO",
+            Stage::Helo => "HELO",
+            Stage::StartTls => "STARTTLS",
+            Stage::TlsHandshake => "TLS handshake",
+            Stage::Xclient => "XCLIENT",
+            Stage::EhloAfterXclient => "EHLO after XCLIENT",
+            Stage::Command => "command",
+            Stage::Rset => "RSET",
+            Stage::Content => "message content",
+            Stage::EndOfData => "end of data",
+            Stage::NoopBeforeData => "NOOP before DATA",
+            Stage::NoopAfterData => "NOOP after end of data",
+            Stage::Idle => "idle",
+            Stage::EndOfSession => "end of session",
+        })
     }
 }
 
@@ -169,7 +217,7 @@ impl Backend {
                 if !conn.still_idle() {
                     continue;
                 }
-                match conn.command(&ehlo_line(helo_name), "EHLO").await {
+                match conn.command(&ehlo_line(helo_name), Stage::Ehlo).await {
                     Ok(reply) if reply.code == 250 => {
                         self.learn(&reply);
                         conn.ehlo = Some(reply);
@@ -322,7 +370,7 @@ impl Backend {
                 Err(_) => {
                     return Err(BackendError::Timeout {
                         addr,
-                        phase: "connect",
+                        stage: Stage::Connect,
                         timeout: self.settings.connect_timeout,
                     });
                 }
@@ -359,7 +407,7 @@ impl Backend {
         let mut conn = self.connect().await?;
         if let (Some(version), Some(id)) = (self.settings.proxy_protocol, client) {
             let header = proxyproto::encode(version, id.client, id.local);
-            conn.write_all(&header, "PROXY header").await?;
+            conn.write_all(&header, Stage::ProxyHeader).await?;
             conn.identity = Some(match version {
                 proxyproto::Version::V1 => "proxy_v1",
                 proxyproto::Version::V2 => "proxy_v2",
@@ -370,14 +418,14 @@ impl Backend {
             conn.upgrade(config, &self.settings.tls_name).await?;
         }
         let greeting = conn
-            .read_reply("greeting", self.settings.greeting_timeout)
+            .read_reply(Stage::Greeting, self.settings.greeting_timeout)
             .await?;
         if greeting.code != 220 {
             return Err(OpenError::Refused(greeting));
         }
         conn.greeting = Some(greeting);
         let mut line = ehlo_line(helo_name);
-        let mut reply = conn.command(&line, "EHLO").await?;
+        let mut reply = conn.command(&line, Stage::Ehlo).await?;
         if let (tls::Mode::Starttls, Some(config)) = (&self.settings.tls, tls_config) {
             if reply.code == 421 {
                 return Err(OpenError::Refused(reply));
@@ -403,7 +451,7 @@ impl Backend {
                     message: "the backend does not offer STARTTLS".into(),
                 }));
             }
-            let go = conn.command(b"STARTTLS", "STARTTLS").await?;
+            let go = conn.command(b"STARTTLS", Stage::StartTls).await?;
             if go.code != 220 {
                 return Err(OpenError::Unavailable(BackendError::Tls {
                     addr: conn.addr,
@@ -411,7 +459,7 @@ impl Backend {
                 }));
             }
             conn.upgrade(config, &self.settings.tls_name).await?;
-            reply = conn.command(&line, "EHLO").await?;
+            reply = conn.command(&line, Stage::Ehlo).await?;
         }
         if reply.code == 250 {
             self.learn(&reply);
@@ -429,7 +477,7 @@ impl Backend {
             return Err(OpenError::Refused(reply));
         }
         line[..4].copy_from_slice(b"HELO");
-        let reply = conn.command(&line, "HELO").await?;
+        let reply = conn.command(&line, Stage::Helo).await?;
         if reply.code != 250 {
             return Err(OpenError::Refused(reply));
         }
@@ -500,12 +548,12 @@ impl Backend {
                 line.push_str(&format!(" {name}={value}"));
             }
         }
-        let reply = conn.command(line.as_bytes(), "XCLIENT").await?;
+        let reply = conn.command(line.as_bytes(), Stage::Xclient).await?;
         if reply.code != 220 {
             // Typically: tlsfront's address is not in smtpd_authorized_xclient_hosts.
             return Ok(Err(format!("XCLIENT refused: {}", reply.summary())));
         }
-        let reply = conn.command(ehlo_line, "EHLO after XCLIENT").await?;
+        let reply = conn.command(ehlo_line, Stage::EhloAfterXclient).await?;
         if reply.code != 250 {
             return Err(OpenError::Refused(reply));
         }
@@ -575,15 +623,15 @@ impl BackendConn {
     /// Fails unless the backend has sent nothing since its last reply:
     /// before every command, and after a reply that ends a message, so no
     /// reply is ever paired with a command that did not ask for it.
-    pub fn expect_quiet(&mut self, phase: &'static str) -> Result<(), BackendError> {
+    pub fn expect_quiet(&mut self, stage: Stage) -> Result<(), BackendError> {
         let addr = self.addr;
         let result = if !self.rbuf.is_empty() {
-            Err(BackendError::Unsolicited { addr, phase })
+            Err(BackendError::Unsolicited { addr, stage })
         } else {
             match self.stream.waiting() {
                 Ok(tls::Waiting::Nothing) => Ok(()),
-                Ok(tls::Waiting::Data) => Err(BackendError::Unsolicited { addr, phase }),
-                Ok(tls::Waiting::Closed) => Err(BackendError::Closed { addr, phase }),
+                Ok(tls::Waiting::Data) => Err(BackendError::Unsolicited { addr, stage }),
+                Ok(tls::Waiting::Closed) => Err(BackendError::Closed { addr, stage }),
                 Err(source) => Err(BackendError::Io { addr, source }),
             }
         };
@@ -600,14 +648,14 @@ impl BackendConn {
     ///
     /// `Ok(false)`: the backend closed without another word, so nothing
     /// contradicts the replies read so far, but the connection is gone.
-    pub async fn confirm_in_step(&mut self, phase: &'static str) -> Result<bool, BackendError> {
-        match self.command(b"NOOP", phase).await {
+    pub async fn confirm_in_step(&mut self, stage: Stage) -> Result<bool, BackendError> {
+        match self.command(b"NOOP", stage).await {
             Ok(reply) if reply.code == 250 => Ok(true),
             Ok(_) => {
                 self.clean = false;
                 Err(BackendError::Unsolicited {
                     addr: self.addr,
-                    phase,
+                    stage,
                 })
             }
             Err(BackendError::Closed { .. } | BackendError::Io { .. }) => Ok(false),
@@ -616,39 +664,27 @@ impl BackendConn {
     }
 
     /// Sends one command line (CRLF appended) and reads its reply.
-    pub async fn command(
-        &mut self,
-        line: &[u8],
-        phase: &'static str,
-    ) -> Result<Reply, BackendError> {
-        self.expect_quiet(phase)?;
+    pub async fn command(&mut self, line: &[u8], stage: Stage) -> Result<Reply, BackendError> {
+        self.expect_quiet(stage)?;
         let mut out = Vec::with_capacity(line.len() + 2);
         out.extend_from_slice(line);
         out.extend_from_slice(b"\r\n");
-        self.write_all(&out, phase).await?;
-        self.read_reply(phase, self.reply_timeout).await
+        self.write_all(&out, stage).await?;
+        self.read_reply(stage, self.reply_timeout).await
     }
 
-    pub async fn write_all(
-        &mut self,
-        bytes: &[u8],
-        phase: &'static str,
-    ) -> Result<(), BackendError> {
-        let result = self.write_all_inner(bytes, phase).await;
+    pub async fn write_all(&mut self, bytes: &[u8], stage: Stage) -> Result<(), BackendError> {
+        let result = self.write_all_inner(bytes, stage).await;
         self.clean &= result.is_ok();
         result
     }
 
-    async fn write_all_inner(
-        &mut self,
-        bytes: &[u8],
-        phase: &'static str,
-    ) -> Result<(), BackendError> {
+    async fn write_all_inner(&mut self, bytes: &[u8], stage: Stage) -> Result<(), BackendError> {
         let addr = self.addr;
         match tokio::time::timeout(self.reply_timeout, self.stream.write_all(bytes)).await {
             Err(_) => Err(BackendError::Timeout {
                 addr,
-                phase,
+                stage,
                 timeout: self.reply_timeout,
             }),
             Ok(Err(source)) => Err(BackendError::Io { addr, source }),
@@ -658,17 +694,17 @@ impl BackendConn {
 
     pub async fn read_reply(
         &mut self,
-        phase: &'static str,
+        stage: Stage,
         timeout: Duration,
     ) -> Result<Reply, BackendError> {
-        let result = self.read_reply_inner(phase, timeout).await;
+        let result = self.read_reply_inner(stage, timeout).await;
         self.clean &= matches!(&result, Ok(r) if r.code < 400);
         result
     }
 
     async fn read_reply_inner(
         &mut self,
-        phase: &'static str,
+        stage: Stage,
         timeout: Duration,
     ) -> Result<Reply, BackendError> {
         let addr = self.addr;
@@ -682,7 +718,7 @@ impl BackendConn {
                 // tlsfront sends one command at a time: anything after the
                 // reply was not asked for, and makes this reply suspect too.
                 if !self.rbuf.is_empty() {
-                    return Err(BackendError::Unsolicited { addr, phase });
+                    return Err(BackendError::Unsolicited { addr, stage });
                 }
                 return Ok(reply);
             }
@@ -691,11 +727,11 @@ impl BackendConn {
                 Err(_) => {
                     return Err(BackendError::Timeout {
                         addr,
-                        phase,
+                        stage,
                         timeout,
                     });
                 }
-                Ok(Ok(0)) => return Err(BackendError::Closed { addr, phase }),
+                Ok(Ok(0)) => return Err(BackendError::Closed { addr, stage }),
                 Ok(Ok(_)) => {}
                 Ok(Err(source)) => return Err(BackendError::Io { addr, source }),
             }
@@ -734,7 +770,7 @@ impl BackendConn {
         match tokio::time::timeout(self.reply_timeout, connector.connect(server_name, tcp)).await {
             Err(_) => Err(BackendError::Timeout {
                 addr,
-                phase: "backend TLS handshake",
+                stage: Stage::TlsHandshake,
                 timeout: self.reply_timeout,
             }),
             Ok(Err(e)) => Err(tls_err(e.to_string())),
@@ -754,7 +790,7 @@ impl BackendConn {
     /// A kept connection is still usable: the backend has sent nothing (no
     /// 421, no EOF) while it sat idle. Never waits.
     fn still_idle(&mut self) -> bool {
-        self.expect_quiet("idle").is_ok()
+        self.expect_quiet(Stage::Idle).is_ok()
     }
 
     /// Ends the session politely, without waiting long for the goodbye.

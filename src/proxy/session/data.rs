@@ -10,7 +10,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use crate::config::BareLineEndings;
 use crate::limits;
 use crate::outcome::CloseReason;
-use crate::proxy::backend::BackendError;
+use crate::proxy::backend::{BackendError, Stage};
 use crate::smtp::command::Verb;
 use crate::smtp::data::DataScanner;
 use crate::smtp::trace;
@@ -42,12 +42,12 @@ where
         // otherwise leave that recipient without a bounce.
         if let Some(conn) = self.backend.as_mut() {
             let addr = conn.addr;
-            match conn.confirm_in_step("NOOP before DATA").await {
+            match conn.confirm_in_step(Stage::NoopBeforeData).await {
                 Ok(true) => {}
                 Ok(false) => {
-                    let phase = "NOOP before DATA";
+                    let stage = Stage::NoopBeforeData;
                     return self
-                        .backend_lost(&BackendError::Closed { addr, phase })
+                        .backend_lost(&BackendError::Closed { addr, stage })
                         .await;
                 }
                 Err(e) => return self.backend_lost(&e).await,
@@ -94,8 +94,8 @@ where
                         // A backend that answers before the end of data (or
                         // sends anything) is out of step: its next reply
                         // could not be trusted to be the end-of-data reply.
-                        let sent = match conn.expect_quiet("message content") {
-                            Ok(()) => conn.write_all(bytes, "message content").await,
+                        let sent = match conn.expect_quiet(Stage::Content) {
+                            Ok(()) => conn.write_all(bytes, Stage::Content).await,
                             Err(e) => Err(e),
                         };
                         if let Err(e) = sent {
@@ -164,7 +164,7 @@ where
         if let Some(error) = backend_error {
             self.record.messages_rejected += 1;
             tracing::warn!(session = %self.record.session, error = %error, "backend failed during message content");
-            self.record.backend_error = Some(error.token().to_string());
+            self.record.backend_error = Some(error.failure().into());
             self.backend = None;
             return self.answer(&Local::BackendLostInData).await;
         }
@@ -173,9 +173,9 @@ where
         // A 2xx is passed on only once the backend is shown to be in step: a
         // backend that answered early has its real answer still coming.
         let mut gone = false;
-        let reply = match conn.read_reply("end of data", timeout).await {
+        let reply = match conn.read_reply(Stage::EndOfData, timeout).await {
             Ok(reply) if reply.is_success() => {
-                match conn.confirm_in_step("NOOP after end of data").await {
+                match conn.confirm_in_step(Stage::NoopAfterData).await {
                     Ok(alive) => {
                         gone = !alive;
                         Ok(reply)

@@ -2,6 +2,7 @@
 
 use tokio::io::{AsyncRead, AsyncWrite};
 
+use crate::proxy::backend::Stage;
 use crate::smtp::command::Command;
 use crate::smtp::ehlo;
 
@@ -20,7 +21,7 @@ where
         // EHLO implies RSET (RFC 5321 §4.1.4): clear a transaction the backend holds.
         if self.phase.in_transaction()
             && let Some(conn) = self.backend.as_mut()
-            && conn.command(b"RSET", "RSET").await.is_err()
+            && conn.command(b"RSET", Stage::Rset).await.is_err()
         {
             self.backend = None;
         }

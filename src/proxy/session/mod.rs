@@ -44,7 +44,7 @@ use crate::config::{ListenerSpec, Settings};
 use crate::limits;
 use crate::outcome::{CloseReason, Mode};
 use crate::proxy::admission::Admission;
-use crate::proxy::backend::{Backend, BackendConn};
+use crate::proxy::backend::{Backend, BackendConn, Stage};
 use crate::proxy::metrics::Metrics;
 use crate::proxy::records::{Record, RecordGuard, RecordSink};
 use crate::proxy::stream::ClientIo;
@@ -351,10 +351,10 @@ where
             let mut conn = *conn;
             // Anything the backend sent that nobody read: recorded, and the
             // connection is not kept.
-            if let Err(e) = conn.expect_quiet("end of session")
+            if let Err(e) = conn.expect_quiet(Stage::EndOfSession)
                 && self.record.backend_error.is_none()
             {
-                self.record.backend_error = Some(e.token().to_string());
+                self.record.backend_error = Some(e.failure().into());
             }
             // A session that ended normally with no transaction open leaves
             // its backend connection for the next one (if reuse is on).

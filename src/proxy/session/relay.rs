@@ -6,8 +6,9 @@
 use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncWrite};
 
+use crate::outcome::BackendErrorName;
 use crate::outcome::CloseReason;
-use crate::proxy::backend::{BackendError, ClientIdentity, OpenError};
+use crate::proxy::backend::{BackendError, ClientIdentity, OpenError, Stage};
 use crate::proxy::records::millis;
 use crate::smtp::command::{self, Verb};
 use crate::smtp::reply::Reply;
@@ -52,13 +53,13 @@ where
             }
             Err(OpenError::Unavailable(e)) => {
                 tracing::warn!(session = %self.record.session, error = %e, "backend unavailable");
-                self.record.backend_error = Some(e.token().to_string());
+                self.record.backend_error = Some(e.failure().into());
                 self.answer(&Local::BackendUnavailable).await?;
                 Ok(false)
             }
             Err(OpenError::Refused(reply)) => {
                 tracing::warn!(session = %self.record.session, reply = %reply.summary(), "backend refused the session");
-                self.record.backend_error = Some(format!("refused_{}", reply.code));
+                self.record.backend_error = Some(BackendErrorName::Refused(reply.code));
                 self.send(&reply.raw).await?;
                 if reply.code == 421 {
                     return Err(CloseReason::BackendClosing);
@@ -82,7 +83,7 @@ where
         if verb.leaves_backend_state() {
             conn.mark_stateful();
         }
-        match conn.command(line, "command").await {
+        match conn.command(line, Stage::Command).await {
             Ok(reply) => {
                 self.send(&reply.raw).await?;
                 if reply.code == 421 {
@@ -100,7 +101,7 @@ where
 
     pub(super) async fn backend_lost(&mut self, error: &BackendError) -> Flow {
         tracing::warn!(session = %self.record.session, error = %error, "backend connection lost");
-        self.record.backend_error = Some(error.token().to_string());
+        self.record.backend_error = Some(error.failure().into());
         self.backend = None;
         self.phase = self.greeted_phase();
         let reply = match error {
@@ -131,7 +132,7 @@ where
     /// client's; if the backend is gone, so is its transaction: RSET succeeds.
     pub(super) async fn rset(&mut self, line: &[u8]) -> Flow {
         let backend_reply = match self.backend.as_mut() {
-            Some(conn) => match conn.command(line, "RSET").await {
+            Some(conn) => match conn.command(line, Stage::Rset).await {
                 Ok(reply) if reply.code != 421 => Some(reply),
                 _ => {
                     self.backend = None;

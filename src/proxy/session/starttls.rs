@@ -4,8 +4,10 @@
 
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use crate::outcome::{CloseReason, Mode};
+use crate::outcome::{CloseReason, HandshakeFailure, Mode, TlsOutcome};
+use crate::proxy::records::millis;
 use crate::proxy::stream::ClientIo;
+use crate::proxy::tls::Handshake;
 use crate::smtp::line::LineCutter;
 
 use super::Session;
@@ -53,21 +55,42 @@ where
             self.record.close_reason = CloseReason::ProtocolError;
             return Err(());
         };
-        match front.handshake(stream, &mut self.record).await {
-            Some(stream) => {
+        let Handshake {
+            served,
+            elapsed,
+            result,
+        } = front.handshake(stream).await;
+        let r = &mut self.record;
+        r.handshake_ms = Some(millis(elapsed));
+        if let Some(served) = served {
+            r.sni = served.sni;
+            r.cert_subject = Some(served.cert_subject);
+            r.cert_key_type = Some(served.cert_key_type);
+            r.self_signed = served.self_signed;
+        }
+        match result {
+            Ok((stream, negotiated)) => {
+                r.tls = TlsOutcome::Established;
+                r.tls_version = negotiated.version;
+                r.cipher_suite = negotiated.suite;
+                r.kx_group = negotiated.group;
+                r.resumed = negotiated.resumed;
                 self.io = Some(ClientIo::Tls(Box::new(stream)));
                 self.tls_active = true;
                 self.helo = None;
                 self.phase = Phase::Fresh;
                 Ok(self)
             }
-            None => {
-                self.record.close_reason = if self.record.tls == crate::outcome::TlsOutcome::Timeout
-                {
-                    CloseReason::HandshakeTimeout
+            Err(failed) => {
+                let timeout = failed.reason == HandshakeFailure::Timeout;
+                (r.tls, r.close_reason) = if timeout {
+                    (TlsOutcome::Timeout, CloseReason::HandshakeTimeout)
                 } else {
-                    CloseReason::HandshakeFailed
+                    (TlsOutcome::Failed, CloseReason::HandshakeFailed)
                 };
+                r.failure_reason = Some(failed.reason);
+                r.failure_detail = Some(failed.detail);
+                r.client_hello = failed.hello;
                 Err(())
             }
         }

@@ -20,7 +20,7 @@ use crate::config::{BackendSettings, Settings};
 use crate::escape;
 use crate::limits;
 use crate::outcome::Mode;
-use crate::proxy::backend::{Backend, OpenError};
+use crate::proxy::backend::{Backend, OpenError, Stage};
 use crate::smtp::ehlo;
 use crate::tools::check::certs::{KeyKind, Served};
 use crate::tools::legacy::{self, Flight, KeyExchange, Kx, ServerFlight};
@@ -533,7 +533,7 @@ async fn check_backend(settings: &Settings) -> (Vec<Finding>, BackendReport) {
 
     let tls_subject = format!("backend {addr} STARTTLS");
     let mut starttls = StarttlsReport::default();
-    match conn.command(b"STARTTLS", "STARTTLS").await {
+    match conn.command(b"STARTTLS", Stage::StartTls).await {
         Ok(r) if r.code == 220 => starttls.accepted = true,
         Ok(r) => {
             out.push(backend_finding(
