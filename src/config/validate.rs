@@ -1,0 +1,732 @@
+//! From the file as written to [`Settings`]: command-line overrides first,
+//! then one function per section, each checking its values and the
+//! cross-section rules that concern it (the listeners come first: the
+//! others are checked against them). The first error is returned, naming the
+//! file and the key.
+
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::time::Duration;
+
+use super::raw::{
+    RawBackend, RawCertificate, RawConfig, RawListener, RawMetrics, RawRecords, RawRequireTls,
+    RawServer, RawSmtp, RawTls,
+};
+use super::values::{parse_cidr, parse_duration, valid_hostname};
+use super::{
+    BackendSettings, BareLineEndings, ConfigError, DEFAULT_GROUPS, KNOWN_GROUPS, ListenerSpec,
+    Overrides, RequireTls, Settings, SmtpSettings, TlsSettings, TlsVersion,
+};
+use crate::limits;
+use crate::outcome::Mode;
+
+/// Validates `raw` with `overrides` applied; `file` names the source in errors.
+pub fn validate(
+    raw: RawConfig,
+    overrides: &Overrides,
+    file: &str,
+) -> Result<Settings, ConfigError> {
+    let v = V { file };
+    let raw = apply(raw, overrides, &v)?;
+    let listeners = listeners(&v, &raw.listeners)?;
+    let server = server(&v, &raw.server, &listeners)?;
+    let backend = backend(&v, &raw.backend, &listeners)?;
+    let tls = tls(&v, &raw.tls, &listeners)?;
+    let smtp = smtp(&v, &raw.smtp)?;
+    let records = records(&raw.records);
+    let metrics = metrics(&v, &raw.metrics, &listeners)?;
+    Ok(Settings {
+        hostname: server.hostname,
+        names: server.names,
+        listeners,
+        backend,
+        tls,
+        smtp,
+        records,
+        metrics,
+        max_connections: server.max_connections,
+        max_connections_per_client: server.max_connections_per_client,
+        trusted_proxies: server.trusted_proxies,
+        shutdown_grace: server.shutdown_grace,
+    })
+}
+
+/// Errors naming the file and the key, and the checks most keys share.
+struct V<'a> {
+    file: &'a str,
+}
+
+impl V<'_> {
+    fn err(&self, key: &str, message: impl Into<String>) -> ConfigError {
+        ConfigError::Invalid {
+            file: self.file.to_string(),
+            key: key.to_string(),
+            message: message.into(),
+        }
+    }
+
+    fn duration(
+        &self,
+        key: &str,
+        value: &Option<String>,
+        default: Duration,
+    ) -> Result<Duration, ConfigError> {
+        match value {
+            None => Ok(default),
+            Some(s) => match parse_duration(s) {
+                Some(d) if d > limits::MAX_CONFIG_DURATION => Err(self.err(
+                    key,
+                    format!(
+                        "{s:?} is too long: at most {} days",
+                        limits::MAX_CONFIG_DURATION.as_secs() / 86_400
+                    ),
+                )),
+                Some(d) if !d.is_zero() => Ok(d),
+                _ => Err(self.err(
+                    key,
+                    format!(
+                        "{s:?} is not a duration (use e.g. \"500ms\", \"30s\", \"5m\", \"1h\")"
+                    ),
+                )),
+            },
+        }
+    }
+
+    fn socket_addr(&self, key: &str, s: &str) -> Result<SocketAddr, ConfigError> {
+        if let Ok(a) = s.parse::<SocketAddr>() {
+            return Ok(a);
+        }
+        let hint = "expected ADDRESS:PORT, e.g. \"127.0.0.1:25\" or \"[::1]:25\"";
+        match s.to_socket_addrs() {
+            Ok(mut addrs) => addrs
+                .next()
+                .ok_or_else(|| self.err(key, format!("{s:?} resolves to no address"))),
+            Err(e) => Err(self.err(key, format!("{s:?}: {e} ({hint})"))),
+        }
+    }
+}
+
+/// Overrides replace whole sections, so a one-off run needs no file at all.
+fn apply(mut raw: RawConfig, o: &Overrides, v: &V<'_>) -> Result<RawConfig, ConfigError> {
+    if !o.listen.is_empty() || !o.implicit_listen.is_empty() {
+        raw.listeners.clear();
+        if !o.listen.is_empty() {
+            raw.listeners.push(RawListener {
+                address: o.listen.clone(),
+                mode: "starttls".into(),
+                require_tls: None,
+                proxy_protocol: false,
+            });
+        }
+        if !o.implicit_listen.is_empty() {
+            raw.listeners.push(RawListener {
+                address: o.implicit_listen.clone(),
+                mode: "implicit".into(),
+                require_tls: None,
+                proxy_protocol: false,
+            });
+        }
+    }
+    if let Some(b) = &o.backend {
+        raw.backend.address = Some(b.clone());
+    }
+    match (&o.cert, &o.key) {
+        (Some(cert), Some(key)) => {
+            raw.tls.certificates = vec![RawCertificate {
+                cert: cert.clone(),
+                key: key.clone(),
+                names: Vec::new(),
+                default: true,
+            }]
+        }
+        (None, None) => {}
+        _ => return Err(v.err("--cert/--key", "give both --cert and --key, or neither")),
+    }
+    if let Some(h) = &o.hostname {
+        raw.server.hostname = Some(h.clone());
+    }
+    if let Some(r) = &o.records {
+        raw.records.path = Some(r.clone());
+    }
+    Ok(raw)
+}
+
+/// `[[listener]]`: one [`ListenerSpec`] per address.
+fn listeners(v: &V<'_>, raw: &[RawListener]) -> Result<Vec<ListenerSpec>, ConfigError> {
+    if raw.is_empty() {
+        return Err(v.err(
+            "listener",
+            "no listener configured (add a [[listener]] or use --listen ADDR)",
+        ));
+    }
+    let mut listeners: Vec<ListenerSpec> = Vec::new();
+    for (i, l) in raw.iter().enumerate() {
+        let key = format!("listener[{i}]");
+        let mode = match l.mode.as_str() {
+            "starttls" => Mode::Starttls,
+            "implicit" => Mode::Implicit,
+            other => {
+                return Err(v.err(
+                    &format!("{key}.mode"),
+                    format!("{other:?} is not a mode (use \"starttls\" or \"implicit\")"),
+                ));
+            }
+        };
+        let require_tls = match &l.require_tls {
+            None | Some(RawRequireTls::Flag(false)) => RequireTls::Off,
+            Some(RawRequireTls::Flag(true)) => RequireTls::On,
+            Some(RawRequireTls::Mode(m)) if m == "log" => RequireTls::LogOnly,
+            Some(RawRequireTls::Mode(m)) => {
+                return Err(v.err(
+                    &format!("{key}.require_tls"),
+                    format!("{m:?} is not valid (use true, false or \"log\")"),
+                ));
+            }
+        };
+        if l.address.is_empty() {
+            return Err(v.err(&format!("{key}.address"), "empty address list"));
+        }
+        for a in &l.address {
+            let addr = a.parse::<SocketAddr>().map_err(|_| {
+                v.err(
+                    &format!("{key}.address"),
+                    format!("{a:?} is not IP:PORT (e.g. \"0.0.0.0:25\", \"[::]:25\")"),
+                )
+            })?;
+            // Port 0 (tests: "any free port") may repeat.
+            if addr.port() != 0 && listeners.iter().any(|x| x.addr == addr) {
+                return Err(v.err(&format!("{key}.address"), format!("{addr} is listed twice")));
+            }
+            listeners.push(ListenerSpec {
+                addr,
+                mode,
+                require_tls,
+                proxy_protocol: l.proxy_protocol,
+            });
+        }
+    }
+    Ok(listeners)
+}
+
+/// `[server]`, validated.
+struct Server {
+    hostname: String,
+    names: Vec<String>,
+    max_connections: usize,
+    max_connections_per_client: usize,
+    trusted_proxies: Vec<(IpAddr, u8)>,
+    shutdown_grace: Duration,
+}
+
+fn server(v: &V<'_>, s: &RawServer, listeners: &[ListenerSpec]) -> Result<Server, ConfigError> {
+    let hostname = s
+        .hostname
+        .clone()
+        .unwrap_or_else(system_hostname)
+        .to_ascii_lowercase();
+    if !valid_hostname(&hostname) {
+        return Err(v.err(
+            "server.hostname",
+            format!("{hostname:?} is not a valid host name"),
+        ));
+    }
+    let mut names = vec![hostname.clone()];
+    for n in &s.names {
+        let n = n.to_ascii_lowercase();
+        if !valid_hostname(&n) {
+            return Err(v.err("server.names", format!("{n:?} is not a valid host name")));
+        }
+        if !names.contains(&n) {
+            names.push(n);
+        }
+    }
+    let max_connections = s.max_connections.unwrap_or(limits::DEFAULT_MAX_CONNECTIONS);
+    if max_connections == 0 {
+        return Err(v.err("server.max_connections", "must be at least 1"));
+    }
+    let max_connections_per_client = s
+        .max_connections_per_client
+        .unwrap_or(limits::DEFAULT_MAX_CONNECTIONS_PER_CLIENT);
+    if max_connections_per_client == 0 {
+        return Err(v.err("server.max_connections_per_client", "must be at least 1"));
+    }
+    let mut trusted_proxies = Vec::new();
+    for net in &s.trusted_proxies {
+        trusted_proxies.push(parse_cidr(net).ok_or_else(|| {
+            v.err(
+                "server.trusted_proxies",
+                format!("{net:?} is not an address or network (e.g. \"10.0.0.5\", \"10.0.0.0/24\", \"2001:db8::/64\")"),
+            )
+        })?);
+    }
+    if let Some(l) = listeners.iter().find(|l| l.proxy_protocol)
+        && trusted_proxies.is_empty()
+    {
+        return Err(v.err(
+            "server.trusted_proxies",
+            format!(
+                "listener {} accepts PROXY headers, but no trusted proxy is configured",
+                l.addr
+            ),
+        ));
+    }
+    Ok(Server {
+        hostname,
+        names,
+        max_connections,
+        max_connections_per_client,
+        trusted_proxies,
+        shutdown_grace: v.duration(
+            "server.shutdown_grace",
+            &s.shutdown_grace,
+            limits::DEFAULT_SHUTDOWN_GRACE,
+        )?,
+    })
+}
+
+fn system_hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .ok()
+        .filter(|s| valid_hostname(s))
+        .unwrap_or_else(|| "localhost".to_string())
+}
+
+/// `[backend]`: the address, the optional TLS hop, identity passing, bounds.
+fn backend(
+    v: &V<'_>,
+    b: &RawBackend,
+    listeners: &[ListenerSpec],
+) -> Result<BackendSettings, ConfigError> {
+    let backend_addr = b.address.as_deref().ok_or_else(|| {
+        v.err(
+            "backend.address",
+            "no backend configured (set backend.address or use --backend ADDR)",
+        )
+    })?;
+    let backend_addr = v.socket_addr("backend.address", backend_addr)?;
+    if listeners.iter().any(|l| l.addr == backend_addr) {
+        return Err(v.err(
+            "backend.address",
+            format!("{backend_addr} is also a listener: tlsfront would relay to itself"),
+        ));
+    }
+    let source = match &b.source_address {
+        None => None,
+        Some(s) => Some(s.parse::<IpAddr>().map_err(|_| {
+            v.err(
+                "backend.source_address",
+                format!("{s:?} is not an IP address"),
+            )
+        })?),
+    };
+    if let Some(src) = source
+        && src.is_ipv4() != backend_addr.is_ipv4()
+    {
+        return Err(v.err(
+            "backend.source_address",
+            format!("{src} and backend {backend_addr} are of different IP families"),
+        ));
+    }
+    let backend_tls = match b.tls.as_deref() {
+        None | Some("none") => crate::proxy::backend::tls::Mode::None,
+        Some("starttls") => crate::proxy::backend::tls::Mode::Starttls,
+        Some("implicit") => crate::proxy::backend::tls::Mode::Implicit,
+        Some(other) => {
+            return Err(v.err(
+                "backend.tls",
+                format!("{other:?} is not valid (use \"none\", \"starttls\" or \"implicit\")"),
+            ));
+        }
+    };
+    let tls_verify =
+        match (&b.tls_ca_file, &b.tls_fingerprint) {
+            (Some(_), Some(_)) => {
+                return Err(v.err(
+                    "backend.tls_ca_file",
+                    "give tls_ca_file or tls_fingerprint, not both",
+                ));
+            }
+            (Some(ca), None) => crate::proxy::backend::tls::Verify::CaFile(ca.clone()),
+            (None, Some(fp)) => crate::proxy::backend::tls::Verify::Fingerprint(
+                // ASCII first: the parser slices the text two bytes at a time.
+                fp.is_ascii()
+                    .then(|| crate::proxy::backend::tls::parse_fingerprint(fp))
+                    .flatten()
+                    .ok_or_else(|| {
+                        v.err(
+                    "backend.tls_fingerprint",
+                    format!("{fp:?} is not a SHA-256 fingerprint (64 hex digits, colons allowed)"),
+                )
+                    })?,
+            ),
+            (None, None) => crate::proxy::backend::tls::Verify::None,
+        };
+    let tls_name = b
+        .tls_name
+        .clone()
+        .unwrap_or_else(|| backend_addr.ip().to_string());
+    if rustls::pki_types::ServerName::try_from(tls_name.clone()).is_err() {
+        return Err(v.err(
+            "backend.tls_name",
+            format!("{tls_name:?} is not a host name or IP address"),
+        ));
+    }
+    let tls_config = match backend_tls {
+        crate::proxy::backend::tls::Mode::None => None,
+        _ => Some(
+            crate::proxy::backend::tls::client_config(&tls_verify).map_err(|m| {
+                let key = if b.tls_ca_file.is_some() {
+                    "backend.tls_ca_file"
+                } else {
+                    "backend.tls"
+                };
+                v.err(key, m)
+            })?,
+        ),
+    };
+    Ok(BackendSettings {
+        addr: backend_addr,
+        source,
+        tls: backend_tls,
+        tls_verify,
+        tls_name,
+        tls_config,
+        xclient: b.xclient.unwrap_or(false),
+        allow_without_identity: b.allow_without_identity.unwrap_or(false),
+        greeting_timeout: v.duration(
+            "backend.greeting_timeout",
+            &b.greeting_timeout,
+            limits::DEFAULT_BACKEND_GREETING_TIMEOUT,
+        )?,
+        max_reply_line: match b.max_reply_line.unwrap_or(limits::MAX_REPLY_LINE) {
+            n @ 512..=65536 => n,
+            n => {
+                return Err(v.err(
+                    "backend.max_reply_line",
+                    format!("{n} is outside 512..=65536 (RFC 5321: 512)"),
+                ));
+            }
+        },
+        max_reply_size: match b.max_reply_size.unwrap_or(limits::MAX_REPLY_BYTES) {
+            n @ 4096..=16_777_216 => n,
+            n => {
+                return Err(v.err(
+                    "backend.max_reply_size",
+                    format!("{n} is outside 4096..=16777216"),
+                ));
+            }
+        },
+        proxy_protocol: match b.proxy_protocol.as_deref() {
+            None | Some("none") => None,
+            Some("v1") => Some(crate::wire::proxyproto::Version::V1),
+            Some("v2") => Some(crate::wire::proxyproto::Version::V2),
+            Some(other) => {
+                return Err(v.err(
+                    "backend.proxy_protocol",
+                    format!("{other:?} is not valid (use \"v1\", \"v2\" or \"none\")"),
+                ));
+            }
+        },
+        probe_interval: v.duration(
+            "backend.probe_interval",
+            &b.probe_interval,
+            limits::DEFAULT_PROBE_INTERVAL,
+        )?,
+        connect_timeout: v.duration(
+            "backend.connect_timeout",
+            &b.connect_timeout,
+            limits::DEFAULT_BACKEND_CONNECT_TIMEOUT,
+        )?,
+        reply_timeout: v.duration(
+            "backend.reply_timeout",
+            &b.reply_timeout,
+            limits::DEFAULT_BACKEND_REPLY_TIMEOUT,
+        )?,
+        data_timeout: v.duration(
+            "backend.data_timeout",
+            &b.data_timeout,
+            limits::DEFAULT_BACKEND_DATA_TIMEOUT,
+        )?,
+        // "0s" turns reuse off; longer than a minute would hold the backend's
+        // processes (Sendmail forks one per connection) for nothing.
+        reuse_idle: match b.reuse_idle_time.as_deref().map(parse_duration) {
+            Some(Some(d)) if d.is_zero() => Duration::ZERO,
+            _ => match v.duration(
+                "backend.reuse_idle_time",
+                &b.reuse_idle_time,
+                limits::DEFAULT_BACKEND_REUSE_IDLE,
+            )? {
+                d if d <= Duration::from_secs(60) => d,
+                d => {
+                    return Err(v.err(
+                        "backend.reuse_idle_time",
+                        format!("{d:?} is over 60s (use \"0s\" to turn reuse off)"),
+                    ));
+                }
+            },
+        },
+        reuse_max_sessions: match b
+            .reuse_max_sessions
+            .unwrap_or(limits::DEFAULT_BACKEND_REUSE_MAX_SESSIONS)
+        {
+            n @ 1..=100_000 => n,
+            n => {
+                return Err(v.err(
+                    "backend.reuse_max_sessions",
+                    format!("{n} is outside 1..=100000"),
+                ));
+            }
+        },
+    })
+}
+
+/// `[tls]`: versions, groups and suites by name, certificates as given.
+fn tls(v: &V<'_>, t: &RawTls, listeners: &[ListenerSpec]) -> Result<TlsSettings, ConfigError> {
+    let mut versions = Vec::new();
+    for s in t
+        .versions
+        .clone()
+        .unwrap_or_else(|| vec!["1.2".into(), "1.3".into()])
+    {
+        let ver = match s.trim_start_matches("TLSv").trim_start_matches("tlsv") {
+            "1.2" => TlsVersion::Tls12,
+            "1.3" => TlsVersion::Tls13,
+            "1.0" | "1.1" | "1" => {
+                return Err(v.err(
+                    "tls.versions",
+                    format!(
+                        "{s:?}: tlsfront never enables TLS below 1.2 (valid: \"1.2\", \"1.3\")"
+                    ),
+                ));
+            }
+            _ => {
+                return Err(v.err(
+                    "tls.versions",
+                    format!("{s:?} is not a TLS version (valid: \"1.2\", \"1.3\")"),
+                ));
+            }
+        };
+        if !versions.contains(&ver) {
+            versions.push(ver);
+        }
+    }
+    if versions.is_empty() {
+        return Err(v.err("tls.versions", "at least one version is needed"));
+    }
+    let groups = t
+        .groups
+        .clone()
+        .unwrap_or_else(|| DEFAULT_GROUPS.iter().map(|s| s.to_string()).collect());
+    if groups.is_empty() {
+        return Err(v.err("tls.groups", "at least one group is needed"));
+    }
+    for g in &groups {
+        if !KNOWN_GROUPS.contains(&g.as_str()) {
+            return Err(v.err(
+                "tls.groups",
+                format!(
+                    "{g:?} is not a supported group (valid: {})",
+                    KNOWN_GROUPS.join(", ")
+                ),
+            ));
+        }
+    }
+    if let Some(suites) = &t.cipher_suites {
+        let known = crate::proxy::tls::suite_names();
+        for s in suites {
+            if !known.contains(s) {
+                return Err(v.err(
+                    "tls.cipher_suites",
+                    format!(
+                        "{s:?} is not a supported suite (valid: {})",
+                        known.join(", ")
+                    ),
+                ));
+            }
+        }
+        if suites.is_empty() {
+            return Err(v.err(
+                "tls.cipher_suites",
+                "empty list (leave the key out for the defaults)",
+            ));
+        }
+    }
+    for (i, c) in t.certificates.iter().enumerate() {
+        for n in &c.names {
+            let bare = n.strip_prefix("*.").unwrap_or(n);
+            if !valid_hostname(&bare.to_ascii_lowercase()) {
+                return Err(v.err(
+                    &format!("tls.certificate[{i}].names"),
+                    format!("{n:?} is not a host name"),
+                ));
+            }
+        }
+    }
+    let tls = TlsSettings {
+        versions,
+        groups,
+        cipher_suites: t.cipher_suites.clone(),
+        certificates: t.certificates.clone(),
+        generate_self_signed: t.generate_self_signed.unwrap_or(true),
+        watch_interval: match &t.watch_interval {
+            None => None,
+            Some(_) => Some(v.duration("tls.watch_interval", &t.watch_interval, Duration::ZERO)?),
+        },
+        handshake_timeout: v.duration(
+            "tls.handshake_timeout",
+            &t.handshake_timeout,
+            limits::DEFAULT_HANDSHAKE_TIMEOUT,
+        )?,
+    };
+    if tls.certificates.is_empty()
+        && !tls.generate_self_signed
+        && let Some(l) = listeners.iter().find(|l| l.mode == Mode::Implicit)
+    {
+        return Err(v.err(
+            "tls.certificate",
+            format!(
+                "implicit-TLS listener {} needs a certificate (or generate_self_signed = true)",
+                l.addr
+            ),
+        ));
+    }
+    Ok(tls)
+}
+
+/// `[smtp]`: the client side's bounds, timeouts and policy.
+fn smtp(v: &V<'_>, s: &RawSmtp) -> Result<SmtpSettings, ConfigError> {
+    let max_line = s.max_line_length.unwrap_or(limits::DEFAULT_MAX_LINE);
+    if !(512..=65536).contains(&max_line) {
+        return Err(v.err(
+            "smtp.max_line_length",
+            format!("{max_line} is outside 512..=65536 (RFC 5321 needs at least 512)"),
+        ));
+    }
+    Ok(SmtpSettings {
+        auth_before_tls: s.auth_before_tls.unwrap_or(false),
+        max_line,
+        command_timeout: v.duration(
+            "smtp.command_timeout",
+            &s.command_timeout,
+            limits::DEFAULT_COMMAND_TIMEOUT,
+        )?,
+        data_timeout: v.duration(
+            "smtp.data_timeout",
+            &s.data_timeout,
+            limits::DEFAULT_DATA_TIMEOUT,
+        )?,
+        session_lifetime: v.duration(
+            "smtp.session_lifetime",
+            &s.session_lifetime,
+            limits::DEFAULT_SESSION_LIFETIME,
+        )?,
+        max_errors: s.max_errors.unwrap_or(20).max(1),
+        message_memory: match s.message_memory_mib {
+            None => limits::DATA_MEMORY_BUDGET,
+            Some(n @ 1..=limits::MAX_MESSAGE_MEMORY_MIB) => n * 1024 * 1024,
+            Some(n) => {
+                return Err(v.err(
+                    "smtp.message_memory_mib",
+                    format!("{n} is outside 1..={}", limits::MAX_MESSAGE_MEMORY_MIB),
+                ));
+            }
+        },
+        max_recipients: match s.max_recipients {
+            Some(0) => return Err(v.err("smtp.max_recipients", "must be at least 1")),
+            Some(n) => n,
+            None => limits::DEFAULT_MAX_RECIPIENTS,
+        },
+        received_header: s.received_header.unwrap_or(false),
+        relay_verbs: relay_verbs(v, s.relay_verbs.as_deref())?,
+        greeting_delay: match &s.greeting_delay {
+            None => Duration::ZERO,
+            Some(d) => match parse_duration(d) {
+                Some(d) if d <= Duration::from_secs(30) => d,
+                _ => {
+                    return Err(v.err(
+                        "smtp.greeting_delay",
+                        format!("{d:?} is not a duration of at most 30s (\"0s\" to disable)"),
+                    ));
+                }
+            },
+        },
+        bare_line_endings: match s.bare_line_endings.as_deref() {
+            None | Some("normalize") => BareLineEndings::Normalize,
+            Some("reject") => BareLineEndings::Reject,
+            Some(other) => {
+                return Err(v.err(
+                    "smtp.bare_line_endings",
+                    format!("{other:?} is not a mode (use \"normalize\" or \"reject\")"),
+                ));
+            }
+        },
+    })
+}
+
+/// `smtp.relay_verbs`: extension verbs an admin chose to pass to the backend.
+/// Verbs tlsfront handles itself, and those it never relays, are refused here
+/// so the list cannot reopen what the session closes.
+fn relay_verbs(v: &V<'_>, list: Option<&[String]>) -> Result<Vec<String>, ConfigError> {
+    let Some(list) = list else {
+        return Ok(limits::DEFAULT_RELAY_VERBS
+            .iter()
+            .map(|s| s.to_string())
+            .collect());
+    };
+    let mut out = Vec::new();
+    for verb in list {
+        let upper = verb.to_ascii_uppercase();
+        let valid = !upper.is_empty()
+            && upper.len() <= 16
+            && upper
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if !valid {
+            return Err(v.err("smtp.relay_verbs", format!("{verb:?} is not an SMTP verb")));
+        }
+        if crate::smtp::command::Command::parse(upper.as_bytes()).verb
+            != crate::smtp::command::Verb::Other
+        {
+            return Err(v.err(
+                "smtp.relay_verbs",
+                format!("{upper} is a verb tlsfront handles itself; list only extension verbs"),
+            ));
+        }
+        if crate::smtp::command::NEVER_RELAYED
+            .iter()
+            .any(|b| b.eq_ignore_ascii_case(upper.as_bytes()))
+        {
+            return Err(v.err(
+                "smtp.relay_verbs",
+                format!("{upper} is never relayed (it belongs to the backend hop or is a known back door)"),
+            ));
+        }
+        out.push(upper);
+    }
+    Ok(out)
+}
+
+/// `[records]`: the file is opened by the writer, which reports its errors.
+fn records(r: &RawRecords) -> Option<std::path::PathBuf> {
+    r.path.clone()
+}
+
+/// `[metrics]`: off unless `listen` is set; never on an SMTP listener's address.
+fn metrics(
+    v: &V<'_>,
+    m: &RawMetrics,
+    listeners: &[ListenerSpec],
+) -> Result<Option<SocketAddr>, ConfigError> {
+    let Some(s) = &m.listen else { return Ok(None) };
+    let addr = s.parse::<SocketAddr>().map_err(|_| {
+        v.err(
+            "metrics.listen",
+            format!("{s:?}: expected IP:PORT, e.g. \"127.0.0.1:9325\""),
+        )
+    })?;
+    // Port 0 (any free port, in tests) cannot clash.
+    if addr.port() != 0 && listeners.iter().any(|l| l.addr == addr) {
+        return Err(v.err("metrics.listen", format!("{addr} is also an SMTP listener")));
+    }
+    Ok(Some(addr))
+}
