@@ -22,7 +22,7 @@ pub use raw::{
     RawServer, RawSmtp, RawTls, parse,
 };
 pub use validate::validate;
-pub use values::{in_networks, parse_cidr, parse_duration};
+pub use values::{in_networks, parse_cidr, parse_duration, parse_fingerprint};
 
 /// Where `tlsfront run` looks when no `--config` is given.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/tlsfront/tlsfront.toml";
@@ -107,12 +107,12 @@ pub struct BackendSettings {
     /// Longest backend reply line, and whole (multi-line) reply, accepted.
     pub max_reply_line: usize,
     pub max_reply_size: usize,
-    /// TLS on the backend hop, and how the backend's certificate is checked.
-    pub tls: crate::proxy::backend::tls::Mode,
-    pub tls_verify: crate::proxy::backend::tls::Verify,
+    /// TLS on the backend hop, and how the backend's certificate is checked
+    /// (the proxy builds its rustls client configuration from these).
+    pub tls: BackendTls,
+    pub tls_verify: BackendVerify,
     /// Name the backend's certificate must carry (and SNI), when verified by CA.
     pub tls_name: String,
-    pub tls_config: Option<std::sync::Arc<rustls::ClientConfig>>,
     /// Pass the client's identity with XCLIENT when the backend offers it.
     pub xclient: bool,
     /// With `xclient` or `proxy_protocol` set: go on as tlsfront's own
@@ -125,6 +125,25 @@ pub struct BackendSettings {
     pub reuse_idle: Duration,
     /// Client sessions one backend connection serves at most.
     pub reuse_max_sessions: u32,
+}
+
+/// How the backend hop is protected (`backend.tls`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackendTls {
+    None,
+    Starttls,
+    Implicit,
+}
+
+/// How the backend's certificate is checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BackendVerify {
+    /// Chain and name against the CAs in this PEM file (`backend.tls_ca_file`).
+    CaFile(PathBuf),
+    /// SHA-256 of the backend's leaf certificate, DER (`backend.tls_fingerprint`).
+    Fingerprint([u8; 32]),
+    /// Opportunistic: encrypted, not authenticated.
+    None,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -179,6 +198,15 @@ pub enum BareLineEndings {
 /// Key-exchange groups tlsfront can offer (all ECDHE or hybrid post-quantum).
 pub const KNOWN_GROUPS: &[&str] = &["X25519MLKEM768", "X25519", "secp256r1", "secp384r1"];
 pub const DEFAULT_GROUPS: &[&str] = KNOWN_GROUPS;
+
+/// Names `tls.cipher_suites` accepts: every suite of rustls' aws-lc-rs
+/// provider (all ECDHE + AEAD), by rustls' own name (`TLS13_AES_256_GCM_SHA384`).
+pub fn suite_names() -> Vec<String> {
+    rustls::crypto::aws_lc_rs::ALL_CIPHER_SUITES
+        .iter()
+        .map(|s| format!("{:?}", s.suite()))
+        .collect()
+}
 
 impl Settings {
     /// Reads `path` (if any), applies `overrides`, validates.
@@ -374,6 +402,20 @@ mod tests {
                     "{section}.{key} = {huge}: {e}"
                 );
             }
+        }
+    }
+
+    #[test]
+    fn suites_are_all_ecdhe_or_tls13() {
+        for name in suite_names() {
+            assert!(
+                name.starts_with("TLS13_") || name.starts_with("TLS_ECDHE_"),
+                "{name}"
+            );
+            assert!(
+                name.contains("GCM") || name.contains("CHACHA20_POLY1305"),
+                "{name}"
+            );
         }
     }
 }

@@ -11,10 +11,11 @@ use super::raw::{
     RawBackend, RawCertificate, RawConfig, RawListener, RawMetrics, RawRecords, RawRequireTls,
     RawServer, RawSmtp, RawTls,
 };
-use super::values::{parse_cidr, parse_duration, valid_hostname};
+use super::values::{parse_cidr, parse_duration, parse_fingerprint, valid_hostname};
 use super::{
-    BackendSettings, BareLineEndings, ConfigError, DEFAULT_GROUPS, KNOWN_GROUPS, ListenerSpec,
-    Overrides, RequireTls, Settings, SmtpSettings, TlsSettings, TlsVersion,
+    BackendSettings, BackendTls, BackendVerify, BareLineEndings, ConfigError, DEFAULT_GROUPS,
+    KNOWN_GROUPS, ListenerSpec, Overrides, RequireTls, Settings, SmtpSettings, TlsSettings,
+    TlsVersion, suite_names,
 };
 use crate::limits;
 use crate::outcome::Mode;
@@ -328,9 +329,9 @@ fn backend(
         ));
     }
     let backend_tls = match b.tls.as_deref() {
-        None | Some("none") => crate::proxy::backend::tls::Mode::None,
-        Some("starttls") => crate::proxy::backend::tls::Mode::Starttls,
-        Some("implicit") => crate::proxy::backend::tls::Mode::Implicit,
+        None | Some("none") => BackendTls::None,
+        Some("starttls") => BackendTls::Starttls,
+        Some("implicit") => BackendTls::Implicit,
         Some(other) => {
             return Err(v.err(
                 "backend.tls",
@@ -338,29 +339,23 @@ fn backend(
             ));
         }
     };
-    let tls_verify =
-        match (&b.tls_ca_file, &b.tls_fingerprint) {
-            (Some(_), Some(_)) => {
-                return Err(v.err(
-                    "backend.tls_ca_file",
-                    "give tls_ca_file or tls_fingerprint, not both",
-                ));
-            }
-            (Some(ca), None) => crate::proxy::backend::tls::Verify::CaFile(ca.clone()),
-            (None, Some(fp)) => crate::proxy::backend::tls::Verify::Fingerprint(
-                // ASCII first: the parser slices the text two bytes at a time.
-                fp.is_ascii()
-                    .then(|| crate::proxy::backend::tls::parse_fingerprint(fp))
-                    .flatten()
-                    .ok_or_else(|| {
-                        v.err(
-                    "backend.tls_fingerprint",
-                    format!("{fp:?} is not a SHA-256 fingerprint (64 hex digits, colons allowed)"),
-                )
-                    })?,
-            ),
-            (None, None) => crate::proxy::backend::tls::Verify::None,
-        };
+    let tls_verify = match (&b.tls_ca_file, &b.tls_fingerprint) {
+        (Some(_), Some(_)) => {
+            return Err(v.err(
+                "backend.tls_ca_file",
+                "give tls_ca_file or tls_fingerprint, not both",
+            ));
+        }
+        // Read where the backend is built (the proxy), not here.
+        (Some(ca), None) => BackendVerify::CaFile(ca.clone()),
+        (None, Some(fp)) => BackendVerify::Fingerprint(parse_fingerprint(fp).ok_or_else(|| {
+            v.err(
+                "backend.tls_fingerprint",
+                format!("{fp:?} is not a SHA-256 fingerprint (64 hex digits, colons allowed)"),
+            )
+        })?),
+        (None, None) => BackendVerify::None,
+    };
     let tls_name = b
         .tls_name
         .clone()
@@ -371,26 +366,12 @@ fn backend(
             format!("{tls_name:?} is not a host name or IP address"),
         ));
     }
-    let tls_config = match backend_tls {
-        crate::proxy::backend::tls::Mode::None => None,
-        _ => Some(
-            crate::proxy::backend::tls::client_config(&tls_verify).map_err(|m| {
-                let key = if b.tls_ca_file.is_some() {
-                    "backend.tls_ca_file"
-                } else {
-                    "backend.tls"
-                };
-                v.err(key, m)
-            })?,
-        ),
-    };
     Ok(BackendSettings {
         addr: backend_addr,
         source,
         tls: backend_tls,
         tls_verify,
         tls_name,
-        tls_config,
         xclient: b.xclient.unwrap_or(false),
         allow_without_identity: b.allow_without_identity.unwrap_or(false),
         greeting_timeout: v.duration(
@@ -532,7 +513,7 @@ fn tls(v: &V<'_>, t: &RawTls, listeners: &[ListenerSpec]) -> Result<TlsSettings,
         }
     }
     if let Some(suites) = &t.cipher_suites {
-        let known = crate::proxy::tls::suite_names();
+        let known = suite_names();
         for s in suites {
             if !known.contains(s) {
                 return Err(v.err(

@@ -1,5 +1,5 @@
 //! Parsers for the values a config key holds: durations, networks, host
-//! names. Pure functions of the text; [`super::validate`] turns a `None` into
+//! names, certificate fingerprints. Pure functions of the text; [`super::validate`] turns a `None` into
 //! an error naming the key.
 
 use std::net::IpAddr;
@@ -57,6 +57,26 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
         _ => None,
     }
 }
+/// Parses "sha256:AB:CD:..." or plain hex (colons optional).
+pub fn parse_fingerprint(s: &str) -> Option<[u8; 32]> {
+    let hex: String = s
+        .trim()
+        .trim_start_matches("sha256:")
+        .trim_start_matches("SHA256:")
+        .chars()
+        .filter(|c| *c != ':')
+        .collect();
+    // ASCII only: the loop below slices by bytes.
+    if hex.len() != 64 || !hex.is_ascii() {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok()?;
+    }
+    Some(out)
+}
+
 pub(super) fn valid_hostname(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 253
@@ -94,6 +114,21 @@ mod tests {
             ip("8.8.8.8"),
             &[parse_cidr("0.0.0.0/0").unwrap()]
         ));
+    }
+
+    #[test]
+    fn fingerprints() {
+        let hex = "AB".repeat(32);
+        assert_eq!(parse_fingerprint(&hex), Some([0xab; 32]));
+        let colons = vec!["ab"; 32].join(":");
+        assert_eq!(
+            parse_fingerprint(&format!("sha256:{colons}")),
+            Some([0xab; 32])
+        );
+        assert_eq!(parse_fingerprint("abcd"), None);
+        assert_eq!(parse_fingerprint(&"zz".repeat(32)), None);
+        // 64 bytes, but not 64 ASCII characters: refused, never a panic.
+        assert_eq!(parse_fingerprint(&format!("{}é", "a".repeat(62))), None);
     }
 
     #[test]

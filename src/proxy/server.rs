@@ -19,6 +19,7 @@ use crate::limits;
 use crate::outcome::{CloseReason, Mode};
 use crate::proxy::admission::Admission;
 use crate::proxy::backend::Backend;
+use crate::proxy::backend::tls::ClientConfigError;
 use crate::proxy::records::RecordSink;
 use crate::proxy::session::{self, Prelude, Shared};
 use crate::proxy::tls::{TlsError, TlsFront};
@@ -33,6 +34,8 @@ pub enum StartError {
     },
     #[error(transparent)]
     Tls(#[from] TlsError),
+    #[error("backend TLS: {0}")]
+    BackendTls(#[from] ClientConfigError),
     #[error("socket activation: {0}")]
     Activation(String),
 }
@@ -109,7 +112,7 @@ impl Server {
             }
             None => None,
         };
-        let backend = Backend::new(settings.backend.clone());
+        let backend = Backend::new(settings.backend.clone())?;
         Ok(Server {
             shared: Shared::new(settings, tls.map(Arc::new), backend, records),
             listeners,
