@@ -13,12 +13,13 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use serde::Deserialize;
 use thiserror::Error;
 
 use crate::outcome::Mode;
 
 pub use raw::{
-    RawBackend, RawCertificate, RawConfig, RawListener, RawMetrics, RawRecords, RawRequireTls,
+    RawBackend, RawCertificate, RawConfig, RawListener, RawMetrics, RawProxyProtocol, RawRecords,
     RawServer, RawSmtp, RawTls, parse,
 };
 pub use validate::validate;
@@ -85,8 +86,9 @@ pub struct ListenerSpec {
 }
 
 /// Whether mail may be sent before STARTTLS on a listener.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum RequireTls {
+    #[default]
     Off,
     /// MAIL before TLS gets `530 5.7.0`.
     On,
@@ -128,8 +130,10 @@ pub struct BackendSettings {
 }
 
 /// How the backend hop is protected (`backend.tls`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum BackendTls {
+    #[default]
     None,
     Starttls,
     Implicit,
@@ -187,9 +191,11 @@ pub struct SmtpSettings {
 }
 
 /// What happens to message content with bare CR or LF line endings.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum BareLineEndings {
     /// Sent on as CRLF (dots after them stuffed), like Postfix's `normalize`.
+    #[default]
     Normalize,
     /// The message is refused with 550 5.5.2 and never reaches the backend whole.
     Reject,
@@ -320,6 +326,114 @@ mod tests {
             "{e}"
         );
         assert!(e.contains("line"), "{e}");
+    }
+
+    #[test]
+    fn enum_like_keys_name_the_key_and_the_valid_values() {
+        for (key, line, valid) in [
+            (
+                "listener[0].mode",
+                "mode = \"ssl\"",
+                &["starttls", "implicit"][..],
+            ),
+            (
+                "listener[0].require_tls",
+                "require_tls = \"yes\"",
+                &["true", "false", "\"log\""],
+            ),
+            (
+                "listener[0].require_tls",
+                "require_tls = 1",
+                &["true", "false", "\"log\""],
+            ),
+            (
+                "backend.tls",
+                "tls = \"ssl\"",
+                &["none", "starttls", "implicit"],
+            ),
+            (
+                "backend.proxy_protocol",
+                "proxy_protocol = \"v3\"",
+                &["v1", "v2", "none"],
+            ),
+            (
+                "smtp.bare_line_endings",
+                "bare_line_endings = \"fix\"",
+                &["normalize", "reject"],
+            ),
+        ] {
+            let section = key.split(['.', '[']).next().unwrap();
+            let header = if section == "listener" {
+                "[[listener]]".to_string()
+            } else {
+                format!("[{section}]")
+            };
+            let text = if MINIMAL.contains(&header) {
+                MINIMAL.replacen(&header, &format!("{header}\n{line}"), 1)
+            } else {
+                format!("{MINIMAL}\n{header}\n{line}")
+            };
+            let e = err_of(&text);
+            assert!(e.starts_with(&format!("t.toml: `{key}`:")), "{line}: {e}");
+            for v in valid {
+                assert!(e.contains(v), "{line}: {e} lacks {v}");
+            }
+        }
+    }
+
+    #[test]
+    fn type_errors_name_the_key_and_the_line() {
+        let text = "[server]\nhostname = \"mx.test\"\n[[listener]]\naddress = [\"127.0.0.1:25\"]\n\
+                    [backend]\naddress = \"127.0.0.1:26\"\n";
+        for (extra, key, message, line) in [
+            (
+                "[smtp]\nmax_errors = -1",
+                "smtp.max_errors",
+                "integer `-1`",
+                8,
+            ),
+            (
+                "xclient = \"yes\"",
+                "backend.xclient",
+                "expected a boolean",
+                7,
+            ),
+            (
+                "[[tls.certificate]]\ncert = \"a.pem\"",
+                "tls.certificate[0]",
+                "missing field `key`",
+                7,
+            ),
+            (
+                "[[listener]]\nmode = \"implicit\"",
+                "listener[1]",
+                "missing field `address`",
+                7,
+            ),
+            (
+                "adress = \"x\"",
+                "backend.adress",
+                "unknown field `adress`",
+                7,
+            ),
+            (
+                "[metrics]\nlisten = [\"127.0.0.1:9325\"]",
+                "metrics.listen",
+                "expected a string",
+                8,
+            ),
+        ] {
+            let e = err_of(&format!("{text}{extra}"));
+            assert!(
+                e.starts_with(&format!("t.toml: `{key}`: "))
+                    && e.contains(message)
+                    && e.contains(&format!("(line {line}, column ")),
+                "{extra}: {e}"
+            );
+        }
+        // Not TOML at all: toml's own message, with the line.
+        let e = err_of("[server\n");
+        assert!(e.starts_with("t.toml: TOML parse error at line 1"), "{e}");
     }
 
     #[test]

@@ -8,17 +8,17 @@ use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::time::Duration;
 
 use super::raw::{
-    RawBackend, RawCertificate, RawConfig, RawListener, RawMetrics, RawRecords, RawRequireTls,
+    RawBackend, RawCertificate, RawConfig, RawListener, RawMetrics, RawProxyProtocol, RawRecords,
     RawServer, RawSmtp, RawTls,
 };
 use super::values::{parse_cidr, parse_duration, parse_fingerprint, valid_hostname};
 use super::{
-    BackendSettings, BackendTls, BackendVerify, BareLineEndings, ConfigError, DEFAULT_GROUPS,
-    KNOWN_GROUPS, ListenerSpec, Overrides, RequireTls, Settings, SmtpSettings, TlsSettings,
-    TlsVersion, suite_names,
+    BackendSettings, BackendVerify, ConfigError, DEFAULT_GROUPS, KNOWN_GROUPS, ListenerSpec,
+    Overrides, RequireTls, Settings, SmtpSettings, TlsSettings, TlsVersion, suite_names,
 };
 use crate::limits;
 use crate::outcome::Mode;
+use crate::wire::proxyproto::Version;
 
 /// Validates `raw` with `overrides` applied; `file` names the source in errors.
 pub fn validate(
@@ -113,16 +113,16 @@ fn apply(mut raw: RawConfig, o: &Overrides, v: &V<'_>) -> Result<RawConfig, Conf
         if !o.listen.is_empty() {
             raw.listeners.push(RawListener {
                 address: o.listen.clone(),
-                mode: "starttls".into(),
-                require_tls: None,
+                mode: Mode::Starttls,
+                require_tls: RequireTls::Off,
                 proxy_protocol: false,
             });
         }
         if !o.implicit_listen.is_empty() {
             raw.listeners.push(RawListener {
                 address: o.implicit_listen.clone(),
-                mode: "implicit".into(),
-                require_tls: None,
+                mode: Mode::Implicit,
+                require_tls: RequireTls::Off,
                 proxy_protocol: false,
             });
         }
@@ -162,27 +162,6 @@ fn listeners(v: &V<'_>, raw: &[RawListener]) -> Result<Vec<ListenerSpec>, Config
     let mut listeners: Vec<ListenerSpec> = Vec::new();
     for (i, l) in raw.iter().enumerate() {
         let key = format!("listener[{i}]");
-        let mode = match l.mode.as_str() {
-            "starttls" => Mode::Starttls,
-            "implicit" => Mode::Implicit,
-            other => {
-                return Err(v.err(
-                    &format!("{key}.mode"),
-                    format!("{other:?} is not a mode (use \"starttls\" or \"implicit\")"),
-                ));
-            }
-        };
-        let require_tls = match &l.require_tls {
-            None | Some(RawRequireTls::Flag(false)) => RequireTls::Off,
-            Some(RawRequireTls::Flag(true)) => RequireTls::On,
-            Some(RawRequireTls::Mode(m)) if m == "log" => RequireTls::LogOnly,
-            Some(RawRequireTls::Mode(m)) => {
-                return Err(v.err(
-                    &format!("{key}.require_tls"),
-                    format!("{m:?} is not valid (use true, false or \"log\")"),
-                ));
-            }
-        };
         if l.address.is_empty() {
             return Err(v.err(&format!("{key}.address"), "empty address list"));
         }
@@ -199,8 +178,8 @@ fn listeners(v: &V<'_>, raw: &[RawListener]) -> Result<Vec<ListenerSpec>, Config
             }
             listeners.push(ListenerSpec {
                 addr,
-                mode,
-                require_tls,
+                mode: l.mode,
+                require_tls: l.require_tls,
                 proxy_protocol: l.proxy_protocol,
             });
         }
@@ -328,17 +307,6 @@ fn backend(
             format!("{src} and backend {backend_addr} are of different IP families"),
         ));
     }
-    let backend_tls = match b.tls.as_deref() {
-        None | Some("none") => BackendTls::None,
-        Some("starttls") => BackendTls::Starttls,
-        Some("implicit") => BackendTls::Implicit,
-        Some(other) => {
-            return Err(v.err(
-                "backend.tls",
-                format!("{other:?} is not valid (use \"none\", \"starttls\" or \"implicit\")"),
-            ));
-        }
-    };
     let tls_verify = match (&b.tls_ca_file, &b.tls_fingerprint) {
         (Some(_), Some(_)) => {
             return Err(v.err(
@@ -369,11 +337,11 @@ fn backend(
     Ok(BackendSettings {
         addr: backend_addr,
         source,
-        tls: backend_tls,
+        tls: b.tls,
         tls_verify,
         tls_name,
-        xclient: b.xclient.unwrap_or(false),
-        allow_without_identity: b.allow_without_identity.unwrap_or(false),
+        xclient: b.xclient,
+        allow_without_identity: b.allow_without_identity,
         greeting_timeout: v.duration(
             "backend.greeting_timeout",
             &b.greeting_timeout,
@@ -397,16 +365,10 @@ fn backend(
                 ));
             }
         },
-        proxy_protocol: match b.proxy_protocol.as_deref() {
-            None | Some("none") => None,
-            Some("v1") => Some(crate::wire::proxyproto::Version::V1),
-            Some("v2") => Some(crate::wire::proxyproto::Version::V2),
-            Some(other) => {
-                return Err(v.err(
-                    "backend.proxy_protocol",
-                    format!("{other:?} is not valid (use \"v1\", \"v2\" or \"none\")"),
-                ));
-            }
+        proxy_protocol: match b.proxy_protocol {
+            RawProxyProtocol::None => None,
+            RawProxyProtocol::V1 => Some(Version::V1),
+            RawProxyProtocol::V2 => Some(Version::V2),
         },
         probe_interval: v.duration(
             "backend.probe_interval",
@@ -548,7 +510,7 @@ fn tls(v: &V<'_>, t: &RawTls, listeners: &[ListenerSpec]) -> Result<TlsSettings,
         groups,
         cipher_suites: t.cipher_suites.clone(),
         certificates: t.certificates.clone(),
-        generate_self_signed: t.generate_self_signed.unwrap_or(true),
+        generate_self_signed: t.generate_self_signed,
         watch_interval: match &t.watch_interval {
             None => None,
             Some(_) => Some(v.duration("tls.watch_interval", &t.watch_interval, Duration::ZERO)?),
@@ -584,7 +546,7 @@ fn smtp(v: &V<'_>, s: &RawSmtp) -> Result<SmtpSettings, ConfigError> {
         ));
     }
     Ok(SmtpSettings {
-        auth_before_tls: s.auth_before_tls.unwrap_or(false),
+        auth_before_tls: s.auth_before_tls,
         max_line,
         command_timeout: v.duration(
             "smtp.command_timeout",
@@ -617,7 +579,7 @@ fn smtp(v: &V<'_>, s: &RawSmtp) -> Result<SmtpSettings, ConfigError> {
             Some(n) => n,
             None => limits::DEFAULT_MAX_RECIPIENTS,
         },
-        received_header: s.received_header.unwrap_or(false),
+        received_header: s.received_header,
         relay_verbs: relay_verbs(v, s.relay_verbs.as_deref())?,
         greeting_delay: match &s.greeting_delay {
             None => Duration::ZERO,
@@ -631,16 +593,7 @@ fn smtp(v: &V<'_>, s: &RawSmtp) -> Result<SmtpSettings, ConfigError> {
                 }
             },
         },
-        bare_line_endings: match s.bare_line_endings.as_deref() {
-            None | Some("normalize") => BareLineEndings::Normalize,
-            Some("reject") => BareLineEndings::Reject,
-            Some(other) => {
-                return Err(v.err(
-                    "smtp.bare_line_endings",
-                    format!("{other:?} is not a mode (use \"normalize\" or \"reject\")"),
-                ));
-            }
-        },
+        bare_line_endings: s.bare_line_endings,
     })
 }
 
