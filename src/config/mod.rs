@@ -437,6 +437,86 @@ mod tests {
     }
 
     #[test]
+    fn zero_counts_are_errors_naming_their_key() {
+        for (section, key) in [
+            ("smtp", "max_errors"),
+            ("smtp", "max_recipients"),
+            ("server", "max_connections"),
+            ("server", "max_connections_per_client"),
+        ] {
+            let e = err_of(&with(section, &format!("{key} = 0")));
+            assert!(
+                e.starts_with(&format!("t.toml: `{section}.{key}`:")) && e.contains("at least 1"),
+                "{section}.{key} = 0: {e}"
+            );
+        }
+    }
+
+    /// MINIMAL with `line` added to `[section]`.
+    fn with(section: &str, line: &str) -> String {
+        let header = format!("[{section}]");
+        if MINIMAL.contains(&header) {
+            MINIMAL.replacen(&header, &format!("{header}\n{line}"), 1)
+        } else {
+            format!("{MINIMAL}\n{header}\n{line}")
+        }
+    }
+
+    #[test]
+    fn bounds_are_those_of_limits() {
+        use crate::limits::*;
+        let ranges = [
+            ("smtp", "max_line_length", LINE_LENGTH_RANGE),
+            ("backend", "max_reply_line", LINE_LENGTH_RANGE),
+            ("backend", "max_reply_size", REPLY_SIZE_RANGE),
+            (
+                "backend",
+                "reuse_max_sessions",
+                *BACKEND_REUSE_MAX_SESSIONS_RANGE.start() as usize
+                    ..=*BACKEND_REUSE_MAX_SESSIONS_RANGE.end() as usize,
+            ),
+        ];
+        for (section, key, range) in ranges {
+            let (lo, hi) = (*range.start(), *range.end());
+            for n in [lo, hi] {
+                let s = load(&with(section, &format!("{key} = {n}")));
+                assert!(s.is_ok(), "{key} = {n}: {:?}", s.err());
+            }
+            for n in [lo - 1, hi + 1] {
+                let e = err_of(&with(section, &format!("{key} = {n}")));
+                assert!(
+                    e.starts_with(&format!(
+                        "t.toml: `{section}.{key}`: {n} is outside {lo}..={hi}"
+                    )),
+                    "{e}"
+                );
+            }
+        }
+        let most = |d: Duration| d.as_secs();
+        for (section, key, max) in [
+            ("smtp", "greeting_delay", most(MAX_GREETING_DELAY)),
+            ("backend", "reuse_idle_time", most(MAX_BACKEND_REUSE_IDLE)),
+        ] {
+            for ok in ["0s".to_string(), format!("{max}s")] {
+                assert!(load(&with(section, &format!("{key} = \"{ok}\""))).is_ok());
+            }
+            let e = err_of(&with(section, &format!("{key} = \"{}s\"", max + 1)));
+            assert!(
+                e.starts_with(&format!("t.toml: `{section}.{key}`:"))
+                    && e.contains(&format!("{max}s")),
+                "{e}"
+            );
+        }
+        let s = load(MINIMAL).unwrap();
+        assert_eq!(s.smtp.max_errors, DEFAULT_MAX_ERRORS);
+        assert_eq!(s.smtp.greeting_delay, DEFAULT_GREETING_DELAY);
+        let verb = "X".repeat(MAX_RELAY_VERB);
+        assert!(load(&with("smtp", &format!("relay_verbs = [\"{verb}\"]"))).is_ok());
+        let e = err_of(&with("smtp", &format!("relay_verbs = [\"{verb}Y\"]")));
+        assert!(e.contains("not an SMTP verb"), "{e}");
+    }
+
+    #[test]
     fn overrides_need_no_file() {
         let o = Overrides {
             listen: vec!["127.0.0.1:2525".into()],

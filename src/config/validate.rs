@@ -92,6 +92,38 @@ impl V<'_> {
         }
     }
 
+    /// A count that must be at least 1 (0 would refuse everything, or was
+    /// meant as "no limit", which tlsfront does not have).
+    fn count<T: Copy + PartialEq + From<u8>>(
+        &self,
+        key: &str,
+        value: Option<T>,
+        default: T,
+    ) -> Result<T, ConfigError> {
+        match value {
+            Some(n) if n == T::from(0) => Err(self.err(key, "must be at least 1")),
+            Some(n) => Ok(n),
+            None => Ok(default),
+        }
+    }
+
+    /// A number within `range`; `note` says why, if the range does not.
+    fn within<T: Copy + PartialOrd + std::fmt::Debug>(
+        &self,
+        key: &str,
+        value: Option<T>,
+        default: T,
+        range: &std::ops::RangeInclusive<T>,
+        note: &str,
+    ) -> Result<T, ConfigError> {
+        let n = value.unwrap_or(default);
+        if range.contains(&n) {
+            Ok(n)
+        } else {
+            Err(self.err(key, format!("{n:?} is outside {range:?}{note}")))
+        }
+    }
+
     fn socket_addr(&self, key: &str, s: &str) -> Result<SocketAddr, ConfigError> {
         if let Ok(a) = s.parse::<SocketAddr>() {
             return Ok(a);
@@ -219,16 +251,16 @@ fn server(v: &V<'_>, s: &RawServer, listeners: &[ListenerSpec]) -> Result<Server
             names.push(n);
         }
     }
-    let max_connections = s.max_connections.unwrap_or(limits::DEFAULT_MAX_CONNECTIONS);
-    if max_connections == 0 {
-        return Err(v.err("server.max_connections", "must be at least 1"));
-    }
-    let max_connections_per_client = s
-        .max_connections_per_client
-        .unwrap_or(limits::DEFAULT_MAX_CONNECTIONS_PER_CLIENT);
-    if max_connections_per_client == 0 {
-        return Err(v.err("server.max_connections_per_client", "must be at least 1"));
-    }
+    let max_connections = v.count(
+        "server.max_connections",
+        s.max_connections,
+        limits::DEFAULT_MAX_CONNECTIONS,
+    )?;
+    let max_connections_per_client = v.count(
+        "server.max_connections_per_client",
+        s.max_connections_per_client,
+        limits::DEFAULT_MAX_CONNECTIONS_PER_CLIENT,
+    )?;
     let mut trusted_proxies = Vec::new();
     for net in &s.trusted_proxies {
         trusted_proxies.push(parse_cidr(net).ok_or_else(|| {
@@ -347,24 +379,20 @@ fn backend(
             &b.greeting_timeout,
             limits::DEFAULT_BACKEND_GREETING_TIMEOUT,
         )?,
-        max_reply_line: match b.max_reply_line.unwrap_or(limits::MAX_REPLY_LINE) {
-            n @ 512..=65536 => n,
-            n => {
-                return Err(v.err(
-                    "backend.max_reply_line",
-                    format!("{n} is outside 512..=65536 (RFC 5321: 512)"),
-                ));
-            }
-        },
-        max_reply_size: match b.max_reply_size.unwrap_or(limits::MAX_REPLY_BYTES) {
-            n @ 4096..=16_777_216 => n,
-            n => {
-                return Err(v.err(
-                    "backend.max_reply_size",
-                    format!("{n} is outside 4096..=16777216"),
-                ));
-            }
-        },
+        max_reply_line: v.within(
+            "backend.max_reply_line",
+            b.max_reply_line,
+            limits::MAX_REPLY_LINE,
+            &limits::LINE_LENGTH_RANGE,
+            " (RFC 5321: 512)",
+        )?,
+        max_reply_size: v.within(
+            "backend.max_reply_size",
+            b.max_reply_size,
+            limits::MAX_REPLY_BYTES,
+            &limits::REPLY_SIZE_RANGE,
+            "",
+        )?,
         proxy_protocol: match b.proxy_protocol {
             RawProxyProtocol::None => None,
             RawProxyProtocol::V1 => Some(Version::V1),
@@ -390,8 +418,7 @@ fn backend(
             &b.data_timeout,
             limits::DEFAULT_BACKEND_DATA_TIMEOUT,
         )?,
-        // "0s" turns reuse off; longer than a minute would hold the backend's
-        // processes (Sendmail forks one per connection) for nothing.
+        // "0s" turns reuse off.
         reuse_idle: match b.reuse_idle_time.as_deref().map(parse_duration) {
             Some(Some(d)) if d.is_zero() => Duration::ZERO,
             _ => match v.duration(
@@ -399,27 +426,25 @@ fn backend(
                 &b.reuse_idle_time,
                 limits::DEFAULT_BACKEND_REUSE_IDLE,
             )? {
-                d if d <= Duration::from_secs(60) => d,
+                d if d <= limits::MAX_BACKEND_REUSE_IDLE => d,
                 d => {
                     return Err(v.err(
                         "backend.reuse_idle_time",
-                        format!("{d:?} is over 60s (use \"0s\" to turn reuse off)"),
+                        format!(
+                            "{d:?} is over {}s (use \"0s\" to turn reuse off)",
+                            limits::MAX_BACKEND_REUSE_IDLE.as_secs()
+                        ),
                     ));
                 }
             },
         },
-        reuse_max_sessions: match b
-            .reuse_max_sessions
-            .unwrap_or(limits::DEFAULT_BACKEND_REUSE_MAX_SESSIONS)
-        {
-            n @ 1..=100_000 => n,
-            n => {
-                return Err(v.err(
-                    "backend.reuse_max_sessions",
-                    format!("{n} is outside 1..=100000"),
-                ));
-            }
-        },
+        reuse_max_sessions: v.within(
+            "backend.reuse_max_sessions",
+            b.reuse_max_sessions,
+            limits::DEFAULT_BACKEND_REUSE_MAX_SESSIONS,
+            &limits::BACKEND_REUSE_MAX_SESSIONS_RANGE,
+            "",
+        )?,
     })
 }
 
@@ -538,16 +563,15 @@ fn tls(v: &V<'_>, t: &RawTls, listeners: &[ListenerSpec]) -> Result<TlsSettings,
 
 /// `[smtp]`: the client side's bounds, timeouts and policy.
 fn smtp(v: &V<'_>, s: &RawSmtp) -> Result<SmtpSettings, ConfigError> {
-    let max_line = s.max_line_length.unwrap_or(limits::DEFAULT_MAX_LINE);
-    if !(512..=65536).contains(&max_line) {
-        return Err(v.err(
-            "smtp.max_line_length",
-            format!("{max_line} is outside 512..=65536 (RFC 5321 needs at least 512)"),
-        ));
-    }
     Ok(SmtpSettings {
         auth_before_tls: s.auth_before_tls,
-        max_line,
+        max_line: v.within(
+            "smtp.max_line_length",
+            s.max_line_length,
+            limits::DEFAULT_MAX_LINE,
+            &limits::LINE_LENGTH_RANGE,
+            " (RFC 5321 needs at least 512)",
+        )?,
         command_timeout: v.duration(
             "smtp.command_timeout",
             &s.command_timeout,
@@ -563,7 +587,7 @@ fn smtp(v: &V<'_>, s: &RawSmtp) -> Result<SmtpSettings, ConfigError> {
             &s.session_lifetime,
             limits::DEFAULT_SESSION_LIFETIME,
         )?,
-        max_errors: s.max_errors.unwrap_or(20).max(1),
+        max_errors: v.count("smtp.max_errors", s.max_errors, limits::DEFAULT_MAX_ERRORS)?,
         message_memory: match s.message_memory_mib {
             None => limits::DATA_MEMORY_BUDGET,
             Some(n @ 1..=limits::MAX_MESSAGE_MEMORY_MIB) => n * 1024 * 1024,
@@ -574,21 +598,24 @@ fn smtp(v: &V<'_>, s: &RawSmtp) -> Result<SmtpSettings, ConfigError> {
                 ));
             }
         },
-        max_recipients: match s.max_recipients {
-            Some(0) => return Err(v.err("smtp.max_recipients", "must be at least 1")),
-            Some(n) => n,
-            None => limits::DEFAULT_MAX_RECIPIENTS,
-        },
+        max_recipients: v.count(
+            "smtp.max_recipients",
+            s.max_recipients,
+            limits::DEFAULT_MAX_RECIPIENTS,
+        )?,
         received_header: s.received_header,
         relay_verbs: relay_verbs(v, s.relay_verbs.as_deref())?,
         greeting_delay: match &s.greeting_delay {
-            None => Duration::ZERO,
+            None => limits::DEFAULT_GREETING_DELAY,
             Some(d) => match parse_duration(d) {
-                Some(d) if d <= Duration::from_secs(30) => d,
+                Some(d) if d <= limits::MAX_GREETING_DELAY => d,
                 _ => {
                     return Err(v.err(
                         "smtp.greeting_delay",
-                        format!("{d:?} is not a duration of at most 30s (\"0s\" to disable)"),
+                        format!(
+                            "{d:?} is not a duration of at most {}s (\"0s\" to disable)",
+                            limits::MAX_GREETING_DELAY.as_secs()
+                        ),
                     ));
                 }
             },
@@ -611,7 +638,7 @@ fn relay_verbs(v: &V<'_>, list: Option<&[String]>) -> Result<Vec<String>, Config
     for verb in list {
         let upper = verb.to_ascii_uppercase();
         let valid = !upper.is_empty()
-            && upper.len() <= 16
+            && upper.len() <= limits::MAX_RELAY_VERB
             && upper
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');

@@ -5,6 +5,8 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
+use crate::limits;
+
 /// Parses "192.0.2.1" (a single address) or "192.0.2.0/24", "2001:db8::/64".
 pub fn parse_cidr(s: &str) -> Option<(IpAddr, u8)> {
     let (addr, len) = match s.split_once('/') {
@@ -77,12 +79,14 @@ pub fn parse_fingerprint(s: &str) -> Option<[u8; 32]> {
     Some(out)
 }
 
+/// Letters, digits and inner hyphens in dot-separated labels (RFC 1123 §2.1),
+/// within the lengths of DNS.
 pub(super) fn valid_hostname(name: &str) -> bool {
     !name.is_empty()
-        && name.len() <= 253
+        && name.len() <= limits::MAX_HOSTNAME
         && name.split('.').all(|label| {
             !label.is_empty()
-                && label.len() <= 63
+                && label.len() <= limits::MAX_HOSTNAME_LABEL
                 && label
                     .bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b == b'-')
