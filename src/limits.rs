@@ -121,6 +121,18 @@ pub const MAX_REFUSALS_IN_FLIGHT: usize = 256;
 pub const REFUSAL_WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 /// A trusted balancer sends its PROXY header at once.
 pub const PROXY_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Bytes of a PROXY v2 header after its 16 fixed ones: addresses take at
+/// most 216 (AF_UNIX), a balancer's TLVs a few dozen; more is not a balancer.
+pub const MAX_PROXY_V2_PAYLOAD: usize = 512;
+/// Connections the kernel queues on a listener until they are accepted: a
+/// burst's worth, as the accept loop drains it at once (the kernel caps it
+/// at `net.core.somaxconn` anyway).
+pub const LISTEN_BACKLOG: u32 = 1024;
+/// After a failed accept (EMFILE: out of file descriptors) the loop waits,
+/// doubling from the first to the second: no busy loop, and accepting
+/// resumes within a second once descriptors are free.
+pub const ACCEPT_BACKOFF: (Duration, Duration) =
+    (Duration::from_millis(10), Duration::from_secs(1));
 
 /// Entries kept of each ClientHello list in a record (suites, groups, ...):
 /// above the longest real offer (OpenSSL's `ALL`, Postfix's `medium` grade:
