@@ -1,7 +1,15 @@
-//! Configuration as plain data: the TOML file as written ([`raw`], strict
-//! about unknown keys), command-line [`Overrides`], and [`validate`], which
-//! checks every value and cross-section rule, one function per section, and
-//! produces the immutable [`Settings`] that the proxy and the tools read.
+//! Configuration as plain data: the TOML file as written (`raw.rs`: serde
+//! structs, strict about unknown keys, enum-like keys as enums), command-line
+//! [`Overrides`], and [`validate`] (`validate.rs`: one function per section),
+//! which checks every value and cross-section rule and produces the immutable
+//! [`Settings`] that the proxy and the tools read. Bounds and defaults come
+//! from [`crate::limits`].
+//!
+//! Settings hold no runtime objects, and validation opens no file a setting
+//! names: certificates and the backend's CA file are read where they are used
+//! (`proxy::tls`, `proxy::backend::tls`). It only reads the host name from
+//! the system when `server.hostname` is not set, and resolves
+//! `backend.address` when it is a host name.
 //!
 //! Every error names the file and the key, so a typo at 3 a.m. is a one-line fix.
 
@@ -203,6 +211,7 @@ pub enum BareLineEndings {
 
 /// Key-exchange groups tlsfront can offer (all ECDHE or hybrid post-quantum).
 pub const KNOWN_GROUPS: &[&str] = &["X25519MLKEM768", "X25519", "secp256r1", "secp384r1"];
+/// `tls.groups` by default: all of them, the post-quantum hybrid first.
 pub const DEFAULT_GROUPS: &[&str] = KNOWN_GROUPS;
 
 /// Names `tls.cipher_suites` accepts: every suite of rustls' aws-lc-rs
