@@ -519,7 +519,7 @@ async fn drive_session(client: Vec<u8>, backend_script: Vec<u8>) -> SessionOutco
     let shared = crate::proxy::session::Shared::new(
         settings.clone(),
         Some(tls),
-        crate::proxy::backend::Backend::new(settings.backend.clone()),
+        crate::proxy::backend::Backend::new(settings.backend.clone()).expect("no backend TLS"),
         sink,
     );
     let mut client_received = Vec::new();

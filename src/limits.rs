@@ -3,6 +3,7 @@
 //! Config keys override the timeouts; the buffer bounds are fixed because they
 //! protect memory, not policy.
 
+use std::ops::RangeInclusive;
 use std::time::Duration;
 
 /// RFC 5321 §4.5.3.1.4: a command line is at most 512 octets; extensions (SIZE,
@@ -12,6 +13,12 @@ pub const DEFAULT_MAX_LINE: usize = 4096;
 pub const MAX_REPLY_LINE: usize = 4096;
 /// Default bound of a whole (multi-line) backend reply; an EHLO reply with 30 keywords fits easily.
 pub const MAX_REPLY_BYTES: usize = 64 * 1024;
+/// `smtp.max_line_length` and `backend.max_reply_line`: RFC 5321 §4.5.3.1.4-5
+/// require 512 octets; a "line" past 64 KiB is a memory grab, not SMTP.
+pub const LINE_LENGTH_RANGE: RangeInclusive<usize> = 512..=65_536;
+/// `backend.max_reply_size`: a multi-line EHLO reply needs a few KiB; 16 MiB
+/// is far past any real reply and still bounded per session.
+pub const REPLY_SIZE_RANGE: RangeInclusive<usize> = 4096..=16 * 1024 * 1024;
 /// Read size for message content: large enough to amortise TLS records, small
 /// enough that thousands of sessions in DATA stay bounded.
 pub const DATA_CHUNK: usize = 32 * 1024;
@@ -62,8 +69,14 @@ pub const HELD_REPLIES: usize = 16 * 1024;
 /// An idle backend connection is kept this long for the next session
 /// (Postfix's smtp client caches its connections for 2 s by default too).
 pub const DEFAULT_BACKEND_REUSE_IDLE: Duration = Duration::from_secs(2);
+/// Longest `backend.reuse_idle_time`: longer would hold the backend's
+/// processes (Sendmail forks one per connection) for nothing.
+pub const MAX_BACKEND_REUSE_IDLE: Duration = Duration::from_secs(60);
 /// Client sessions one backend connection serves before it is closed.
 pub const DEFAULT_BACKEND_REUSE_MAX_SESSIONS: u32 = 100;
+/// `backend.reuse_max_sessions`: at least the session that opened it; past
+/// 100 000 the number is a typo, not a policy.
+pub const BACKEND_REUSE_MAX_SESSIONS_RANGE: RangeInclusive<u32> = 1..=100_000;
 /// Idle backend connections kept at most (the oldest go first).
 pub const MAX_IDLE_BACKEND_CONNECTIONS: usize = 64;
 /// Extension verbs relayed to the backend by default (`smtp.relay_verbs`):
@@ -84,6 +97,23 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 pub const DEFAULT_MAX_CONNECTIONS_PER_CLIENT: usize = 50;
 /// RFC 5321 §4.5.3.1.8 asks servers to accept at least 100; Postfix allows 1000.
 pub const DEFAULT_MAX_RECIPIENTS: usize = 1000;
+/// Bad commands before `421 4.7.0` and close (`smtp.max_errors`): Postfix's
+/// `smtpd_hard_error_limit` is 20 too.
+pub const DEFAULT_MAX_ERRORS: u32 = 20;
+/// No greeting delay by default (`smtp.greeting_delay`): only input already
+/// there at accept time is caught, and no sender waits.
+pub const DEFAULT_GREETING_DELAY: Duration = Duration::ZERO;
+/// Longest `smtp.greeting_delay`: Postfix's postscreen waits 6 s; RFC 5321
+/// clients wait 5 minutes for the greeting, but each second here is paid by
+/// every sender.
+pub const MAX_GREETING_DELAY: Duration = Duration::from_secs(30);
+/// Longest verb in `smtp.relay_verbs`: the command parser takes a longer
+/// one for junk, so it could never be relayed.
+pub const MAX_RELAY_VERB: usize = 16;
+/// RFC 1035 §2.3.4: a host name is at most 253 characters written out (255
+/// octets on the wire), each label at most 63.
+pub const MAX_HOSTNAME: usize = 253;
+pub const MAX_HOSTNAME_LABEL: usize = 63;
 /// Refusals (421 at the cap) being written at once; beyond this a refused
 /// connection is closed without a reply, so a flood cannot grow tasks unboundedly.
 pub const MAX_REFUSALS_IN_FLIGHT: usize = 256;
@@ -91,6 +121,18 @@ pub const MAX_REFUSALS_IN_FLIGHT: usize = 256;
 pub const REFUSAL_WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 /// A trusted balancer sends its PROXY header at once.
 pub const PROXY_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Bytes of a PROXY v2 header after its 16 fixed ones: addresses take at
+/// most 216 (AF_UNIX), a balancer's TLVs a few dozen; more is not a balancer.
+pub const MAX_PROXY_V2_PAYLOAD: usize = 512;
+/// Connections the kernel queues on a listener until they are accepted: a
+/// burst's worth, as the accept loop drains it at once (the kernel caps it
+/// at `net.core.somaxconn` anyway).
+pub const LISTEN_BACKLOG: u32 = 1024;
+/// After a failed accept (EMFILE: out of file descriptors) the loop waits,
+/// doubling from the first to the second: no busy loop, and accepting
+/// resumes within a second once descriptors are free.
+pub const ACCEPT_BACKOFF: (Duration, Duration) =
+    (Duration::from_millis(10), Duration::from_secs(1));
 
 /// Entries kept of each ClientHello list in a record (suites, groups, ...):
 /// above the longest real offer (OpenSSL's `ALL`, Postfix's `medium` grade:

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use tlsfront::config::{ConfigError, DEFAULT_CONFIG_PATH, Overrides, Settings};
+use tlsfront::proxy::backend::tls as backend_tls;
 use tlsfront::proxy::notify::Notifier;
 use tlsfront::proxy::records::{self, RecordSink};
 use tlsfront::proxy::server::{self, Server};
@@ -165,7 +166,14 @@ impl ConfigArgs {
             hostname: self.hostname,
             records: self.records,
         };
-        match Settings::load(&path, explicit, &overrides) {
+        // The backend's CA file is read where the backend is built; reading
+        // it here too keeps a bad one a configuration error (exit 2, check's
+        // config_invalid, a refused reload) like any other key.
+        let loaded = Settings::load(&path, explicit, &overrides).and_then(|s| {
+            backend_tls::client_config(&s.backend).map_err(|e| e.in_config(&source))?;
+            Ok(s)
+        });
+        match loaded {
             Ok(s) => Ok((s, source)),
             Err(e) => Err((e, source)),
         }

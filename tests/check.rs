@@ -300,6 +300,51 @@ async fn broken_config_exits_2() {
     assert_eq!(missing.code, 2);
 }
 
+/// The backend's CA file is reported like any other configuration error,
+/// naming the file and the key: `check` says `config_invalid` (exit 2) and
+/// `run` does not start.
+#[tokio::test]
+async fn bad_backend_ca_file_is_a_config_error() {
+    let ca = Ca::new();
+    let good = ca.leaf("good", &["mx.check.test"], |_| {});
+    let config = ca.config(dead_addr().await, &good);
+    let text = std::fs::read_to_string(&config).unwrap();
+    let no_cert = ca.dir.path().join("no-cert.pem");
+    std::fs::write(&no_cert, "not a certificate\n").unwrap();
+    let missing = ca.dir.path().join("missing.pem");
+    for (file, why) in [(&no_cert, "no CA certificate found"), (&missing, "")] {
+        std::fs::write(
+            &config,
+            text.replace(
+                "[backend]\n",
+                &format!(
+                    "[backend]\ntls = \"starttls\"\ntls_ca_file = \"{}\"\n",
+                    file.display()
+                ),
+            ),
+        )
+        .unwrap();
+        let out = tlsfront(args(&["check", "--config", &p(&config), "--json"])).await;
+        assert_eq!(out.code, 2, "{}", out.stdout);
+        let j = out.json();
+        assert_eq!(codes(&j, "error"), vec!["config_invalid"]);
+        let message = finding(&j, "config_invalid")["message"].as_str().unwrap();
+        let start = format!("{}: `backend.tls_ca_file`: {}: ", p(&config), p(file));
+        assert!(
+            message.starts_with(&start) && message.contains(why),
+            "{message}"
+        );
+        let run = tlsfront(args(&["run", "--config", &p(&config)])).await;
+        assert_eq!(run.code, 2, "{}", run.stderr);
+        assert!(
+            run.stderr
+                .starts_with(&format!("tlsfront: configuration error: {start}")),
+            "{}",
+            run.stderr
+        );
+    }
+}
+
 #[tokio::test]
 async fn unreachable_backend_is_an_error() {
     let dead = dead_addr().await;

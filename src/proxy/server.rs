@@ -19,6 +19,7 @@ use crate::limits;
 use crate::outcome::{CloseReason, Mode};
 use crate::proxy::admission::Admission;
 use crate::proxy::backend::Backend;
+use crate::proxy::backend::tls::ClientConfigError;
 use crate::proxy::records::RecordSink;
 use crate::proxy::session::{self, Prelude, Shared};
 use crate::proxy::tls::{TlsError, TlsFront};
@@ -33,6 +34,8 @@ pub enum StartError {
     },
     #[error(transparent)]
     Tls(#[from] TlsError),
+    #[error("backend TLS: {0}")]
+    BackendTls(#[from] ClientConfigError),
     #[error("socket activation: {0}")]
     Activation(String),
 }
@@ -109,7 +112,7 @@ impl Server {
             }
             None => None,
         };
-        let backend = Backend::new(settings.backend.clone());
+        let backend = Backend::new(settings.backend.clone())?;
         Ok(Server {
             shared: Shared::new(settings, tls.map(Arc::new), backend, records),
             listeners,
@@ -285,7 +288,7 @@ fn bind_one(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
     };
     socket.set_reuseaddr(true)?;
     socket.bind(addr)?;
-    socket.listen(1024)
+    socket.listen(limits::LISTEN_BACKLOG)
 }
 
 async fn accept_loop(
@@ -301,7 +304,8 @@ async fn accept_loop(
         addr: listener.local_addr().unwrap_or(spec.addr),
         ..spec
     };
-    let mut backoff = Duration::from_millis(10);
+    let (first_backoff, max_backoff) = limits::ACCEPT_BACKOFF;
+    let mut backoff = first_backoff;
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
@@ -309,11 +313,11 @@ async fn accept_loop(
                 // EMFILE and friends: back off instead of spinning.
                 tracing::error!(listener = %spec.addr, error = %e, "accept failed");
                 tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(1));
+                backoff = (backoff * 2).min(max_backoff);
                 continue;
             }
         };
-        backoff = Duration::from_millis(10);
+        backoff = first_backoff;
         let _ = stream.set_nodelay(true);
         if spec.proxy_protocol && in_networks(peer.ip(), &shared.settings.trusted_proxies) {
             // A trusted balancer: the real client is in the PROXY header.
@@ -403,15 +407,15 @@ async fn read_proxy_header(stream: &mut TcpStream) -> Result<Option<SocketAddr>,
         buf.extend_from_slice(&fixed);
         usize::from(u16::from_be_bytes([buf[14], buf[15]]))
     } else {
-        // v1: one line of at most 107 bytes.
-        while buf.last() != Some(&b'\n') && buf.len() < 107 {
+        // v1: one line.
+        while buf.last() != Some(&b'\n') && buf.len() < proxyproto::V1_MAX {
             stream.read_exact(&mut byte).await.map_err(|_| "closed")?;
             buf.push(byte[0]);
         }
         0
     };
     if need > 0 {
-        if need > 512 {
+        if need > limits::MAX_PROXY_V2_PAYLOAD {
             return Err("PROXY v2 header too long");
         }
         let mut rest = vec![0u8; need];

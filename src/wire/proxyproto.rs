@@ -10,7 +10,7 @@ const V2_SIGNATURE: [u8; 12] = [
     0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D, 0x0A, 0x51, 0x55, 0x49, 0x54, 0x0A,
 ];
 /// A v1 header is at most 107 bytes (spec §2.1).
-const V1_MAX: usize = 107;
+pub const V1_MAX: usize = 107;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Version {

@@ -13,7 +13,7 @@ use thiserror::Error;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
-use crate::config::BackendSettings;
+use crate::config::{BackendSettings, BackendTls};
 use crate::limits;
 use crate::outcome::BackendFailure;
 use crate::smtp::reply::{Reply, ReplyError, ReplyParser};
@@ -154,6 +154,8 @@ pub struct Capabilities {
 #[derive(Debug)]
 pub struct Backend {
     pub settings: BackendSettings,
+    /// Built from `settings` with them: `Some` exactly when `settings.tls` asks for TLS.
+    tls_config: Option<Arc<rustls::ClientConfig>>,
     caps: RwLock<Capabilities>,
     /// Connections left clean by finished sessions.
     idle: Mutex<Pool>,
@@ -182,9 +184,32 @@ fn ehlo_line(helo_name: &[u8]) -> Vec<u8> {
 }
 
 impl Backend {
-    pub fn new(settings: BackendSettings) -> Arc<Backend> {
+    /// The backend, with the client configuration of its TLS hop built (the
+    /// CA file read) when `backend.tls` is set.
+    pub fn new(settings: BackendSettings) -> Result<Arc<Backend>, tls::ClientConfigError> {
+        let tls_config = tls::client_config(&settings)?;
+        Ok(Self::with(settings, tls_config))
+    }
+
+    /// The backend reached without TLS on the hop, whatever `backend.tls`
+    /// says: `check` looks at the backend's own STARTTLS in clear.
+    pub fn plain(settings: BackendSettings) -> Arc<Backend> {
+        Self::with(
+            BackendSettings {
+                tls: BackendTls::None,
+                ..settings
+            },
+            None,
+        )
+    }
+
+    fn with(
+        settings: BackendSettings,
+        tls_config: Option<Arc<rustls::ClientConfig>>,
+    ) -> Arc<Backend> {
         Arc::new(Backend {
             settings,
+            tls_config,
             caps: RwLock::new(Capabilities {
                 keywords: ehlo::CONSERVATIVE.iter().map(|s| s.to_string()).collect(),
                 learned: false,
@@ -413,8 +438,8 @@ impl Backend {
                 proxyproto::Version::V2 => "proxy_v2",
             });
         }
-        let tls_config = self.settings.tls_config.as_ref();
-        if let (tls::Mode::Implicit, Some(config)) = (&self.settings.tls, tls_config) {
+        let tls_config = self.tls_config.as_ref();
+        if let (BackendTls::Implicit, Some(config)) = (self.settings.tls, tls_config) {
             conn.upgrade(config, &self.settings.tls_name).await?;
         }
         let greeting = conn
@@ -426,7 +451,7 @@ impl Backend {
         conn.greeting = Some(greeting);
         let mut line = ehlo_line(helo_name);
         let mut reply = conn.command(&line, Stage::Ehlo).await?;
-        if let (tls::Mode::Starttls, Some(config)) = (&self.settings.tls, tls_config) {
+        if let (BackendTls::Starttls, Some(config)) = (self.settings.tls, tls_config) {
             if reply.code == 421 {
                 return Err(OpenError::Refused(reply));
             }

@@ -14,48 +14,12 @@ use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, SignatureScheme};
 use rustls_pki_types::pem::PemObject;
+use thiserror::Error;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 
-/// How the backend hop is protected.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Mode {
-    None,
-    Starttls,
-    Implicit,
-}
-
-/// How the backend's certificate is checked.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Verify {
-    /// Chain and name against the CAs in this PEM file.
-    CaFile(PathBuf),
-    /// SHA-256 of the backend's leaf certificate (DER).
-    Fingerprint([u8; 32]),
-    /// Opportunistic: encrypted, not authenticated.
-    None,
-}
-
-/// Parses "sha256:AB:CD:..." or plain hex (colons optional).
-pub fn parse_fingerprint(s: &str) -> Option<[u8; 32]> {
-    let hex: String = s
-        .trim()
-        .trim_start_matches("sha256:")
-        .trim_start_matches("SHA256:")
-        .chars()
-        .filter(|c| *c != ':')
-        .collect();
-    // ASCII only: the loop below slices by bytes.
-    if hex.len() != 64 || !hex.is_ascii() {
-        return None;
-    }
-    let mut out = [0u8; 32];
-    for (i, byte) in out.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok()?;
-    }
-    Some(out)
-}
+use crate::config::{BackendSettings, BackendTls, BackendVerify, ConfigError};
 
 pub fn sha256(der: &[u8]) -> [u8; 32] {
     let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, der);
@@ -64,36 +28,72 @@ pub fn sha256(der: &[u8]) -> [u8; 32] {
     out
 }
 
-/// Builds the client configuration for the backend hop.
-pub fn client_config(verify: &Verify) -> Result<Arc<ClientConfig>, String> {
+/// Why the backend hop's client configuration cannot be built.
+#[derive(Debug, Error)]
+pub enum ClientConfigError {
+    /// `backend.tls_ca_file` cannot be read or holds no CA certificate.
+    #[error("{}: {message}", path.display())]
+    CaFile { path: PathBuf, message: String },
+    #[error("{0}")]
+    Rustls(#[from] rustls::Error),
+}
+
+impl ClientConfigError {
+    /// The config key the error is about.
+    pub fn key(&self) -> &'static str {
+        match self {
+            ClientConfigError::CaFile { .. } => "backend.tls_ca_file",
+            ClientConfigError::Rustls(_) => "backend.tls",
+        }
+    }
+
+    /// As a configuration error naming `file` and the key: the loaders
+    /// report it with the rest of the configuration, before anything starts.
+    pub fn in_config(&self, file: &str) -> ConfigError {
+        ConfigError::Invalid {
+            file: file.to_string(),
+            key: self.key().to_string(),
+            message: self.to_string(),
+        }
+    }
+}
+
+/// Builds the client configuration for the backend hop (reading the CA
+/// file, if one is configured); `None` when the hop has no TLS.
+pub fn client_config(
+    settings: &BackendSettings,
+) -> Result<Option<Arc<ClientConfig>>, ClientConfigError> {
+    if settings.tls == BackendTls::None {
+        return Ok(None);
+    }
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let builder = ClientConfig::builder_with_provider(provider.clone())
-        .with_protocol_versions(rustls::DEFAULT_VERSIONS)
-        .map_err(|e| e.to_string())?;
-    let config = match verify {
-        Verify::CaFile(path) => {
+        .with_protocol_versions(rustls::DEFAULT_VERSIONS)?;
+    let config = match &settings.tls_verify {
+        BackendVerify::CaFile(path) => {
+            let ca_error = |message: String| ClientConfigError::CaFile {
+                path: path.clone(),
+                message,
+            };
             let mut roots = rustls::RootCertStore::empty();
-            let certs = CertificateDer::pem_file_iter(path)
-                .map_err(|e| format!("{}: {e}", path.display()))?;
+            let certs = CertificateDer::pem_file_iter(path).map_err(|e| ca_error(e.to_string()))?;
             for cert in certs {
-                let cert = cert.map_err(|e| format!("{}: {e}", path.display()))?;
-                roots
-                    .add(cert)
-                    .map_err(|e| format!("{}: {e}", path.display()))?;
+                let cert = cert.map_err(|e| ca_error(e.to_string()))?;
+                roots.add(cert).map_err(|e| ca_error(e.to_string()))?;
             }
             if roots.is_empty() {
-                return Err(format!("{}: no CA certificate found", path.display()));
+                return Err(ca_error("no CA certificate found".into()));
             }
             builder.with_root_certificates(roots).with_no_client_auth()
         }
-        Verify::Fingerprint(pin) => builder
+        BackendVerify::Fingerprint(pin) => builder
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(Pinned {
                 pin: Some(*pin),
                 provider,
             }))
             .with_no_client_auth(),
-        Verify::None => builder
+        BackendVerify::None => builder
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(Pinned {
                 pin: None,
@@ -101,7 +101,7 @@ pub fn client_config(verify: &Verify) -> Result<Arc<ClientConfig>, String> {
             }))
             .with_no_client_auth(),
     };
-    Ok(Arc::new(config))
+    Ok(Some(Arc::new(config)))
 }
 
 /// A verifier that accepts any certificate but still checks the handshake
@@ -321,18 +321,56 @@ impl AsyncWrite for Stream {
 mod tests {
     use super::*;
 
-    #[test]
-    fn fingerprints() {
-        let hex = "AB".repeat(32);
-        assert_eq!(parse_fingerprint(&hex), Some([0xab; 32]));
-        let colons = vec!["ab"; 32].join(":");
-        assert_eq!(
-            parse_fingerprint(&format!("sha256:{colons}")),
-            Some([0xab; 32])
+    fn backend(extra: &str) -> BackendSettings {
+        let text = format!(
+            "[server]\nhostname = \"mx.test\"\n[[listener]]\naddress = [\"127.0.0.1:2525\"]\n\
+             [backend]\naddress = \"127.0.0.1:10025\"\n{extra}"
         );
-        assert_eq!(parse_fingerprint("abcd"), None);
-        assert_eq!(parse_fingerprint(&"zz".repeat(32)), None);
-        // 64 bytes, but not 64 ASCII characters: refused, never a panic.
-        assert_eq!(parse_fingerprint(&format!("{}é", "a".repeat(62))), None);
+        let raw = crate::config::parse(&text, "t.toml").unwrap();
+        crate::config::validate(raw, &Default::default(), "t.toml")
+            .unwrap()
+            .backend
+    }
+
+    #[test]
+    fn client_config_reads_the_ca_file_only_for_tls() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("missing.pem");
+        let ca = |tls: &str, path: &std::path::Path| {
+            backend(&format!(
+                "tls = \"{tls}\"\ntls_ca_file = \"{}\"",
+                path.display()
+            ))
+        };
+        // No TLS on the hop: the CA file is not even opened.
+        assert!(client_config(&ca("none", &missing)).unwrap().is_none());
+
+        let e = client_config(&ca("starttls", &missing)).unwrap_err();
+        assert_eq!(e.key(), "backend.tls_ca_file");
+        assert!(
+            e.in_config("t.toml").to_string().starts_with(&format!(
+                "t.toml: `backend.tls_ca_file`: {}: ",
+                missing.display()
+            )),
+            "{e}"
+        );
+        let no_cert = dir.path().join("no-cert.pem");
+        std::fs::write(&no_cert, "not a certificate\n").unwrap();
+        let e = client_config(&ca("implicit", &no_cert)).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!("{}: no CA certificate found", no_cert.display())
+        );
+
+        let pinned = backend(&format!(
+            "tls = \"starttls\"\ntls_fingerprint = \"{}\"",
+            "ab".repeat(32)
+        ));
+        assert!(client_config(&pinned).unwrap().is_some());
+        assert!(
+            client_config(&backend("tls = \"starttls\""))
+                .unwrap()
+                .is_some()
+        );
     }
 }

@@ -16,7 +16,7 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use serde::Serialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::config::{BackendSettings, Settings};
+use crate::config::{BackendSettings, BackendTls, Settings};
 use crate::escape;
 use crate::limits;
 use crate::outcome::Mode;
@@ -190,7 +190,7 @@ pub async fn run(settings: &Settings, source: &str, options: Options) -> Report 
         findings.extend(f);
         // TLS to the backend is configured, but its TLS is one rustls refuses
         // too: every session would fail with tls_failed.
-        if settings.backend.tls != crate::proxy::backend::tls::Mode::None
+        if settings.backend.tls != BackendTls::None
             && report
                 .starttls
                 .as_ref()
@@ -436,13 +436,11 @@ async fn check_backend(settings: &Settings) -> (Vec<Finding>, BackendReport) {
         ..BackendReport::default()
     };
     let mut out = Vec::new();
-    let backend = Backend::new(BackendSettings {
+    // The check looks at the backend's own STARTTLS in clear.
+    let backend = Backend::plain(BackendSettings {
         connect_timeout: settings.backend.connect_timeout.min(limits::CHECK_TIMEOUT),
         reply_timeout: settings.backend.reply_timeout.min(limits::CHECK_TIMEOUT),
         greeting_timeout: settings.backend.greeting_timeout.min(limits::CHECK_TIMEOUT),
-        // The check looks at the backend's own STARTTLS in clear.
-        tls: crate::proxy::backend::tls::Mode::None,
-        tls_config: None,
         ..settings.backend.clone()
     });
     let mut conn = match backend

@@ -1,0 +1,149 @@
+//! Parsers for the values a config key holds: durations, networks, host
+//! names, certificate fingerprints. Pure functions of the text; [`super::validate`] turns a `None` into
+//! an error naming the key.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use crate::limits;
+
+/// Parses "192.0.2.1" (a single address) or "192.0.2.0/24", "2001:db8::/64".
+pub fn parse_cidr(s: &str) -> Option<(IpAddr, u8)> {
+    let (addr, len) = match s.split_once('/') {
+        Some((a, l)) => (a.parse::<IpAddr>().ok()?, l.parse::<u8>().ok()?),
+        None => {
+            let a = s.parse::<IpAddr>().ok()?;
+            (a, if a.is_ipv4() { 32 } else { 128 })
+        }
+    };
+    let max = if addr.is_ipv4() { 32 } else { 128 };
+    (len <= max).then_some((addr, len))
+}
+
+/// Whether `ip` is inside one of `nets`.
+pub fn in_networks(ip: IpAddr, nets: &[(IpAddr, u8)]) -> bool {
+    let ip = ip.to_canonical();
+    nets.iter().any(|(net, len)| match (ip, net) {
+        (IpAddr::V4(a), IpAddr::V4(n)) => {
+            let mask = if *len == 0 {
+                0
+            } else {
+                u32::MAX << (32 - u32::from(*len))
+            };
+            u32::from(a) & mask == u32::from(*n) & mask
+        }
+        (IpAddr::V6(a), IpAddr::V6(n)) => {
+            let mask = if *len == 0 {
+                0
+            } else {
+                u128::MAX << (128 - u32::from(*len))
+            };
+            u128::from(a) & mask == u128::from(*n) & mask
+        }
+        _ => false,
+    })
+}
+
+/// Parses "500ms", "30s", "5m", "1h", "7d", or a bare number of seconds.
+pub fn parse_duration(s: &str) -> Option<Duration> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num.parse().ok()?;
+    match unit.trim() {
+        "" | "s" => Some(Duration::from_secs(n)),
+        "ms" => Some(Duration::from_millis(n)),
+        "m" => Some(Duration::from_secs(n.checked_mul(60)?)),
+        "h" => Some(Duration::from_secs(n.checked_mul(3600)?)),
+        "d" => Some(Duration::from_secs(n.checked_mul(86_400)?)),
+        _ => None,
+    }
+}
+/// Parses "sha256:AB:CD:..." or plain hex (colons optional).
+pub fn parse_fingerprint(s: &str) -> Option<[u8; 32]> {
+    let hex: String = s
+        .trim()
+        .trim_start_matches("sha256:")
+        .trim_start_matches("SHA256:")
+        .chars()
+        .filter(|c| *c != ':')
+        .collect();
+    // ASCII only: the loop below slices by bytes.
+    if hex.len() != 64 || !hex.is_ascii() {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok()?;
+    }
+    Some(out)
+}
+
+/// Letters, digits and inner hyphens in dot-separated labels (RFC 1123 §2.1),
+/// within the lengths of DNS.
+pub(super) fn valid_hostname(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= limits::MAX_HOSTNAME
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= limits::MAX_HOSTNAME_LABEL
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn networks() {
+        let nets: Vec<_> = ["10.0.0.0/8", "192.0.2.7", "2001:db8::/64"]
+            .iter()
+            .map(|n| parse_cidr(n).unwrap())
+            .collect();
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert!(in_networks(ip("10.1.2.3"), &nets));
+        assert!(in_networks(ip("::ffff:10.1.2.3"), &nets));
+        assert!(in_networks(ip("192.0.2.7"), &nets));
+        assert!(!in_networks(ip("192.0.2.8"), &nets));
+        assert!(in_networks(ip("2001:db8::abcd"), &nets));
+        assert!(!in_networks(ip("2001:db8:1::1"), &nets));
+        assert!(parse_cidr("10.0.0.0/33").is_none());
+        assert!(parse_cidr("nonsense").is_none());
+        assert!(in_networks(
+            ip("8.8.8.8"),
+            &[parse_cidr("0.0.0.0/0").unwrap()]
+        ));
+    }
+
+    #[test]
+    fn fingerprints() {
+        let hex = "AB".repeat(32);
+        assert_eq!(parse_fingerprint(&hex), Some([0xab; 32]));
+        let colons = vec!["ab"; 32].join(":");
+        assert_eq!(
+            parse_fingerprint(&format!("sha256:{colons}")),
+            Some([0xab; 32])
+        );
+        assert_eq!(parse_fingerprint("abcd"), None);
+        assert_eq!(parse_fingerprint(&"zz".repeat(32)), None);
+        // 64 bytes, but not 64 ASCII characters: refused, never a panic.
+        assert_eq!(parse_fingerprint(&format!("{}é", "a".repeat(62))), None);
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("30s"), Some(Duration::from_secs(30)));
+        assert_eq!(parse_duration("5m"), Some(Duration::from_secs(300)));
+        assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
+        assert_eq!(parse_duration("2h"), Some(Duration::from_secs(7200)));
+        assert_eq!(parse_duration("10"), Some(Duration::from_secs(10)));
+        assert_eq!(parse_duration("7d"), Some(Duration::from_secs(7 * 86_400)));
+        assert_eq!(parse_duration("m"), None);
+        assert_eq!(parse_duration("5 days"), None);
+    }
+}
