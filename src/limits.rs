@@ -26,6 +26,17 @@ pub const DATA_CHUNK: usize = 32 * 1024;
 /// asks for 4 KiB to one record (~16 KiB) per read; a bulk transfer then costs
 /// one receive syscall (and a window update) per 64 KiB instead.
 pub const DATA_READ_AHEAD: usize = 64 * 1024;
+/// Command input read at once, through a buffer on the stack, so a session
+/// waiting for its next command holds no read buffer at all.
+pub const COMMAND_READ: usize = 4096;
+/// Room made in the read buffer before each read of message content, when
+/// less is free (the first read of a message; later ones are `DATA_CHUNK`).
+pub const DATA_READ_MIN: usize = 4096;
+/// A HELO/EHLO argument: a domain (253) or an address literal; 255 is the
+/// longest either can be (RFC 5321 §4.5.3.1.2).
+pub const MAX_HELO_NAME: usize = 255;
+/// Closing a client connection (TLS close_notify, FIN) is not worth waiting for.
+pub const CLIENT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(1);
 /// Memory all sessions in DATA may hold for message buffers together (each
 /// takes `DATA_CHUNK + DATA_READ_AHEAD`): 10 000 sessions sending at once
 /// would otherwise need ~1 GB. Beyond it DATA gets `451 4.3.1`, retried later.
@@ -107,8 +118,8 @@ pub const DEFAULT_GREETING_DELAY: Duration = Duration::ZERO;
 /// clients wait 5 minutes for the greeting, but each second here is paid by
 /// every sender.
 pub const MAX_GREETING_DELAY: Duration = Duration::from_secs(30);
-/// Longest verb in `smtp.relay_verbs`: the command parser takes a longer
-/// one for junk, so it could never be relayed.
+/// Longest SMTP verb the command parser takes (the longest real one,
+/// STARTTLS, has 8); longer is junk, so `smtp.relay_verbs` cannot list one.
 pub const MAX_RELAY_VERB: usize = 16;
 /// RFC 1035 §2.3.4: a host name is at most 253 characters written out (255
 /// octets on the wire), each label at most 63.

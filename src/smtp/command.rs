@@ -101,7 +101,7 @@ impl<'a> Command<'a> {
             args = rest;
         }
         let verb = if verb_raw.is_empty()
-            || verb_raw.len() > 16
+            || verb_raw.len() > crate::limits::MAX_RELAY_VERB
             || !verb_raw
                 .iter()
                 .all(|b| b.is_ascii_alphanumeric() || *b == b'-' || *b == b'_')

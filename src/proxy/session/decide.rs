@@ -233,7 +233,7 @@ fn greet(cmd: &Command<'_>) -> Decision {
     };
     // A domain or address literal: printable ASCII only. It is passed to the
     // backend in its own EHLO, so nothing else may get through.
-    if !name.iter().all(|b| (0x21..0x7f).contains(b)) || name.len() > 255 {
+    if !name.iter().all(|b| (0x21..0x7f).contains(b)) || name.len() > crate::limits::MAX_HELO_NAME {
         return refuse(Local::InvalidHostName);
     }
     Decision::Greet { esmtp }

@@ -17,7 +17,7 @@ use crate::proxy::stream::ClientIo;
 use crate::smtp::line::Line;
 
 use super::replies::Local;
-use super::{COMMAND_READ, Flow, Input, Session, read_failure};
+use super::{Flow, Input, Session, read_failure};
 
 impl<S> Session<S>
 where
@@ -98,7 +98,7 @@ where
         // reads straight into `rbuf`, which `data` sized for throughput.
         let in_data = input == Input::Content;
         if in_data {
-            self.rbuf.reserve(4096);
+            self.rbuf.reserve(limits::DATA_READ_MIN);
         } else if self.rbuf.is_empty() {
             // Also drops a DATA-sized buffer once the message is done.
             self.rbuf = BytesMut::new();
@@ -117,7 +117,7 @@ where
                 // Cancel-safe, so a fresh future per poll is fine.
                 return std::pin::pin!(io.read_buf(&mut *rbuf)).poll(cx);
             }
-            let mut chunk = [std::mem::MaybeUninit::<u8>::uninit(); COMMAND_READ];
+            let mut chunk = [std::mem::MaybeUninit::<u8>::uninit(); limits::COMMAND_READ];
             let mut chunk = ReadBuf::uninit(&mut chunk);
             std::task::ready!(Pin::new(&mut *io).poll_read(cx, &mut chunk))?;
             rbuf.extend_from_slice(chunk.filled());

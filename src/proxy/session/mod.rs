@@ -33,7 +33,6 @@ mod starttls;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
 
 use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
@@ -172,9 +171,6 @@ fn read_failure(e: &std::io::Error) -> CloseReason {
 /// [`limits::DATA_MEMORY_BUDGET`]) one message in flight takes: its
 /// read buffer and the read-ahead of the client stream, in KiB.
 const DATA_PERMITS: u32 = ((limits::DATA_CHUNK + limits::DATA_READ_AHEAD) / 1024) as u32;
-
-/// The most command input read at once (from the stack; see `Session::fill`).
-const COMMAND_READ: usize = 4096;
 
 pub struct Session<S> {
     shared: Arc<Shared>,
@@ -371,7 +367,7 @@ where
             }
         }
         if let Some(io) = self.io.as_mut() {
-            let _ = tokio::time::timeout(Duration::from_secs(1), io.shutdown()).await;
+            let _ = tokio::time::timeout(limits::CLIENT_SHUTDOWN_TIMEOUT, io.shutdown()).await;
         }
     }
 
