@@ -24,12 +24,13 @@ use serde::Serialize;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use crate::cert;
 use crate::limits;
 use crate::proxy::tls::io_error_reason;
 use crate::smtp::ehlo;
 use crate::smtp::reply::{Reply, ReplyParser};
-use crate::tools::check::certs;
-use crate::tools::check::{self, StarttlsReport};
+use crate::tools::check::certs::covers;
+use crate::tools::legacy::{self, Refusal, Verdict};
 
 /// Debian's bundle of the system's trusted roots (package ca-certificates).
 pub const SYSTEM_ROOTS: &str = "/etc/ssl/certs/ca-certificates.crt";
@@ -164,7 +165,7 @@ pub struct Report {
     pub names: Vec<NameCheck>,
     pub other_sni: Option<SniReport>,
     /// The raw TLS 1.2 probe, run only when the modern handshake failed.
-    pub legacy: Option<StarttlsReport>,
+    pub legacy: Option<Verdict>,
     /// A modern sender would deliver over verified TLS to the names checked.
     pub ok: bool,
     /// Why not, one line each.
@@ -601,7 +602,7 @@ fn now_secs() -> i64 {
 }
 
 fn describe_cert(der: &CertificateDer<'_>, now: i64) -> CertReport {
-    match certs::parse_cert(der.as_ref()) {
+    match cert::parse(der.as_ref()) {
         Ok(c) => CertReport {
             subject: c.subject.clone(),
             issuer: c.issuer.clone(),
@@ -716,10 +717,7 @@ pub async fn run(opts: &Options) -> Report {
     }
 
     // Names: HOST when it is a DNS name, and --name.
-    let leaf = hs
-        .chain
-        .first()
-        .and_then(|c| certs::parse_cert(c.as_ref()).ok());
+    let leaf = hs.chain.first().and_then(|c| cert::parse(c.as_ref()).ok());
     let mut names: Vec<String> = Vec::new();
     if is_dns_name(&opts.host) {
         names.push(opts.host.to_ascii_lowercase());
@@ -735,7 +733,7 @@ pub async fn run(opts: &Options) -> Report {
             .iter()
             .map(|n| NameCheck {
                 name: n.clone(),
-                matches: certs::covers(&leaf.dns_names, n),
+                matches: covers(&leaf.dns_names, n),
             })
             .collect();
     }
@@ -770,10 +768,10 @@ pub async fn run(opts: &Options) -> Report {
         let mut d2 = Dialogue::default();
         match to_tls(opts, &mut d2).await {
             Ok((stream, leftover)) => {
-                let outcome = check::read_flight(stream, leftover, opts.timeout).await;
-                let (legacy, _) = check::starttls_verdict("probe", outcome);
+                let outcome = legacy::read_flight(stream, leftover, opts.timeout).await;
+                let legacy = legacy::verdict(outcome);
                 for reason in &legacy.reasons {
-                    r.problems.push(explain(reason, &legacy));
+                    r.problems.push(explain(*reason, &legacy));
                 }
                 r.legacy = Some(legacy);
             }
@@ -802,22 +800,21 @@ fn fill_dialogue(r: &mut Report, d: Dialogue) {
 }
 
 /// A legacy-probe reason in the words senders log.
-fn explain(reason: &str, l: &StarttlsReport) -> String {
+fn explain(reason: Refusal, l: &Verdict) -> String {
     match reason {
-        "ee key too small" => format!(
+        Refusal::WeakRsa => format!(
             "certificate key RSA {} bits: OpenSSL \"ee key too small\", GnuTLS \"EE certificate key too weak\" (2048 bits needed)",
             l.key_bits.unwrap_or(0)
         ),
-        "dh key too small" => format!(
+        Refusal::WeakDh => format!(
             "{} with a {}-bit DH group: OpenSSL \"dh key too small\" (2048 bits needed; modern senders prefer ECDHE, which the server does not offer)",
             l.cipher_suite.clone().unwrap_or_default(),
             l.dh_bits.unwrap_or(0)
         ),
-        "protocol version too old" => format!(
+        Refusal::OldProtocol => format!(
             "answers with {} only: \"unsupported protocol\" / \"protocol version\" (TLS 1.2 needed)",
             l.version.clone().unwrap_or_default()
         ),
-        other => other.to_string(),
     }
 }
 
@@ -844,7 +841,7 @@ async fn other_sni(
     s.error = hs.report.error.clone();
     if let Some(leaf) = hs.chain.first() {
         s.same_certificate = first_leaf.map(|f| f == leaf);
-        s.leaf_subject = certs::parse_cert(leaf.as_ref()).ok().map(|c| c.subject);
+        s.leaf_subject = cert::parse(leaf.as_ref()).ok().map(|c| c.subject);
     }
     if let Some(tls) = hs.stream {
         Smtp::new(tls, BytesMut::new(), opts.timeout).quit().await;
@@ -1067,16 +1064,16 @@ mod tests {
 
     #[test]
     fn legacy_reasons_in_senders_words() {
-        let l = StarttlsReport {
+        let l = Verdict {
             key_bits: Some(1024),
             dh_bits: Some(1024),
             cipher_suite: Some("TLS_DHE_RSA_WITH_AES_128_GCM_SHA256".into()),
             version: Some("TLSv1.0".into()),
-            ..StarttlsReport::default()
+            ..Verdict::default()
         };
-        assert!(explain("ee key too small", &l).contains("RSA 1024 bits"));
-        assert!(explain("ee key too small", &l).contains("EE certificate key too weak"));
-        assert!(explain("dh key too small", &l).contains("1024-bit DH group"));
-        assert!(explain("protocol version too old", &l).contains("unsupported protocol"));
+        assert!(explain(Refusal::WeakRsa, &l).contains("RSA 1024 bits"));
+        assert!(explain(Refusal::WeakRsa, &l).contains("EE certificate key too weak"));
+        assert!(explain(Refusal::WeakDh, &l).contains("1024-bit DH group"));
+        assert!(explain(Refusal::OldProtocol, &l).contains("unsupported protocol"));
     }
 }
