@@ -21,12 +21,13 @@ use rustls::{CertificateError, DigitallySignedStruct, SignatureScheme};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 use serde::Serialize;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::cert;
 use crate::limits;
 use crate::proxy::tls::io_error_reason;
+use crate::smtp::client::{self, ReadError};
 use crate::smtp::ehlo;
 use crate::smtp::reply::{Reply, ReplyParser};
 use crate::tools::check::certs::covers;
@@ -320,25 +321,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Smtp<S> {
 
     async fn reply(&mut self, phase: &str) -> Result<Reply, String> {
         let deadline = tokio::time::Instant::now() + self.timeout;
-        loop {
-            match self.parser.parse(&mut self.buf) {
-                Ok(Some(r)) => return Ok(r),
-                Ok(None) => {}
-                Err(e) => return Err(format!("not SMTP ({phase}): {e}")),
-            }
-            self.buf.reserve(1024);
-            match tokio::time::timeout_at(deadline, self.io.read_buf(&mut self.buf)).await {
-                Err(_) => {
-                    return Err(format!(
-                        "no reply within {} s ({phase})",
-                        self.timeout.as_secs()
-                    ));
+        client::read_reply(&mut self.io, &mut self.buf, &mut self.parser, deadline)
+            .await
+            .map_err(|e| match e {
+                ReadError::Malformed(e) => format!("not SMTP ({phase}): {e}"),
+                ReadError::Timeout => {
+                    format!("no reply within {} s ({phase})", self.timeout.as_secs())
                 }
-                Ok(Ok(0)) => return Err(format!("connection closed ({phase})")),
-                Ok(Ok(_)) => {}
-                Ok(Err(e)) => return Err(format!("{e} ({phase})")),
-            }
-        }
+                ReadError::Closed => format!("connection closed ({phase})"),
+                ReadError::Io(e) => format!("{e} ({phase})"),
+            })
     }
 
     async fn command(&mut self, line: &str, phase: &str) -> Result<Reply, String> {
@@ -351,13 +343,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Smtp<S> {
     }
 
     async fn quit(mut self) {
-        let _ = tokio::time::timeout(Duration::from_secs(2), async {
-            self.io.write_all(b"QUIT\r\n").await?;
-            let mut sink = [0u8; 512];
-            let _ = self.io.read(&mut sink).await;
-            self.io.shutdown().await
-        })
-        .await;
+        client::quit(&mut self.io).await;
     }
 }
 
