@@ -14,10 +14,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::BytesMut;
+use rustls::CertificateError;
 use rustls::client::WebPkiServerVerifier;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::CryptoProvider;
-use rustls::{CertificateError, DigitallySignedStruct, SignatureScheme};
+use rustls::client::danger::{ServerCertVerified, ServerCertVerifier};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 use serde::Serialize;
@@ -26,6 +25,7 @@ use tokio::net::TcpStream;
 
 use crate::cert;
 use crate::limits;
+use crate::proxy::backend::tls::{CertPolicy, Verifier};
 use crate::proxy::tls::io_error_reason;
 use crate::smtp::client::{self, ReadError};
 use crate::smtp::ehlo;
@@ -219,16 +219,15 @@ struct Seen {
 
 /// Accepts any chain but records it with the webpki verdict, so the report
 /// can show an untrusted or mismatched chain. Handshake signatures are still
-/// checked for real (that is where a 1024-bit RSA key fails).
+/// checked for real by [`Verifier`] (that is where a 1024-bit RSA key fails).
 #[derive(Debug)]
 struct Recorder {
     inner: Option<Arc<WebPkiServerVerifier>>,
-    provider: Arc<CryptoProvider>,
     seen: Arc<Mutex<Seen>>,
 }
 
-impl ServerCertVerifier for Recorder {
-    fn verify_server_cert(
+impl CertPolicy for Recorder {
+    fn verify_cert(
         &self,
         end_entity: &CertificateDer<'_>,
         intermediates: &[CertificateDer<'_>],
@@ -264,40 +263,6 @@ impl ServerCertVerifier for Recorder {
             .collect();
         seen.verdict = Some(verdict);
         Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
     }
 }
 
@@ -477,11 +442,13 @@ async fn modern_handshake(
             .ok()
     });
     let seen = Arc::new(Mutex::new(Seen::default()));
-    let recorder = Recorder {
-        inner,
-        provider: provider.clone(),
-        seen: seen.clone(),
-    };
+    let recorder = Verifier::new(
+        Recorder {
+            inner,
+            seen: seen.clone(),
+        },
+        provider.clone(),
+    );
     let mut report = TlsReport {
         sni: sni.map(str::to_string),
         ..TlsReport::default()
@@ -526,11 +493,9 @@ async fn modern_handshake(
         Ok(Ok(tls)) => {
             let (_, conn) = tls.get_ref();
             report.ok = true;
-            report.version = conn.protocol_version().map(|v| match v {
-                rustls::ProtocolVersion::TLSv1_3 => "TLSv1.3".to_string(),
-                rustls::ProtocolVersion::TLSv1_2 => "TLSv1.2".to_string(),
-                other => format!("{other:?}"),
-            });
+            report.version = conn
+                .protocol_version()
+                .map(|v| crate::wire::clienthello::version_name(u16::from(v)));
             report.cipher_suite = conn
                 .negotiated_cipher_suite()
                 .map(|s| format!("{:?}", s.suite()));
