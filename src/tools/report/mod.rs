@@ -14,7 +14,7 @@ use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::outcome::TlsOutcome;
+use crate::outcome::{Mode, TlsOutcome};
 
 /// Clients listed per failure reason, policy and exception.
 pub const TOP_CLIENTS: usize = 5;
@@ -25,7 +25,7 @@ pub const TOP_CLIENTS: usize = 5;
 pub struct RecordLine {
     pub ts: String,
     pub tls: TlsOutcome,
-    pub mode: Option<String>,
+    pub mode: Option<Mode>,
     pub client_ip: Option<String>,
     pub sni: Option<String>,
     pub starttls_used: Option<bool>,
@@ -118,7 +118,7 @@ impl Report {
         if r.starttls_used == Some(true) {
             self.starttls_used += 1;
         }
-        if r.mode.as_deref() == Some("implicit") {
+        if r.mode == Some(Mode::Implicit) {
             self.implicit += 1;
         }
         let client = r.client_ip.as_deref().unwrap_or("(unknown)");
@@ -612,13 +612,15 @@ mod tests {
             line("192.0.2.1", "established", json!({"ts": null})),
             line("192.0.2.1", "established", json!({"ts": "yesterday"})),
             line("192.0.2.1", "mostly", json!({})),
+            // `mode` is a closed set, like `tls`.
+            line("192.0.2.1", "established", json!({"mode": "smtps"})),
             b"{\"ts\":\"2026-11-23T12:00:00Z\",\"tls\":\"failed\",\"sni\":\"\xff\"}".to_vec(),
             br#"{"ts":"2026-11-23T12:00:00Z","tls":"failed"}"#.to_vec(),
         ])
         .summary();
-        assert_eq!(s.malformed_lines, 6, "blank lines are not malformed");
+        assert_eq!(s.malformed_lines, 7, "blank lines are not malformed");
         assert_eq!(s.first_malformed.as_deref(), Some("t.jsonl:2"));
-        assert_eq!(s.lines, 8);
+        assert_eq!(s.lines, 9);
         // A minimal record is fine: only ts and tls are required.
         assert_eq!(s.sessions, 2);
         assert_eq!(s.tls_failed, 1);
