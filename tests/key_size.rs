@@ -89,19 +89,8 @@ fn finding<'a>(report: &'a check::Report, code: &str) -> &'a check::Finding {
         .unwrap_or_else(|| panic!("no finding {code}: {report:#?}"))
 }
 
-/// A modulus just over 2048 bits has no leading zero byte in DER: counting
-/// bytes says 2048. The record, `check` and `probe` must all say its size.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_key_just_over_2048_bits_is_named_alike_by_the_record_check_and_probe() {
-    if !openssl_available() {
-        eprintln!("SKIPPED: the openssl binary is missing (apt-get install openssl)");
-        return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let cert = openssl_rsa(dir.path(), 2050, "mx.tlsfront.test");
-    let bits = openssl_bits(&cert.1);
-    assert!(bits > 2048 && !bits.is_multiple_of(8), "{bits}");
-    let name = format!("rsa_{bits}");
+/// tlsfront serving only `cert`, and the record of one STARTTLS session.
+async fn served(cert: &(PathBuf, PathBuf)) -> (Mta, Proxy, serde_json::Value) {
     let mta = Mta::start(MtaScript::default()).await;
     let extra = format!(
         "[[tls.certificate]]\ncert = \"{}\"\nkey = \"{}\"\n",
@@ -109,8 +98,6 @@ async fn a_key_just_over_2048_bits_is_named_alike_by_the_record_check_and_probe(
         cert.1.display()
     );
     let proxy = Proxy::start(mta.addr, None, &extra).await;
-
-    // run: the record of a session.
     let cfg = Arc::new(
         rustls::ClientConfig::builder()
             .dangerous()
@@ -124,6 +111,25 @@ async fn a_key_just_over_2048_bits_is_named_alike_by_the_record_check_and_probe(
     c.send("QUIT").await;
     c.expect(221).await;
     let record = proxy.records(1).await[0].clone();
+    (mta, proxy, record)
+}
+
+/// A modulus just over 2048 bits has no leading zero byte in DER: counting
+/// bytes says 2048. The record, `check` and `probe` must all say its size.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_just_over_2048_bits_is_named_alike_by_the_record_check_and_probe() {
+    if !openssl_available() {
+        eprintln!("SKIPPED: the openssl binary is missing (apt-get install openssl)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let cert = openssl_rsa(dir.path(), 2050, "mx.tlsfront.test");
+    let bits = openssl_bits(&cert.1);
+    assert!(bits > 2048 && !bits.is_multiple_of(8), "{bits}");
+    let name = format!("rsa_{bits}");
+
+    // run: the record of a session.
+    let (mta, proxy, record) = served(&cert).await;
     assert_eq!(record["cert_key_type"], name.as_str(), "{record}");
 
     // check: the certificate rules.
@@ -225,26 +231,7 @@ async fn a_p521_key_is_named_by_its_curve_in_the_record_and_check() {
     let cert = (dir.path().join("p521.pem"), dir.path().join("p521.key"));
     std::fs::write(&cert.0, params.self_signed(&key).unwrap().pem()).unwrap();
     std::fs::write(&cert.1, key.serialize_pem()).unwrap();
-    let mta = Mta::start(MtaScript::default()).await;
-    let extra = format!(
-        "[[tls.certificate]]\ncert = \"{}\"\nkey = \"{}\"\n",
-        cert.0.display(),
-        cert.1.display()
-    );
-    let proxy = Proxy::start(mta.addr, None, &extra).await;
-    let cfg = Arc::new(
-        rustls::ClientConfig::builder()
-            .dangerous()
-            .with_custom_certificate_verifier(tlsfront::proxy::backend::tls::unauthenticated())
-            .with_no_client_auth(),
-    );
-    let mut c = Client::greeted(proxy.starttls)
-        .await
-        .starttls(cfg, "mx.tlsfront.test")
-        .await;
-    c.send("QUIT").await;
-    c.expect(221).await;
-    let record = proxy.records(1).await[0].clone();
+    let (mta, proxy, record) = served(&cert).await;
     assert_eq!(record["cert_key_type"], "ecdsa_p521", "{record}");
     let report = check::run(
         &settings(&cert, mta.addr),

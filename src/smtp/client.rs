@@ -72,14 +72,20 @@ where
 mod tests {
     use super::*;
     use std::time::Duration;
+    use tokio::io::DuplexStream;
 
-    fn deadline(d: Duration) -> Instant {
-        Instant::now() + d
+    /// One reply from `a` with `buf` as already read, tlsfront's bounds and
+    /// `wait` to get it.
+    async fn read(
+        a: &mut DuplexStream,
+        buf: &mut BytesMut,
+        wait: Duration,
+    ) -> Result<Reply, ReadError> {
+        let mut parser = ReplyParser::new(limits::MAX_REPLY_LINE, limits::MAX_REPLY_BYTES);
+        read_reply(a, buf, &mut parser, Instant::now() + wait).await
     }
 
-    fn parser() -> ReplyParser {
-        ReplyParser::new(limits::MAX_REPLY_LINE, limits::MAX_REPLY_BYTES)
-    }
+    const LONG: Duration = Duration::from_secs(5);
 
     #[tokio::test]
     async fn a_reply_split_across_reads_with_bytes_after_it() {
@@ -91,16 +97,8 @@ mod tests {
             b
         });
         let mut buf = BytesMut::new();
-        let r = read_reply(
-            &mut a,
-            &mut buf,
-            &mut parser(),
-            deadline(Duration::from_secs(5)),
-        )
-        .await
-        .unwrap();
-        assert_eq!(r.code, 250);
-        assert_eq!(r.lines.len(), 2);
+        let r = read(&mut a, &mut buf, LONG).await.unwrap();
+        assert_eq!((r.code, r.lines.len()), (250, 2));
         // What came after stays for the caller (the backend refuses it).
         assert_eq!(&buf[..], b"220 next");
         writer.await.unwrap();
@@ -111,14 +109,7 @@ mod tests {
         // A stream that would block forever: the reply is already in `buf`.
         let (mut a, _b) = tokio::io::duplex(64);
         let mut buf = BytesMut::from(&b"221 bye\r\n"[..]);
-        let r = read_reply(
-            &mut a,
-            &mut buf,
-            &mut parser(),
-            deadline(Duration::from_secs(5)),
-        )
-        .await
-        .unwrap();
+        let r = read(&mut a, &mut buf, LONG).await.unwrap();
         assert_eq!(r.code, 221);
         assert!(buf.is_empty());
     }
@@ -126,33 +117,15 @@ mod tests {
     #[tokio::test]
     async fn timeout_closed_and_malformed_are_told_apart() {
         let (mut a, b) = tokio::io::duplex(64);
-        let e = read_reply(
-            &mut a,
-            &mut BytesMut::new(),
-            &mut parser(),
-            deadline(Duration::from_millis(30)),
-        )
-        .await
-        .unwrap_err();
+        let short = Duration::from_millis(30);
+        let e = read(&mut a, &mut BytesMut::new(), short).await.unwrap_err();
         assert!(matches!(e, ReadError::Timeout), "{e:?}");
         drop(b);
-        let e = read_reply(
-            &mut a,
-            &mut BytesMut::from(&b"250-half"[..]),
-            &mut parser(),
-            deadline(Duration::from_secs(5)),
-        )
-        .await
-        .unwrap_err();
+        let mut half = BytesMut::from(&b"250-half"[..]);
+        let e = read(&mut a, &mut half, LONG).await.unwrap_err();
         assert!(matches!(e, ReadError::Closed), "{e:?}");
-        let e = read_reply(
-            &mut a,
-            &mut BytesMut::from(&b"HTTP/1.1 400\r\n"[..]),
-            &mut parser(),
-            deadline(Duration::from_secs(5)),
-        )
-        .await
-        .unwrap_err();
+        let mut http = BytesMut::from(&b"HTTP/1.1 400\r\n"[..]);
+        let e = read(&mut a, &mut http, LONG).await.unwrap_err();
         assert!(matches!(e, ReadError::Malformed(_)), "{e:?}");
     }
 
@@ -169,14 +142,10 @@ mod tests {
             }
         });
         let mut buf = BytesMut::new();
-        let e = read_reply(
-            &mut a,
-            &mut buf,
-            &mut ReplyParser::new(512, 4096),
-            deadline(Duration::from_secs(5)),
-        )
-        .await
-        .unwrap_err();
+        let mut parser = ReplyParser::new(512, 4096);
+        let e = read_reply(&mut a, &mut buf, &mut parser, Instant::now() + LONG)
+            .await
+            .unwrap_err();
         assert!(
             matches!(e, ReadError::Malformed(ReplyError::LineTooLong(512))),
             "{e:?}"

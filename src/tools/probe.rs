@@ -18,14 +18,14 @@ use rustls::CertificateError;
 use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{ServerCertVerified, ServerCertVerifier};
 use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls_pki_types::{CertificateDer, ServerName};
 use serde::Serialize;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::cert;
 use crate::limits;
-use crate::proxy::backend::tls::{CertPolicy, Verifier};
+use crate::proxy::backend::tls::{CertPolicy, Presented, Verifier};
 use crate::proxy::tls::io_error_reason;
 use crate::smtp::client::{self, ReadError};
 use crate::smtp::ehlo;
@@ -227,23 +227,16 @@ struct Recorder {
 }
 
 impl CertPolicy for Recorder {
-    fn verify_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        server_name: &ServerName<'_>,
-        ocsp_response: &[u8],
-        now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
+    fn verify_cert(&self, c: &Presented<'_>) -> Result<ServerCertVerified, rustls::Error> {
         let verdict = match &self.inner {
             None => "not_checked".to_string(),
             Some(v) => {
                 match v.verify_server_cert(
-                    end_entity,
-                    intermediates,
-                    server_name,
-                    ocsp_response,
-                    now,
+                    c.end_entity,
+                    c.intermediates,
+                    c.server_name,
+                    c.ocsp_response,
+                    c.now,
                 ) {
                     Ok(_) => "trusted".to_string(),
                     // The chain is checked before the name: a name error means a
@@ -257,8 +250,8 @@ impl CertPolicy for Recorder {
             }
         };
         let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
-        seen.chain = std::iter::once(end_entity)
-            .chain(intermediates)
+        seen.chain = std::iter::once(c.end_entity)
+            .chain(c.intermediates)
             .map(|c| c.clone().into_owned())
             .collect();
         seen.verdict = Some(verdict);

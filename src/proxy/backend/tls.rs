@@ -107,16 +107,18 @@ pub fn unauthenticated() -> Arc<dyn ServerCertVerifier> {
     ))
 }
 
+/// The certificate chain a server presented, as rustls hands it over.
+pub struct Presented<'a> {
+    pub end_entity: &'a CertificateDer<'a>,
+    pub intermediates: &'a [CertificateDer<'a>],
+    pub server_name: &'a ServerName<'a>,
+    pub ocsp_response: &'a [u8],
+    pub now: UnixTime,
+}
+
 /// What a [`Verifier`] makes of the server's certificate chain.
 pub trait CertPolicy: std::fmt::Debug + Send + Sync {
-    fn verify_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        server_name: &ServerName<'_>,
-        ocsp_response: &[u8],
-        now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error>;
+    fn verify_cert(&self, chain: &Presented<'_>) -> Result<ServerCertVerified, rustls::Error>;
 }
 
 /// The one custom verifier: the certificate as `policy` says, the handshake
@@ -143,8 +145,13 @@ impl<P: CertPolicy> ServerCertVerifier for Verifier<P> {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        self.policy
-            .verify_cert(end_entity, intermediates, server_name, ocsp_response, now)
+        self.policy.verify_cert(&Presented {
+            end_entity,
+            intermediates,
+            server_name,
+            ocsp_response,
+            now,
+        })
     }
 
     fn verify_tls12_signature(
@@ -187,16 +194,9 @@ impl<P: CertPolicy> ServerCertVerifier for Verifier<P> {
 struct Pinned(Option<[u8; 32]>);
 
 impl CertPolicy for Pinned {
-    fn verify_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        _: &[CertificateDer<'_>],
-        _: &ServerName<'_>,
-        _: &[u8],
-        _: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
+    fn verify_cert(&self, chain: &Presented<'_>) -> Result<ServerCertVerified, rustls::Error> {
         match self.0 {
-            Some(pin) if sha256(end_entity.as_ref()) != pin => {
+            Some(pin) if sha256(chain.end_entity.as_ref()) != pin => {
                 Err(rustls::Error::InvalidCertificate(
                     rustls::CertificateError::ApplicationVerificationFailure,
                 ))
