@@ -31,7 +31,7 @@ use crate::smtp::client::{self, ReadError};
 use crate::smtp::ehlo;
 use crate::smtp::reply::{Reply, ReplyParser};
 use crate::tools::check::certs::covers;
-use crate::tools::legacy::{self, Refusal, Verdict};
+use crate::tools::legacy::{self, Assessment, Refusal};
 
 /// Debian's bundle of the system's trusted roots (package ca-certificates).
 pub const SYSTEM_ROOTS: &str = "/etc/ssl/certs/ca-certificates.crt";
@@ -166,7 +166,7 @@ pub struct Report {
     pub names: Vec<NameCheck>,
     pub other_sni: Option<SniReport>,
     /// The raw TLS 1.2 probe, run only when the modern handshake failed.
-    pub legacy: Option<Verdict>,
+    pub legacy: Option<Assessment>,
     /// A modern sender would deliver over verified TLS to the names checked.
     pub ok: bool,
     /// Why not, one line each.
@@ -713,7 +713,7 @@ pub async fn run(opts: &Options) -> Report {
         match to_tls(opts, &mut d2).await {
             Ok((stream, leftover)) => {
                 let outcome = legacy::read_flight(stream, leftover, opts.timeout).await;
-                let legacy = legacy::verdict(outcome);
+                let legacy = legacy::assess(outcome);
                 for reason in &legacy.reasons {
                     r.problems.push(explain(*reason, &legacy));
                 }
@@ -744,7 +744,7 @@ fn fill_dialogue(r: &mut Report, d: Dialogue) {
 }
 
 /// A legacy-probe reason in the words senders log.
-fn explain(reason: Refusal, l: &Verdict) -> String {
+fn explain(reason: Refusal, l: &Assessment) -> String {
     match reason {
         Refusal::WeakRsa => format!(
             "certificate key RSA {} bits: OpenSSL \"ee key too small\", GnuTLS \"EE certificate key too weak\" (2048 bits needed)",
@@ -1008,12 +1008,12 @@ mod tests {
 
     #[test]
     fn legacy_reasons_in_senders_words() {
-        let l = Verdict {
+        let l = Assessment {
             key_bits: Some(1024),
             dh_bits: Some(1024),
             cipher_suite: Some("TLS_DHE_RSA_WITH_AES_128_GCM_SHA256".into()),
             version: Some("TLSv1.0".into()),
-            ..Verdict::default()
+            ..Assessment::default()
         };
         assert!(explain(Refusal::WeakRsa, &l).contains("RSA 1024 bits"));
         assert!(explain(Refusal::WeakRsa, &l).contains("EE certificate key too weak"));

@@ -22,7 +22,7 @@ use crate::limits;
 use crate::proxy::backend::{Backend, OpenError};
 use crate::smtp::ehlo;
 use crate::tools::check::certs::Served;
-use crate::tools::legacy::{self, ProbeOutcome, Refusal, Verdict};
+use crate::tools::legacy::{self, Assessment, ProbeOutcome, Refusal};
 pub use findings::{About, Finding, Level, Section};
 
 /// What the backend said, for `--json`.
@@ -35,7 +35,7 @@ pub struct BackendReport {
     pub ehlo: Vec<String>,
     pub xclient: bool,
     /// Null when the backend does not offer STARTTLS.
-    pub starttls: Option<Verdict>,
+    pub starttls: Option<Assessment>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -407,7 +407,7 @@ async fn check_backend(settings: &Settings) -> (Vec<Finding>, BackendReport) {
                 "backend_starttls_refused",
                 format!("offered STARTTLS but answered {}", r.summary()),
             ));
-            report.starttls = Some(Verdict::default());
+            report.starttls = Some(Assessment::default());
             conn.quit().await;
             return (out, report);
         }
@@ -416,7 +416,7 @@ async fn check_backend(settings: &Settings) -> (Vec<Finding>, BackendReport) {
                 "backend_starttls_probe_failed",
                 format!("no answer to STARTTLS: {e}"),
             ));
-            report.starttls = Some(Verdict::default());
+            report.starttls = Some(Assessment::default());
             return (out, report);
         }
     }
@@ -432,8 +432,8 @@ async fn check_backend(settings: &Settings) -> (Vec<Finding>, BackendReport) {
 
 /// What a modern client would make of the backend's STARTTLS, from the
 /// probe: the verdict, and the findings that explain it.
-fn starttls_verdict(about: &About, outcome: ProbeOutcome) -> (Verdict, Vec<Finding>) {
-    let v = legacy::verdict(outcome);
+fn starttls_verdict(about: &About, outcome: ProbeOutcome) -> (Assessment, Vec<Finding>) {
+    let v = legacy::assess(outcome);
     if let Some(why) = &v.failure {
         let f = about.warning(
             "backend_starttls_probe_failed",

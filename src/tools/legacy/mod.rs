@@ -4,7 +4,7 @@
 //!
 //! [`read_flight`] sends a broad TLS 1.2 ClientHello and reads the server's
 //! plaintext first flight, bounded in time and bytes, never finishing the
-//! handshake; [`verdict`] reads that flight as a modern client would and says
+//! handshake; [`assess`] reads that flight as a modern client would and says
 //! why it would refuse it. The bytes themselves are parsed in [`flight`].
 
 pub mod flight;
@@ -106,7 +106,7 @@ impl Serialize for Refusal {
 
 /// What a client sees of a server's legacy STARTTLS.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct Verdict {
+pub struct Assessment {
     /// The server answered 220 to STARTTLS.
     pub accepted: bool,
     pub version: Option<String>,
@@ -127,10 +127,10 @@ pub struct Verdict {
 }
 
 /// What a modern client would make of the server's TLS, from the probe.
-pub fn verdict(outcome: ProbeOutcome) -> Verdict {
-    let mut v = Verdict {
+pub fn assess(outcome: ProbeOutcome) -> Assessment {
+    let mut v = Assessment {
         accepted: true,
-        ..Verdict::default()
+        ..Assessment::default()
     };
     let flight: ServerFlight = match outcome {
         ProbeOutcome::Flight(Flight::Done(f)) => f,
