@@ -12,6 +12,7 @@
 //!   STARTTLS analysis `check` and `probe` share.
 //!
 //! Shared leaves:
+//! - [`cert`]: the one certificate parser (DER in, facts out) for run, check and probe.
 //! - [`config`]: the TOML file and command-line overrides, validated into [`config::Settings`].
 //! - [`limits`]: every bound and timeout with its default and reason.
 //! - [`outcome`]: the stable names of outcomes shared by records, logs, report and metrics.
@@ -22,6 +23,7 @@
 //!
 //! ARCHITECTURE.md at the top of the repository walks the data path and its invariants.
 
+pub mod cert;
 pub mod config;
 pub mod escape;
 pub mod fuzzing;

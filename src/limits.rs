@@ -99,6 +99,9 @@ pub const DEFAULT_SESSION_LIFETIME: Duration = Duration::from_secs(3600);
 pub const DEFAULT_PROBE_INTERVAL: Duration = Duration::from_secs(600);
 /// On SIGTERM, sessions in flight get this long before they are ended.
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+/// Saying QUIT at the end of a backend (or probed) session: the goodbye is a
+/// courtesy, never worth holding a task for.
+pub const QUIT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Writing a reply to a client that does not read is bounded too.
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Default cap on concurrent sessions (each costs a few tens of KiB).

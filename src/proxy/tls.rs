@@ -24,6 +24,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 
+use crate::cert::{self, KeyKind};
 use crate::config::{Settings, TlsSettings, TlsVersion};
 use crate::limits;
 use crate::outcome::HandshakeFailure;
@@ -184,48 +185,6 @@ struct Loaded {
     key_path: PathBuf,
 }
 
-struct Parsed {
-    subject: String,
-    dns_names: Vec<String>,
-    bits: usize,
-    self_issued: bool,
-    not_after: i64,
-}
-
-fn inspect(der: &CertificateDer<'_>) -> Result<Parsed, String> {
-    let (_, x) = x509_parser::parse_x509_certificate(der.as_ref())
-        .map_err(|e| format!("cannot parse certificate: {e}"))?;
-    let mut dns_names = Vec::new();
-    if let Ok(Some(san)) = x.subject_alternative_name() {
-        for n in &san.value.general_names {
-            if let x509_parser::extensions::GeneralName::DNSName(d) = n {
-                dns_names.push(d.to_ascii_lowercase());
-            }
-        }
-    }
-    if dns_names.is_empty()
-        && let Some(cn) = x
-            .subject()
-            .iter_common_name()
-            .next()
-            .and_then(|cn| cn.as_str().ok())
-    {
-        dns_names.push(cn.to_ascii_lowercase());
-    }
-    let bits = match x.public_key().parsed() {
-        Ok(x509_parser::public_key::PublicKey::RSA(r)) => r.key_size(),
-        Ok(x509_parser::public_key::PublicKey::EC(ec)) => ec.key_size(),
-        _ => 0,
-    };
-    Ok(Parsed {
-        subject: x.subject().to_string(),
-        dns_names,
-        bits,
-        self_issued: x.subject() == x.issuer(),
-        not_after: x.validity().not_after.timestamp(),
-    })
-}
-
 impl TlsFront {
     /// Loads every configured certificate (or generates one), building the
     /// server configs. `Ok(None)`: no certificate and generation disabled.
@@ -292,22 +251,26 @@ impl TlsFront {
                 key: key_path.clone(),
                 message,
             };
-            let info = inspect(&chain[0]).map_err(&pair_err)?;
-            let certified = CertifiedKey::from_der(chain, key, &provider)
-                .map_err(|e| pair_err(describe_key_error(&e)))?;
-            let (key_type, preference) = match certified.key.algorithm() {
-                SignatureAlgorithm::ECDSA => (format!("ecdsa_p{}", info.bits), 0),
-                SignatureAlgorithm::ED25519 => ("ed25519".to_string(), 1),
-                SignatureAlgorithm::RSA => (format!("rsa_{}", info.bits), 2),
-                other => (other.as_str().unwrap_or("unknown").to_ascii_lowercase(), 3),
-            };
-            if certified.key.algorithm() == SignatureAlgorithm::RSA && info.bits < 2048 {
+            let info = cert::parse(chain[0].as_ref())
+                .map_err(|e| pair_err(format!("cannot parse certificate: {e}")))?;
+            // Before the key is loaded: aws-lc-rs refuses such keys with a
+            // message that does not say why.
+            if let KeyKind::Rsa(bits) = info.key
+                && bits < 2048
+            {
                 return Err(pair_err(format!(
-                    "RSA key of {} bits: modern senders refuse keys under 2048 bits (\"ee key too small\"), \
-                     which is the failure tlsfront exists to fix",
-                    info.bits
+                    "RSA key of {bits} bits: modern senders refuse keys under 2048 bits (\"ee key too small\"), \
+                     which is the failure tlsfront exists to fix"
                 )));
             }
+            let certified = CertifiedKey::from_der(chain, key, &provider)
+                .map_err(|e| pair_err(describe_key_error(&e)))?;
+            let preference = match certified.key.algorithm() {
+                SignatureAlgorithm::ECDSA => 0,
+                SignatureAlgorithm::ED25519 => 1,
+                SignatureAlgorithm::RSA => 2,
+                _ => 3,
+            };
             let certified = Arc::new(certified);
             let mut config = ServerConfig::builder_with_provider(provider.clone())
                 .with_protocol_versions(&versions)
@@ -318,7 +281,7 @@ impl TlsFront {
             config.session_storage = cache.clone();
             config.ignore_client_order = true;
             let names = if names.is_empty() {
-                info.dns_names.clone()
+                info.sni_names()
             } else {
                 names.iter().map(|n| n.to_ascii_lowercase()).collect()
             };
@@ -327,9 +290,9 @@ impl TlsFront {
             }
             entries.push(CertEntry {
                 names,
+                key_type: info.key.name(),
+                self_signed: generated || info.self_issued(),
                 subject: info.subject,
-                key_type,
-                self_signed: generated || info.self_issued,
                 source,
                 not_after: info.not_after,
                 certified,

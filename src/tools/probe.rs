@@ -14,22 +14,24 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::BytesMut;
+use rustls::CertificateError;
 use rustls::client::WebPkiServerVerifier;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::CryptoProvider;
-use rustls::{CertificateError, DigitallySignedStruct, SignatureScheme};
+use rustls::client::danger::{ServerCertVerified, ServerCertVerifier};
 use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls_pki_types::{CertificateDer, ServerName};
 use serde::Serialize;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use crate::cert;
 use crate::limits;
 use crate::outcome::HandshakeFailure;
+use crate::proxy::backend::tls::{CertPolicy, Presented, Verifier};
+use crate::smtp::client::{self, ReadError};
 use crate::smtp::ehlo;
 use crate::smtp::reply::{Reply, ReplyParser};
-use crate::tools::check::certs;
-use crate::tools::check::{self, StarttlsReport};
+use crate::tools::check::certs::covers;
+use crate::tools::legacy::{self, Assessment, Refusal};
 
 /// Debian's bundle of the system's trusted roots (package ca-certificates).
 pub const SYSTEM_ROOTS: &str = "/etc/ssl/certs/ca-certificates.crt";
@@ -164,7 +166,7 @@ pub struct Report {
     pub names: Vec<NameCheck>,
     pub other_sni: Option<SniReport>,
     /// The raw TLS 1.2 probe, run only when the modern handshake failed.
-    pub legacy: Option<StarttlsReport>,
+    pub legacy: Option<Assessment>,
     /// A modern sender would deliver over verified TLS to the names checked.
     pub ok: bool,
     /// Why not, one line each.
@@ -217,32 +219,24 @@ struct Seen {
 
 /// Accepts any chain but records it with the webpki verdict, so the report
 /// can show an untrusted or mismatched chain. Handshake signatures are still
-/// checked for real (that is where a 1024-bit RSA key fails).
+/// checked for real by [`Verifier`] (that is where a 1024-bit RSA key fails).
 #[derive(Debug)]
 struct Recorder {
     inner: Option<Arc<WebPkiServerVerifier>>,
-    provider: Arc<CryptoProvider>,
     seen: Arc<Mutex<Seen>>,
 }
 
-impl ServerCertVerifier for Recorder {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        server_name: &ServerName<'_>,
-        ocsp_response: &[u8],
-        now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
+impl CertPolicy for Recorder {
+    fn verify_cert(&self, c: &Presented<'_>) -> Result<ServerCertVerified, rustls::Error> {
         let verdict = match &self.inner {
             None => "not_checked".to_string(),
             Some(v) => {
                 match v.verify_server_cert(
-                    end_entity,
-                    intermediates,
-                    server_name,
-                    ocsp_response,
-                    now,
+                    c.end_entity,
+                    c.intermediates,
+                    c.server_name,
+                    c.ocsp_response,
+                    c.now,
                 ) {
                     Ok(_) => "trusted".to_string(),
                     // The chain is checked before the name: a name error means a
@@ -256,46 +250,12 @@ impl ServerCertVerifier for Recorder {
             }
         };
         let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
-        seen.chain = std::iter::once(end_entity)
-            .chain(intermediates)
+        seen.chain = std::iter::once(c.end_entity)
+            .chain(c.intermediates)
             .map(|c| c.clone().into_owned())
             .collect();
         seen.verdict = Some(verdict);
         Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
     }
 }
 
@@ -319,25 +279,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Smtp<S> {
 
     async fn reply(&mut self, phase: &str) -> Result<Reply, String> {
         let deadline = tokio::time::Instant::now() + self.timeout;
-        loop {
-            match self.parser.parse(&mut self.buf) {
-                Ok(Some(r)) => return Ok(r),
-                Ok(None) => {}
-                Err(e) => return Err(format!("not SMTP ({phase}): {e}")),
-            }
-            self.buf.reserve(1024);
-            match tokio::time::timeout_at(deadline, self.io.read_buf(&mut self.buf)).await {
-                Err(_) => {
-                    return Err(format!(
-                        "no reply within {} s ({phase})",
-                        self.timeout.as_secs()
-                    ));
+        client::read_reply(&mut self.io, &mut self.buf, &mut self.parser, deadline)
+            .await
+            .map_err(|e| match e {
+                ReadError::Malformed(e) => format!("not SMTP ({phase}): {e}"),
+                ReadError::Timeout => {
+                    format!("no reply within {} s ({phase})", self.timeout.as_secs())
                 }
-                Ok(Ok(0)) => return Err(format!("connection closed ({phase})")),
-                Ok(Ok(_)) => {}
-                Ok(Err(e)) => return Err(format!("{e} ({phase})")),
-            }
-        }
+                ReadError::Closed => format!("connection closed ({phase})"),
+                ReadError::Io(e) => format!("{e} ({phase})"),
+            })
     }
 
     async fn command(&mut self, line: &str, phase: &str) -> Result<Reply, String> {
@@ -350,13 +301,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Smtp<S> {
     }
 
     async fn quit(mut self) {
-        let _ = tokio::time::timeout(Duration::from_secs(2), async {
-            self.io.write_all(b"QUIT\r\n").await?;
-            let mut sink = [0u8; 512];
-            let _ = self.io.read(&mut sink).await;
-            self.io.shutdown().await
-        })
-        .await;
+        client::quit(&mut self.io).await;
     }
 }
 
@@ -490,11 +435,13 @@ async fn modern_handshake(
             .ok()
     });
     let seen = Arc::new(Mutex::new(Seen::default()));
-    let recorder = Recorder {
-        inner,
-        provider: provider.clone(),
-        seen: seen.clone(),
-    };
+    let recorder = Verifier::new(
+        Recorder {
+            inner,
+            seen: seen.clone(),
+        },
+        provider.clone(),
+    );
     let mut report = TlsReport {
         sni: sni.map(str::to_string),
         ..TlsReport::default()
@@ -539,11 +486,9 @@ async fn modern_handshake(
         Ok(Ok(tls)) => {
             let (_, conn) = tls.get_ref();
             report.ok = true;
-            report.version = conn.protocol_version().map(|v| match v {
-                rustls::ProtocolVersion::TLSv1_3 => "TLSv1.3".to_string(),
-                rustls::ProtocolVersion::TLSv1_2 => "TLSv1.2".to_string(),
-                other => format!("{other:?}"),
-            });
+            report.version = conn
+                .protocol_version()
+                .map(|v| crate::wire::clienthello::version_name(u16::from(v)));
             report.cipher_suite = conn
                 .negotiated_cipher_suite()
                 .map(|s| format!("{:?}", s.suite()));
@@ -583,7 +528,7 @@ fn now_secs() -> i64 {
 }
 
 fn describe_cert(der: &CertificateDer<'_>, now: i64) -> CertReport {
-    match certs::parse_cert(der.as_ref()) {
+    match cert::parse(der.as_ref()) {
         Ok(c) => CertReport {
             subject: c.subject.clone(),
             issuer: c.issuer.clone(),
@@ -698,10 +643,7 @@ pub async fn run(opts: &Options) -> Report {
     }
 
     // Names: HOST when it is a DNS name, and --name.
-    let leaf = hs
-        .chain
-        .first()
-        .and_then(|c| certs::parse_cert(c.as_ref()).ok());
+    let leaf = hs.chain.first().and_then(|c| cert::parse(c.as_ref()).ok());
     let mut names: Vec<String> = Vec::new();
     if is_dns_name(&opts.host) {
         names.push(opts.host.to_ascii_lowercase());
@@ -717,7 +659,7 @@ pub async fn run(opts: &Options) -> Report {
             .iter()
             .map(|n| NameCheck {
                 name: n.clone(),
-                matches: certs::covers(&leaf.dns_names, n),
+                matches: covers(&leaf.dns_names, n),
             })
             .collect();
     }
@@ -752,10 +694,10 @@ pub async fn run(opts: &Options) -> Report {
         let mut d2 = Dialogue::default();
         match to_tls(opts, &mut d2).await {
             Ok((stream, leftover)) => {
-                let outcome = check::read_flight(stream, leftover, opts.timeout).await;
-                let (legacy, _) = check::starttls_verdict("probe", outcome);
+                let outcome = legacy::read_flight(stream, leftover, opts.timeout).await;
+                let legacy = legacy::assess(outcome);
                 for reason in &legacy.reasons {
-                    r.problems.push(explain(reason, &legacy));
+                    r.problems.push(explain(*reason, &legacy));
                 }
                 r.legacy = Some(legacy);
             }
@@ -784,22 +726,21 @@ fn fill_dialogue(r: &mut Report, d: Dialogue) {
 }
 
 /// A legacy-probe reason in the words senders log.
-fn explain(reason: &str, l: &StarttlsReport) -> String {
+fn explain(reason: Refusal, l: &Assessment) -> String {
     match reason {
-        "ee key too small" => format!(
+        Refusal::WeakRsa => format!(
             "certificate key RSA {} bits: OpenSSL \"ee key too small\", GnuTLS \"EE certificate key too weak\" (2048 bits needed)",
             l.key_bits.unwrap_or(0)
         ),
-        "dh key too small" => format!(
+        Refusal::WeakDh => format!(
             "{} with a {}-bit DH group: OpenSSL \"dh key too small\" (2048 bits needed; modern senders prefer ECDHE, which the server does not offer)",
             l.cipher_suite.clone().unwrap_or_default(),
             l.dh_bits.unwrap_or(0)
         ),
-        "protocol version too old" => format!(
+        Refusal::OldProtocol => format!(
             "answers with {} only: \"unsupported protocol\" / \"protocol version\" (TLS 1.2 needed)",
             l.version.clone().unwrap_or_default()
         ),
-        other => other.to_string(),
     }
 }
 
@@ -826,7 +767,7 @@ async fn other_sni(
     s.error = hs.report.error.clone();
     if let Some(leaf) = hs.chain.first() {
         s.same_certificate = first_leaf.map(|f| f == leaf);
-        s.leaf_subject = certs::parse_cert(leaf.as_ref()).ok().map(|c| c.subject);
+        s.leaf_subject = cert::parse(leaf.as_ref()).ok().map(|c| c.subject);
     }
     if let Some(tls) = hs.stream {
         Smtp::new(tls, BytesMut::new(), opts.timeout).quit().await;
@@ -1049,16 +990,16 @@ mod tests {
 
     #[test]
     fn legacy_reasons_in_senders_words() {
-        let l = StarttlsReport {
+        let l = Assessment {
             key_bits: Some(1024),
             dh_bits: Some(1024),
             cipher_suite: Some("TLS_DHE_RSA_WITH_AES_128_GCM_SHA256".into()),
             version: Some("TLSv1.0".into()),
-            ..StarttlsReport::default()
+            ..Assessment::default()
         };
-        assert!(explain("ee key too small", &l).contains("RSA 1024 bits"));
-        assert!(explain("ee key too small", &l).contains("EE certificate key too weak"));
-        assert!(explain("dh key too small", &l).contains("1024-bit DH group"));
-        assert!(explain("protocol version too old", &l).contains("unsupported protocol"));
+        assert!(explain(Refusal::WeakRsa, &l).contains("RSA 1024 bits"));
+        assert!(explain(Refusal::WeakRsa, &l).contains("EE certificate key too weak"));
+        assert!(explain(Refusal::WeakDh, &l).contains("1024-bit DH group"));
+        assert!(explain(Refusal::OldProtocol, &l).contains("unsupported protocol"));
     }
 }

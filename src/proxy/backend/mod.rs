@@ -10,12 +10,13 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use thiserror::Error;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpSocket, TcpStream};
 
 use crate::config::{BackendSettings, BackendTls};
 use crate::limits;
 use crate::outcome::BackendFailure;
+use crate::smtp::client::{self, ReadError};
 use crate::smtp::reply::{Reply, ReplyError, ReplyParser};
 use crate::smtp::{ehlo, trace};
 use crate::wire::proxyproto;
@@ -734,33 +735,25 @@ impl BackendConn {
     ) -> Result<Reply, BackendError> {
         let addr = self.addr;
         let deadline = tokio::time::Instant::now() + timeout;
-        loop {
-            if let Some(reply) = self
-                .parser
-                .parse(&mut self.rbuf)
-                .map_err(|source| BackendError::Reply { addr, source })?
-            {
-                // tlsfront sends one command at a time: anything after the
-                // reply was not asked for, and makes this reply suspect too.
-                if !self.rbuf.is_empty() {
-                    return Err(BackendError::Unsolicited { addr, stage });
-                }
-                return Ok(reply);
-            }
-            self.rbuf.reserve(1024);
-            match tokio::time::timeout_at(deadline, self.stream.read_buf(&mut self.rbuf)).await {
-                Err(_) => {
-                    return Err(BackendError::Timeout {
+        let reply =
+            client::read_reply(&mut self.stream, &mut self.rbuf, &mut self.parser, deadline)
+                .await
+                .map_err(|e| match e {
+                    ReadError::Timeout => BackendError::Timeout {
                         addr,
                         stage,
                         timeout,
-                    });
-                }
-                Ok(Ok(0)) => return Err(BackendError::Closed { addr, stage }),
-                Ok(Ok(_)) => {}
-                Ok(Err(source)) => return Err(BackendError::Io { addr, source }),
-            }
+                    },
+                    ReadError::Closed => BackendError::Closed { addr, stage },
+                    ReadError::Io(source) => BackendError::Io { addr, source },
+                    ReadError::Malformed(source) => BackendError::Reply { addr, source },
+                })?;
+        // tlsfront sends one command at a time: anything after the reply was
+        // not asked for, and makes this reply suspect too.
+        if !self.rbuf.is_empty() {
+            return Err(BackendError::Unsolicited { addr, stage });
         }
+        Ok(reply)
     }
 
     /// The raw connection and any bytes already read past the last reply:
@@ -820,12 +813,6 @@ impl BackendConn {
 
     /// Ends the session politely, without waiting long for the goodbye.
     pub async fn quit(mut self) {
-        let _ = tokio::time::timeout(Duration::from_secs(2), async {
-            self.stream.write_all(b"QUIT\r\n").await?;
-            let mut sink = [0u8; 512];
-            let _ = self.stream.read(&mut sink).await;
-            self.stream.shutdown().await
-        })
-        .await;
+        client::quit(&mut self.stream).await;
     }
 }

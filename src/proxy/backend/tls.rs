@@ -88,17 +88,11 @@ pub fn client_config(
         }
         BackendVerify::Fingerprint(pin) => builder
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(Pinned {
-                pin: Some(*pin),
-                provider,
-            }))
+            .with_custom_certificate_verifier(Arc::new(Verifier::new(Pinned(Some(*pin)), provider)))
             .with_no_client_auth(),
         BackendVerify::None => builder
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(Pinned {
-                pin: None,
-                provider,
-            }))
+            .with_custom_certificate_verifier(Arc::new(Verifier::new(Pinned(None), provider)))
             .with_no_client_auth(),
     };
     Ok(Some(Arc::new(config)))
@@ -107,37 +101,57 @@ pub fn client_config(
 /// A verifier that accepts any certificate but still checks the handshake
 /// signatures (the peer holds the key): opportunistic TLS, and load tests.
 pub fn unauthenticated() -> Arc<dyn ServerCertVerifier> {
-    Arc::new(Pinned {
-        pin: None,
-        provider: Arc::new(rustls::crypto::aws_lc_rs::default_provider()),
-    })
+    Arc::new(Verifier::new(
+        Pinned(None),
+        Arc::new(rustls::crypto::aws_lc_rs::default_provider()),
+    ))
 }
 
-/// Accepts the leaf whose SHA-256 is pinned (or any, if none is): the
-/// handshake signatures are still verified, so the peer holds the key.
+/// The certificate chain a server presented, as rustls hands it over.
+pub struct Presented<'a> {
+    pub end_entity: &'a CertificateDer<'a>,
+    pub intermediates: &'a [CertificateDer<'a>],
+    pub server_name: &'a ServerName<'a>,
+    pub ocsp_response: &'a [u8],
+    pub now: UnixTime,
+}
+
+/// What a [`Verifier`] makes of the server's certificate chain.
+pub trait CertPolicy: std::fmt::Debug + Send + Sync {
+    fn verify_cert(&self, chain: &Presented<'_>) -> Result<ServerCertVerified, rustls::Error>;
+}
+
+/// The one custom verifier: the certificate as `policy` says, the handshake
+/// signatures always checked for real with the provider's algorithms, so
+/// whatever the policy accepts, the peer holds the certificate's key.
 #[derive(Debug)]
-struct Pinned {
-    pin: Option<[u8; 32]>,
+pub struct Verifier<P> {
+    policy: P,
     provider: Arc<CryptoProvider>,
 }
 
-impl ServerCertVerifier for Pinned {
+impl<P: CertPolicy> Verifier<P> {
+    pub fn new(policy: P, provider: Arc<CryptoProvider>) -> Self {
+        Verifier { policy, provider }
+    }
+}
+
+impl<P: CertPolicy> ServerCertVerifier for Verifier<P> {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
-        _: &[CertificateDer<'_>],
-        _: &ServerName<'_>,
-        _: &[u8],
-        _: UnixTime,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        match self.pin {
-            Some(pin) if sha256(end_entity.as_ref()) != pin => {
-                Err(rustls::Error::InvalidCertificate(
-                    rustls::CertificateError::ApplicationVerificationFailure,
-                ))
-            }
-            _ => Ok(ServerCertVerified::assertion()),
-        }
+        self.policy.verify_cert(&Presented {
+            end_entity,
+            intermediates,
+            server_name,
+            ocsp_response,
+            now,
+        })
     }
 
     fn verify_tls12_signature(
@@ -172,6 +186,23 @@ impl ServerCertVerifier for Pinned {
         self.provider
             .signature_verification_algorithms
             .supported_schemes()
+    }
+}
+
+/// Accepts the leaf whose SHA-256 is pinned (or any, if none is).
+#[derive(Debug)]
+struct Pinned(Option<[u8; 32]>);
+
+impl CertPolicy for Pinned {
+    fn verify_cert(&self, chain: &Presented<'_>) -> Result<ServerCertVerified, rustls::Error> {
+        match self.0 {
+            Some(pin) if sha256(chain.end_entity.as_ref()) != pin => {
+                Err(rustls::Error::InvalidCertificate(
+                    rustls::CertificateError::ApplicationVerificationFailure,
+                ))
+            }
+            _ => Ok(ServerCertVerified::assertion()),
+        }
     }
 }
 
@@ -262,11 +293,7 @@ impl Stream {
     pub fn tls_facts(&self) -> Option<(String, String)> {
         let Stream::Tls(tls) = self else { return None };
         let (_, conn) = tls.get_ref();
-        let version = match conn.protocol_version()? {
-            rustls::ProtocolVersion::TLSv1_3 => "TLSv1.3".to_string(),
-            rustls::ProtocolVersion::TLSv1_2 => "TLSv1.2".to_string(),
-            other => format!("{other:?}"),
-        };
+        let version = crate::wire::clienthello::version_name(u16::from(conn.protocol_version()?));
         let suite = format!("{:?}", conn.negotiated_cipher_suite()?.suite());
         Some((version, suite))
     }

@@ -5,114 +5,16 @@
 
 use rustls_pki_types::PrivateKeyDer;
 use x509_parser::prelude::FromDer;
-use x509_parser::public_key::PublicKey;
 
-use crate::tools::check::{Finding, Level, Section};
+use crate::cert::{Cert, KeyKind};
+use crate::tools::check::findings::{About, Finding, Level, Section};
 
 /// Days before expiry from which `expires_soon` warns: three weeks leaves
 /// time for a renewal that failed silently (ACME renews at 30 days).
 pub const EXPIRY_WARNING_DAYS: i64 = 21;
 
-/// The facts of one certificate the rules need.
-#[derive(Debug, Clone)]
-pub struct CertInfo {
-    pub subject: String,
-    pub issuer: String,
-    pub is_ca: bool,
-    pub not_before: i64,
-    pub not_after: i64,
-    /// DNS names of the subjectAltName extension, lower-cased.
-    pub dns_names: Vec<String>,
-    pub key: KeyKind,
-    /// The subjectPublicKey bits, to compare with a private key's.
-    pub public_key: Vec<u8>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum KeyKind {
-    Rsa(usize),
-    Ec(usize),
-    Ed25519,
-    Other(String),
-}
-
-impl KeyKind {
-    /// As in the records: `rsa_2048`, `ecdsa_p256`, `ed25519`.
-    pub fn name(&self) -> String {
-        match self {
-            KeyKind::Rsa(bits) => format!("rsa_{bits}"),
-            KeyKind::Ec(bits) => format!("ecdsa_p{bits}"),
-            KeyKind::Ed25519 => "ed25519".into(),
-            KeyKind::Other(oid) => format!("other_{oid}"),
-        }
-    }
-
-    /// Which certificates can stand in for each other in certificate choice.
-    fn family(&self) -> &'static str {
-        match self {
-            KeyKind::Rsa(_) => "rsa",
-            KeyKind::Ec(_) => "ecdsa",
-            KeyKind::Ed25519 => "ed25519",
-            KeyKind::Other(_) => "other",
-        }
-    }
-
-    pub fn bits(&self) -> Option<usize> {
-        match self {
-            KeyKind::Rsa(b) | KeyKind::Ec(b) => Some(*b),
-            _ => None,
-        }
-    }
-}
-
-impl CertInfo {
-    pub fn self_signed(&self) -> bool {
-        self.subject == self.issuer
-    }
-}
-
-pub fn parse_cert(der: &[u8]) -> Result<CertInfo, String> {
-    let (_, x) = x509_parser::parse_x509_certificate(der).map_err(|e| e.to_string())?;
-    let mut dns_names = Vec::new();
-    if let Ok(Some(san)) = x.subject_alternative_name() {
-        for n in &san.value.general_names {
-            if let x509_parser::extensions::GeneralName::DNSName(d) = n {
-                dns_names.push(d.to_ascii_lowercase());
-            }
-        }
-    }
-    let spki = x.public_key();
-    let key = match spki.parsed() {
-        // x509-parser's own key_size miscounts moduli without a leading zero.
-        Ok(PublicKey::RSA(r)) => KeyKind::Rsa(crate::tools::legacy::bit_length(r.modulus)),
-        Ok(PublicKey::EC(ec)) => KeyKind::Ec(ec.key_size()),
-        _ if spki.algorithm.algorithm.to_id_string() == "1.3.101.112" => KeyKind::Ed25519,
-        _ => KeyKind::Other(spki.algorithm.algorithm.to_id_string()),
-    };
-    Ok(CertInfo {
-        subject: x.subject().to_string(),
-        issuer: x.issuer().to_string(),
-        is_ca: x.is_ca(),
-        not_before: x.validity().not_before.timestamp(),
-        not_after: x.validity().not_after.timestamp(),
-        dns_names,
-        key,
-        public_key: spki.subject_public_key.data.to_vec(),
-    })
-}
-
-fn finding(level: Level, subject: &str, code: &'static str, message: String) -> Finding {
-    Finding {
-        section: Section::Certificates,
-        level,
-        subject: subject.to_string(),
-        code,
-        message,
-    }
-}
-
 /// Names a certificate by its place in the chain: 0 is the leaf.
-fn describe(i: usize, c: &CertInfo) -> String {
+fn describe(i: usize, c: &Cert) -> String {
     if i == 0 {
         format!("the leaf ({})", c.subject)
     } else {
@@ -121,7 +23,7 @@ fn describe(i: usize, c: &CertInfo) -> String {
 }
 
 /// Names a certificate by its position in the file.
-fn describe_at(i: usize, c: &CertInfo) -> String {
+fn describe_at(i: usize, c: &Cert) -> String {
     format!("certificate {} in the file ({})", i + 1, c.subject)
 }
 
@@ -140,28 +42,24 @@ fn date(ts: i64) -> String {
 }
 
 /// The leaf's key: RSA under 2048 bits is what modern senders refuse.
-pub fn check_key_type(subject: &str, leaf: &CertInfo) -> Finding {
+pub fn check_key_type(subject: &str, leaf: &Cert) -> Finding {
+    let about = About::new(Section::Certificates, subject);
     match &leaf.key {
-        KeyKind::Rsa(bits) if *bits < 2048 => finding(
-            Level::Error,
-            subject,
-            "rsa_key_too_small",
+        KeyKind::Rsa(bits) if *bits < 2048 => about.error("rsa_key_too_small",
             format!(
                 "RSA key of {bits} bits: modern senders refuse it (\"ee key too small\"); use RSA 2048+ or ECDSA P-256"
             ),
         ),
-        KeyKind::Other(oid) => finding(
-            Level::Error,
-            subject,
-            "unsupported_key_type",
+        KeyKind::Other(oid) => about.error("unsupported_key_type",
             format!("public key algorithm {oid} is not usable for TLS here (use ECDSA or RSA)"),
         ),
-        k => finding(Level::Ok, subject, "key_type", format!("key {}", k.name())),
+        k => about.ok("key_type", format!("key {}", k.name())),
     }
 }
 
 /// Whether `key` is the private half of the leaf's public key.
-pub fn check_key_match(subject: &str, leaf: &CertInfo, key: &PrivateKeyDer<'_>) -> Finding {
+pub fn check_key_match(subject: &str, leaf: &Cert, key: &PrivateKeyDer<'_>) -> Finding {
+    let about = About::new(Section::Certificates, subject);
     let public = rustls::crypto::aws_lc_rs::sign::any_supported_type(key)
         .map_err(|e| e.to_string())
         .and_then(|k| {
@@ -173,21 +71,15 @@ pub fn check_key_match(subject: &str, leaf: &CertInfo, key: &PrivateKeyDer<'_>) 
             Ok(spki.subject_public_key.data.to_vec())
         });
     match public {
-        Ok(p) if p == leaf.public_key => finding(
-            Level::Ok,
-            subject,
+        Ok(p) if p == leaf.public_key => about.ok(
             "key_matches",
-            "the private key belongs to the leaf certificate".into(),
+            "the private key belongs to the leaf certificate",
         ),
-        Ok(_) => finding(
-            Level::Error,
-            subject,
+        Ok(_) => about.error(
             "key_mismatch",
-            "the private key does not belong to the first certificate in the file".into(),
+            "the private key does not belong to the first certificate in the file",
         ),
-        Err(e) => finding(
-            Level::Error,
-            subject,
+        Err(e) => about.error(
             "key_unusable",
             format!("the private key cannot be used: {e}"),
         ),
@@ -199,7 +91,8 @@ pub fn check_key_match(subject: &str, leaf: &CertInfo, key: &PrivateKeyDer<'_>) 
 ///
 /// The chain is followed from the leaf through the file by issuer name; the
 /// path found says what is missing, what is out of place, what is extra.
-pub fn check_chain(subject: &str, chain: &[CertInfo]) -> Vec<Finding> {
+pub fn check_chain(subject: &str, chain: &[Cert]) -> Vec<Finding> {
+    let about = About::new(Section::Certificates, subject);
     let mut out = Vec::new();
     if chain.is_empty() {
         return out;
@@ -211,7 +104,7 @@ pub fn check_chain(subject: &str, chain: &[CertInfo]) -> Vec<Finding> {
     let mut top_issuer_missing = false;
     while path.len() <= chain.len() {
         let cur = &chain[path[path.len() - 1]];
-        if cur.self_signed() {
+        if cur.self_issued() {
             break;
         }
         match (0..chain.len()).find(|j| !path.contains(j) && chain[*j].subject == cur.issuer) {
@@ -235,9 +128,7 @@ pub fn check_chain(subject: &str, chain: &[CertInfo]) -> Vec<Finding> {
                 describe_at(path[k], &chain[path[k]])
             )
         };
-        out.push(finding(
-            Level::Error,
-            subject,
+        out.push(about.error(
             "chain_out_of_order",
             format!("{why}: put the leaf first, then each issuer in turn"),
         ));
@@ -246,11 +137,9 @@ pub fn check_chain(subject: &str, chain: &[CertInfo]) -> Vec<Finding> {
     // The leaf's issuer absent, or the path stopping short of certificates
     // that are there: an intermediate is missing. A top intermediate issued
     // by a root left out is the normal case.
-    let gap = top_issuer_missing && unused.iter().any(|i| !chain[*i].self_signed());
+    let gap = top_issuer_missing && unused.iter().any(|i| !chain[*i].self_issued());
     if top_issuer_missing && (top == leaf || gap) {
-        out.push(finding(
-            Level::Error,
-            subject,
+        out.push(about.error(
             "chain_incomplete",
             format!(
                 "{} was issued by {}, which is not in the file: append the intermediate \
@@ -262,12 +151,10 @@ pub fn check_chain(subject: &str, chain: &[CertInfo]) -> Vec<Finding> {
         ));
     }
     for i in &unused {
-        if gap && !chain[*i].self_signed() {
+        if gap && !chain[*i].self_issued() {
             continue;
         }
-        out.push(finding(
-            Level::Warning,
-            subject,
+        out.push(about.warning(
             "chain_unrelated_certificate",
             format!(
                 "{} is not part of the leaf's chain: remove it",
@@ -276,11 +163,8 @@ pub fn check_chain(subject: &str, chain: &[CertInfo]) -> Vec<Finding> {
         ));
     }
     for (k, i) in path.iter().enumerate().skip(1) {
-        if chain[*i].self_signed() {
-            out.push(finding(
-                Level::Warning,
-                subject,
-                "root_included",
+        if chain[*i].self_issued() {
+            out.push(about.warning("root_included",
                 format!(
                     "{} is a self-signed root: clients must already have it, sending it only costs bytes",
                     describe(k, &chain[*i])
@@ -288,18 +172,13 @@ pub fn check_chain(subject: &str, chain: &[CertInfo]) -> Vec<Finding> {
             ));
         }
     }
-    if chain.len() == 1 && chain[0].self_signed() {
-        out.push(finding(
-            Level::Warning,
-            subject,
-            "self_signed",
-            "the leaf is self-signed: senders that verify certificates refuse it (most MX-to-MX traffic does not verify)".into(),
+    if chain.len() == 1 && chain[0].self_issued() {
+        out.push(about.warning("self_signed",
+            "the leaf is self-signed: senders that verify certificates refuse it (most MX-to-MX traffic does not verify)",
         ));
     }
     if out.iter().all(|f| f.level != Level::Error) {
-        out.push(finding(
-            Level::Ok,
-            subject,
+        out.push(about.ok(
             "chain_order",
             format!(
                 "chain of {} certificate(s), leaf first, in order",
@@ -311,18 +190,17 @@ pub fn check_chain(subject: &str, chain: &[CertInfo]) -> Vec<Finding> {
 }
 
 /// Validity window of every certificate in the chain at time `now`.
-pub fn check_validity(subject: &str, chain: &[CertInfo], now: i64) -> Vec<Finding> {
+pub fn check_validity(subject: &str, chain: &[Cert], now: i64) -> Vec<Finding> {
+    let about = About::new(Section::Certificates, subject);
     let mut out = Vec::new();
-    let describe = |i: usize, c: &CertInfo| match i {
+    let describe = |i: usize, c: &Cert| match i {
         0 => format!("the leaf ({})", c.subject),
         _ => describe_at(i, c),
     };
     for (i, c) in chain.iter().enumerate() {
         let days_left = (c.not_after - now).div_euclid(86_400);
         if now < c.not_before {
-            out.push(finding(
-                Level::Error,
-                subject,
+            out.push(about.error(
                 "not_yet_valid",
                 format!(
                     "{} is valid only from {}",
@@ -331,9 +209,7 @@ pub fn check_validity(subject: &str, chain: &[CertInfo], now: i64) -> Vec<Findin
                 ),
             ));
         } else if now > c.not_after {
-            out.push(finding(
-                Level::Error,
-                subject,
+            out.push(about.error(
                 "expired",
                 format!(
                     "{} expired on {} ({} days ago)",
@@ -343,9 +219,7 @@ pub fn check_validity(subject: &str, chain: &[CertInfo], now: i64) -> Vec<Findin
                 ),
             ));
         } else if days_left < EXPIRY_WARNING_DAYS {
-            out.push(finding(
-                Level::Warning,
-                subject,
+            out.push(about.warning(
                 "expires_soon",
                 format!(
                     "{} expires on {} (in {days_left} days)",
@@ -354,9 +228,7 @@ pub fn check_validity(subject: &str, chain: &[CertInfo], now: i64) -> Vec<Findin
                 ),
             ));
         } else if i == 0 {
-            out.push(finding(
-                Level::Ok,
-                subject,
+            out.push(about.ok(
                 "validity",
                 format!("valid until {} ({days_left} days left)", date(c.not_after)),
             ));
@@ -372,13 +244,13 @@ pub struct Served {
     /// `names` from the config (empty: the certificate's DNS SANs are used).
     pub configured_names: Vec<String>,
     pub default: bool,
-    pub leaf: CertInfo,
+    pub leaf: Cert,
 }
 
 impl Served {
     fn sni_names(&self) -> Vec<String> {
         if self.configured_names.is_empty() {
-            self.leaf.dns_names.clone()
+            self.leaf.sni_names()
         } else {
             self.configured_names
                 .iter()
@@ -434,32 +306,27 @@ pub fn check_names(served: &[Served], hostnames: &[String]) -> Vec<Finding> {
     for host in hostnames {
         for i in pool_for(host) {
             let s = &served[i];
-            if covers(&s.leaf.dns_names, host) {
-                out.push(Finding {
-                    section: Section::Certificates,
-                    level: Level::Ok,
-                    subject: format!("hostname {host}"),
-                    code: "hostname_covered",
-                    message: format!(
+            let about = About::new(Section::Certificates, format!("hostname {host}"));
+            out.push(if covers(&s.leaf.dns_names, host) {
+                about.ok(
+                    "hostname_covered",
+                    format!(
                         "served {} ({}), which covers it",
                         s.subject,
                         s.leaf.key.name()
                     ),
-                });
+                )
             } else {
-                out.push(Finding {
-                    section: Section::Certificates,
-                    level: Level::Error,
-                    subject: format!("hostname {host}"),
-                    code: "hostname_not_covered",
-                    message: format!(
+                about.error(
+                    "hostname_not_covered",
+                    format!(
                         "tlsfront would serve {} for it, whose DNS names [{}] do not cover it: \
                          senders that verify refuse it",
                         s.subject,
                         name_list(&s.leaf.dns_names)
                     ),
-                });
-            }
+                )
+            });
         }
     }
     for s in served {
@@ -471,10 +338,7 @@ pub fn check_names(served: &[Served], hostnames: &[String]) -> Vec<Finding> {
                 None => covers(&s.leaf.dns_names, &n),
             };
             if !covered {
-                out.push(finding(
-                    Level::Error,
-                    &s.subject,
-                    "sni_name_not_covered",
+                out.push(About::new(Section::Certificates, &s.subject).error("sni_name_not_covered",
                     format!(
                         "SNI name {n} is configured for this certificate, but its DNS names [{}] do not cover it",
                         name_list(&s.leaf.dns_names)
@@ -488,10 +352,7 @@ pub fn check_names(served: &[Served], hostnames: &[String]) -> Vec<Finding> {
         let family = s.leaf.key.family();
         for n in &names[i] {
             match seen.iter().find(|(m, f, _)| m == n && *f == family) {
-                Some((_, _, first)) => out.push(finding(
-                    Level::Warning,
-                    &s.subject,
-                    "duplicate_sni_name",
+                Some((_, _, first)) => out.push(About::new(Section::Certificates, &s.subject).warning("duplicate_sni_name",
                     format!(
                         "{n} is also served by {} ({family}), which comes first: this one is never served for it",
                         served[*first].subject
@@ -507,9 +368,9 @@ pub fn check_names(served: &[Served], hostnames: &[String]) -> Vec<Finding> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cert::test_keys::rsa_public_key;
     use rcgen::{
-        BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, PublicKeyData,
-        date_time_ymd,
+        BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, date_time_ymd,
     };
 
     /// 2030-01-01T00:00:00Z, the tests' "now".
@@ -536,9 +397,9 @@ mod tests {
     }
 
     struct Chain {
-        root: CertInfo,
-        intermediate: CertInfo,
-        leaf: CertInfo,
+        root: Cert,
+        intermediate: Cert,
+        leaf: Cert,
         leaf_key: KeyPair,
     }
 
@@ -554,9 +415,9 @@ mod tests {
         let leaf_key = KeyPair::generate().unwrap();
         let leaf = leaf.signed_by(&leaf_key, &inter).unwrap();
         Chain {
-            root: parse_cert(root.der()).unwrap(),
-            intermediate: parse_cert(inter.der()).unwrap(),
-            leaf: parse_cert(leaf.der()).unwrap(),
+            root: crate::cert::parse(root.der()).unwrap(),
+            intermediate: crate::cert::parse(inter.der()).unwrap(),
+            leaf: crate::cert::parse(leaf.der()).unwrap(),
             leaf_key,
         }
     }
@@ -640,7 +501,7 @@ mod tests {
     fn self_signed_leaf_is_a_warning() {
         let key = KeyPair::generate().unwrap();
         let cert = leaf_params(&["mx.example.com"]).self_signed(&key).unwrap();
-        let f = check_chain("c", &[parse_cert(cert.der()).unwrap()]);
+        let f = check_chain("c", &[crate::cert::parse(cert.der()).unwrap()]);
         assert_eq!(codes(&f), vec!["self_signed"]);
     }
 
@@ -666,30 +527,6 @@ mod tests {
         );
     }
 
-    /// A public key rcgen cannot generate: RSA with a 1024-bit modulus.
-    struct Rsa1024(Vec<u8>);
-    impl PublicKeyData for Rsa1024 {
-        fn der_bytes(&self) -> &[u8] {
-            &self.0
-        }
-        fn algorithm(&self) -> &'static rcgen::SignatureAlgorithm {
-            &rcgen::PKCS_RSA_SHA256
-        }
-    }
-
-    fn rsa_public_key(bits: usize) -> Rsa1024 {
-        // RSAPublicKey ::= SEQUENCE { modulus INTEGER, publicExponent INTEGER }
-        let n = bits / 8;
-        let mut modulus = vec![0x00, 0xc3];
-        modulus.extend(std::iter::repeat_n(0x5a, n - 1));
-        let mut int = vec![0x02, 0x81, modulus.len() as u8];
-        int.extend(modulus);
-        int.extend([0x02, 0x03, 0x01, 0x00, 0x01]);
-        let mut der = vec![0x30, 0x81, int.len() as u8];
-        der.extend(int);
-        Rsa1024(der)
-    }
-
     #[test]
     fn rsa_1024_is_an_error_ecdsa_is_fine() {
         let ca =
@@ -697,7 +534,7 @@ mod tests {
         let cert = leaf_params(&["mx.example.com"])
             .signed_by(&rsa_public_key(1024), &ca)
             .unwrap();
-        let info = parse_cert(cert.der()).unwrap();
+        let info = crate::cert::parse(cert.der()).unwrap();
         assert_eq!(info.key, KeyKind::Rsa(1024));
         let f = check_key_type("c", &info);
         assert_eq!((f.level, f.code), (Level::Error, "rsa_key_too_small"));
@@ -717,7 +554,7 @@ mod tests {
         let cert = leaf_params(&["mx.example.com"])
             .signed_by(&key, &ca)
             .unwrap();
-        let info = parse_cert(cert.der()).unwrap();
+        let info = crate::cert::parse(cert.der()).unwrap();
         assert_eq!(info.key, KeyKind::Rsa(2048));
         assert_eq!(check_key_type("c", &info).level, Level::Ok);
     }
@@ -732,7 +569,7 @@ mod tests {
         assert_eq!((f.level, f.code), (Level::Error, "key_mismatch"));
     }
 
-    fn served(subject: &str, names: &[&str], default: bool, leaf: CertInfo) -> Served {
+    fn served(subject: &str, names: &[&str], default: bool, leaf: Cert) -> Served {
         Served {
             subject: subject.into(),
             configured_names: names.iter().map(|s| s.to_string()).collect(),
@@ -788,5 +625,24 @@ mod tests {
         let f = check_names(&s, &["mx.example.com".to_string()]);
         assert_eq!(codes(&f), Vec::<&str>::new(), "{f:?}");
         assert_eq!(f.iter().filter(|f| f.code == "hostname_covered").count(), 2);
+    }
+
+    /// Certificates without subjectAltName answer for their CN in `run`'s
+    /// certificate choice; `check` sees the same names, so two of the same
+    /// kind for one CN are a duplicate.
+    #[test]
+    fn certificates_without_sans_answer_for_their_common_name() {
+        let without_san = || {
+            let mut p = leaf_params(&["mx.example.com"]);
+            p.subject_alt_names.clear();
+            crate::cert::parse(p.self_signed(&KeyPair::generate().unwrap()).unwrap().der()).unwrap()
+        };
+        let s = vec![
+            served("a.pem", &[], true, without_san()),
+            served("b.pem", &[], true, without_san()),
+        ];
+        let f = check_names(&s, &[]);
+        assert_eq!(codes(&f), vec!["duplicate_sni_name"], "{f:?}");
+        assert!(f[0].message.contains("mx.example.com"), "{}", f[0].message);
     }
 }

@@ -7,50 +7,23 @@
 //! stable codes; rendering them for people or scripts is separate.
 
 pub mod certs;
+pub mod findings;
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
-use bytes::BytesMut;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use serde::Serialize;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use crate::cert::{self, KeyKind};
 use crate::config::{BackendSettings, BackendTls, Settings};
 use crate::escape;
 use crate::limits;
-use crate::outcome::Mode;
 use crate::proxy::backend::{Backend, OpenError, Stage};
 use crate::smtp::ehlo;
-use crate::tools::check::certs::{KeyKind, Served};
-use crate::tools::legacy::{self, Flight, KeyExchange, Kx, ServerFlight};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Level {
-    Ok,
-    Warning,
-    Error,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Section {
-    Config,
-    Certificates,
-    Backend,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct Finding {
-    pub section: Section,
-    pub level: Level,
-    /// What the finding is about, e.g. `certificate /etc/tlsfront/mx.pem`.
-    pub subject: String,
-    /// Stable snake_case name, for scripts.
-    pub code: &'static str,
-    pub message: String,
-}
+use crate::tools::check::certs::Served;
+use crate::tools::legacy::{self, Assessment, ProbeOutcome, Refusal};
+pub use findings::{About, Finding, Level, Section};
 
 /// What the backend said, for `--json`.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -62,29 +35,7 @@ pub struct BackendReport {
     pub ehlo: Vec<String>,
     pub xclient: bool,
     /// Null when the backend does not offer STARTTLS.
-    pub starttls: Option<StarttlsReport>,
-}
-
-/// What a client sees of the backend's own STARTTLS.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct StarttlsReport {
-    /// The backend answered 220 to STARTTLS.
-    pub accepted: bool,
-    pub version: Option<String>,
-    pub cipher_suite: Option<String>,
-    /// `ecdhe`, `dhe` or `rsa`.
-    pub key_exchange: Option<String>,
-    pub group: Option<String>,
-    pub dh_bits: Option<usize>,
-    pub cert_subject: Option<String>,
-    /// As in the records: `rsa_1024`, `ecdsa_p256`, ...
-    pub key_type: Option<String>,
-    pub key_bits: Option<usize>,
-    /// The alert (or other failure) that ended the probe, if any.
-    pub failure: Option<String>,
-    pub refused_by_modern_clients: bool,
-    /// Why, in the words clients log: `ee key too small`, `dh key too small`, ...
-    pub reasons: Vec<String>,
+    pub starttls: Option<Assessment>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -111,16 +62,8 @@ impl Report {
 
     /// The report for a configuration that does not load at all.
     pub fn config_failure(source: &str, message: String) -> Report {
-        Report::new(
-            vec![Finding {
-                section: Section::Config,
-                level: Level::Error,
-                subject: format!("config {source}"),
-                code: "config_invalid",
-                message,
-            }],
-            None,
-        )
+        let about = About::new(Section::Config, format!("config {source}"));
+        Report::new(vec![about.error("config_invalid", message)], None)
     }
 
     pub fn to_json(&self) -> String {
@@ -196,57 +139,40 @@ pub async fn run(settings: &Settings, source: &str, options: Options) -> Report 
                 .as_ref()
                 .is_some_and(|t| t.refused_by_modern_clients)
         {
-            findings.push(Finding {
-                section: Section::Backend,
-                level: Level::Error,
-                subject: format!("backend {}", settings.backend.addr),
-                code: "backend_tls_impossible",
-                message:
+            findings.push(
+                About::new(
+                    Section::Backend,
+                    format!("backend {}", settings.backend.addr),
+                )
+                .error(
+                    "backend_tls_impossible",
                     "backend.tls is set, but the backend's TLS is too weak for rustls (see above): \
-                          set backend.tls = \"none\" and keep the hop on loopback or a private link"
-                        .into(),
-            });
+                 set backend.tls = \"none\" and keep the hop on loopback or a private link",
+                ),
+            );
         }
         Some(report)
     } else {
-        findings.push(Finding {
-            section: Section::Backend,
-            level: Level::Ok,
-            subject: format!("backend {}", settings.backend.addr),
-            code: "backend_skipped",
-            message: "not contacted (--no-backend)".into(),
-        });
+        findings.push(
+            About::new(
+                Section::Backend,
+                format!("backend {}", settings.backend.addr),
+            )
+            .ok("backend_skipped", "not contacted (--no-backend)"),
+        );
         None
     };
     Report::new(findings, backend)
 }
 
-fn config_finding(level: Level, subject: &str, code: &'static str, message: String) -> Finding {
-    Finding {
-        section: Section::Config,
-        level,
-        subject: subject.to_string(),
-        code,
-        message,
-    }
-}
-
 fn check_config(s: &Settings, source: &str) -> Vec<Finding> {
-    let subject = format!("config {source}");
+    let about = About::new(Section::Config, format!("config {source}"));
     let listeners: Vec<String> = s
         .listeners
         .iter()
-        .map(|l| {
-            let mode = match l.mode {
-                Mode::Starttls => "starttls",
-                Mode::Implicit => "implicit",
-            };
-            format!("{} {mode}", l.addr)
-        })
+        .map(|l| format!("{} {}", l.addr, l.mode.as_str()))
         .collect();
-    let mut out = vec![config_finding(
-        Level::Ok,
-        &subject,
+    let mut out = vec![about.ok(
         "config_valid",
         format!(
             "hostname {}, names [{}], listeners [{}], backend {}, metrics {}",
@@ -260,9 +186,7 @@ fn check_config(s: &Settings, source: &str) -> Vec<Finding> {
     // The endpoint has no authentication: anyone who reaches it learns the
     // traffic, failure reasons and certificate dates.
     if let Some(addr) = s.metrics.filter(|a| !a.ip().is_loopback()) {
-        out.push(config_finding(
-            Level::Warning,
-            &subject,
+        out.push(about.warning(
             "metrics_not_loopback",
             format!(
                 "metrics endpoint on {addr}, not a loopback address: it has no authentication; \
@@ -272,12 +196,9 @@ fn check_config(s: &Settings, source: &str) -> Vec<Finding> {
         ));
     }
     match &s.records {
-        None => out.push(config_finding(
-            Level::Warning,
-            &subject,
+        None => out.push(about.warning(
             "no_records",
-            "no record file ([records] path or --records): handshake outcomes are only logged"
-                .into(),
+            "no record file ([records] path or --records): handshake outcomes are only logged",
         )),
         Some(p) => {
             // `run` creates the file but not its directory.
@@ -286,9 +207,7 @@ fn check_config(s: &Settings, source: &str) -> Vec<Finding> {
                 .filter(|d| !d.as_os_str().is_empty())
                 .unwrap_or(std::path::Path::new("."));
             if !dir.is_dir() {
-                out.push(config_finding(
-                    Level::Error,
-                    &subject,
+                out.push(about.error(
                     "records_dir_missing",
                     format!(
                         "record file {}: directory {} does not exist",
@@ -302,24 +221,13 @@ fn check_config(s: &Settings, source: &str) -> Vec<Finding> {
     out
 }
 
-fn cert_finding(level: Level, subject: &str, code: &'static str, message: String) -> Finding {
-    Finding {
-        section: Section::Certificates,
-        level,
-        subject: subject.to_string(),
-        code,
-        message,
-    }
-}
-
 fn check_certificates(settings: &Settings, now: i64) -> Vec<Finding> {
     let tls = &settings.tls;
+    let all = About::new(Section::Certificates, "certificates");
     let mut out = Vec::new();
     if tls.certificates.is_empty() {
         out.push(if tls.generate_self_signed {
-            cert_finding(
-                Level::Warning,
-                "certificates",
+            all.warning(
                 "self_signed_generated",
                 format!(
                     "none configured: a self-signed certificate for [{}] is generated at start-up; \
@@ -328,35 +236,30 @@ fn check_certificates(settings: &Settings, now: i64) -> Vec<Finding> {
                 ),
             )
         } else {
-            cert_finding(
-                Level::Warning,
-                "certificates",
+            all.warning(
                 "no_certificate",
-                "none configured and generate_self_signed = false: STARTTLS is not offered".into(),
+                "none configured and generate_self_signed = false: STARTTLS is not offered",
             )
         });
     }
     let mut served = Vec::new();
     for c in &tls.certificates {
         let subject = format!("certificate {}", c.cert.display());
+        let about = About::new(Section::Certificates, &subject);
         let chain = match CertificateDer::pem_file_iter(&c.cert)
             .map_err(|e| e.to_string())
             .and_then(|it| it.collect::<Result<Vec<_>, _>>().map_err(|e| e.to_string()))
         {
             Ok(chain) if chain.is_empty() => {
-                out.push(cert_finding(
-                    Level::Error,
-                    &subject,
+                out.push(about.error(
                     "certificate_unreadable",
-                    "no CERTIFICATE block found (expected a PEM full chain: leaf first)".into(),
+                    "no CERTIFICATE block found (expected a PEM full chain: leaf first)",
                 ));
                 continue;
             }
             Ok(chain) => chain,
             Err(e) => {
-                out.push(cert_finding(
-                    Level::Error,
-                    &subject,
+                out.push(about.error(
                     "certificate_unreadable",
                     format!("cannot read the PEM chain: {e}"),
                 ));
@@ -365,11 +268,9 @@ fn check_certificates(settings: &Settings, now: i64) -> Vec<Finding> {
         };
         let mut parsed = Vec::new();
         for (i, der) in chain.iter().enumerate() {
-            match certs::parse_cert(der.as_ref()) {
+            match cert::parse(der.as_ref()) {
                 Ok(p) => parsed.push(p),
-                Err(e) => out.push(cert_finding(
-                    Level::Error,
-                    &subject,
+                Err(e) => out.push(about.error(
                     "certificate_unparsable",
                     format!("certificate {} in the file: {e}", i + 1),
                 )),
@@ -386,12 +287,9 @@ fn check_certificates(settings: &Settings, now: i64) -> Vec<Finding> {
                 KeyKind::Rsa(bits) if bits < 2048 => {}
                 _ => out.push(certs::check_key_match(&subject, leaf, &key)),
             },
-            Err(e) => out.push(cert_finding(
-                Level::Error,
-                &subject,
-                "key_unreadable",
-                format!("key {}: {e}", c.key.display()),
-            )),
+            Err(e) => {
+                out.push(about.error("key_unreadable", format!("key {}: {e}", c.key.display())))
+            }
         }
         out.extend(certs::check_chain(&subject, &parsed));
         out.extend(certs::check_validity(&subject, &parsed, now));
@@ -407,30 +305,15 @@ fn check_certificates(settings: &Settings, now: i64) -> Vec<Finding> {
     if !out.iter().any(|f| f.level == Level::Error)
         && let Err(e) = crate::proxy::tls::TlsFront::build(settings)
     {
-        out.push(cert_finding(
-            Level::Error,
-            "certificates",
-            "tls_setup_failed",
-            e.to_string(),
-        ));
+        out.push(all.error("tls_setup_failed", e.to_string()));
     }
     out
-}
-
-fn backend_finding(level: Level, subject: &str, code: &'static str, message: String) -> Finding {
-    Finding {
-        section: Section::Backend,
-        level,
-        subject: subject.to_string(),
-        code,
-        message,
-    }
 }
 
 /// Greeting, EHLO, XCLIENT, and the backend's own STARTTLS as clients see it.
 async fn check_backend(settings: &Settings) -> (Vec<Finding>, BackendReport) {
     let addr = settings.backend.addr;
-    let subject = format!("backend {addr}");
+    let about = About::new(Section::Backend, format!("backend {addr}"));
     let mut report = BackendReport {
         address: addr.to_string(),
         ..BackendReport::default()
@@ -449,18 +332,14 @@ async fn check_backend(settings: &Settings) -> (Vec<Finding>, BackendReport) {
     {
         Ok(c) => c,
         Err(OpenError::Unavailable(e)) => {
-            out.push(backend_finding(
-                Level::Error,
-                &subject,
+            out.push(about.error(
                 "backend_unreachable",
                 format!("{e}: clients would get 451 4.4.1 for every message"),
             ));
             return (out, report);
         }
         Err(OpenError::Refused(reply)) => {
-            out.push(backend_finding(
-                Level::Error,
-                &subject,
+            out.push(about.error(
                 "backend_refused",
                 format!(
                     "refused tlsfront's session: {} (clients would get this reply)",
@@ -471,9 +350,7 @@ async fn check_backend(settings: &Settings) -> (Vec<Finding>, BackendReport) {
         }
     };
     let greeting = conn.greeting.as_ref().map(|g| g.summary());
-    out.push(backend_finding(
-        Level::Ok,
-        &subject,
+    out.push(about.ok(
         "backend_greeting",
         format!("greeting {:?}", greeting.clone().unwrap_or_default()),
     ));
@@ -484,19 +361,14 @@ async fn check_backend(settings: &Settings) -> (Vec<Finding>, BackendReport) {
         .map(|r| ehlo::keywords_of(&r.lines))
         .unwrap_or_default();
     if conn.ehlo.is_some() {
-        out.push(backend_finding(
-            Level::Ok,
-            &subject,
+        out.push(about.ok(
             "backend_ehlo",
             format!("EHLO keywords: {}", report.ehlo.join(", ")),
         ));
     } else {
-        out.push(backend_finding(
-            Level::Warning,
-            &subject,
+        out.push(about.warning(
             "backend_no_ehlo",
-            "EHLO refused, HELO accepted: no extensions (no SIZE, 8BITMIME, ...) are relayed"
-                .into(),
+            "EHLO refused, HELO accepted: no extensions (no SIZE, 8BITMIME, ...) are relayed",
         ));
     }
     let has = |kw: &str| {
@@ -508,9 +380,7 @@ async fn check_backend(settings: &Settings) -> (Vec<Finding>, BackendReport) {
     };
     if let Some(line) = has("XCLIENT") {
         report.xclient = true;
-        out.push(backend_finding(
-            Level::Ok,
-            &subject,
+        out.push(about.ok(
             "backend_offers_xclient",
             format!(
                 "offers {line:?}: it could be told each client's real address (tlsfront does not \
@@ -519,240 +389,98 @@ async fn check_backend(settings: &Settings) -> (Vec<Finding>, BackendReport) {
         ));
     }
     if has("STARTTLS").is_none() {
-        out.push(backend_finding(
-            Level::Ok,
-            &subject,
+        out.push(about.ok(
             "backend_no_starttls",
-            "does not offer STARTTLS itself (tlsfront provides it)".into(),
+            "does not offer STARTTLS itself (tlsfront provides it)",
         ));
         conn.quit().await;
         return (out, report);
     }
 
-    let tls_subject = format!("backend {addr} STARTTLS");
-    let mut starttls = StarttlsReport::default();
+    let tls_about = About::new(Section::Backend, format!("backend {addr} STARTTLS"));
     match conn.command(b"STARTTLS", Stage::StartTls).await {
-        Ok(r) if r.code == 220 => starttls.accepted = true,
+        Ok(r) if r.code == 220 => {}
         Ok(r) => {
-            out.push(backend_finding(
-                Level::Warning,
-                &tls_subject,
+            out.push(tls_about.warning(
                 "backend_starttls_refused",
                 format!("offered STARTTLS but answered {}", r.summary()),
             ));
-            report.starttls = Some(starttls);
+            report.starttls = Some(Assessment::default());
             conn.quit().await;
             return (out, report);
         }
         Err(e) => {
-            out.push(backend_finding(
-                Level::Warning,
-                &tls_subject,
+            out.push(tls_about.warning(
                 "backend_starttls_probe_failed",
                 format!("no answer to STARTTLS: {e}"),
             ));
-            report.starttls = Some(starttls);
+            report.starttls = Some(Assessment::default());
             return (out, report);
         }
     }
     let Some((stream, leftover)) = conn.into_parts() else {
         return (out, report);
     };
-    let outcome = read_flight(stream, leftover, limits::CHECK_TIMEOUT).await;
-    let (mut s, f) = starttls_verdict(&tls_subject, outcome);
-    s.accepted = true;
-    out.extend(f);
-    report.starttls = Some(s);
+    let outcome = legacy::read_flight(stream, leftover, limits::CHECK_TIMEOUT).await;
+    let (verdict, findings) = starttls_verdict(&tls_about, outcome);
+    out.extend(findings);
+    report.starttls = Some(verdict);
     (out, report)
 }
 
-/// How the raw TLS probe ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ProbeOutcome {
-    Flight(Flight),
-    /// Timeout, connection closed, or the byte limit: the text says which.
-    Io(String),
-}
-
-/// Sends the probe's ClientHello and reads the plaintext first flight; then
-/// drops the connection without finishing the handshake. `buf` holds bytes
-/// already read past the STARTTLS reply. Also used by `tlsfront probe`.
-pub async fn read_flight<S>(mut stream: S, mut buf: BytesMut, timeout: Duration) -> ProbeOutcome
-where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
-{
-    let mut random = [0u8; 32];
-    let _ = rustls::crypto::aws_lc_rs::default_provider()
-        .secure_random
-        .fill(&mut random);
-    let hello = legacy::client_hello(random);
-    match tokio::time::timeout(timeout, stream.write_all(&hello)).await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => return ProbeOutcome::Io(format!("sending the ClientHello: {e}")),
-        Err(_) => return ProbeOutcome::Io("sending the ClientHello timed out".into()),
-    }
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        match legacy::parse_flight(&buf) {
-            Flight::NeedMore => {}
-            done => return ProbeOutcome::Flight(done),
-        }
-        if buf.len() >= limits::MAX_PROBE_BYTES {
-            return ProbeOutcome::Io(format!(
-                "no ServerHelloDone within {} bytes",
-                limits::MAX_PROBE_BYTES
-            ));
-        }
-        buf.reserve(4096);
-        match tokio::time::timeout_at(deadline, stream.read_buf(&mut buf)).await {
-            Err(_) => {
-                return ProbeOutcome::Io(format!(
-                    "no complete server hello within {}",
-                    secs(timeout)
-                ));
-            }
-            Ok(Ok(0)) => {
-                return ProbeOutcome::Io(format!(
-                    "connection closed after {} bytes of handshake",
-                    buf.len()
-                ));
-            }
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => return ProbeOutcome::Io(e.to_string()),
-        }
-    }
-}
-
-fn secs(d: Duration) -> String {
-    format!("{} s", d.as_secs())
-}
-
-/// What a modern client would make of the backend's STARTTLS, from the probe.
-pub fn starttls_verdict(subject: &str, outcome: ProbeOutcome) -> (StarttlsReport, Vec<Finding>) {
-    let mut r = StarttlsReport {
-        accepted: true,
-        ..StarttlsReport::default()
-    };
-    let failed = |r: &mut StarttlsReport, why: String| {
-        r.failure = Some(why.clone());
-        vec![backend_finding(
-            Level::Warning,
-            subject,
+/// What a modern client would make of the backend's STARTTLS, from the
+/// probe: the verdict, and the findings that explain it.
+fn starttls_verdict(about: &About, outcome: ProbeOutcome) -> (Assessment, Vec<Finding>) {
+    let v = legacy::assess(outcome);
+    if let Some(why) = &v.failure {
+        let f = about.warning(
             "backend_starttls_probe_failed",
             format!("the TLS probe got no usable answer: {why}"),
-        )]
-    };
-    let flight: ServerFlight = match outcome {
-        ProbeOutcome::Flight(Flight::Done(f)) => f,
-        ProbeOutcome::Flight(Flight::Alert { description, .. }) => {
-            let why = format!(
-                "alert {} to a TLS 1.2 ClientHello offering {} suites",
-                legacy::alert_name(description),
-                legacy::OFFERED_SUITES.len()
-            );
-            let f = failed(&mut r, why);
-            return (r, f);
-        }
-        ProbeOutcome::Flight(Flight::NotTls) => {
-            let f = failed(&mut r, "the answer to the ClientHello is not TLS".into());
-            return (r, f);
-        }
-        ProbeOutcome::Flight(Flight::Malformed(what)) => {
-            let f = failed(&mut r, format!("malformed handshake: {what}"));
-            return (r, f);
-        }
-        ProbeOutcome::Flight(Flight::NeedMore) => {
-            let f = failed(&mut r, "incomplete handshake".into());
-            return (r, f);
-        }
-        ProbeOutcome::Io(why) => {
-            let f = failed(&mut r, why);
-            return (r, f);
-        }
-    };
-    r.version = Some(legacy::version_name(flight.version));
-    r.cipher_suite = Some(legacy::suite_name(flight.cipher_suite));
-    r.key_exchange = legacy::suite_kx(flight.cipher_suite).map(|k| {
-        match k {
-            Kx::Ecdhe => "ecdhe",
-            Kx::Dhe => "dhe",
-            Kx::Rsa => "rsa",
-        }
-        .to_string()
-    });
-    match &flight.key_exchange {
-        Some(KeyExchange::Dhe { prime_bits }) => r.dh_bits = Some(*prime_bits),
-        Some(KeyExchange::Ecdhe { group }) => r.group = Some(legacy::group_name(*group)),
-        None => {}
+        );
+        return (v, vec![f]);
     }
-    if let Some(leaf) = flight
-        .certificates
-        .first()
-        .and_then(|der| certs::parse_cert(der).ok())
-    {
-        r.cert_subject = Some(leaf.subject.clone());
-        r.key_type = Some(leaf.key.name());
-        r.key_bits = leaf.key.bits();
-    }
-
+    let text = |x: &Option<String>| x.clone().unwrap_or_default();
     // Warnings, not errors: tlsfront exists to hide exactly this; clients
     // see tlsfront's TLS, never the backend's.
     let hidden = "; tlsfront hides it (clients get tlsfront's TLS); keep backend.tls = \"none\" \
                   on a loopback or private link, since rustls will not speak it either";
-    let mut out = Vec::new();
-    if flight.version < 0x0303 {
-        r.reasons.push("protocol version too old".into());
-        out.push(backend_finding(
-            Level::Warning,
-            subject,
-            "backend_starttls_old_protocol",
-            format!(
-                "answers a TLS 1.2 ClientHello with {}: modern clients refuse it (\"unsupported protocol\" / \"protocol version too old\"){hidden}",
-                legacy::version_name(flight.version)
+    let mut out: Vec<Finding> = v
+        .reasons
+        .iter()
+        .map(|reason| match reason {
+            Refusal::OldProtocol => about.warning(
+                "backend_starttls_old_protocol",
+                format!(
+                    "answers a TLS 1.2 ClientHello with {}: modern clients refuse it (\"unsupported protocol\" / \"protocol version too old\"){hidden}",
+                    text(&v.version)
+                ),
             ),
-        ));
-    }
-    if let (Some("rsa"), Some(bits)) = (
-        r.key_type.as_deref().and_then(|k| k.split('_').next()),
-        r.key_bits,
-    ) && bits < 2048
-    {
-        r.reasons.push("ee key too small".into());
-        out.push(backend_finding(
-                Level::Warning,
-                subject,
+            Refusal::WeakRsa => about.warning(
                 "backend_starttls_weak_rsa",
                 format!(
-                    "certificate key RSA {bits} bits: modern clients refuse it (OpenSSL \"ee key too small\", \
-                     GnuTLS \"EE certificate key too weak\"){hidden}"
+                    "certificate key RSA {} bits: modern clients refuse it (OpenSSL \"ee key too small\", \
+                     GnuTLS \"EE certificate key too weak\"){hidden}",
+                    v.key_bits.unwrap_or(0)
                 ),
-            ));
-    }
-    if let Some(bits) = r.dh_bits
-        && bits < 2048
-    {
-        r.reasons.push("dh key too small".into());
-        out.push(backend_finding(
-                Level::Warning,
-                subject,
+            ),
+            Refusal::WeakDh => about.warning(
                 "backend_starttls_weak_dh",
                 format!(
-                    "{} with a {bits}-bit DH group: modern clients refuse it (OpenSSL \"dh key too small\"){hidden}",
-                    r.cipher_suite.clone().unwrap_or_default()
+                    "{} with a {}-bit DH group: modern clients refuse it (OpenSSL \"dh key too small\"){hidden}",
+                    text(&v.cipher_suite),
+                    v.dh_bits.unwrap_or(0)
                 ),
-            ));
-    }
-    r.refused_by_modern_clients = !r.reasons.is_empty();
+            ),
+        })
+        .collect();
     if out.is_empty() {
-        out.push(backend_finding(
-            Level::Ok,
-            subject,
+        out.push(about.ok(
             "backend_starttls_ok",
             format!(
                 "{} {} {}: modern clients would accept it",
-                r.version.clone().unwrap_or_default(),
-                r.cipher_suite.clone().unwrap_or_default(),
-                r.key_type
+                text(&v.version),
+                text(&v.cipher_suite),
+                v.key_type
                     .clone()
                     .unwrap_or_else(|| "(certificate not seen)".into())
             ),
@@ -760,26 +488,25 @@ pub fn starttls_verdict(subject: &str, outcome: ProbeOutcome) -> (StarttlsReport
     } else {
         out.insert(
             0,
-            backend_finding(
-                Level::Ok,
-                subject,
+            about.ok(
                 "backend_starttls_seen",
                 format!(
                     "{} {}, certificate {} ({})",
-                    r.version.clone().unwrap_or_default(),
-                    r.cipher_suite.clone().unwrap_or_default(),
-                    r.cert_subject.clone().unwrap_or_default(),
-                    r.key_type.clone().unwrap_or_default()
+                    text(&v.version),
+                    text(&v.cipher_suite),
+                    text(&v.cert_subject),
+                    text(&v.key_type)
                 ),
             ),
         );
     }
-    (r, out)
+    (v, out)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tools::legacy::flight::{Flight, KeyExchange, ServerFlight};
 
     fn flight(version: u16, suite: u16, kx: Option<KeyExchange>, cert: Vec<u8>) -> ProbeOutcome {
         ProbeOutcome::Flight(Flight::Done(ServerFlight {
@@ -807,7 +534,7 @@ mod tests {
     #[test]
     fn weak_dh_and_old_protocol_are_reported() {
         let (r, f) = starttls_verdict(
-            "b",
+            &About::new(Section::Backend, "b"),
             flight(
                 0x0301,
                 0x0033,
@@ -826,16 +553,13 @@ mod tests {
         assert_eq!(r.dh_bits, Some(1024));
         assert_eq!(r.key_exchange.as_deref(), Some("dhe"));
         assert!(r.refused_by_modern_clients);
-        assert_eq!(
-            r.reasons,
-            vec!["protocol version too old", "dh key too small"]
-        );
+        assert_eq!(r.reasons, vec![Refusal::OldProtocol, Refusal::WeakDh]);
     }
 
     #[test]
     fn modern_setup_is_ok() {
         let (r, f) = starttls_verdict(
-            "b",
+            &About::new(Section::Backend, "b"),
             flight(
                 0x0303,
                 0xc02b,
@@ -852,7 +576,7 @@ mod tests {
     #[test]
     fn probe_failures_are_warnings_with_the_reason() {
         let (r, f) = starttls_verdict(
-            "b",
+            &About::new(Section::Backend, "b"),
             ProbeOutcome::Flight(Flight::Alert {
                 level: 2,
                 description: 40,
@@ -865,13 +589,7 @@ mod tests {
 
     #[test]
     fn human_output_is_grouped_and_counted() {
-        let f = |section, level, code| Finding {
-            section,
-            level,
-            subject: "s".into(),
-            code,
-            message: "m".into(),
-        };
+        let f = |section, level, code| About::new(section, "s").finding(level, code, "m");
         let r = Report::new(
             vec![
                 f(Section::Backend, Level::Ok, "backend_greeting"),
@@ -900,13 +618,12 @@ mod tests {
     #[test]
     fn remote_text_in_findings_is_escaped() {
         let r = Report::new(
-            vec![Finding {
-                section: Section::Backend,
-                level: Level::Error,
-                subject: "backend 127.0.0.1:25\x1b[2J".into(),
-                code: "backend_refused",
-                message: "refused tlsfront's session: 554 no\r\ncheck: 0 errors, 0 warnings".into(),
-            }],
+            vec![
+                About::new(Section::Backend, "backend 127.0.0.1:25\x1b[2J").error(
+                    "backend_refused",
+                    "refused tlsfront's session: 554 no\r\ncheck: 0 errors, 0 warnings",
+                ),
+            ],
             None,
         );
         let text = r.render();

@@ -3,18 +3,23 @@
 //! stricter policy would break, and whether the legacy TLS path is retired.
 //!
 //! Pure: [`Report::add_line`] takes one line, [`Report::summary`] computes the
-//! facts, and both renderings read the same [`Summary`], so the text and the
-//! JSON cannot disagree. Reading files (plain or gzip) is in [`input`]; the
-//! text layout is in `render`.
+//! facts, and both renderings read the same [`Summary`] (plain data, in
+//! `summary`), so the text and the JSON cannot disagree. Reading files
+//! (plain or gzip) is in [`input`]; the text layout is in `render`, which
+//! sees only the summary.
 
 pub mod input;
 mod render;
+mod summary;
 
 use std::collections::HashMap;
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
-use crate::outcome::TlsOutcome;
+use crate::outcome::{Mode, TlsOutcome};
+pub use summary::{
+    ClientCount, Exception, FailureGroup, Impact, NameCount, Policy, Summary, Verdict,
+};
 
 /// Clients listed per failure reason, policy and exception.
 pub const TOP_CLIENTS: usize = 5;
@@ -25,7 +30,7 @@ pub const TOP_CLIENTS: usize = 5;
 pub struct RecordLine {
     pub ts: String,
     pub tls: TlsOutcome,
-    pub mode: Option<String>,
+    pub mode: Option<Mode>,
     pub client_ip: Option<String>,
     pub sni: Option<String>,
     pub starttls_used: Option<bool>,
@@ -118,7 +123,7 @@ impl Report {
         if r.starttls_used == Some(true) {
             self.starttls_used += 1;
         }
-        if r.mode.as_deref() == Some("implicit") {
+        if r.mode == Some(Mode::Implicit) {
             self.implicit += 1;
         }
         let client = r.client_ip.as_deref().unwrap_or("(unknown)");
@@ -173,7 +178,7 @@ impl Report {
             .iter()
             .map(|(reason, by_client)| FailureGroup {
                 reason: reason.clone(),
-                impact: Impact::of(by_client),
+                impact: impact(by_client),
             })
             .collect();
         failures
@@ -194,7 +199,7 @@ impl Report {
             .map(|((tls, reason), by_client)| Exception {
                 tls: tls.as_str().to_string(),
                 reason: reason.clone(),
-                impact: Impact::of(by_client),
+                impact: impact(by_client),
             })
             .collect();
         exceptions.sort_by(|a, b| {
@@ -232,8 +237,8 @@ impl Report {
             failures,
             never_tls_clients: never_tls,
             policy: Policy {
-                require_tls: Impact::of(&self.require_tls),
-                tls13_only: Impact::of(&self.tls13_only),
+                require_tls: impact(&self.require_tls),
+                tls13_only: impact(&self.tls13_only),
             },
             legacy_path_retired: verdict == Verdict::Yes,
             verdict,
@@ -287,114 +292,22 @@ fn sorted(counts: &Counts) -> Vec<NameCount> {
     v
 }
 
-/// Everything the report says; serialized as is for `--json` (keys documented
-/// in the README, stable).
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Summary {
-    pub sources: Vec<String>,
-    pub since: Option<String>,
-    pub lines: u64,
-    pub malformed_lines: u64,
-    pub first_malformed: Option<String>,
-    pub older_than_since: u64,
-    pub sessions: u64,
-    pub tls_established: u64,
-    pub tls_established_percent: f64,
-    pub starttls_used: u64,
-    pub implicit: u64,
-    pub tls_not_attempted: u64,
-    pub tls_failed: u64,
-    pub tls_timeout: u64,
-    pub versions: Vec<NameCount>,
-    pub cipher_suites: Vec<NameCount>,
-    pub groups: Vec<NameCount>,
-    pub sni: Vec<NameCount>,
-    pub cert_key_types: Vec<NameCount>,
-    pub self_signed: u64,
-    pub failures: Vec<FailureGroup>,
-    pub never_tls_clients: Vec<ClientCount>,
-    pub policy: Policy,
-    pub legacy_path_retired: bool,
-    pub verdict: Verdict,
-    pub exception_sessions: u64,
-    pub exceptions: Vec<Exception>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct NameCount {
-    pub name: String,
-    pub sessions: u64,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct ClientCount {
-    pub ip: String,
-    pub sessions: u64,
-}
-
-/// How many sessions and distinct clients something concerns, and the
-/// clients with the most sessions.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Impact {
-    pub sessions: u64,
-    pub clients: u64,
-    pub top_clients: Vec<ClientCount>,
-}
-
-impl Impact {
-    fn of(by_client: &Counts) -> Impact {
-        let mut top: Vec<ClientCount> = by_client
-            .iter()
-            .map(|(ip, sessions)| ClientCount {
-                ip: ip.clone(),
-                sessions: *sessions,
-            })
-            .collect();
-        top.sort_by(|a, b| (b.sessions, &a.ip).cmp(&(a.sessions, &b.ip)));
-        top.truncate(TOP_CLIENTS);
-        Impact {
-            sessions: by_client.values().sum(),
-            clients: by_client.len() as u64,
-            top_clients: top,
-        }
+/// The impact of something, from its sessions per client.
+fn impact(by_client: &Counts) -> Impact {
+    let mut top: Vec<ClientCount> = by_client
+        .iter()
+        .map(|(ip, sessions)| ClientCount {
+            ip: ip.clone(),
+            sessions: *sessions,
+        })
+        .collect();
+    top.sort_by(|a, b| (b.sessions, &a.ip).cmp(&(a.sessions, &b.ip)));
+    top.truncate(TOP_CLIENTS);
+    Impact {
+        sessions: by_client.values().sum(),
+        clients: by_client.len() as u64,
+        top_clients: top,
     }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct FailureGroup {
-    pub reason: String,
-    #[serde(flatten)]
-    pub impact: Impact,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Policy {
-    /// Sessions that never started TLS: refused if TLS were required.
-    pub require_tls: Impact,
-    /// Sessions established below TLS 1.3: broken if only 1.3 were offered.
-    pub tls13_only: Impact,
-}
-
-/// A group of sessions that did not end at tlsfront with modern TLS.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Exception {
-    /// `not_attempted`, `failed`, `timeout` (or `established` with an old version).
-    pub tls: String,
-    /// `plaintext`, a `failure_reason`, or `old_version_<v>` / `unknown_version`.
-    pub reason: String,
-    #[serde(flatten)]
-    pub impact: Impact,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Verdict {
-    /// Every session used modern TLS at tlsfront.
-    Yes,
-    /// Some sessions are exceptions.
-    No,
-    /// Nothing to judge: no sessions in the selected records.
-    NoSessions,
 }
 
 #[cfg(test)]
@@ -612,13 +525,15 @@ mod tests {
             line("192.0.2.1", "established", json!({"ts": null})),
             line("192.0.2.1", "established", json!({"ts": "yesterday"})),
             line("192.0.2.1", "mostly", json!({})),
+            // `mode` is a closed set, like `tls`.
+            line("192.0.2.1", "established", json!({"mode": "smtps"})),
             b"{\"ts\":\"2026-11-23T12:00:00Z\",\"tls\":\"failed\",\"sni\":\"\xff\"}".to_vec(),
             br#"{"ts":"2026-11-23T12:00:00Z","tls":"failed"}"#.to_vec(),
         ])
         .summary();
-        assert_eq!(s.malformed_lines, 6, "blank lines are not malformed");
+        assert_eq!(s.malformed_lines, 7, "blank lines are not malformed");
         assert_eq!(s.first_malformed.as_deref(), Some("t.jsonl:2"));
-        assert_eq!(s.lines, 8);
+        assert_eq!(s.lines, 9);
         // A minimal record is fine: only ts and tls are required.
         assert_eq!(s.sessions, 2);
         assert_eq!(s.tls_failed, 1);

@@ -8,7 +8,7 @@
 
 use std::fmt::Write;
 
-use super::{ClientCount, Impact, NameCount, Summary, Verdict};
+use super::summary::{ClientCount, Impact, NameCount, Summary, Verdict};
 use crate::escape;
 
 /// Rows shown in text for lists that can grow with the client base (SNI

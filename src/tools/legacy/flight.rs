@@ -1,4 +1,4 @@
-//! Pure TLS 1.2 probe code for `tlsfront check`: the ClientHello a broad,
+//! The pure part of the legacy probe: the TLS 1.2 ClientHello a broad,
 //! modern-ish client sends, and a parser for the server's plaintext first
 //! flight (ServerHello, Certificate, ServerKeyExchange, ServerHelloDone).
 //!
@@ -6,6 +6,9 @@
 //! suite, its certificate and its DH prime can be read without finishing the
 //! handshake. Bytes in, a [`Flight`] out; "need more" is a normal value; every
 //! length is bounds-checked, so no input can make it panic.
+
+use crate::cert::bit_length;
+use crate::wire::clienthello::Reader as R;
 
 /// How the key exchange of a suite works (decides how ServerKeyExchange reads).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,17 +78,6 @@ pub fn suite_name(code: u16) -> String {
 
 pub fn suite_kx(code: u16) -> Option<Kx> {
     OFFERED_SUITES.iter().find(|s| s.0 == code).map(|s| s.2)
-}
-
-pub fn version_name(v: u16) -> String {
-    match v {
-        0x0300 => "SSLv3".into(),
-        0x0301 => "TLSv1.0".into(),
-        0x0302 => "TLSv1.1".into(),
-        0x0303 => "TLSv1.2".into(),
-        0x0304 => "TLSv1.3".into(),
-        other => format!("0x{other:04x}"),
-    }
 }
 
 pub fn group_name(g: u16) -> String {
@@ -227,8 +219,6 @@ pub fn parse_flight(buf: &[u8]) -> Flight {
     parse_handshake(&hs)
 }
 
-use crate::wire::clienthello::Reader as R;
-
 fn parse_handshake(hs: &[u8]) -> Flight {
     let mut r = R(hs);
     let mut hello: Option<(u16, u16)> = None;
@@ -339,14 +329,6 @@ fn parse_ecdhe(body: &[u8]) -> Option<KeyExchange> {
     Some(KeyExchange::Ecdhe { group: r.u16()? })
 }
 
-/// Bits of a big-endian unsigned number (leading zero bytes ignored).
-pub fn bit_length(n: &[u8]) -> usize {
-    match n.iter().position(|b| *b != 0) {
-        None => 0,
-        Some(i) => (n.len() - i - 1) * 8 + (8 - n[i].leading_zeros() as usize),
-    }
-}
-
 /// Alert descriptions a probe can meet, for people.
 pub fn alert_name(d: u8) -> String {
     match d {
@@ -365,6 +347,7 @@ pub fn alert_name(d: u8) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wire::clienthello::version_name;
 
     fn record(kind: u8, body: &[u8]) -> Vec<u8> {
         let mut v = vec![kind, 3, 3];
@@ -535,15 +518,6 @@ mod tests {
         };
         assert_eq!(h.cipher_suites.len(), OFFERED_SUITES.len());
         assert!(h.versions.iter().all(|v| *v <= 0x0303));
-    }
-
-    #[test]
-    fn bit_lengths() {
-        assert_eq!(bit_length(&[]), 0);
-        assert_eq!(bit_length(&[0, 0]), 0);
-        assert_eq!(bit_length(&[0, 1]), 1);
-        assert_eq!(bit_length(&[0x80, 0]), 16);
-        assert_eq!(bit_length(&[0, 0x7f, 0]), 15);
     }
 
     /// Fuzz-style: random mutations, truncations and random bytes never panic,
