@@ -166,6 +166,17 @@ pub fn parse(der: &[u8]) -> Result<Cert, CertError> {
 
 /// RSA public keys of any size for tests (rcgen and aws-lc-rs only make the
 /// usual ones); a certificate for one is signed by another key.
+/// Whether a `*.domain` pattern covers `name`: one whole leftmost label
+/// (RFC 6125 §6.4.3), never the bare domain.
+pub fn wildcard_match(pattern: &str, name: &str) -> bool {
+    match pattern.strip_prefix("*.") {
+        Some(domain) => name
+            .split_once('.')
+            .is_some_and(|(label, rest)| !label.is_empty() && rest == domain),
+        None => false,
+    }
+}
+
 #[cfg(test)]
 pub(crate) mod test_keys {
     use rcgen::PublicKeyData;
@@ -301,5 +312,13 @@ mod tests {
         assert_eq!(bit_length(&[0, 1]), 1);
         assert_eq!(bit_length(&[0x80, 0]), 16);
         assert_eq!(bit_length(&[0, 0x7f, 0]), 15);
+    }
+
+    #[test]
+    fn wildcards_cover_one_label() {
+        assert!(wildcard_match("*.example.com", "mx.example.com"));
+        assert!(!wildcard_match("*.example.com", "a.b.example.com"));
+        assert!(!wildcard_match("*.example.com", "example.com"));
+        assert!(!wildcard_match("mx.example.com", "mx.example.com"));
     }
 }

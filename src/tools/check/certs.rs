@@ -265,7 +265,7 @@ impl Served {
 pub fn covers(dns_names: &[String], name: &str) -> bool {
     dns_names
         .iter()
-        .any(|n| n == name || crate::proxy::tls::wildcard_match(n, name))
+        .any(|n| n == name || crate::cert::wildcard_match(n, name))
 }
 
 /// Host names (the MX names) and SNI map: every host name must be covered by
@@ -295,7 +295,7 @@ pub fn check_names(served: &[Served], hostnames: &[String]) -> Vec<Finding> {
             .filter(|i| {
                 names[*i]
                     .iter()
-                    .any(|n| crate::proxy::tls::wildcard_match(n, host))
+                    .any(|n| crate::cert::wildcard_match(n, host))
             })
             .collect();
         if !wild.is_empty() {
