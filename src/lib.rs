@@ -3,7 +3,8 @@
 //! # Layout
 //! Two wings over shared leaf modules that do no I/O of their own:
 //! - [`proxy`]: the daemon (`tlsfront run`), along the data path
-//!   listener → session → STARTTLS → backend relay → record:
+//!   listener → session → STARTTLS → backend relay → record, inside
+//!   [`proxy::daemon`] (start, signals, reload, certificate watch, stop):
 //!   [`proxy::server`], [`proxy::admission`], [`proxy::session`],
 //!   [`proxy::tls`], [`proxy::stream`], [`proxy::backend`],
 //!   [`proxy::records`], [`proxy::metrics`], [`proxy::notify`].
