@@ -19,12 +19,15 @@
 //! - [`smtp`]: pure SMTP (lines, commands, replies, EHLO, end of data, trace headers).
 //! - [`wire`]: pure TLS ClientHello and PROXY protocol parsing.
 //! - [`escape`]: untrusted text made safe for a terminal (every text renderer).
-//! - [`fuzzing`]: fuzz targets over the pure parsers and the whole session, with their invariants.
+//! - `fuzzing` (only with the `fuzzing` feature, which fuzz/ and the tests
+//!   turn on; never in the release binary): fuzz targets over the pure
+//!   parsers and the whole session, with their invariants.
 //!
 //! ARCHITECTURE.md at the top of the repository walks the data path and its invariants.
 
 pub mod config;
 pub mod escape;
+#[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 pub mod limits;
 pub mod outcome;
