@@ -5,7 +5,8 @@
 #
 # Installs what it needs (Debian packages), builds the proxy, generates test
 # PKI, starts private Postfix instances on loopback ports, runs the scenarios
-# in test_real_peers.py (and test_security.py) and prints "N passed, N failed" as the very last line.
+# with test_real_peers.py (the scenarios are in realpeers/, one module per
+# concern) and prints "N passed, N failed" as the very last line.
 # Everything started here is stopped by PID in the EXIT trap.
 #
 # Environment knobs:
@@ -183,7 +184,7 @@ PY
 
 # ---------------------------------------------------------------------------
 # 5. Private Postfix instances: two legacy backends, one sender, and a
-#    backend that relays for SASL-authenticated clients (test_security.py).
+#    backend that relays for SASL-authenticated clients (realpeers/security.py).
 # ---------------------------------------------------------------------------
 PF=$WORK/postfix
 mkdir -p "$PF"

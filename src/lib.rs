@@ -3,7 +3,8 @@
 //! # Layout
 //! Two wings over shared leaf modules that do no I/O of their own:
 //! - [`proxy`]: the daemon (`tlsfront run`), along the data path
-//!   listener → session → STARTTLS → backend relay → record:
+//!   listener → session → STARTTLS → backend relay → record, inside
+//!   [`proxy::daemon`] (start, signals, reload, certificate watch, stop):
 //!   [`proxy::server`], [`proxy::admission`], [`proxy::session`],
 //!   [`proxy::tls`], [`proxy::stream`], [`proxy::backend`],
 //!   [`proxy::records`], [`proxy::metrics`], [`proxy::notify`].
@@ -19,13 +20,16 @@
 //! - [`smtp`]: pure SMTP (lines, commands, replies, EHLO, end of data, trace headers).
 //! - [`wire`]: pure TLS ClientHello and PROXY protocol parsing.
 //! - [`escape`]: untrusted text made safe for a terminal (every text renderer).
-//! - [`fuzzing`]: fuzz targets over the pure parsers and the whole session, with their invariants.
+//! - `fuzzing` (only with the `fuzzing` feature, which fuzz/ and the tests
+//!   turn on; never in the release binary): fuzz targets over the pure
+//!   parsers and the whole session, with their invariants.
 //!
 //! ARCHITECTURE.md at the top of the repository walks the data path and its invariants.
 
 pub mod cert;
 pub mod config;
 pub mod escape;
+#[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 pub mod limits;
 pub mod outcome;

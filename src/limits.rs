@@ -185,3 +185,13 @@ pub const METRICS_HEADER_TIMEOUT: Duration = Duration::from_secs(2);
 pub const METRICS_TIMEOUT: Duration = Duration::from_secs(10);
 /// Metrics endpoint: scrapes served at once (Prometheus sends one at a time).
 pub const MAX_METRICS_CONNECTIONS: usize = 16;
+
+/// Daemon: after a certificate file changes, wait this long before reloading;
+/// certbot writes the key and the chain one after the other.
+pub const CERT_SETTLE_DELAY: Duration = Duration::from_secs(1);
+/// Daemon: STATUS= updates to systemd when it set no watchdog (with one, the
+/// pings go at half its interval): often enough for `systemctl status`.
+pub const STATUS_INTERVAL: Duration = Duration::from_secs(10);
+/// Daemon: tasks still running when the server has returned (after the
+/// shutdown grace) get this long before the process ends.
+pub const RUNTIME_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(1);

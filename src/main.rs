@@ -1,4 +1,6 @@
-//! The `tlsfront` command line.
+//! The `tlsfront` command line: arguments in, a call into the library, an
+//! exit status out. What each command does lives in the library (`run` in
+//! `proxy::daemon`, the others in `tools`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -6,10 +8,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 use tlsfront::config::{ConfigError, DEFAULT_CONFIG_PATH, Overrides, Settings};
 use tlsfront::proxy::backend::tls as backend_tls;
-use tlsfront::proxy::notify::Notifier;
-use tlsfront::proxy::records::{self, RecordSink};
-use tlsfront::proxy::server::{self, Server};
-use tlsfront::proxy::session::Shared;
+use tlsfront::proxy::daemon::{self, RunError};
 use tlsfront::tools::check;
 use tlsfront::tools::report::{Report, input};
 
@@ -443,186 +442,22 @@ fn run(args: RunArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let (sink, writer) = match &settings.records {
-        Some(p) => match records::start_writer(p) {
-            Ok((sink, handle)) => (sink, Some(handle)),
-            Err(e) => {
-                eprintln!("tlsfront: {e}");
-                return ExitCode::from(2);
-            }
-        },
-        None => {
-            tracing::warn!(
-                "no record file configured ([records] path or --records): handshake outcomes are only logged"
-            );
-            (RecordSink::disabled(), None)
-        }
-    };
-
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("tlsfront: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let code = runtime.block_on(async move {
-        let server = match Server::bind(settings, sink).await {
-            Ok(s) => s,
-            Err(e) => {
-                eprintln!("tlsfront: {e}");
-                return ExitCode::FAILURE;
-            }
-        };
-        warn_expiry(&server.shared);
-        // Every listener is bound and the certificates are loaded: ready.
-        let notifier = std::sync::Arc::new(Notifier::from_env());
-        notifier.notify("READY=1\nSTATUS=serving");
-        let config_watch = config_args.clone();
-        tokio::spawn(signals(
-            server.shared.clone(),
-            notifier.clone(),
-            config_args,
-        ));
-        tokio::spawn(watch_certificates(
-            server.shared.clone(),
-            notifier.clone(),
-            config_watch,
-        ));
-        tokio::spawn(status_and_watchdog(server.shared.clone(), notifier.clone()));
-        server.run().await;
-        ExitCode::SUCCESS
+    // A reload reads the same file with the same flags again.
+    let load = Box::new(move || {
+        config_args
+            .clone()
+            .load()
+            .map(|(s, _)| s)
+            .map_err(|(e, _)| e)
     });
-    // Every session (and record sink) is gone with the runtime: drain the writer.
-    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
-    if let Some(handle) = writer {
-        let _ = handle.join();
-    }
-    tracing::info!("stopped");
-    code
-}
-
-/// SIGTERM/SIGINT stop (gracefully); SIGHUP reloads certificates and reopens
-/// the record file, keeping the old certificates if the new ones are broken.
-async fn signals(
-    shared: std::sync::Arc<Shared>,
-    notifier: std::sync::Arc<Notifier>,
-    config: ConfigArgs,
-) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
-    let mut hup = signal(SignalKind::hangup()).expect("SIGHUP handler");
-    loop {
-        tokio::select! {
-            _ = term.recv() => tracing::info!("SIGTERM received: stopping"),
-            _ = int.recv() => tracing::info!("SIGINT received: stopping"),
-            _ = hup.recv() => {
-                tracing::info!("SIGHUP received: reloading certificates, reopening the record file");
-                shared.records.reopen();
-                reload(&shared, &notifier, &config);
-                continue;
+    match daemon::run(settings, load) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("tlsfront: {e}");
+            match e {
+                RunError::Records(_) => ExitCode::from(2),
+                _ => ExitCode::FAILURE,
             }
-        }
-        notifier.notify("STOPPING=1\nSTATUS=stopping: finishing sessions in flight");
-        shared.shutdown.cancel();
-        return;
-    }
-}
-
-/// Re-reads the configuration and applies its certificates to new handshakes;
-/// on any error the old certificates stay in service.
-fn reload(shared: &Shared, notifier: &Notifier, config: &ConfigArgs) {
-    notifier.notify("RELOADING=1\nSTATUS=reloading");
-    match config.clone().load() {
-        Err((e, _)) => tracing::error!(
-            "reload refused, configuration error: {e}; the old certificates stay in service"
-        ),
-        Ok((settings, _)) => match server::reload_tls(shared, &settings) {
-            Ok(()) => {
-                tracing::info!(
-                    "reloaded: new handshakes use the new certificates (listeners, backend and limits need a restart)"
-                );
-                warn_expiry(shared);
-            }
-            Err(e) => tracing::error!("reload refused: {e}; the old certificates stay in service"),
-        },
-    }
-    notifier.notify("READY=1\nSTATUS=serving");
-}
-
-/// Warns about expired or expiring certificates in service (they are served
-/// all the same).
-fn warn_expiry(shared: &Shared) {
-    if let Some(front) = shared.tls() {
-        front.warn_expiry(jiff::Timestamp::now().as_second());
-    }
-}
-
-/// With `tls.watch_interval`, reloads when a certificate or key file changes
-/// (a certbot renewal), as SIGHUP would.
-async fn watch_certificates(
-    shared: std::sync::Arc<Shared>,
-    notifier: std::sync::Arc<Notifier>,
-    config: ConfigArgs,
-) {
-    let Some(every) = shared.settings.tls.watch_interval else {
-        return;
-    };
-    let stamp = |shared: &Shared| -> Vec<Option<std::time::SystemTime>> {
-        shared
-            .settings
-            .tls
-            .certificates
-            .iter()
-            .flat_map(|c| [&c.cert, &c.key])
-            .map(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok())
-            .collect()
-    };
-    let mut last = stamp(&shared);
-    let mut tick = tokio::time::interval(every);
-    tick.tick().await;
-    loop {
-        tick.tick().await;
-        if shared.shutdown.is_cancelled() {
-            return;
-        }
-        let now = stamp(&shared);
-        if now != last {
-            // certbot writes the key and the chain one after the other: let it finish.
-            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-            tracing::info!("certificate files changed: reloading");
-            reload(&shared, &notifier, &config);
-            last = stamp(&shared);
-        }
-    }
-}
-
-/// STATUS= with live session counts, and WATCHDOG=1 pings when systemd asks.
-async fn status_and_watchdog(shared: std::sync::Arc<Shared>, notifier: std::sync::Arc<Notifier>) {
-    if !notifier.enabled() {
-        return;
-    }
-    let watchdog = tlsfront::proxy::notify::watchdog_interval();
-    let every = watchdog
-        .map(|w| w / 2)
-        .unwrap_or(std::time::Duration::from_secs(10));
-    let mut tick = tokio::time::interval(every);
-    loop {
-        tick.tick().await;
-        if shared.shutdown.is_cancelled() {
-            return;
-        }
-        let status = format!(
-            "STATUS=serving, {} active sessions",
-            shared.admission.active()
-        );
-        match watchdog {
-            Some(_) => notifier.notify(&format!("WATCHDOG=1\n{status}")),
-            None => notifier.notify(&status),
         }
     }
 }

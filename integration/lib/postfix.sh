@@ -190,7 +190,7 @@ MAIN
 # pf_sasl_backend DIR NAME PORT AUTH_PORT TRUSTED : a backend that relays for
 # SASL-authenticated clients only (the submission setup of issue 10). SASL is
 # Dovecot's protocol on inet:127.0.0.1:AUTH_PORT, served by the scenario
-# driver (test_security.py), which must be listening before the first SMTP
+# driver (realpeers/security.py), which must be listening before the first SMTP
 # session. No TLS (tlsfront's hop is plaintext on loopback), so AUTH is
 # offered in clear. mynetworks is TRUSTED only (tlsfront connects from
 # another address) and the relay restrictions do not consult it anyway.

@@ -1,11 +1,14 @@
-//! The daemon: everything `tlsfront run` does, in the order a connection
-//! meets it. [`server`] binds and accepts, [`admission`] applies the caps,
-//! [`session`] runs the SMTP dialogue (with [`tls`] for STARTTLS and implicit
-//! TLS over a [`stream`]), [`backend`] is the legacy MTA, [`records`] writes
-//! the outcome, [`metrics`] counts it; [`notify`] talks to systemd.
+//! The daemon: everything `tlsfront run` does. [`daemon`] is its lifecycle
+//! (start, signals, reload, certificate watch, systemd pings, stop); inside
+//! it, in the order a connection meets them: [`server`] binds and accepts,
+//! [`admission`] applies the caps, [`session`] runs the SMTP dialogue (with
+//! [`tls`] for STARTTLS and implicit TLS over a [`stream`]), [`backend`] is
+//! the legacy MTA, [`records`] writes the outcome, [`metrics`] counts it;
+//! [`notify`] talks to systemd.
 
 pub mod admission;
 pub mod backend;
+pub mod daemon;
 pub mod metrics;
 pub mod notify;
 pub mod records;

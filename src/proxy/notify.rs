@@ -12,18 +12,32 @@ pub struct Notifier {
 impl Notifier {
     /// Reads `NOTIFY_SOCKET` (a path, or `@name` for the abstract namespace).
     pub fn from_env() -> Notifier {
-        let target = std::env::var_os("NOTIFY_SOCKET").and_then(|path| {
-            let path = path.to_string_lossy().into_owned();
+        match std::env::var_os("NOTIFY_SOCKET") {
+            Some(path) => Notifier::to_socket(&path.to_string_lossy()),
+            None => Notifier::disabled(),
+        }
+    }
+
+    /// Notifies the socket at `path` (`@name`: abstract); a path that cannot
+    /// be addressed gives a notifier that does nothing, as systemd's own
+    /// clients do.
+    pub fn to_socket(path: &str) -> Notifier {
+        let target = (|| {
             let addr = match path.strip_prefix('@') {
                 Some(name) => {
                     use std::os::linux::net::SocketAddrExt;
                     SocketAddr::from_abstract_name(name.as_bytes()).ok()?
                 }
-                None => SocketAddr::from_pathname(&path).ok()?,
+                None => SocketAddr::from_pathname(path).ok()?,
             };
             Some((UnixDatagram::unbound().ok()?, addr))
-        });
+        })();
         Notifier { target }
+    }
+
+    /// A notifier that sends nothing (not under systemd).
+    pub fn disabled() -> Notifier {
+        Notifier { target: None }
     }
 
     pub fn enabled(&self) -> bool {

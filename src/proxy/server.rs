@@ -220,20 +220,6 @@ impl Server {
     }
 }
 
-/// Applies a re-read configuration: new certificates and TLS settings for new
-/// handshakes (sessions in flight keep theirs). Nothing changes if the new
-/// certificates do not load.
-pub fn reload_tls(shared: &Shared, settings: &Settings) -> Result<(), TlsError> {
-    let front = TlsFront::build(settings)?;
-    if let Some(front) = &front {
-        for e in front.entries() {
-            tracing::info!(source = %e.source, subject = %e.subject, key = %e.key_type, "certificate loaded");
-        }
-    }
-    shared.set_tls(front.map(Arc::new));
-    Ok(())
-}
-
 /// Listening sockets passed by systemd socket activation (`LISTEN_FDS`, for
 /// this process per `LISTEN_PID`), starting at file descriptor 3. Each must be
 /// a TCP socket on which `listen()` was called: anything else (a file, a UDP

@@ -31,8 +31,9 @@ import threading
 import time
 import uuid
 
-import test_real_peers as rp
-from test_real_peers import CLIENT_TIMEOUT, Fail, check
+from .clients import SMTPSSLWithSNI, SMTPWithSNI
+from .harness import CLIENT_TIMEOUT, RECORD_TIMEOUT, Fail, check, free_ports, uniq
+from .proxy import Proxy, assert_record
 
 SASL_USER = "alice"
 SASL_PASSWORD = "correct-horse-battery"
@@ -205,14 +206,14 @@ def indent(text, n=40):
     return "\n".join("      | " + l for l in lines) if lines else "      | (nothing)"
 
 
-class SaslProxy(rp.Proxy):
+class SaslProxy(Proxy):
     """tlsfront from a configuration file (flags cannot give the source
     address or the reuse time) in front of the SASL backend."""
 
     def __init__(self, rig, name, sasl, reuse):
         certs = rig["certs"]
         super().__init__(rig, name, sasl["port"], f"{certs}/proxy-ecdsa-fullchain.pem",
-                         f"{certs}/proxy-ecdsa-key.pem", *rp.free_ports(2))
+                         f"{certs}/proxy-ecdsa-key.pem", *free_ports(2))
         self.conf = os.path.join(self.dir, "tlsfront.toml")
         lines = ['[server]', f'hostname = "{rig["proxy_hostname"]}"',
                  '[[listener]]', 'mode = "starttls"', f'address = ["127.0.0.1:{self.port}"]',
@@ -248,10 +249,10 @@ def authed_client(rig, proxy, helo, implicit=False):
     ctx = ssl.create_default_context(cafile=rig["ca"])
     sni = rig["proxy_hostname"]
     if implicit:
-        s = rp.SMTPSSLWithSNI(sni, local_hostname=helo, context=ctx, timeout=CLIENT_TIMEOUT)
+        s = SMTPSSLWithSNI(sni, local_hostname=helo, context=ctx, timeout=CLIENT_TIMEOUT)
         s.connect("127.0.0.1", proxy.implicit_port)
     else:
-        s = rp.SMTPWithSNI(sni, local_hostname=helo, timeout=CLIENT_TIMEOUT)
+        s = SMTPWithSNI(sni, local_hostname=helo, timeout=CLIENT_TIMEOUT)
         s.connect("127.0.0.1", proxy.port)
         s.ehlo()
         s.starttls(context=ctx)
@@ -317,7 +318,7 @@ def try_relay(s, sender, rcpt, tag):
     return out
 
 
-def wait_records(proxy, mark, helos, timeout=rp.RECORD_TIMEOUT):
+def wait_records(proxy, mark, helos, timeout=RECORD_TIMEOUT):
     """The proxy's records for these EHLO names (one each), bounded."""
     deadline = time.monotonic() + timeout
     found = {}
@@ -349,7 +350,7 @@ def direct_control(rig, sasl, auth):
     logs that user. (The rig itself is sound: the auth server is consulted.)"""
     log = Maillog(sasl["maillog"])
     mark = log.mark()
-    tag = rp.uniq("direct")
+    tag = uniq("direct")
     rcpt, sender = f"{tag}@{EXTERNAL}", f"{tag}@client.test"
     with smtplib.SMTP("127.0.0.1", sasl["port"], local_hostname="direct.client.test",
                       timeout=CLIENT_TIMEOUT) as s:
@@ -407,7 +408,7 @@ def inherited_auth_refused(rig, proxy, sasl, auth, implicit=False, source="127.0
     mark, lmark, t0 = proxy.records.mark(), log.mark(), time.monotonic()
     kind = "implicit" if implicit else "starttls"
     h1, h2 = f"authed-{kind}.client.test", f"anon-after-{kind}.client.test"
-    tag = rp.uniq(f"inherit-{kind}")
+    tag = uniq(f"inherit-{kind}")
     sender, rcpt = f"{tag}@evil.test", f"victim-{tag}@{EXTERNAL}"
     s1 = authed_client(rig, proxy, h1, implicit=implicit)
     quit_and_wait_closed(s1)
@@ -452,7 +453,7 @@ def authenticated_relay_control(rig, proxy, sasl, auth):
     log = Maillog(sasl["maillog"])
     mark, lmark = proxy.records.mark(), log.mark()
     helo = "authed-relay.client.test"
-    tag = rp.uniq("authed-relay")
+    tag = uniq("authed-relay")
     sender, rcpt = f"{tag}@client.test", f"{tag}@{EXTERNAL}"
     s = authed_client(rig, proxy, helo)
     try:
@@ -467,7 +468,7 @@ def authenticated_relay_control(rig, proxy, sasl, auth):
           f"Postfix did not log the transaction with sasl_username={SASL_USER} from "
           f"{sasl['proxy_source']}:\n" + indent(smtpd_lines(text)))
     rec = wait_records(proxy, mark, [helo])[helo]
-    rp.assert_record(rec, tls="established", messages_accepted=1, backend_contacted=True)
+    assert_record(rec, tls="established", messages_accepted=1, backend_contacted=True)
 
 
 def sasl_proxy(runner, rig, sasl, auth, name, reuse, cells):
