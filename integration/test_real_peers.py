@@ -35,7 +35,7 @@ from realpeers.delivery import (
     PROXY_DELIVERIES, backend_down_scenarios, backend_rejection_passthrough, concurrent_sessions,
     eightbit_body, ipv6_scenarios, two_messages_one_session, via_proxy,
 )
-from realpeers.harness import Fail, Runner
+from realpeers.harness import Runner, start_or_fail
 from realpeers.hostile import dhe_only_rejected, smuggling_blocked, starttls_injection, tls11_rejected
 from realpeers.lifecycle import sigterm_with_idle_session
 from realpeers.matrix import matrix_cell, matrix_scenarios, write_matrix
@@ -63,17 +63,9 @@ def proxy_scenarios(runner, rig, name, backend, cert, key, ports, idle_at_stop=F
     names.append(stop_name)
     if runner.filter and not any(runner.filter.search(n) for n in names):
         return
-    try:
-        proxy.start()
-    except Fail as e:
-        # Keep the scenario count stable: everything that needed it fails.
-        proxy.stop()
-        runner.report(f"{prefix} start", "FAIL", str(e))
-        for n in names:
-            runner.report(n, "FAIL", "proxy did not start")
+    if not start_or_fail(runner, proxy, prefix, names):
         return
     try:
-        runner.report(f"{prefix} start", "PASS")
         for (client, ver, large), label in zip(PROXY_DELIVERIES, names):
             runner.scenario(label, via_proxy, rig, proxy, backend, client, ver, large,
                             matrix=matrix_cell(client, ver, large, proxy, name))

@@ -11,7 +11,7 @@ import threading
 import time
 
 from .clients import rcpt_reply, s_client_deliver, smtplib_deliver, smtplib_session
-from .harness import CLIENT_TIMEOUT, Fail, RECORD_TIMEOUT, check, free_ports, run, uniq
+from .harness import CLIENT_TIMEOUT, Fail, RECORD_TIMEOUT, check, free_ports, run, start_or_fail, uniq
 from .mail import (
     assert_same_message, check_backend_connects, check_sender_log, count_backend_connects,
     dot_stuff, make_message, sendmail_inject, wait_delivered,
@@ -308,16 +308,9 @@ def ipv6_scenarios(runner, rig, backend):
              f"{prefix} deliver via smtplib-implicit (TLSv1.3)"]
     if runner.filter and not any(runner.filter.search(n) for n in names):
         return
-    try:
-        proxy.start()
-    except Fail as e:
-        proxy.stop()
-        runner.report(f"{prefix} start", "FAIL", str(e))
-        for n in names:
-            runner.report(n, "FAIL", "proxy did not start")
+    if not start_or_fail(runner, proxy, prefix, names):
         return
     try:
-        runner.report(f"{prefix} start", "PASS")
         runner.scenario(names[0], via_proxy, rig, proxy, backend, "smtplib-tls13", "TLSv1.3", False,
                         matrix=matrix_cell("smtplib-tls13", "TLSv1.3", False, proxy, "legacy-rsa"))
         runner.scenario(names[1], via_proxy, rig, proxy, backend, "smtplib-implicit", "TLSv1.3", False,

@@ -75,6 +75,44 @@ def free_ports(n, family=socket.AF_INET, host="127.0.0.1"):
     return ports
 
 
+class FileTail:
+    """A file that grows (a log, a record file): its size now, and what
+    was appended since a mark."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def mark(self):
+        try:
+            return os.path.getsize(self.path)
+        except FileNotFoundError:
+            return 0
+
+    def read_since(self, offset):
+        try:
+            with open(self.path, "rb") as f:
+                f.seek(offset)
+                return f.read()
+        except FileNotFoundError:
+            return b""
+
+
+def start_or_fail(runner, proxy, prefix, names):
+    """Starts a proxy for a group of scenarios; if it will not start, reports
+    the start and every scenario of the group as failed (so the scenario
+    count stays stable) and returns False."""
+    try:
+        proxy.start()
+    except Fail as e:
+        proxy.stop()
+        runner.report(f"{prefix} start", "FAIL", str(e))
+        for n in names:
+            runner.report(n, "FAIL", "proxy did not start")
+        return False
+    runner.report(f"{prefix} start", "PASS")
+    return True
+
+
 class Runner:
     def __init__(self, rig):
         self.rig = rig

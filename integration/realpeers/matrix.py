@@ -10,7 +10,7 @@ import time
 import xml.etree.ElementTree as ET
 
 from .clients import LineReader, s_client_deliver
-from .harness import CLIENT_TIMEOUT, Fail, MATRIX, SCANS, check, free_ports, run, tail, uniq
+from .harness import CLIENT_TIMEOUT, Fail, MATRIX, SCANS, check, free_ports, run, start_or_fail, tail, uniq
 from .mail import (
     assert_same_message, check_backend_connects, count_backend_connects, dot_stuff,
     make_message, wait_delivered,
@@ -343,16 +343,9 @@ def matrix_scenarios(runner, rig, backend):
     names = [c[0] for c in cells] + [scan_name]
     if runner.filter and not any(runner.filter.search(n) for n in names):
         return
-    try:
-        proxy.start()
-    except Fail as e:
-        proxy.stop()
-        runner.report(f"{prefix} start", "FAIL", str(e))
-        for n in names:
-            runner.report(n, "FAIL", "proxy did not start")
+    if not start_or_fail(runner, proxy, prefix, names):
         return
     try:
-        runner.report(f"{prefix} start", "PASS")
         for name, fn, args, m in cells:
             runner.scenario(name, fn, *args, matrix=m)
         if shutil.which("sslscan"):

@@ -9,29 +9,15 @@ import socket
 import subprocess
 import time
 
-from .harness import Fail, RECORD_TIMEOUT, check, tail
+from .harness import Fail, FileTail, RECORD_TIMEOUT, check, tail
 
 
 ECDHE_GROUPS = {"X25519MLKEM768", "X25519", "secp256r1", "secp384r1"}
 
 
-class Records:
-    def __init__(self, path):
-        self.path = path
-
-    def mark(self):
-        try:
-            return os.path.getsize(self.path)
-        except FileNotFoundError:
-            return 0
-
+class Records(FileTail):
     def since(self, offset):
-        try:
-            with open(self.path, "rb") as f:
-                f.seek(offset)
-                data = f.read()
-        except FileNotFoundError:
-            return []
+        data = self.read_since(offset)
         out = []
         for line in data.split(b"\n")[:-1]:  # only complete lines
             if line.strip():

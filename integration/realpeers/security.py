@@ -32,7 +32,7 @@ import time
 import uuid
 
 from .clients import SMTPSSLWithSNI, SMTPWithSNI
-from .harness import CLIENT_TIMEOUT, RECORD_TIMEOUT, Fail, check, free_ports, uniq
+from .harness import CLIENT_TIMEOUT, RECORD_TIMEOUT, Fail, FileTail, check, free_ports, uniq
 from .proxy import Proxy, assert_record
 
 SASL_USER = "alice"
@@ -171,23 +171,9 @@ class DovecotAuth:
 # Postfix's log, tlsfront in front of the SASL backend, SMTP clients
 # --------------------------------------------------------------------------
 
-class Maillog:
-    def __init__(self, path):
-        self.path = path
-
-    def mark(self):
-        try:
-            return os.path.getsize(self.path)
-        except FileNotFoundError:
-            return 0
-
+class Maillog(FileTail):
     def since(self, offset):
-        try:
-            with open(self.path, "rb") as f:
-                f.seek(offset)
-                return f.read().decode("utf-8", "replace")
-        except FileNotFoundError:
-            return ""
+        return self.read_since(offset).decode("utf-8", "replace")
 
     def wait_for(self, offset, pattern, timeout=LOG_TIMEOUT):
         deadline = time.monotonic() + timeout

@@ -248,6 +248,18 @@ impl Settings {
     }
 }
 
+/// A minimal valid configuration, for unit tests elsewhere in the crate.
+#[cfg(test)]
+pub(crate) fn test_settings() -> Settings {
+    let raw = parse(
+        "[server]\nhostname = \"mx.example.test\"\n[[listener]]\naddress = [\"127.0.0.1:2525\"]\n\
+         [backend]\naddress = \"127.0.0.1:10025\"\n",
+        "t.toml",
+    )
+    .expect("test config parses");
+    validate(raw, &Overrides::default(), "t.toml").expect("test config is valid")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -368,16 +368,10 @@ async fn read_head(stream: &mut TcpStream) -> std::io::Result<Option<Vec<u8>>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::outcome::{CloseReason, Mode};
+    use crate::outcome::CloseReason;
 
     fn record() -> Record {
-        Record::new(
-            "s1".into(),
-            "127.0.0.1:25".parse().unwrap(),
-            Mode::Starttls,
-            "192.0.2.1:4000".parse().unwrap(),
-            "mx",
-        )
+        Record::sample()
     }
 
     fn has(text: &str, line: &str) -> bool {
@@ -475,14 +469,7 @@ mod tests {
 
     #[test]
     fn certificate_series_follow_the_certificates_in_service() {
-        let raw = crate::config::parse(
-            "[server]\nhostname = \"mx.example.test\"\n[[listener]]\naddress = [\"127.0.0.1:2525\"]\n\
-             [backend]\naddress = \"127.0.0.1:10025\"\n",
-            "t.toml",
-        )
-        .unwrap();
-        let settings =
-            crate::config::validate(raw, &crate::config::Overrides::default(), "t.toml").unwrap();
+        let settings = crate::config::test_settings();
         let front = crate::proxy::tls::TlsFront::build(&settings)
             .unwrap()
             .unwrap();

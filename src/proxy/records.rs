@@ -654,6 +654,20 @@ pub fn start_writer(
 }
 
 #[cfg(test)]
+impl Record {
+    /// A plain record of a session that has not ended yet, for unit tests.
+    pub(crate) fn sample() -> Record {
+        Record::new(
+            "s1".into(),
+            "127.0.0.1:25".parse().expect("addr"),
+            Mode::Starttls,
+            "192.0.2.1:4000".parse().expect("addr"),
+            "mx.example.test",
+        )
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
@@ -692,13 +706,7 @@ mod tests {
     }
 
     fn record() -> Record {
-        Record::new(
-            "s1".into(),
-            "127.0.0.1:25".parse().unwrap(),
-            Mode::Starttls,
-            "192.0.2.1:4000".parse().unwrap(),
-            "mx.example.test",
-        )
+        Record::sample()
     }
 
     /// The biggest real offer: every suite name tlsfront knows, the rest of

@@ -655,14 +655,7 @@ mod tests {
 
     #[test]
     fn expiry_is_judged_against_the_warning_window() {
-        let raw = crate::config::parse(
-            "[server]\nhostname = \"mx.example.test\"\n[[listener]]\naddress = [\"127.0.0.1:2525\"]\n\
-             [backend]\naddress = \"127.0.0.1:10025\"\n",
-            "t.toml",
-        )
-        .unwrap();
-        let settings =
-            crate::config::validate(raw, &crate::config::Overrides::default(), "t.toml").unwrap();
+        let settings = crate::config::test_settings();
         let mut front = TlsFront::build(&settings).unwrap().unwrap();
         let end = front.entries[0].not_after;
         let window = limits::CERT_EXPIRY_WARNING.as_secs() as i64;
