@@ -214,3 +214,33 @@ fn the_parser_finds_grouped_and_inline_paths() {
     );
     assert_eq!(unit(&["config", "Settings"]).unwrap(), "config");
 }
+
+#[test]
+fn architecture_md_names_every_file_and_folder() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let doc = std::fs::read_to_string(root.join("ARCHITECTURE.md")).unwrap();
+    let src = root.join("src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    let mut missing = Vec::new();
+    for file in files {
+        let rel = file.strip_prefix(&src).unwrap();
+        let name = rel.file_name().unwrap().to_string_lossy().into_owned();
+        let wanted = if name == "mod.rs" {
+            // A folder module: the folder, as `name/`.
+            format!(
+                "{}/",
+                rel.parent().unwrap().file_name().unwrap().to_string_lossy()
+            )
+        } else {
+            name
+        };
+        if !doc.contains(&wanted) {
+            missing.push(rel.display().to_string());
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "ARCHITECTURE.md does not mention: {missing:?}"
+    );
+}
