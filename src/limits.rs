@@ -11,6 +11,8 @@ use std::time::Duration;
 pub const DEFAULT_MAX_LINE: usize = 4096;
 /// Default longest reply line accepted from the backend (RFC 5321 says 512).
 pub const MAX_REPLY_LINE: usize = 4096;
+/// Characters of a backend reply quoted in a log line or an error message.
+pub const REPLY_SUMMARY_CHARS: usize = 200;
 /// Default bound of a whole (multi-line) backend reply; an EHLO reply with 30 keywords fits easily.
 pub const MAX_REPLY_BYTES: usize = 64 * 1024;
 /// `smtp.max_line_length` and `backend.max_reply_line`: RFC 5321 §4.5.3.1.4-5

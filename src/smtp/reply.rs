@@ -28,13 +28,23 @@ impl Reply {
         (300..400).contains(&self.code)
     }
     /// First line's text, lossily decoded, for logs.
+    /// The code and the first line, for logs and messages a person reads:
+    /// bounded, and with control characters escaped (a backend's text must
+    /// not rewrite a terminal or forge log lines).
     pub fn summary(&self) -> String {
         let text = self
             .lines
             .first()
             .map(|l| String::from_utf8_lossy(l))
             .unwrap_or_default();
-        format!("{} {}", self.code, text)
+        let text = crate::escape::text(&text);
+        let mut chars = text.chars();
+        let kept: String = chars
+            .by_ref()
+            .take(crate::limits::REPLY_SUMMARY_CHARS)
+            .collect();
+        let more = if chars.next().is_some() { "..." } else { "" };
+        format!("{} {kept}{more}", self.code)
     }
 }
 
@@ -147,6 +157,22 @@ pub fn local(code: u16, lines: &[&str]) -> Bytes {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn summaries_are_escaped_and_bounded() {
+        let mut p = ReplyParser::new(4096, 65536);
+        let long = "x".repeat(1000);
+        let mut buf = BytesMut::from(format!("554 evil\x1b[2J\rforged\r\n").as_bytes());
+        let r = p.parse(&mut buf).unwrap().unwrap();
+        assert!(
+            !r.summary().contains('\x1b') && !r.summary().contains('\r'),
+            "{}",
+            r.summary()
+        );
+        let mut buf = BytesMut::from(format!("250 {long}\r\n").as_bytes());
+        let r = p.parse(&mut buf).unwrap().unwrap();
+        assert!(r.summary().len() < 300 && r.summary().ends_with("..."));
+    }
 
     fn parse_all(input: &[u8]) -> Result<Vec<Reply>, ReplyError> {
         let mut p = ReplyParser::new(512, 4096);
