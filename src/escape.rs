@@ -52,6 +52,12 @@ fn needs_escape(c: char) -> bool {
         )
 }
 
+/// A value with peer text in it (a backend's reply in an error, say), made
+/// safe for a log line: the daemon's logs are read in terminals too.
+pub fn log(value: &impl std::fmt::Display) -> String {
+    text(&value.to_string()).into_owned()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -160,7 +160,7 @@ impl Server {
                     Ok(_) => {}
                     Err(e) => tracing::warn!(
                         backend = %probe_shared.backend.addr(),
-                        error = %e,
+                        error = %crate::escape::log(&e),
                         "backend probe failed; offering {} until it answers",
                         if probe_shared.backend.capabilities().learned { "its last known extensions" } else { "a conservative extension set" }
                     ),

@@ -163,7 +163,7 @@ where
         }
         if let Some(error) = backend_error {
             self.record.messages_rejected += 1;
-            tracing::warn!(session = %self.record.session, error = %error, "backend failed during message content");
+            tracing::warn!(session = %self.record.session, error = %crate::escape::log(&error), "backend failed during message content");
             self.record.backend_error = Some(error.failure().into());
             self.backend = None;
             return self.answer(&Local::BackendLostInData).await;

@@ -52,13 +52,13 @@ where
                 Ok(true)
             }
             Err(OpenError::Unavailable(e)) => {
-                tracing::warn!(session = %self.record.session, error = %e, "backend unavailable");
+                tracing::warn!(session = %self.record.session, error = %crate::escape::log(&e), "backend unavailable");
                 self.record.backend_error = Some(e.failure().into());
                 self.answer(&Local::BackendUnavailable).await?;
                 Ok(false)
             }
             Err(OpenError::Refused(reply)) => {
-                tracing::warn!(session = %self.record.session, reply = %reply.summary(), "backend refused the session");
+                tracing::warn!(session = %self.record.session, reply = %crate::escape::log(&reply.summary()), "backend refused the session");
                 self.record.backend_error = Some(BackendErrorName::Refused(reply.code));
                 self.send(&reply.raw).await?;
                 if reply.code == 421 {
@@ -100,7 +100,7 @@ where
     }
 
     pub(super) async fn backend_lost(&mut self, error: &BackendError) -> Flow {
-        tracing::warn!(session = %self.record.session, error = %error, "backend connection lost");
+        tracing::warn!(session = %self.record.session, error = %crate::escape::log(error), "backend connection lost");
         self.record.backend_error = Some(error.failure().into());
         self.backend = None;
         self.phase = self.greeted_phase();
