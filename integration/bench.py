@@ -34,7 +34,7 @@ def wait_port(port, timeout=30):
 
 
 def loadgen():
-    cands = [p for p in glob.glob(f"{ROOT}/target/release/deps/loadgen-*") if not p.endswith(".d")]
+    cands = [p for p in glob.glob(f"{ROOT}/target/profiling/deps/loadgen-*") if not p.endswith(".d")]
     return max(cands, key=os.path.getmtime)
 
 
@@ -127,7 +127,7 @@ def main():
                     f"max_connections_per_client = 30000\n[[listener]]\naddress = [\"127.0.0.1:{port}\"]\n"
                     f"[backend]\naddress = \"127.0.0.1:{sink}\"\n"
                     f"[[tls.certificate]]\ncert = \"{pki[kind][0]}\"\nkey = \"{pki[kind][1]}\"\n")
-        p = start([f"{ROOT}/target/release/tlsfront", "run", "--config", conf, "--log", "warn"], 0)
+        p = start([f"{ROOT}/target/profiling/tlsfront", "run", "--config", conf, "--log", "warn"], 0)
         wait_port(port)
         return p, port
 

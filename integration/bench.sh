@@ -18,6 +18,8 @@ if ((${#need[@]})); then
     # Installing nginx may start the distribution's server: not ours.
     systemctl stop nginx 2>/dev/null || true
 fi
-cargo build --release --manifest-path "$ROOT/Cargo.toml"
-cargo build --release --benches --manifest-path "$ROOT/Cargo.toml"
+# The profiling profile: release code with debug info, so a perf profile of
+# the same build names functions and lines (target/profiling/).
+cargo build --profile profiling --manifest-path "$ROOT/Cargo.toml"
+cargo build --profile profiling --benches --manifest-path "$ROOT/Cargo.toml"
 exec python3 "$ROOT/integration/bench.py" "$ROOT"

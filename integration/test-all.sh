@@ -4,9 +4,12 @@
 #   2. the dependencies against the RustSec advisory database, when it can be
 #      fetched (skipped, and said so, when it cannot: CI may be offline);
 #   3. unit tests beside the code and in-process end-to-end tests in tests/;
-#   4. real-peer scenarios in integration/ (installs Postfix, swaks, ... itself).
+#   4. real-peer scenarios in integration/ (installs Postfix, swaks, ... itself);
+#   5. the systemd units, then the Debian package: built, installed with
+#      dpkg -i, the installed files checked, purged again.
 # Fails on the first failing stage. Works from any directory; needs root for
-# the real-peer stage (apt-get and private Postfix instances).
+# the real-peer and package stages (apt-get, private Postfix instances,
+# dpkg -i).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -63,3 +66,8 @@ TLSFRONT_IT_NO_BUILD=1 bash "$ROOT/integration/sendmail/run.sh"
 
 stage "systemd units (integration/systemd-verify.sh)"
 bash "$ROOT/integration/systemd-verify.sh"
+
+# Last: while the package is installed, /etc/tlsfront/tlsfront.toml is the
+# default configuration of every tlsfront on this machine.
+stage "Debian package (integration/package.sh)"
+bash "$ROOT/integration/package.sh"

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 use tlsfront::config::{ConfigError, DEFAULT_CONFIG_PATH, Overrides, Settings};
 use tlsfront::proxy::backend::tls as backend_tls;
 use tlsfront::proxy::daemon::{self, RunError};
@@ -109,6 +109,10 @@ enum Cmd {
         tlsfront probe mx.example.com --json | jq .problems"
     )]
     Probe(ProbeArgs),
+    /// Write the man pages or the shell completions into a directory (for
+    /// packaging: packaging/build-deb.sh). Hidden from --help.
+    #[command(hide = true)]
+    Generate(GenerateArgs),
 }
 
 /// The configuration file and the flags that override it: shared by `run`
@@ -269,6 +273,22 @@ struct ProbeArgs {
     cafile: Option<PathBuf>,
 }
 
+#[derive(Args)]
+struct GenerateArgs {
+    /// What to write.
+    what: Generated,
+    /// Directory to write into (created if missing).
+    dir: PathBuf,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Generated {
+    /// tlsfront.1 and one page per command (tlsfront-run.1, ...).
+    Man,
+    /// tlsfront.bash, _tlsfront (zsh) and tlsfront.fish.
+    Completions,
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
@@ -276,7 +296,51 @@ fn main() -> ExitCode {
         Cmd::Report(args) => report(args),
         Cmd::Check(args) => check(args),
         Cmd::Probe(args) => probe(args),
+        Cmd::Generate(args) => generate(args),
     }
+}
+
+/// Man pages and completions come from the same clap definitions as
+/// `--help`, so they cannot drift from the command line.
+fn generate(args: GenerateArgs) -> ExitCode {
+    let written = std::fs::create_dir_all(&args.dir).and_then(|()| {
+        let cmd = documented();
+        match args.what {
+            Generated::Man => clap_mangen::generate_to(cmd, &args.dir),
+            Generated::Completions => {
+                use clap_complete::Shell;
+                for shell in [Shell::Bash, Shell::Zsh, Shell::Fish] {
+                    clap_complete::generate_to(shell, &mut cmd.clone(), "tlsfront", &args.dir)?;
+                }
+                Ok(())
+            }
+        }
+    });
+    match written {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("tlsfront: cannot write into {}: {e}", args.dir.display());
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The command line as documented: `Cli` without its hidden commands (the
+/// completion generators list hidden subcommands, clap has no way to remove
+/// one, so the top level is rebuilt from its visible parts).
+fn documented() -> clap::Command {
+    let full = Cli::command();
+    let mut cmd = clap::Command::new("tlsfront")
+        .version(env!("CARGO_PKG_VERSION"))
+        .subcommand_required(true)
+        .subcommands(full.get_subcommands().filter(|c| !c.is_hide_set()).cloned());
+    if let Some(about) = full.get_about() {
+        cmd = cmd.about(about.clone());
+    }
+    if let Some(about) = full.get_long_about() {
+        cmd = cmd.long_about(about.clone());
+    }
+    cmd
 }
 
 fn probe(args: ProbeArgs) -> ExitCode {
