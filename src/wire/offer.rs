@@ -13,7 +13,9 @@
 //! The classes are judged from names, so the same functions read the full
 //! `client_hello` lists of records written before the offer existed.
 
-use serde::{Deserialize, Serialize};
+use std::sync::OnceLock;
+
+use serde::{Deserialize, Deserializer, Serialize};
 
 use super::clienthello::{self, ClientHello};
 use crate::outcome::named;
@@ -163,17 +165,104 @@ impl SigClass {
 /// The version names an offer keeps; anything else is `other`.
 const VERSIONS: &[&str] = &["TLSv1.3", "TLSv1.2", "TLSv1.1", "TLSv1.0", "SSLv3"];
 
+/// Every group name an offer can hold: rustls' names (finite-field ones
+/// folded), `ffdhe` and `other`.
+fn group_names() -> &'static [&'static str] {
+    static NAMES: OnceLock<Vec<&'static str>> = OnceLock::new();
+    NAMES.get_or_init(|| {
+        let mut names: Vec<&'static str> = (0..=u16::MAX)
+            .filter_map(|code| rustls::NamedGroup::from(code).as_str())
+            .filter(|n| !n.starts_with("FFDHE"))
+            .collect();
+        names.extend(["ffdhe", "other"]);
+        names
+    })
+}
+
+/// The token of a version name: one of [`VERSIONS`] or `other`.
+fn version_token(name: &str) -> &'static str {
+    VERSIONS
+        .iter()
+        .find(|n| **n == name)
+        .copied()
+        .unwrap_or("other")
+}
+
+/// The token of a group name: rustls' name, `ffdhe` or `other`.
+fn group_token(name: &str) -> &'static str {
+    if name.starts_with("FFDHE") {
+        return "ffdhe";
+    }
+    group_names()
+        .iter()
+        .find(|n| **n == name)
+        .copied()
+        .unwrap_or("other")
+}
+
 /// The compact summary of a ClientHello written into every record where the
-/// client sent one. Lists are in the client's order, each name once.
+/// client sent one. Lists are in the client's order, each name once. Names
+/// are tokens of closed sets, so reading an offer back allocates no string.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Offer {
     /// `TLSv1.3` ... `SSLv3`, or `other`.
-    pub versions: Vec<String>,
+    #[serde(deserialize_with = "version_tokens")]
+    pub versions: Vec<&'static str>,
     /// Named groups by their IANA names (`X25519MLKEM768`, `X25519`,
     /// `secp256r1` ...), every FFDHE group as `ffdhe`, unknown ones as `other`.
-    pub groups: Vec<String>,
+    #[serde(deserialize_with = "group_tokens")]
+    pub groups: Vec<&'static str>,
     pub sigs: Vec<SigClass>,
     pub suites: Vec<SuiteClass>,
+}
+
+/// A list of names read as tokens by `token`, without allocating them.
+fn tokens<'de, D: Deserializer<'de>>(
+    d: D,
+    token: fn(&str) -> &'static str,
+) -> Result<Vec<&'static str>, D::Error> {
+    struct Tokens(fn(&str) -> &'static str);
+    struct One(fn(&str) -> &'static str);
+    impl<'de> serde::de::DeserializeSeed<'de> for One {
+        type Value = &'static str;
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_str(self)
+        }
+    }
+    impl serde::de::Visitor<'_> for One {
+        type Value = &'static str;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a name")
+        }
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+            Ok((self.0)(v))
+        }
+    }
+    impl<'de> serde::de::Visitor<'de> for Tokens {
+        type Value = Vec<&'static str>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a list of names")
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(
+            self,
+            mut seq: A,
+        ) -> Result<Self::Value, A::Error> {
+            let mut out = Vec::new();
+            while let Some(t) = seq.next_element_seed(One(self.0))? {
+                push_once(&mut out, t);
+            }
+            Ok(out)
+        }
+    }
+    d.deserialize_seq(Tokens(token))
+}
+
+fn version_tokens<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<&'static str>, D::Error> {
+    tokens(d, version_token)
+}
+
+fn group_tokens<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<&'static str>, D::Error> {
+    tokens(d, group_token)
 }
 
 fn push_once<T: PartialEq>(list: &mut Vec<T>, item: T) {
@@ -185,18 +274,33 @@ fn push_once<T: PartialEq>(list: &mut Vec<T>, item: T) {
 impl Offer {
     /// The offer of a parsed ClientHello.
     pub fn of(hello: &ClientHello) -> Offer {
-        Offer::of_names(
-            hello.versions.iter().map(|v| clienthello::version_name(*v)),
-            hello.groups.iter().map(|g| clienthello::group_name(*g)),
-            hello
-                .signature_schemes
-                .iter()
-                .map(|s| clienthello::scheme_name(*s)),
-            hello
-                .cipher_suites
-                .iter()
-                .map(|s| clienthello::suite_name(*s)),
-        )
+        let mut offer = Offer::default();
+        for v in &hello.versions {
+            push_once(
+                &mut offer.versions,
+                version_token(&clienthello::version_name(*v)),
+            );
+        }
+        for g in &hello.groups {
+            let token = match rustls::NamedGroup::from(*g).as_str() {
+                Some(name) => group_token(name),
+                None => "other",
+            };
+            push_once(&mut offer.groups, token);
+        }
+        for s in &hello.signature_schemes {
+            let class = match rustls::SignatureScheme::from(*s).as_str() {
+                Some(name) => SigClass::of_name(name),
+                None => SigClass::of_name(&clienthello::scheme_name(*s)),
+            };
+            push_once(&mut offer.sigs, class);
+        }
+        for c in &hello.cipher_suites {
+            if let Some(class) = SuiteClass::of_name(&clienthello::suite_name(*c)) {
+                push_once(&mut offer.suites, class);
+            }
+        }
+        offer
     }
 
     /// The offer of lists of names, as a record's `client_hello` holds them.
@@ -209,24 +313,10 @@ impl Offer {
     {
         let mut offer = Offer::default();
         for v in versions {
-            let v = v.as_ref();
-            let name = VERSIONS
-                .iter()
-                .find(|n| **n == v)
-                .copied()
-                .unwrap_or("other");
-            push_once(&mut offer.versions, name.to_string());
+            push_once(&mut offer.versions, version_token(v.as_ref()));
         }
         for g in groups {
-            let g = g.as_ref();
-            let name = if g.starts_with("FFDHE") {
-                "ffdhe"
-            } else if g.starts_with("0x") || g.is_empty() {
-                "other"
-            } else {
-                g
-            };
-            push_once(&mut offer.groups, name.to_string());
+            push_once(&mut offer.groups, group_token(g.as_ref()));
         }
         for s in sigs {
             push_once(&mut offer.sigs, SigClass::of_name(s.as_ref()));
@@ -240,7 +330,7 @@ impl Offer {
     }
 
     pub fn offers_version(&self, name: &str) -> bool {
-        self.versions.iter().any(|v| v == name)
+        self.versions.contains(&name)
     }
 
     /// Any post-quantum (ML-KEM, hybrid or pure) key exchange group.
@@ -368,5 +458,12 @@ mod tests {
         );
         assert_eq!(serde_json::from_str::<Offer>(&json).unwrap(), offer);
         assert!(offer.offers_version("TLSv1.0") && !offer.offers_pq_group());
+        // Names from elsewhere become tokens of the closed sets.
+        let odd: Offer = serde_json::from_str(
+            r#"{"versions":["TLSv9","TLSv1.2","TLSv1.2"],"groups":["x\\y","secp256r1","FFDHE3072"],"sigs":[],"suites":[]}"#,
+        )
+        .unwrap();
+        assert_eq!(odd.versions, ["other", "TLSv1.2"]);
+        assert_eq!(odd.groups, ["other", "secp256r1", "ffdhe"]);
     }
 }

@@ -213,7 +213,9 @@ pub struct Report {
     require_tls_messages: u64,
     /// (tls outcome, reason, category) → sessions per client, blocking only.
     exceptions: HashMap<(TlsOutcome, String, Category), Counts>,
-    days: BTreeMap<jiff::civil::Date, Tally>,
+    /// By UTC day, as days since the epoch (a division per record, not a
+    /// calendar conversion).
+    days: BTreeMap<i64, Tally>,
     hosts: HashMap<String, (Tally, Span)>,
     sims: Vec<SimTally>,
     legacy_log: Option<LegacyLog>,
@@ -359,7 +361,7 @@ impl Report {
             Category::Probe | Category::RefusedAtConnect => tally.probes += 1,
             _ => tally.failed += 1,
         }
-        let day = ts.to_zoned(jiff::tz::TimeZone::UTC).date();
+        let day = ts.as_second().div_euclid(86_400);
         self.days.entry(day).or_default().add(category, messages);
         let (host_tally, host_span) = match self.hosts.get_mut(host) {
             Some(h) => h,
@@ -557,8 +559,10 @@ impl Report {
         let days = self
             .days
             .iter()
-            .map(|(date, t)| Day {
-                date: date.to_string(),
+            .map(|(day, t)| Day {
+                date: jiff::Timestamp::from_second(day * 86_400)
+                    .map(|t| t.to_zoned(jiff::tz::TimeZone::UTC).date().to_string())
+                    .unwrap_or_default(),
                 sessions: t.sessions,
                 tls: t.tls,
                 plaintext: t.plaintext,

@@ -148,19 +148,28 @@ impl Policy {
     /// Would a client with `offer`, served `served` today, complete a
     /// handshake under this policy?
     pub fn allows(&self, offer: &Offer, served: Option<&str>) -> bool {
-        let certs: Vec<CertKind> =
-            match (&self.certificates, served.and_then(CertKind::of_key_type)) {
-                (Some(c), _) => c.clone(),
-                (None, Some(k)) => vec![k],
-                (None, None) => vec![CertKind::Ecdsa, CertKind::Rsa],
-            };
+        // (Slices, not vectors: this runs for every session and policy.)
+        let either = [CertKind::Ecdsa, CertKind::Rsa];
+        let one;
+        let certs: &[CertKind] = match (&self.certificates, served.and_then(CertKind::of_key_type))
+        {
+            (Some(c), _) => c,
+            (None, Some(k)) => {
+                one = [k];
+                &one
+            }
+            (None, None) => &either,
+        };
         let group_ok = |v: &str| {
             if offer.groups.is_empty() {
                 // TLS 1.3 needs a shared group; a TLS 1.2 client without the
                 // extension is taken to accept any (as tlsfront judges it).
                 return v != "TLSv1.3";
             }
-            offer.groups.iter().any(|g| self.groups.contains(g))
+            offer
+                .groups
+                .iter()
+                .any(|g| self.groups.iter().any(|p| p == g))
         };
         let sig_ok = |v: &str, k: CertKind| match k {
             CertKind::Ecdsa => offer.sigs.contains(&SigClass::Ecdsa),
@@ -221,12 +230,9 @@ pub fn inferred_offer(
         Some(CertKind::Rsa) => sigs.push(SigClass::RsaPkcs1),
         None => {}
     }
-    Some(Offer {
-        versions: vec![version.to_string()],
-        groups: group.map(|g| vec![g.to_string()]).unwrap_or_default(),
-        sigs,
-        suites: suite.and_then(SuiteClass::of_name).into_iter().collect(),
-    })
+    let mut offer = Offer::of_names([version], group, Vec::<&str>::new(), suite);
+    offer.sigs = sigs;
+    Some(offer)
 }
 
 #[cfg(test)]
@@ -235,8 +241,8 @@ mod tests {
 
     fn modern() -> Offer {
         Offer {
-            versions: strings(&["TLSv1.3", "TLSv1.2"]),
-            groups: strings(&["X25519MLKEM768", "X25519", "secp256r1"]),
+            versions: vec!["TLSv1.3", "TLSv1.2"],
+            groups: vec!["X25519MLKEM768", "X25519", "secp256r1"],
             sigs: vec![SigClass::Ecdsa, SigClass::RsaPss, SigClass::RsaPkcs1],
             suites: vec![
                 SuiteClass::Tls13,
@@ -248,8 +254,8 @@ mod tests {
 
     fn tls12_rsa() -> Offer {
         Offer {
-            versions: strings(&["TLSv1.2"]),
-            groups: strings(&["secp256r1"]),
+            versions: vec!["TLSv1.2"],
+            groups: vec!["secp256r1"],
             sigs: vec![SigClass::RsaPkcs1],
             suites: vec![SuiteClass::EcdheRsa],
         }
@@ -263,7 +269,7 @@ mod tests {
     fn built_in_policies() {
         let m = modern();
         let mut classic = modern();
-        classic.groups = strings(&["X25519", "secp256r1"]);
+        classic.groups = vec!["X25519", "secp256r1"];
         let old = tls12_rsa();
         for (policy, offer, served, ok) in [
             ("tls13-only", &m, Some("ecdsa_p256"), true),

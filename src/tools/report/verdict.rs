@@ -139,15 +139,15 @@ impl LegacyPolicy {
         offer
             .versions
             .iter()
-            .filter(|v| self.versions.contains(v))
+            .filter(|v| self.versions.iter().any(|l| l == **v))
             .any(|v| {
-                if v == "TLSv1.3" {
+                if *v == "TLSv1.3" {
                     return offer.suites.contains(&SuiteClass::Tls13);
                 }
                 offer.suites.iter().any(|c| {
                     c.kx().is_some_and(|kx| self.kx.iter().any(|k| k == kx))
                         && *c != SuiteClass::EcdheEcdsa
-                        && (!c.aead() || v == "TLSv1.2")
+                        && (!c.aead() || *v == "TLSv1.2")
                 })
             })
     }
@@ -240,10 +240,10 @@ mod tests {
     use super::*;
     use crate::outcome::TlsOutcome;
 
-    fn offer(versions: &[&str], suites: &[SuiteClass]) -> Offer {
+    fn offer(versions: &[&'static str], suites: &[SuiteClass]) -> Offer {
         Offer {
-            versions: versions.iter().map(|v| v.to_string()).collect(),
-            groups: vec!["X25519".into()],
+            versions: versions.to_vec(),
+            groups: vec!["X25519"],
             sigs: vec![],
             suites: suites.to_vec(),
         }
