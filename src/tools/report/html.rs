@@ -136,9 +136,9 @@ pub fn page(s: &Summary) -> String {
             value: f.impact.sessions,
             color: category_color(&f.category),
             note: format!(
-                "{} sessions, {} clients: {}",
-                f.impact.sessions,
-                f.impact.clients,
+                "{}, {}: {}",
+                count(f.impact.sessions, "session"),
+                count(f.impact.clients, "client"),
                 top(&f.impact)
             ),
         })
@@ -159,10 +159,10 @@ pub fn page(s: &Summary) -> String {
         value: s.policy.require_tls.sessions,
         color: AMBER,
         note: format!(
-            "{} sessions, {} messages, {} clients",
-            s.policy.require_tls.sessions,
-            s.policy.require_tls_messages,
-            s.policy.require_tls.clients
+            "{}, {}, {}",
+            count(s.policy.require_tls.sessions, "session"),
+            count(s.policy.require_tls_messages, "message"),
+            count(s.policy.require_tls.clients, "client")
         ),
     }];
     sims.extend(s.simulations.iter().map(|m| Bar {
@@ -170,8 +170,10 @@ pub fn page(s: &Summary) -> String {
         value: m.impact.sessions,
         color: RED,
         note: format!(
-            "{} sessions, {:.1}% of the mail, {} clients",
-            m.impact.sessions, m.messages_percent, m.impact.clients
+            "{}, {:.1}% of the mail, {}",
+            count(m.impact.sessions, "session"),
+            m.messages_percent,
+            count(m.impact.clients, "client")
         ),
     }));
     hbars(&mut h, "simulation", &sims, 330);
@@ -312,6 +314,15 @@ fn verdict(h: &mut String, s: &Summary) {
         );
     }
     let _ = writeln!(h, "</ul>");
+}
+
+/// "1 session", "3 sessions".
+fn count(n: u64, word: &str) -> String {
+    if n == 1 {
+        format!("1 {word}")
+    } else {
+        format!("{n} {word}s")
+    }
 }
 
 fn top(i: &Impact) -> String {
@@ -474,7 +485,8 @@ fn hbars(h: &mut String, id: &str, bars: &[Bar], label_w: u32) {
     }
     let (w, row) = (900.0, 22.0);
     let label_w = f64::from(label_w);
-    let bar_max = w - label_w - 240.0;
+    // Room for the note after the longest bar.
+    let bar_max = w - label_w - 330.0;
     let max = bars.iter().map(|b| b.value).max().unwrap_or(1).max(1) as f64;
     let ht = row * bars.len() as f64 + 6.0;
     let _ = writeln!(

@@ -25,7 +25,11 @@ pub fn parse_when(s: &str, now: jiff::Timestamp) -> Result<jiff::Timestamp, Stri
     if let Some(d) = crate::config::parse_duration(s)
         && !d.is_zero()
     {
-        return now.checked_sub(d).map_err(|e| format!("{s:?}: {e}"));
+        // Whole seconds: the range is stated, and "7d" means no more.
+        return now
+            .checked_sub(d)
+            .and_then(|t| t.round(jiff::Unit::Second))
+            .map_err(|e| format!("{s:?}: {e}"));
     }
     if let Ok(t) = s.parse::<jiff::Timestamp>() {
         return Ok(t);
@@ -120,7 +124,7 @@ mod tests {
 
     #[test]
     fn durations_dates_and_times() {
-        let now: jiff::Timestamp = "2026-11-27T12:00:00Z".parse().unwrap();
+        let now: jiff::Timestamp = "2026-11-27T12:00:00.400Z".parse().unwrap();
         let cases = [
             ("7d", "2026-11-20T12:00:00Z"),
             ("90m", "2026-11-27T10:30:00Z"),
