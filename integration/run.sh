@@ -106,6 +106,8 @@ perl -MNet::SSLeay -e1 2>/dev/null || need+=(libnet-ssleay-perl)
 perl -MIO::Socket::SSL -e1 2>/dev/null || need+=(libio-socket-ssl-perl)
 command -v openssl >/dev/null || need+=(openssl)
 command -v python3 >/dev/null || need+=(python3)
+# The records against docs/record.schema.json (realpeers/legacylog.py).
+/usr/bin/python3 -c 'import jsonschema' 2>/dev/null || need+=(python3-jsonschema)
 # Sender matrix: GnuTLS client, Go toolchain (stdlib client built at run
 # time), TLS scanner. Java is used only if a JDK is already present.
 command -v gnutls-cli >/dev/null || need+=(gnutls-bin)

@@ -5,7 +5,8 @@
 #      fetched (skipped, and said so, when it cannot: CI may be offline);
 #   3. unit tests beside the code and in-process end-to-end tests in tests/;
 #   4. real-peer scenarios in integration/ (installs Postfix, swaks, ... itself);
-#   5. the systemd units, then the Debian package: built, installed with
+#   5. the HTML report in headless Chromium (installs chromium itself);
+#   6. the systemd units, then the Debian package: built, installed with
 #      dpkg -i, the installed files checked, purged again.
 # Fails on the first failing stage. Works from any directory; needs root for
 # the real-peer and package stages (apt-get, private Postfix instances,
@@ -63,6 +64,9 @@ bash "$ROOT/integration/run.sh"
 
 stage "real Sendmail 8.17 backend (integration/sendmail/run.sh)"
 TLSFRONT_IT_NO_BUILD=1 bash "$ROOT/integration/sendmail/run.sh"
+
+stage "HTML report in headless Chromium (integration/report-html/run.sh)"
+TLSFRONT_IT_NO_BUILD=1 bash "$ROOT/integration/report-html/run.sh"
 
 stage "systemd units (integration/systemd-verify.sh)"
 bash "$ROOT/integration/systemd-verify.sh"

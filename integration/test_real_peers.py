@@ -18,6 +18,7 @@ The scenarios, by concern (realpeers/):
   delivery   c: delivery through tlsfront with every client; backend down; [::1]
   hostile    STARTTLS injection, SMTP smuggling, refused handshakes
   lifecycle  SIGTERM with an idle session
+  legacylog  report --legacy-log on the backend's maillog; records against the schema
   matrix     GnuTLS, Go, Java, certificate choice, sslscan; MATRIX.md
   security   no client inherits another's backend state (SASL backend)
 This file composes them: which scenarios run against which proxy.
@@ -37,6 +38,7 @@ from realpeers.delivery import (
 )
 from realpeers.harness import Runner, start_or_fail
 from realpeers.hostile import dhe_only_rejected, smuggling_blocked, starttls_injection, tls11_rejected
+from realpeers.legacylog import legacy_log_catches_direct_sessions
 from realpeers.lifecycle import sigterm_with_idle_session
 from realpeers.matrix import matrix_cell, matrix_scenarios, write_matrix
 from realpeers.proxy import Proxy
@@ -54,6 +56,8 @@ def proxy_scenarios(runner, rig, name, backend, cert, key, ports, idle_at_stop=F
         (f"{prefix} 5 concurrent sessions", concurrent_sessions),
         (f"{prefix} plaintext command pipelined after STARTTLS is not executed", starttls_injection),
         (f"{prefix} SMTP smuggling (<LF>.<LF>) stays one message", smuggling_blocked),
+        (f"{prefix} report --legacy-log catches direct sessions in the backend's maillog, "
+         "records match the schema", legacy_log_catches_direct_sessions),
     ]
     names += [n for n, _ in extras]
     names.append(f"{prefix} TLS 1.2 DHE-only client rejected, failure recorded")

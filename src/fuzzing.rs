@@ -286,6 +286,22 @@ pub fn session(data: &[u8]) {
     runtime.block_on(drive_session(client.to_vec(), backend_script.to_vec()));
 }
 
+/// The records one `session` input makes (for the schema test, which
+/// checks every record the harness writes against docs/record.schema.json).
+pub fn session_records(data: &[u8]) -> Vec<crate::proxy::records::Record> {
+    let Some((&split, rest)) = data.split_first() else {
+        return Vec::new();
+    };
+    let at = rest.len() * usize::from(split) / 256;
+    let (client, backend_script) = rest.split_at(at);
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(drive_session(client.to_vec(), backend_script.to_vec()))
+        .records
+}
+
 /// What one fuzzed run produced (for the tests of the target itself).
 pub struct SessionOutcome {
     /// One per client session, in order.

@@ -10,7 +10,7 @@ use tlsfront::config::{ConfigError, DEFAULT_CONFIG_PATH, Overrides, Settings};
 use tlsfront::proxy::backend::tls as backend_tls;
 use tlsfront::proxy::daemon::{self, RunError};
 use tlsfront::tools::check;
-use tlsfront::tools::report::{Report, input};
+use tlsfront::tools::report::{self, Options, Report, input, verdict};
 
 #[derive(Parser)]
 #[command(
@@ -41,16 +41,26 @@ enum Cmd {
     /// Summarise record files: TLS share, versions, failures and who has them,
     /// what a stricter policy would break, and whether the legacy path is retired.
     #[command(
-        long_about = "Summarise tlsfront's record files (one JSON object per connection): \
-        sessions and the share with TLS; TLS versions, cipher suites, key exchange groups, \
-        SNI names and certificate key types; TLS failures by reason with the top client \
-        addresses; clients that never used TLS; what requiring TLS or allowing only TLS 1.3 \
-        would break; and the verdict \"Legacy path retired: YES\" (every session ended at \
-        tlsfront with TLS 1.2 or 1.3) or \"NO\" with every exception listed by reason.",
+        long_about = "Summarise tlsfront's record files (one JSON object per connection), of one \
+        host or a fleet: sessions and the share with TLS; every session's kind (probe, plaintext \
+        sender, modern TLS, or a failed handshake, split by whether the legacy MTA would have \
+        failed too); TLS versions, suites, groups, SNI names and certificate key types, and what \
+        clients offered; failures by reason; plaintext and top senders; sessions per day and per \
+        host; what requiring TLS or a stricter policy (--simulate) would break, with the share of \
+        mail; the legacy MTA's own log (--legacy-log) for sessions that bypass tlsfront; and the \
+        verdict \"Legacy path retired: YES\" or \"NO\" with every exception listed, with the \
+        time range and the rules it was judged by.",
         after_help = "FILES may be plain or gzip-compressed (detected by content, so rotated \
         files like records.jsonl.2.gz work); \"-\" reads standard input. Without FILES, the \
         file named by records.path in the configuration is read (rotated files are not: \
-        name them, e.g. with a glob).\n\n\
+        name them, e.g. with a glob). Records of several hosts merge; a record seen twice \
+        (same host and session) counts once.\n\n\
+        The verdict is YES when no sender needs the legacy TLS path: probes (connect/EHLO/QUIT \
+        only) and plaintext senders never block; a failed handshake blocks only when the legacy \
+        MTA, as described by --legacy-tls and --legacy-kx, would have completed it (a TLS \
+        1.0-only or RSA-key-exchange-only sender: the regression to see); with --legacy-log, any \
+        session that reached the legacy MTA from an address other than --tlsfront-source blocks. \
+        Full reference: docs/report.md.\n\n\
         Lines that are not records (not JSON, no valid \"ts\" or \"tls\") are counted and \
         skipped, never fatal; the report says how many and where the first one is.\n\n\
         Exit status: 0 report printed (whatever the verdict), 1 a file cannot be read, \
@@ -58,7 +68,9 @@ enum Cmd {
         Examples:\n  \
         tlsfront report                       # records.path of /etc/tlsfront/tlsfront.toml\n  \
         tlsfront report --since 7d /var/log/tlsfront/records.jsonl*\n  \
-        tlsfront report --since 24h --json | jq .exceptions\n  \
+        tlsfront report --since 2026-11-01 --until 2026-12-01 --html nov.html mx1.jsonl mx2.jsonl\n  \
+        tlsfront report --legacy-log /var/log/mail.log --tlsfront-source 10.0.0.5 records.jsonl\n  \
+        tlsfront report --simulate tls13-only --simulate policy.toml --json | jq .simulations\n  \
         zcat old.jsonl.gz | tlsfront report -"
     )]
     Report(ReportArgs),
@@ -199,20 +211,54 @@ struct RunArgs {
 
 #[derive(Args)]
 struct ReportArgs {
-    /// Record files, plain or gzip ("-" for standard input). Default: records.path
+    /// Record files, plain or gzip ("-" for standard input; a quoted pattern
+    /// like 'records.jsonl*' is expanded). Several hosts' files merge; a record
+    /// seen twice (same host and session) counts once. Default: records.path
     /// from the configuration file.
     #[arg(value_name = "FILES")]
     files: Vec<PathBuf>,
-    /// Only sessions that ended within this time before now, e.g. 30m, 24h, 7d.
-    #[arg(long, value_name = "DURATION", value_parser = parse_since)]
-    since: Option<std::time::Duration>,
-    /// Print one JSON object (stable snake_case keys, listed in the README) instead of text.
+    /// Only sessions that ended at or after this: a duration before now (30m,
+    /// 24h, 7d) or a date or time (2026-11-01, 2026-11-01T08:00, RFC 3339);
+    /// without an offset, UTC.
+    #[arg(long, value_name = "WHEN")]
+    since: Option<String>,
+    /// Only sessions that ended before this (same forms as --since).
+    #[arg(long, value_name = "WHEN")]
+    until: Option<String>,
+    /// Print one JSON object (stable snake_case keys, listed in docs/report.md) instead of text.
     #[arg(long)]
     json: bool,
+    /// Also write the report as one self-contained HTML page (inline SVG charts, no script).
+    #[arg(long, value_name = "FILE")]
+    html: Option<PathBuf>,
+    /// The legacy MTA's syslog (Sendmail or Postfix; plain or gzip; repeatable):
+    /// every session that reached it from an address other than tlsfront's is
+    /// a direct session, and keeps the verdict from YES.
+    #[arg(long = "legacy-log", value_name = "FILE")]
+    legacy_log: Vec<PathBuf>,
+    /// The address(es) tlsfront connects to the legacy MTA from (ADDR or
+    /// ADDR/LEN, repeatable) [default: 127.0.0.0/8 and ::1].
+    #[arg(long = "tlsfront-source", value_name = "ADDR", value_parser = parse_net)]
+    tlsfront_source: Vec<(std::net::IpAddr, u8)>,
+    /// TLS versions the legacy MTA accepted, e.g. 1.0,1.1,1.2: a failed
+    /// handshake it would have completed blocks the verdict [default: 1.0,1.1,1.2].
+    #[arg(long = "legacy-tls", value_name = "LIST", value_delimiter = ',', value_parser = verdict::version_arg)]
+    legacy_tls: Vec<String>,
+    /// Key exchanges the legacy MTA accepted: ecdhe, dhe, rsa [default: ecdhe,dhe,rsa].
+    #[arg(long = "legacy-kx", value_name = "LIST", value_delimiter = ',', value_parser = verdict::kx_arg)]
+    legacy_kx: Vec<String>,
+    /// A stricter policy to judge (repeatable): tls13-only, ecdsa-only,
+    /// pq-required, or a TOML policy file [default: the three built-in ones].
+    #[arg(long, value_name = "POLICY")]
+    simulate: Vec<String>,
     /// Configuration file whose records.path is read when no FILES are given
     /// [default: /etc/tlsfront/tlsfront.toml].
     #[arg(short, long, value_name = "FILE")]
     config: Option<PathBuf>,
+}
+
+fn parse_net(s: &str) -> Result<(std::net::IpAddr, u8), String> {
+    report::legacy_log::parse_net(s)
 }
 
 fn parse_since(s: &str) -> Result<std::time::Duration, String> {
@@ -429,33 +475,91 @@ fn check(args: CheckArgs) -> ExitCode {
 }
 
 fn report(args: ReportArgs) -> ExitCode {
+    let usage = |message: String| {
+        eprintln!("tlsfront: {message}");
+        ExitCode::from(2)
+    };
     let files = if args.files.is_empty() {
         match default_record_file(args.config) {
             Ok(path) => vec![path],
-            Err(message) => {
-                eprintln!("tlsfront: {message}");
-                return ExitCode::from(2);
-            }
+            Err(message) => return usage(message),
         }
     } else {
         args.files
     };
-    let since = match args.since {
-        None => None,
-        Some(d) => match jiff::Timestamp::now().checked_sub(d) {
-            Ok(t) => Some(t),
-            Err(e) => {
-                eprintln!("tlsfront: --since: {e}");
-                return ExitCode::from(2);
-            }
-        },
+    let now = jiff::Timestamp::now();
+    let when = |arg: &Option<String>, name: &str| -> Result<Option<jiff::Timestamp>, String> {
+        arg.as_deref()
+            .map(|s| report::range::parse_when(s, now).map_err(|e| format!("--{name}: {e}")))
+            .transpose()
     };
-    let mut report = Report::new(since);
+    let window = match (when(&args.since, "since"), when(&args.until, "until")) {
+        (Ok(since), Ok(until)) => report::range::Window { since, until },
+        (Err(e), _) | (_, Err(e)) => return usage(e),
+    };
+    if let (Some(s), Some(u)) = (window.since, window.until)
+        && s >= u
+    {
+        return usage(format!("--since {s} is not before --until {u}"));
+    }
+    let mut options = Options::with_window(window);
+    if !args.legacy_tls.is_empty() {
+        options.legacy.versions = args.legacy_tls;
+    }
+    if !args.legacy_kx.is_empty() {
+        options.legacy.kx = args.legacy_kx;
+    }
+    if !args.simulate.is_empty() {
+        options.simulate.clear();
+        for p in &args.simulate {
+            match report::simulate::Policy::load(p) {
+                Ok(policy) => options.simulate.push(policy),
+                Err(e) => return usage(format!("--simulate: {e}")),
+            }
+        }
+    }
+    let mut report = Report::new(options);
+    if !args.legacy_log.is_empty() {
+        let sources = if args.tlsfront_source.is_empty() {
+            report::legacy_log::default_sources()
+        } else {
+            args.tlsfront_source
+        };
+        let mut log =
+            report::legacy_log::LegacyLog::new(window, sources, now, jiff::tz::TimeZone::system());
+        let paths = match input::expand(&args.legacy_log) {
+            Ok(p) => p,
+            Err(e) => {
+                eprintln!("tlsfront: --legacy-log: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        for path in &paths {
+            if let Err(e) = input::read_path(&mut log, path) {
+                eprintln!("tlsfront: --legacy-log: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+        report = report.with_legacy_log(log);
+    }
+    let files = match input::expand(&files) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("tlsfront: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     for file in &files {
         if let Err(e) = input::read_path(&mut report, file) {
             eprintln!("tlsfront: {e}");
             return ExitCode::FAILURE;
         }
+    }
+    if let Some(path) = &args.html
+        && let Err(e) = std::fs::write(path, report.render_html())
+    {
+        eprintln!("tlsfront: --html {}: {e}", path.display());
+        return ExitCode::FAILURE;
     }
     let text = if args.json {
         report.render_json()

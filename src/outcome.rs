@@ -60,6 +60,8 @@ macro_rules! named {
         }
     };
 }
+// Other closed sets of record names (the ClientHello offer's classes) use it too.
+pub(crate) use named;
 
 named! {
     /// What happened to TLS on a connection.

@@ -123,6 +123,103 @@ async fn a_hostile_client_hello_makes_a_bounded_record_that_says_truncated() {
     proxy.stop().await;
 }
 
+/// Bytes of `line` once its `offer` is taken out: what the record took
+/// before every session carried one.
+fn without_offer(line: &str) -> usize {
+    let mut v: serde_json::Value = serde_json::from_str(line).unwrap();
+    v.as_object_mut().unwrap().remove("offer");
+    serde_json::to_string(&v).unwrap().len()
+}
+
+/// Every session that sent a ClientHello carries the short offer, the
+/// established ones too (before, only failures kept what the client
+/// offered); it adds about 200 bytes to the ~1 KB record of a modern sender.
+#[tokio::test]
+async fn established_and_failed_sessions_carry_the_offer() {
+    use rustls::version::{TLS12, TLS13};
+    let pki = Pki::new(&["mx.tlsfront.test"]);
+    let mta = Mta::start(MtaScript::default()).await;
+    let proxy = Proxy::start(mta.addr, Some(&pki), "").await;
+    let c = Client::greeted(proxy.starttls).await;
+    let mut c = c
+        .starttls(pki.client_config(&[&TLS13, &TLS12]), "mx.tlsfront.test")
+        .await;
+    c.send("QUIT").await;
+    c.expect(221).await;
+    // A TLS 1.0 sender with RSA key exchange only, as legacy boxes accepted.
+    let mut c = Client::greeted(proxy.starttls).await;
+    c.send("EHLO old.example").await;
+    c.expect(250).await;
+    c.send("STARTTLS").await;
+    c.expect(220).await;
+    c.send_raw(&tls10_rsa_hello()).await;
+    assert!(c.closed().await);
+    let rs = proxy.records(2).await;
+    let text = std::fs::read_to_string(&proxy.records).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let (ok, old) = (&rs[0], &rs[1]);
+    assert_eq!(ok["tls"], "established", "{ok}");
+    assert_eq!(ok["client_hello"], serde_json::Value::Null, "{ok}");
+    let offer = &ok["offer"];
+    assert_eq!(
+        offer["versions"],
+        serde_json::json!(["TLSv1.3", "TLSv1.2"]),
+        "{ok}"
+    );
+    assert!(
+        offer["groups"]
+            .as_array()
+            .unwrap()
+            .contains(&"X25519".into()),
+        "{ok}"
+    );
+    assert_eq!(offer["suites"][0], "tls13", "{ok}");
+    assert!(
+        offer["sigs"].as_array().unwrap().contains(&"ecdsa".into()),
+        "{ok}"
+    );
+    let added = lines[0].len() - without_offer(lines[0]);
+    eprintln!(
+        "record of a modern sender: {} bytes, {} without the offer (+{added})",
+        lines[0].len(),
+        without_offer(lines[0])
+    );
+    assert!(added < 220, "the offer adds {added} bytes: {}", lines[0]);
+
+    assert_eq!(old["tls"], "failed", "{old}");
+    assert_eq!(old["failure_reason"], "client_tls_version_too_old", "{old}");
+    assert_eq!(
+        old["offer"],
+        serde_json::json!({"versions": ["TLSv1.0"], "groups": [], "sigs": [],
+                           "suites": ["rsa_cbc", "weak"]}),
+        "{old}"
+    );
+    assert!(old["client_hello"].is_object(), "{old}");
+    eprintln!(
+        "record of a failed TLS 1.0 sender: {} bytes, {} without the offer",
+        lines[1].len(),
+        without_offer(lines[1])
+    );
+    proxy.stop().await;
+}
+
+/// A TLS 1.0 ClientHello offering RSA key exchange only (AES-CBC, 3DES), no
+/// extensions: what a sender of the 2000s sends.
+fn tls10_rsa_hello() -> Vec<u8> {
+    let mut body = vec![0x03, 0x01];
+    body.extend([0x11; 32]);
+    body.push(0);
+    body.extend(u16_list([0x002f, 0x0035, 0x000a].into_iter()));
+    body.extend([0x01, 0x00]);
+    let mut hs = vec![0x01];
+    hs.extend(&(body.len() as u32).to_be_bytes()[1..]);
+    hs.extend(body);
+    let mut out = vec![0x16, 0x03, 0x01];
+    out.extend((hs.len() as u16).to_be_bytes());
+    out.extend(hs);
+    out
+}
+
 /// An ordinary session's record is not marked.
 #[tokio::test]
 async fn an_ordinary_record_is_not_truncated() {
@@ -264,6 +361,7 @@ fn reopen_refuses_a_symbolic_link_and_keeps_the_old_file() {
             tlsfront::outcome::Mode::Starttls,
             "192.0.2.1:4000".parse().unwrap(),
             "mx",
+            "host-a",
         ),
         sink.clone(),
     ));

@@ -117,6 +117,8 @@ need=()
 command -v m4 >/dev/null || need+=(m4)
 command -v openssl >/dev/null || need+=(openssl)
 command -v python3 >/dev/null || need+=(python3)
+# The records against docs/record.schema.json (scenarios.py, ../lib/legacylog.py).
+/usr/bin/python3 -c 'import jsonschema' 2>/dev/null || need+=(python3-jsonschema)
 command -v swaks >/dev/null || need+=(swaks)
 command -v unshare >/dev/null || need+=(util-linux)
 perl -MNet::SSLeay -e1 2>/dev/null || need+=(libnet-ssleay-perl)
@@ -262,7 +264,7 @@ log "sendmail on 127.0.0.1:$SM_PORT, tlsfront on 127.0.0.1:$PROXY_PORT (and :$PR
 
 SMLOG=$WORK/sendmail.log
 : > "$SMLOG"
-python3 "$HERE/syslog_sink.py" "$WORK/syslog.sock" "$SMLOG" 1200 </dev/null >"$WORK/syslog-sink.out" 2>&1 &
+python3 "$HERE/syslog_sink.py" "$WORK/syslog.sock" "$SMLOG" 1200 "$LEGACY_HOSTNAME" </dev/null >"$WORK/syslog-sink.out" 2>&1 &
 SINK_PID=$!
 for _ in $(seq 1 50); do [[ -S $WORK/syslog.sock ]] && break; sleep 0.1; done
 [[ -S $WORK/syslog.sock ]] || { echo "syslog sink did not start" >&2; cat "$WORK/syslog-sink.out" >&2; exit 1; }
@@ -447,7 +449,8 @@ export SM_RIG_WORK=$WORK SM_RIG_CA=$PKI/ca.pem SM_RIG_SM_PORT=$SM_PORT SM_RIG_PR
     SM_RIG_SMLOG=$SMLOG SM_RIG_SPOOL=$SPOOL SM_RIG_RECORDS=$RECORDS SM_RIG_PROXY_LOG=$PROXY_LOG \
     SM_RIG_PROXY_OK=$BUILD_OK SM_RIG_PROXY_HOSTNAME=$PROXY_HOSTNAME SM_RIG_LEGACY_HOSTNAME=$LEGACY_HOSTNAME \
     SM_RIG_PROXY2_PORT=$PROXY2_PORT SM_RIG_PROXY2_OK=$((BUILD_OK && PROXY2_OK)) \
-    SM_RIG_PROXY2_LOG=$WORK/tlsfront-src2.log SM_RIG_RECORDS2=$WORK/records-src2.jsonl
+    SM_RIG_PROXY2_LOG=$WORK/tlsfront-src2.log SM_RIG_RECORDS2=$WORK/records-src2.jsonl \
+    SM_RIG_PROXY_BIN=$PROXY_BIN
 timeout 420 python3 "$HERE/scenarios.py" </dev/null | tee -a "$RESULTS" || true
 grep -q '^scenarios: done' "$RESULTS" || result scenarios FAIL "scenario driver did not finish (crash or 420 s timeout)"
 for pair in "$PROXY_PID:$PROXY_LOG" "$PROXY2_PID:$WORK/tlsfront-src2.log"; do

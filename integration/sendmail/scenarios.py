@@ -15,8 +15,12 @@ import re
 import smtplib
 import ssl
 import subprocess
+import sys
 import time
 import uuid
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "lib"))
+import legacylog  # noqa: E402  (integration/lib, shared with the Postfix rig)
 
 E = os.environ
 WORK = E["SM_RIG_WORK"]
@@ -34,6 +38,7 @@ PROXY2_LOG = E["SM_RIG_PROXY2_LOG"]
 RECORDS2 = E["SM_RIG_RECORDS2"]
 PROXY_HOSTNAME = E["SM_RIG_PROXY_HOSTNAME"]
 LEGACY = E["SM_RIG_LEGACY_HOSTNAME"]
+PROXY_BIN = E.get("SM_RIG_PROXY_BIN", "")
 
 ECDHE_GROUPS = {"X25519MLKEM768", "X25519", "secp256r1", "secp384r1"}
 WEAK_KEY_RE = re.compile(r"ee key too small|key too small|CA_KEY_TOO_SMALL|EE_KEY_TOO_SMALL", re.I)
@@ -409,12 +414,60 @@ def tlsfront_source_address_keeps_sendmail_closed():
     check(not problems, "record mismatch: " + "; ".join(problems) + "\n    record: " + json.dumps(rec))
 
 
+def legacy_log_catches_direct_sessions():
+    """tlsfront report --legacy-log on this Sendmail's own log: one message
+    through tlsfront (from 127.0.0.2) and two sessions straight to Sendmail
+    from other addresses: 127.0.0.4 delivers a message, 127.0.0.3 only says
+    EHLO (both in plaintext: this Sendmail cannot load its 1024-bit
+    certificate, so it offers no STARTTLS; the Postfix rig has a direct TLS
+    session). The report names exactly the two direct peers, not tlsfront's
+    sources (127.0.0.1 and 127.0.0.2: both tlsfronts of the rig), and says
+    NO. Every record both tlsfronts wrote matches docs/record.schema.json."""
+    check(PROXY2_OK, f"tlsfront with backend.source_address=127.0.0.2 is not running\n{tail(PROXY2_LOG)}")
+    # The scenarios before made sessions too; start in a second of our own.
+    time.sleep(1.5)
+    since = legacylog.utc_now_floor()
+    sender = "sender@client.tlsfront.test"
+    rcpt = f"{uniq('user')}@{LEGACY}"
+    msgid, msg = make_message("legacylog", rcpt, sender)
+    s = tls_session(PROXY2_PORT, f"{uniq('legacylog')}.client.tlsfront.test")
+    try:
+        check(s.mail(sender)[0] == 250, "MAIL via tlsfront refused")
+        check(s.rcpt(rcpt)[0] == 250, "RCPT via tlsfront refused")
+        check(s.data(msg)[0] == 250, "DATA via tlsfront refused")
+        s.quit()
+    finally:
+        s.close()
+    check_delivery(msgid, msg, rcpt, client="[127.0.0.2]")
+    direct_rcpt = f"{uniq('user')}@{LEGACY}"
+    direct_id, direct_msg = make_message("legacylog-direct", direct_rcpt, sender)
+    with smtplib.SMTP(timeout=CLIENT_TIMEOUT, source_address=("127.0.0.4", 0)) as d:
+        d.connect("127.0.0.1", SM_PORT)
+        d.ehlo("direct.client.tlsfront.test")
+        d.sendmail(sender, [direct_rcpt], direct_msg)
+    try:
+        legacylog.direct_session(SM_PORT, "127.0.0.3")
+        legacylog.wait_log(SMLOG, "[127.0.0.3] did not issue")
+        rep = legacylog.report(PROXY_BIN, [RECORDS, RECORDS2], SMLOG, ["127.0.0.1", "127.0.0.2"], since)
+        legacylog.check_direct(rep, {"127.0.0.3": "plain", "127.0.0.4": "plain"},
+                               ["127.0.0.1", "127.0.0.2"], SMLOG)
+        peers = {p["ip"]: p for p in rep["legacy_log"]["direct_peers"]}
+        check(peers["127.0.0.4"]["messages"] == 1,
+              f"the direct message was not counted: {json.dumps(peers)}\n{tail(SMLOG)}")
+        info("direct peers: " + json.dumps(rep["legacy_log"]["direct_peers"]))
+        n = legacylog.check_schema([RECORDS, RECORDS2])
+        info(f"{n} records match docs/record.schema.json")
+    except legacylog.Problem as e:
+        raise Fail(str(e))
+
+
 SCENARIOS = [
     sendmail_refuses_weak_cert,
     tlsfront_delivers_to_sendmail_tls13,
     tlsfront_delivers_to_sendmail_tls12_swaks,
     sendmail_no_open_relay,
     tlsfront_source_address_keeps_sendmail_closed,
+    legacy_log_catches_direct_sessions,
 ]
 
 

@@ -68,6 +68,9 @@ pub struct Overrides {
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub hostname: String,
+    /// Names this tlsfront host in its records (`server.host_id`, default the
+    /// system's host name), so a fleet's record files merge without clashes.
+    pub host_id: String,
     /// Every name this host answers to (hostname first).
     pub names: Vec<String>,
     pub listeners: Vec<ListenerSpec>,
@@ -535,6 +538,24 @@ mod tests {
         assert!(load(&with("smtp", &format!("relay_verbs = [\"{verb}\"]"))).is_ok());
         let e = err_of(&with("smtp", &format!("relay_verbs = [\"{verb}Y\"]")));
         assert!(e.contains("not an SMTP verb"), "{e}");
+    }
+
+    #[test]
+    fn host_id_defaults_to_the_system_host_name() {
+        let s = load(MINIMAL).unwrap();
+        let system = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+        assert_eq!(s.host_id, system.trim().to_ascii_lowercase());
+        assert_eq!(
+            load(&with("server", "host_id = \"MX-2.dc1\""))
+                .unwrap()
+                .host_id,
+            "mx-2.dc1"
+        );
+        let e = err_of(&with("server", "host_id = \"mx 2\""));
+        assert!(
+            e.contains("server.host_id") && e.contains("not a host name"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -38,6 +38,8 @@ pub struct RawConfig {
 #[serde(deny_unknown_fields)]
 pub struct RawServer {
     pub hostname: Option<String>,
+    /// This host's name in records (default: the system's host name).
+    pub host_id: Option<String>,
     #[serde(default)]
     pub names: Vec<String>,
     pub max_connections: Option<usize>,

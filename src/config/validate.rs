@@ -37,6 +37,7 @@ pub fn validate(
     let metrics = metrics(&v, &raw.metrics, &listeners)?;
     Ok(Settings {
         hostname: server.hostname,
+        host_id: server.host_id,
         names: server.names,
         listeners,
         backend,
@@ -222,6 +223,7 @@ fn listeners(v: &V<'_>, raw: &[RawListener]) -> Result<Vec<ListenerSpec>, Config
 /// `[server]`, validated.
 struct Server {
     hostname: String,
+    host_id: String,
     names: Vec<String>,
     max_connections: usize,
     max_connections_per_client: usize,
@@ -239,6 +241,17 @@ fn server(v: &V<'_>, s: &RawServer, listeners: &[ListenerSpec]) -> Result<Server
         return Err(v.err(
             "server.hostname",
             format!("{hostname:?} is not a valid host name"),
+        ));
+    }
+    let host_id = s
+        .host_id
+        .clone()
+        .unwrap_or_else(system_hostname)
+        .to_ascii_lowercase();
+    if !valid_hostname(&host_id) {
+        return Err(v.err(
+            "server.host_id",
+            format!("{host_id:?} is not a host name (letters, digits, '-' and '.')"),
         ));
     }
     let mut names = vec![hostname.clone()];
@@ -283,6 +296,7 @@ fn server(v: &V<'_>, s: &RawServer, listeners: &[ListenerSpec]) -> Result<Server
     }
     Ok(Server {
         hostname,
+        host_id,
         names,
         max_connections,
         max_connections_per_client,

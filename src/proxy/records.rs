@@ -30,12 +30,16 @@ use crate::limits::{
 };
 use crate::outcome::{BackendErrorName, CloseReason, HandshakeFailure, Mode, TlsOutcome};
 use crate::wire::clienthello::HelloSummary;
+use crate::wire::offer::Offer;
 
 /// One connection's record. Field names are a stable interface (see README).
 #[derive(Debug, Clone, Serialize)]
 pub struct Record {
     /// When the session ended (RFC 3339, UTC).
     pub ts: String,
+    /// The tlsfront host that wrote it (`server.host_id`): with `session`,
+    /// unique across a fleet's merged record files.
+    pub host: String,
     pub session: String,
     pub listener: String,
     pub mode: Mode,
@@ -56,6 +60,9 @@ pub struct Record {
     pub handshake_ms: Option<f64>,
     pub failure_reason: Option<HandshakeFailure>,
     pub failure_detail: Option<String>,
+    /// What the client offered, in short (every session that sent a ClientHello).
+    pub offer: Option<Offer>,
+    /// The full lists the client offered (failed handshakes only).
     pub client_hello: Option<HelloSummary>,
     /// Bytes the client sent after STARTTLS before the handshake (discarded).
     pub pipelined_after_starttls: u64,
@@ -98,9 +105,11 @@ impl Record {
         mode: Mode,
         client: SocketAddr,
         hostname: &str,
+        host: &str,
     ) -> Self {
         Record {
             ts: String::new(),
+            host: host.to_string(),
             session,
             listener: listener.to_string(),
             mode,
@@ -121,6 +130,7 @@ impl Record {
             handshake_ms: None,
             failure_reason: None,
             failure_detail: None,
+            offer: None,
             client_hello: None,
             pipelined_after_starttls: 0,
             helo: None,
@@ -163,6 +173,7 @@ impl Record {
         }
         for s in [
             &mut self.ts,
+            &mut self.host,
             &mut self.session,
             &mut self.listener,
             &mut self.client_ip,
@@ -663,6 +674,7 @@ impl Record {
             Mode::Starttls,
             "192.0.2.1:4000".parse().expect("addr"),
             "mx.example.test",
+            "mx1",
         )
     }
 }
@@ -684,6 +696,7 @@ mod tests {
                     Mode::Starttls,
                     "[::ffff:192.0.2.1]:4000".parse().unwrap(),
                     "mx",
+                    "host-a",
                 ),
                 sink.clone(),
             );
@@ -700,6 +713,7 @@ mod tests {
         assert_eq!(lines[2]["session"], "s2");
         assert_eq!(lines[2]["messages_accepted"], 2);
         assert_eq!(lines[0]["client_ip"], "192.0.2.1");
+        assert_eq!(lines[0]["host"], "host-a");
         assert_eq!(lines[0]["tls"], "not_attempted");
         assert_eq!(lines[0]["close_reason"], "aborted");
         assert!(lines[0]["ts"].as_str().unwrap().ends_with('Z'));

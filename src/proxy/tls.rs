@@ -30,6 +30,7 @@ use crate::limits;
 use crate::outcome::HandshakeFailure;
 use crate::proxy::stream::Prefixed;
 use crate::wire::clienthello::{self, HelloSummary, Peek};
+use crate::wire::offer::Offer as ClientOffer;
 
 #[derive(Debug, Error)]
 pub enum TlsError {
@@ -443,8 +444,9 @@ impl TlsFront {
         let started = Instant::now();
         let deadline = tokio::time::Instant::now() + self.handshake_timeout;
         let mut buf = BytesMut::with_capacity(2048);
-        let ended = |served: Option<Served>, result| Handshake {
+        let ended = |served: Option<Served>, offer, result| Handshake {
             served,
+            offer,
             elapsed: started.elapsed(),
             result,
         };
@@ -475,6 +477,7 @@ impl TlsFront {
                     );
                     return ended(
                         None,
+                        None,
                         failed(HandshakeFailure::ClientHelloTooFragmented, detail),
                     );
                 }
@@ -485,7 +488,7 @@ impl TlsFront {
                 Err(_) => {
                     let detail =
                         format!("no complete ClientHello after {:?}", self.handshake_timeout);
-                    return ended(None, failed(HandshakeFailure::Timeout, detail));
+                    return ended(None, None, failed(HandshakeFailure::Timeout, detail));
                 }
                 Ok(Ok(0)) => {
                     let reason = if buf.is_empty() {
@@ -495,10 +498,12 @@ impl TlsFront {
                     };
                     let detail =
                         format!("connection closed after {} bytes of handshake", buf.len());
-                    return ended(None, failed(reason, detail));
+                    return ended(None, None, failed(reason, detail));
                 }
                 Ok(Ok(_)) => {}
-                Ok(Err(e)) => return ended(None, failed(HandshakeFailure::IoError, e.to_string())),
+                Ok(Err(e)) => {
+                    return ended(None, None, failed(HandshakeFailure::IoError, e.to_string()));
+                }
             }
         };
         // Its copy of the hello is not kept through the handshake.
@@ -523,7 +528,10 @@ impl TlsFront {
             cert_key_type: entry.key_type.clone(),
             self_signed: entry.self_signed,
         };
-        let summary: Option<HelloSummary> = hello.as_ref().map(|h| h.summary());
+        // The short offer goes into every record; the full lists only into
+        // a failure's, where they explain it.
+        let offer = hello.as_ref().map(ClientOffer::of);
+        let summary = || -> Option<HelloSummary> { hello.as_ref().map(|h| h.summary()) };
 
         // 2. rustls does the handshake on the replayed hello, even for input
         // already known to be bad, so the client gets a proper alert.
@@ -537,15 +545,15 @@ impl TlsFront {
             Ok(Err(e)) => Err(Box::new(Failed {
                 reason: precheck.unwrap_or_else(|| HandshakeFailure::from_io(&e)),
                 detail: e.to_string(),
-                hello: summary,
+                hello: summary(),
             })),
             Err(_) => Err(Box::new(Failed {
                 reason: HandshakeFailure::Timeout,
                 detail: format!("handshake not finished after {:?}", self.handshake_timeout),
-                hello: summary,
+                hello: summary(),
             })),
         };
-        ended(Some(served), result)
+        ended(Some(served), offer, result)
     }
 }
 
@@ -554,6 +562,9 @@ impl TlsFront {
 pub struct Handshake<S> {
     /// What tlsfront served (None when no usable ClientHello came).
     pub served: Option<Served>,
+    /// What the client offered, in short, whatever came of it (None when no
+    /// usable ClientHello came).
+    pub offer: Option<ClientOffer>,
     pub elapsed: Duration,
     /// Boxed: a failure carries the ClientHello summary.
     pub result: Result<(TlsStream<Prefixed<S>>, Negotiated), Box<Failed>>,

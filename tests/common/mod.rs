@@ -23,6 +23,7 @@ use tlsfront::proxy::server::Server;
 
 pub mod bin;
 pub mod openssl;
+pub mod schema;
 
 pub const T: Duration = Duration::from_secs(10);
 
@@ -546,15 +547,19 @@ impl Proxy {
         }
     }
 
-    /// Waits (bounded) until `n` records exist and returns them all.
+    /// Waits (bounded) until `n` records exist and returns them all, each
+    /// checked against docs/record.schema.json.
     pub async fn records(&self, n: usize) -> Vec<serde_json::Value> {
         for _ in 0..200 {
             let text = std::fs::read_to_string(&self.records).unwrap_or_default();
-            let lines: Vec<serde_json::Value> = text
+            // Only whole lines: the writer may be half-way through one.
+            let whole = &text[..text.rfind('\n').map_or(0, |i| i + 1)];
+            let lines: Vec<serde_json::Value> = whole
                 .lines()
                 .map(|l| serde_json::from_str(l).unwrap())
                 .collect();
             if lines.len() >= n {
+                lines.iter().for_each(schema::assert_record);
                 return lines;
             }
             tokio::time::sleep(Duration::from_millis(25)).await;

@@ -224,6 +224,7 @@ pub fn record_refused(
             listener.mode,
             peer,
             &shared.settings.hostname,
+            &shared.settings.host_id,
         ),
         shared.records.clone(),
     );
@@ -253,6 +254,7 @@ where
         listener.mode,
         peer,
         &shared.settings.hostname,
+        &shared.settings.host_id,
     );
     // Boxed: the handshake hands the session back, and a by-value session
     // would get a second slot in the task for that.

@@ -57,11 +57,13 @@ where
         };
         let Handshake {
             served,
+            offer,
             elapsed,
             result,
         } = front.handshake(stream).await;
         let r = &mut self.record;
         r.handshake_ms = Some(millis(elapsed));
+        r.offer = offer;
         if let Some(served) = served {
             r.sni = served.sni;
             r.cert_subject = Some(served.cert_subject);

@@ -1,45 +1,103 @@
 //! `tlsfront report`: turns record lines into the facts an admin asks about:
 //! how much mail arrives over TLS and with what, who fails and why, what a
-//! stricter policy would break, and whether the legacy TLS path is retired.
+//! stricter policy would break, and whether the legacy TLS path is retired,
+//! with the evidence for it.
 //!
-//! Pure: [`Report::add_line`] takes one line, [`Report::summary`] computes the
-//! facts, and both renderings read the same [`Summary`] (plain data, in
-//! `summary`), so the text and the JSON cannot disagree. Reading files
-//! (plain or gzip) is in [`input`]; the text layout is in `render`, which
-//! sees only the summary.
+//! Pure: [`Report::add_line`] takes one record line, [`Report::summary`]
+//! computes the facts, and every rendering reads the same [`Summary`]
+//! (plain data, in `summary`), so text, JSON and HTML cannot disagree.
+//! By job:
+//! - [`input`]: record files and logs (plain or gzip, `-`, globs);
+//! - [`range`]: `--since`/`--until` and the range covered;
+//! - [`verdict`]: a session's honest category and the legacy MTA's policy;
+//! - [`simulate`]: what a stricter policy would break;
+//! - [`legacy_log`]: the legacy MTA's own log (direct sessions);
+//! - `render` (text) and [`html`] (one self-contained page).
 
+pub mod html;
 pub mod input;
+pub mod legacy_log;
+pub mod range;
 mod render;
+pub mod simulate;
 mod summary;
+pub mod verdict;
 
-use std::collections::HashMap;
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::hash::{Hash, Hasher};
 
 use serde::Deserialize;
 
 use crate::outcome::{Mode, TlsOutcome};
+use crate::wire::offer::Offer;
+use legacy_log::LegacyLog;
+use range::{Covered, Span, Window};
+use simulate::Policy as SimPolicy;
 pub use summary::{
-    ClientCount, Exception, FailureGroup, Impact, NameCount, Policy, Summary, Verdict,
+    ClientCount, Day, Exception, FailureGroup, Host, Impact, NameCount, Policy, Sender, Simulation,
+    Summary, Verdict, by_ip,
 };
+use verdict::{Category, Facts, LegacyPolicy};
 
 /// Clients listed per failure reason, policy and exception.
 pub const TOP_CLIENTS: usize = 5;
+/// Senders in `top_senders`.
+pub const TOP_SENDERS: usize = 20;
 
-/// The record fields the report reads. Other fields are ignored, so records
-/// written by older or newer versions still count.
+/// The ClientHello lists a failure record keeps (`client_hello`), read back
+/// as an offer when the record has no `offer` of its own.
+#[derive(Debug, Default, Deserialize)]
+struct HelloNames {
+    #[serde(default)]
+    versions: Vec<String>,
+    #[serde(default)]
+    groups: Vec<String>,
+    #[serde(default)]
+    signature_schemes: Vec<String>,
+    #[serde(default)]
+    cipher_suites: Vec<String>,
+}
+
+/// The record fields the report reads. Other fields are ignored and only
+/// `ts` and `tls` are required, so records written by older or newer
+/// versions still count.
 #[derive(Debug, Deserialize)]
-pub struct RecordLine {
-    pub ts: String,
-    pub tls: TlsOutcome,
-    pub mode: Option<Mode>,
-    pub client_ip: Option<String>,
-    pub sni: Option<String>,
-    pub starttls_used: Option<bool>,
-    pub tls_version: Option<String>,
-    pub cipher_suite: Option<String>,
-    pub kx_group: Option<String>,
-    pub cert_key_type: Option<String>,
-    pub self_signed: Option<bool>,
-    pub failure_reason: Option<String>,
+struct RecordLine<'a> {
+    #[serde(borrow)]
+    ts: Cow<'a, str>,
+    tls: TlsOutcome,
+    mode: Option<Mode>,
+    #[serde(borrow, default)]
+    host: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    session: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    client_ip: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    sni: Option<Cow<'a, str>>,
+    starttls_used: Option<bool>,
+    #[serde(borrow, default)]
+    tls_version: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    cipher_suite: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    kx_group: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    cert_key_type: Option<Cow<'a, str>>,
+    self_signed: Option<bool>,
+    #[serde(borrow, default)]
+    failure_reason: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    close_reason: Option<Cow<'a, str>>,
+    offer: Option<Offer>,
+    client_hello: Option<HelloNames>,
+    messages_accepted: Option<u64>,
+    messages_rejected: Option<u64>,
+    recipients: Option<u64>,
+    backend_contacted: Option<bool>,
+    tls_required_refusals: Option<u64>,
+    tls_required_would_refuse: Option<u64>,
 }
 
 /// Shown for a value the record leaves null.
@@ -48,17 +106,96 @@ const NONE: &str = "(none)";
 /// Sessions per name (a TLS version, a client IP, ...).
 type Counts = HashMap<String, u64>;
 
+/// What the report is asked for, besides the records.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    pub window: Window,
+    pub legacy: LegacyPolicy,
+    pub simulate: Vec<SimPolicy>,
+}
+
+impl Options {
+    /// Every built-in simulation, the default policy of the legacy MTA.
+    pub fn with_window(window: Window) -> Self {
+        Options {
+            window,
+            legacy: LegacyPolicy::default(),
+            simulate: simulate::BUILT_IN
+                .iter()
+                .filter_map(|n| SimPolicy::built_in(n))
+                .collect(),
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct ClientTally {
+    sessions: u64,
+    messages: u64,
+    tls: u64,
+    plaintext: u64,
+    failed: u64,
+    probes: u64,
+    best_version: Option<String>,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct Tally {
+    sessions: u64,
+    tls: u64,
+    plaintext: u64,
+    failed: u64,
+    probes: u64,
+    messages: u64,
+    blocking: u64,
+}
+
+impl Tally {
+    fn add(&mut self, category: Category, messages: u64) {
+        self.sessions += 1;
+        self.messages += messages;
+        match category {
+            Category::ModernTls | Category::OldTls => self.tls += 1,
+            Category::Plaintext => self.plaintext += 1,
+            Category::Probe | Category::RefusedAtConnect => self.probes += 1,
+            _ => self.failed += 1,
+        }
+        if category.blocks() {
+            self.blocking += 1;
+        }
+    }
+
+    /// TLS over the sessions that were not probes.
+    fn tls_percent(&self) -> f64 {
+        percent(self.tls, self.sessions - self.probes)
+    }
+}
+
+#[derive(Debug, Default)]
+struct SimTally {
+    judged: u64,
+    inferred: u64,
+    failing: Counts,
+    messages: u64,
+}
+
 /// Running totals over record lines; cheap per line, sorted only at the end.
 #[derive(Debug, Default)]
 pub struct Report {
-    since: Option<jiff::Timestamp>,
+    opts: Options,
     sources: Vec<String>,
     lines: u64,
     malformed: u64,
     first_malformed: Option<String>,
-    older: u64,
+    outside: u64,
+    duplicates: u64,
+    /// (host, session) of every record counted, hashed to 128 bits.
+    seen: HashSet<u128>,
+    span: Span,
     sessions: u64,
+    messages: u64,
     outcomes: HashMap<TlsOutcome, u64>,
+    categories: HashMap<Category, u64>,
     starttls_used: u64,
     implicit: u64,
     versions: Counts,
@@ -67,23 +204,43 @@ pub struct Report {
     sni: Counts,
     key_types: Counts,
     self_signed: u64,
-    /// failure_reason → sessions per client.
-    failures: HashMap<String, Counts>,
-    /// client → (sessions, sessions that attempted TLS).
-    clients: HashMap<String, (u64, u64)>,
+    offered_versions: Counts,
+    offered_groups: Counts,
+    /// (category, failure_reason) → sessions per client.
+    failures: HashMap<(Category, String), Counts>,
+    clients: HashMap<String, ClientTally>,
     require_tls: Counts,
-    tls13_only: Counts,
-    /// (tls outcome, reason) → sessions per client.
-    exceptions: HashMap<(TlsOutcome, String), Counts>,
+    require_tls_messages: u64,
+    /// (tls outcome, reason, category) → sessions per client, blocking only.
+    exceptions: HashMap<(TlsOutcome, String, Category), Counts>,
+    /// By UTC day, as days since the epoch (a division per record, not a
+    /// calendar conversion).
+    days: BTreeMap<i64, Tally>,
+    hosts: HashMap<String, (Tally, Span)>,
+    sims: Vec<SimTally>,
+    legacy_log: Option<LegacyLog>,
 }
 
 impl Report {
-    /// A report over sessions that ended at or after `since` (all if `None`).
-    pub fn new(since: Option<jiff::Timestamp>) -> Self {
+    /// A report over the sessions of `opts.window`, with every built-in
+    /// simulation and the default legacy policy unless `opts` says otherwise.
+    pub fn new(opts: Options) -> Self {
+        let sims = opts.simulate.iter().map(|_| SimTally::default()).collect();
         Report {
-            since,
+            opts,
+            sims,
             ..Report::default()
         }
+    }
+
+    /// Takes the legacy MTA's log as evidence for the verdict.
+    pub fn with_legacy_log(mut self, log: LegacyLog) -> Self {
+        self.legacy_log = Some(log);
+        self
+    }
+
+    pub fn legacy_log_mut(&mut self) -> Option<&mut LegacyLog> {
+        self.legacy_log.as_mut()
     }
 
     /// Notes a file (or stdin) being read, so the report names its inputs.
@@ -112,13 +269,32 @@ impl Report {
         }
     }
 
+    /// True the first time a (host, session) pair is seen.
+    fn first_sight(&mut self, host: &str, session: &str) -> bool {
+        let hash = |seed: u8| {
+            let mut h = std::hash::DefaultHasher::new();
+            (seed, host, session).hash(&mut h);
+            h.finish()
+        };
+        self.seen
+            .insert((u128::from(hash(0)) << 64) | u128::from(hash(1)))
+    }
+
     /// Counts one well-formed record that ended at `ts`.
-    pub fn add(&mut self, ts: jiff::Timestamp, r: &RecordLine) {
-        if self.since.is_some_and(|since| ts < since) {
-            self.older += 1;
+    fn add(&mut self, ts: jiff::Timestamp, r: &RecordLine<'_>) {
+        if !self.opts.window.contains(ts) {
+            self.outside += 1;
+            return;
+        }
+        let host = r.host.as_deref().unwrap_or("");
+        if let Some(session) = r.session.as_deref()
+            && !self.first_sight(host, session)
+        {
+            self.duplicates += 1;
             return;
         }
         self.sessions += 1;
+        self.span.add(ts);
         *self.outcomes.entry(r.tls).or_default() += 1;
         if r.starttls_used == Some(true) {
             self.starttls_used += 1;
@@ -126,16 +302,87 @@ impl Report {
         if r.mode == Some(Mode::Implicit) {
             self.implicit += 1;
         }
+        let messages = r.messages_accepted.unwrap_or(0);
+        self.messages += messages;
+
+        // The offer: the record's own, or read back from a failure's lists.
+        let from_hello;
+        let offer = match (&r.offer, &r.client_hello) {
+            (Some(o), _) => Some(o),
+            (None, Some(h)) => {
+                from_hello = Offer::of_names(
+                    &h.versions,
+                    &h.groups,
+                    &h.signature_schemes,
+                    &h.cipher_suites,
+                );
+                Some(&from_hello)
+            }
+            (None, None) => None,
+        };
+        let went_further = r.backend_contacted.map(|contacted| {
+            contacted
+                || messages > 0
+                || r.messages_rejected.unwrap_or(0) > 0
+                || r.recipients.unwrap_or(0) > 0
+                || r.tls_required_refusals.unwrap_or(0) > 0
+                || r.tls_required_would_refuse.unwrap_or(0) > 0
+        });
+        let category = verdict::categorize(
+            &Facts {
+                tls: Some(r.tls),
+                tls_version: r.tls_version.as_deref(),
+                failure_reason: r.failure_reason.as_deref(),
+                close_reason: r.close_reason.as_deref(),
+                went_further,
+                offer,
+            },
+            &self.opts.legacy,
+        );
+        *self.categories.entry(category).or_default() += 1;
+
         let client = r.client_ip.as_deref().unwrap_or("(unknown)");
-        let tally = self.clients.entry(client.to_string()).or_default();
-        tally.0 += 1;
+        let tally = match self.clients.get_mut(client) {
+            Some(t) => t,
+            None => self.clients.entry(client.to_string()).or_default(),
+        };
+        tally.sessions += 1;
+        tally.messages += messages;
+        match category {
+            Category::ModernTls | Category::OldTls => {
+                tally.tls += 1;
+                if let Some(v) = r.tls_version.as_deref()
+                    && tally.best_version.as_deref().is_none_or(|b| v > b)
+                {
+                    tally.best_version = Some(v.to_string());
+                }
+            }
+            Category::Plaintext => tally.plaintext += 1,
+            Category::Probe | Category::RefusedAtConnect => tally.probes += 1,
+            _ => tally.failed += 1,
+        }
+        let day = ts.as_second().div_euclid(86_400);
+        self.days.entry(day).or_default().add(category, messages);
+        let (host_tally, host_span) = match self.hosts.get_mut(host) {
+            Some(h) => h,
+            None => self.hosts.entry(host.to_string()).or_default(),
+        };
+        host_tally.add(category, messages);
+        host_span.add(ts);
+
         if r.tls != TlsOutcome::NotAttempted {
-            tally.1 += 1;
             bump(&mut self.sni, or_none(&r.sni));
         }
-
-        let exception = match r.tls {
-            TlsOutcome::Established => {
+        if let Some(o) = offer {
+            for v in &o.versions {
+                bump(&mut self.offered_versions, v);
+            }
+            for g in &o.groups {
+                bump(&mut self.offered_groups, g);
+            }
+        }
+        match category {
+            Category::ModernTls | Category::OldTls => {
                 bump(&mut self.versions, or_none(&r.tls_version));
                 bump(&mut self.suites, or_none(&r.cipher_suite));
                 bump(&mut self.groups, or_none(&r.kx_group));
@@ -143,83 +390,237 @@ impl Report {
                 if r.self_signed == Some(true) {
                     self.self_signed += 1;
                 }
-                if r.tls_version.as_deref() != Some("TLSv1.3") {
-                    bump(&mut self.tls13_only, client);
-                }
-                // tlsfront only offers 1.2 and 1.3, so this is a guard against
-                // records from some other writer or a future misconfiguration.
-                match r.tls_version.as_deref() {
-                    Some("TLSv1.2" | "TLSv1.3") => None,
-                    Some(v) => Some(format!("old_version_{v}")),
-                    None => Some("unknown_version".to_string()),
-                }
             }
-            TlsOutcome::NotAttempted => {
+            Category::Plaintext => {
                 bump(&mut self.require_tls, client);
-                Some("plaintext".to_string())
+                self.require_tls_messages += messages;
             }
-            TlsOutcome::Failed | TlsOutcome::Timeout => {
+            c if c.is_failure() => {
                 let reason = r.failure_reason.as_deref().unwrap_or("unknown");
-                bump(self.failures.entry(reason.to_string()).or_default(), client);
-                Some(reason.to_string())
+                let key = (c, reason.to_string());
+                bump(self.failures.entry(key).or_default(), client);
             }
-        };
-        if let Some(reason) = exception {
-            bump(self.exceptions.entry((r.tls, reason)).or_default(), client);
+            _ => {}
+        }
+        if category == Category::ModernTls {
+            self.simulate(r, offer, client, messages);
+        }
+        if category.blocks() {
+            let reason = match category {
+                Category::OldTls => format!("old_version_{}", or_none(&r.tls_version)),
+                _ => r.failure_reason.as_deref().unwrap_or("unknown").to_string(),
+            };
+            bump(
+                self.exceptions
+                    .entry((r.tls, reason, category))
+                    .or_default(),
+                client,
+            );
         }
     }
 
-    /// The facts, sorted: by sessions (descending), then by name.
+    /// Judges an established session under each stricter policy.
+    fn simulate(&mut self, r: &RecordLine<'_>, offer: Option<&Offer>, client: &str, messages: u64) {
+        let inferred;
+        let (offer, is_inferred) = match offer {
+            Some(o) => (o, false),
+            None => {
+                match simulate::inferred_offer(
+                    r.tls_version.as_deref(),
+                    r.cipher_suite.as_deref(),
+                    r.kx_group.as_deref(),
+                    r.cert_key_type.as_deref(),
+                ) {
+                    Some(o) => {
+                        inferred = o;
+                        (&inferred, true)
+                    }
+                    None => return,
+                }
+            }
+        };
+        for (policy, tally) in self.opts.simulate.iter().zip(&mut self.sims) {
+            tally.judged += 1;
+            tally.inferred += u64::from(is_inferred);
+            if !policy.allows(offer, r.cert_key_type.as_deref()) {
+                bump(&mut tally.failing, client);
+                tally.messages += messages;
+            }
+        }
+    }
+
+    /// The facts, sorted: by sessions (descending), then by name or address.
     pub fn summary(&self) -> Summary {
         let outcome = |o| self.outcomes.get(&o).copied().unwrap_or(0);
         let established = outcome(TlsOutcome::Established);
         let mut failures: Vec<FailureGroup> = self
             .failures
             .iter()
-            .map(|(reason, by_client)| FailureGroup {
+            .map(|((category, reason), by_client)| FailureGroup {
                 reason: reason.clone(),
+                category: category.as_str().to_string(),
                 impact: impact(by_client),
             })
             .collect();
-        failures
-            .sort_by(|a, b| (b.impact.sessions, &a.reason).cmp(&(a.impact.sessions, &b.reason)));
-        let mut never_tls: Vec<ClientCount> = self
+        failures.sort_by(|a, b| {
+            b.impact
+                .sessions
+                .cmp(&a.impact.sessions)
+                .then_with(|| (&a.category, &a.reason).cmp(&(&b.category, &b.reason)))
+        });
+        let sender = |ip: &String, t: &ClientTally| Sender {
+            ip: ip.clone(),
+            sessions: t.sessions,
+            messages: t.messages,
+            tls: t.tls,
+            plaintext: t.plaintext,
+            failed: t.failed,
+            probes: t.probes,
+            best_version: t.best_version.clone(),
+        };
+        let mut plaintext_senders: Vec<Sender> = self
             .clients
             .iter()
-            .filter(|(_, (_, attempted))| *attempted == 0)
-            .map(|(ip, (sessions, _))| ClientCount {
-                ip: ip.clone(),
-                sessions: *sessions,
-            })
+            .filter(|(_, t)| t.plaintext > 0 && t.tls == 0 && t.failed == 0)
+            .map(|(ip, t)| sender(ip, t))
             .collect();
-        never_tls.sort_by(|a, b| (b.sessions, &a.ip).cmp(&(a.sessions, &b.ip)));
+        plaintext_senders.sort_by(|a, b| {
+            b.sessions
+                .cmp(&a.sessions)
+                .then_with(|| by_ip(&a.ip, &b.ip))
+        });
+        let mut top_senders: Vec<Sender> = self
+            .clients
+            .iter()
+            .filter(|(_, t)| t.sessions > t.probes)
+            .map(|(ip, t)| sender(ip, t))
+            .collect();
+        top_senders.sort_by(|a, b| {
+            (b.messages, b.sessions)
+                .cmp(&(a.messages, a.sessions))
+                .then_with(|| by_ip(&a.ip, &b.ip))
+        });
+        top_senders.truncate(TOP_SENDERS);
+
         let mut exceptions: Vec<Exception> = self
             .exceptions
             .iter()
-            .map(|((tls, reason), by_client)| Exception {
+            .map(|((tls, reason, category), by_client)| Exception {
                 tls: tls.as_str().to_string(),
                 reason: reason.clone(),
+                category: category.as_str().to_string(),
                 impact: impact(by_client),
             })
             .collect();
+        let legacy_log = self.legacy_log.as_ref().map(|l| {
+            // Summing up closes the sessions still open: on a copy, so the
+            // report can be summarised again after more input.
+            let mut l = l.clone();
+            l.summary()
+        });
+        if let Some(l) = &legacy_log {
+            for (reason, pick) in [
+                (
+                    "direct_tls",
+                    (|p: &legacy_log::DirectPeer| p.tls) as fn(&_) -> u64,
+                ),
+                ("direct_plaintext", |p| p.plaintext),
+            ] {
+                let by_peer: Counts = l
+                    .direct_peers
+                    .iter()
+                    .filter(|p| pick(p) > 0)
+                    .map(|p| (p.ip.clone(), pick(p)))
+                    .collect();
+                if !by_peer.is_empty() {
+                    exceptions.push(Exception {
+                        tls: "legacy_log".into(),
+                        reason: reason.into(),
+                        category: "direct_to_legacy".into(),
+                        impact: impact(&by_peer),
+                    });
+                }
+            }
+        }
         exceptions.sort_by(|a, b| {
-            (b.impact.sessions, &a.tls, &a.reason).cmp(&(a.impact.sessions, &b.tls, &b.reason))
+            b.impact
+                .sessions
+                .cmp(&a.impact.sessions)
+                .then_with(|| (&a.tls, &a.reason).cmp(&(&b.tls, &b.reason)))
         });
         let exception_sessions = exceptions.iter().map(|e| e.impact.sessions).sum();
-        let verdict = if self.sessions == 0 {
-            Verdict::NoSessions
-        } else if exceptions.is_empty() {
-            Verdict::Yes
-        } else {
+        let verdict = if !exceptions.is_empty() {
             Verdict::No
+        } else if self.sessions == 0 {
+            Verdict::NoSessions
+        } else {
+            Verdict::Yes
         };
+        let days = self
+            .days
+            .iter()
+            .map(|(day, t)| Day {
+                date: jiff::Timestamp::from_second(day * 86_400)
+                    .map(|t| t.to_zoned(jiff::tz::TimeZone::UTC).date().to_string())
+                    .unwrap_or_default(),
+                sessions: t.sessions,
+                tls: t.tls,
+                plaintext: t.plaintext,
+                failed: t.failed,
+                probes: t.probes,
+                messages: t.messages,
+                tls_percent: t.tls_percent(),
+            })
+            .collect();
+        let mut hosts: Vec<Host> = self
+            .hosts
+            .iter()
+            .map(|(host, (t, span))| Host {
+                host: if host.is_empty() {
+                    NONE.into()
+                } else {
+                    host.clone()
+                },
+                sessions: t.sessions,
+                tls: t.tls,
+                plaintext: t.plaintext,
+                failed: t.failed,
+                probes: t.probes,
+                messages: t.messages,
+                tls_percent: t.tls_percent(),
+                blocking: t.blocking,
+                first: span.first.map(|t| t.to_string()),
+                last: span.last.map(|t| t.to_string()),
+            })
+            .collect();
+        hosts.sort_by(|a, b| a.host.cmp(&b.host));
+        let simulations = self
+            .opts
+            .simulate
+            .iter()
+            .zip(&self.sims)
+            .map(|(p, t)| {
+                let impact = impact(&t.failing);
+                Simulation {
+                    policy: p.name.clone(),
+                    description: p.description.clone(),
+                    judged: t.judged,
+                    inferred: t.inferred,
+                    messages: t.messages,
+                    messages_percent: percent(t.messages, self.messages),
+                    sessions_percent: percent(impact.sessions, self.sessions),
+                    impact,
+                }
+            })
+            .collect();
         Summary {
             sources: self.sources.clone(),
-            since: self.since.map(|t| t.to_string()),
+            covered: Covered::of(self.opts.window, self.span.first, self.span.last),
             lines: self.lines,
             malformed_lines: self.malformed,
             first_malformed: self.first_malformed.clone(),
-            older_than_since: self.older,
+            outside_range: self.outside,
+            duplicates: self.duplicates,
             sessions: self.sessions,
             tls_established: established,
             tls_established_percent: percent(established, self.sessions),
@@ -228,18 +629,35 @@ impl Report {
             tls_not_attempted: outcome(TlsOutcome::NotAttempted),
             tls_failed: outcome(TlsOutcome::Failed),
             tls_timeout: outcome(TlsOutcome::Timeout),
-            versions: sorted(&self.versions),
-            cipher_suites: sorted(&self.suites),
-            groups: sorted(&self.groups),
-            sni: sorted(&self.sni),
-            cert_key_types: sorted(&self.key_types),
+            messages: self.messages,
+            categories: Category::ALL
+                .iter()
+                .map(|c| NameCount {
+                    name: c.as_str().to_string(),
+                    sessions: self.categories.get(c).copied().unwrap_or(0),
+                })
+                .collect(),
+            versions: summary::sorted(&self.versions),
+            cipher_suites: summary::sorted(&self.suites),
+            groups: summary::sorted(&self.groups),
+            sni: summary::sorted(&self.sni),
+            cert_key_types: summary::sorted(&self.key_types),
             self_signed: self.self_signed,
+            offered_versions: summary::sorted(&self.offered_versions),
+            offered_groups: summary::sorted(&self.offered_groups),
             failures,
-            never_tls_clients: never_tls,
+            plaintext_senders,
+            top_senders,
+            days,
+            hosts,
             policy: Policy {
                 require_tls: impact(&self.require_tls),
-                tls13_only: impact(&self.tls13_only),
+                require_tls_messages: self.require_tls_messages,
             },
+            simulations,
+            legacy_log,
+            legacy_policy: self.opts.legacy.clone(),
+            rules: verdict::RULES.iter().map(|r| r.to_string()).collect(),
             legacy_path_retired: verdict == Verdict::Yes,
             verdict,
             exception_sessions,
@@ -257,9 +675,13 @@ impl Report {
         out.push('\n');
         out
     }
+
+    pub fn render_html(&self) -> String {
+        html::page(&self.summary())
+    }
 }
 
-fn or_none(v: &Option<String>) -> &str {
+fn or_none<'a>(v: &'a Option<Cow<'_, str>>) -> &'a str {
     v.as_deref().unwrap_or(NONE)
 }
 
@@ -272,24 +694,12 @@ fn bump(counts: &mut Counts, key: &str) {
     }
 }
 
-/// One decimal, so 2 of 3 is 66.7 in both text and JSON.
+/// One decimal, so 2 of 3 is 66.7 in text, JSON and HTML.
 fn percent(part: u64, whole: u64) -> f64 {
     if whole == 0 {
         return 0.0;
     }
     (part as f64 * 1000.0 / whole as f64).round() / 10.0
-}
-
-fn sorted(counts: &Counts) -> Vec<NameCount> {
-    let mut v: Vec<NameCount> = counts
-        .iter()
-        .map(|(name, sessions)| NameCount {
-            name: name.clone(),
-            sessions: *sessions,
-        })
-        .collect();
-    v.sort_by(|a, b| (b.sessions, &a.name).cmp(&(a.sessions, &b.name)));
-    v
 }
 
 /// The impact of something, from its sessions per client.
@@ -301,7 +711,11 @@ fn impact(by_client: &Counts) -> Impact {
             sessions: *sessions,
         })
         .collect();
-    top.sort_by(|a, b| (b.sessions, &a.ip).cmp(&(a.sessions, &b.ip)));
+    top.sort_by(|a, b| {
+        b.sessions
+            .cmp(&a.sessions)
+            .then_with(|| by_ip(&a.ip, &b.ip))
+    });
     top.truncate(TOP_CLIENTS);
     Impact {
         sessions: by_client.values().sum(),
@@ -311,435 +725,4 @@ fn impact(by_client: &Counts) -> Impact {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::{Value, json};
-    use std::collections::BTreeSet;
-
-    const TS: &str = "2026-11-23T12:00:00.000Z";
-
-    /// A record line like tlsfront writes, with `overrides` applied.
-    fn line(ip: &str, tls: &str, overrides: Value) -> Vec<u8> {
-        let mut r = json!({
-            "ts": TS, "session": "t-1", "listener": "192.0.2.1:25", "mode": "starttls",
-            "client_ip": ip, "client_port": 40000, "server_hostname": "mx.example.test",
-            "sni": null, "starttls_offered": true, "starttls_used": tls != "not_attempted",
-            "tls": tls, "tls_version": null, "cipher_suite": null, "kx_group": null,
-            "cert_subject": null, "cert_key_type": null, "self_signed": false,
-            "failure_reason": null, "close_reason": "client_quit", "duration_ms": 1.0
-        });
-        if tls == "established" {
-            r["tls_version"] = json!("TLSv1.3");
-            r["cipher_suite"] = json!("TLS13_AES_256_GCM_SHA384");
-            r["kx_group"] = json!("X25519");
-            r["cert_key_type"] = json!("ecdsa_p256");
-            r["sni"] = json!("mx.example.test");
-        }
-        for (k, v) in overrides.as_object().unwrap() {
-            r[k] = v.clone();
-        }
-        serde_json::to_vec(&r).unwrap()
-    }
-
-    fn report(lines: &[Vec<u8>]) -> Report {
-        let mut rep = Report::new(None);
-        rep.begin_source("t.jsonl");
-        for (i, l) in lines.iter().enumerate() {
-            rep.add_line(l, || format!("t.jsonl:{}", i + 1));
-        }
-        rep
-    }
-
-    fn est12(ip: &str) -> Vec<u8> {
-        line(
-            ip,
-            "established",
-            json!({"tls_version": "TLSv1.2",
-                   "cipher_suite": "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
-                   "kx_group": "secp256r1", "cert_key_type": "rsa_2048"}),
-        )
-    }
-
-    fn failed(ip: &str, reason: &str) -> Vec<u8> {
-        line(ip, "failed", json!({ "failure_reason": reason }))
-    }
-
-    fn names(v: &[NameCount]) -> Vec<(&str, u64)> {
-        v.iter().map(|n| (n.name.as_str(), n.sessions)).collect()
-    }
-
-    fn ips(v: &[ClientCount]) -> Vec<(&str, u64)> {
-        v.iter().map(|c| (c.ip.as_str(), c.sessions)).collect()
-    }
-
-    #[test]
-    fn totals() {
-        let s = report(&[
-            line("192.0.2.1", "established", json!({})),
-            line(
-                "192.0.2.1",
-                "established",
-                json!({"mode": "implicit", "starttls_used": false}),
-            ),
-            est12("192.0.2.2"),
-            line("192.0.2.3", "not_attempted", json!({})),
-            failed("192.0.2.4", "no_shared_cipher_suite"),
-            line(
-                "192.0.2.5",
-                "timeout",
-                json!({"failure_reason": "handshake_timeout"}),
-            ),
-        ])
-        .summary();
-        assert_eq!(s.sessions, 6);
-        assert_eq!(s.lines, 6);
-        assert_eq!(s.tls_established, 3);
-        assert_eq!(s.tls_established_percent, 50.0);
-        assert_eq!(
-            s.starttls_used, 4,
-            "implicit and plaintext sessions never send STARTTLS"
-        );
-        assert_eq!(s.implicit, 1);
-        assert_eq!(s.tls_not_attempted, 1);
-        assert_eq!(s.tls_failed, 1);
-        assert_eq!(s.tls_timeout, 1);
-        assert_eq!(s.malformed_lines, 0);
-        assert_eq!(s.sources, vec!["t.jsonl"]);
-        assert_eq!(percent(2, 3), 66.7);
-        assert_eq!(percent(0, 0), 0.0);
-    }
-
-    #[test]
-    fn grouping_by_version_suite_group_sni_and_key_type() {
-        let s = report(&[
-            line("192.0.2.1", "established", json!({})),
-            line("192.0.2.1", "established", json!({"self_signed": true})),
-            est12("192.0.2.2"),
-            line(
-                "192.0.2.2",
-                "established",
-                json!({"kx_group": null, "sni": null}),
-            ),
-            failed("192.0.2.4", "alert_unknown_ca"),
-            line("192.0.2.3", "not_attempted", json!({})),
-        ])
-        .summary();
-        assert_eq!(names(&s.versions), [("TLSv1.3", 3), ("TLSv1.2", 1)]);
-        assert_eq!(
-            names(&s.cipher_suites),
-            [
-                ("TLS13_AES_256_GCM_SHA384", 3),
-                ("TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256", 1)
-            ]
-        );
-        assert_eq!(
-            names(&s.groups),
-            [("X25519", 2), ("(none)", 1), ("secp256r1", 1)]
-        );
-        // SNI over every session that attempted TLS, failures included.
-        assert_eq!(names(&s.sni), [("mx.example.test", 3), ("(none)", 2)]);
-        assert_eq!(
-            names(&s.cert_key_types),
-            [("ecdsa_p256", 3), ("rsa_2048", 1)]
-        );
-        assert_eq!(s.self_signed, 1);
-        assert_eq!(s.failures.len(), 1);
-        assert_eq!(s.failures[0].reason, "alert_unknown_ca");
-        assert_eq!(ips(&s.never_tls_clients), [("192.0.2.3", 1)]);
-    }
-
-    #[test]
-    fn top_clients_by_count_then_address_at_most_five() {
-        let mut lines = Vec::new();
-        // .9 three times, .8 and .1 twice, then four clients once.
-        for ip in ["9", "9", "9", "8", "1", "8", "1", "7", "6", "5", "4"] {
-            lines.push(failed(&format!("192.0.2.{ip}"), "no_shared_group"));
-        }
-        lines.push(failed("192.0.2.1", "not_tls"));
-        let s = report(&lines).summary();
-        assert_eq!(s.failures[0].reason, "no_shared_group");
-        assert_eq!(s.failures[0].impact.sessions, 11);
-        assert_eq!(s.failures[0].impact.clients, 7);
-        assert_eq!(
-            ips(&s.failures[0].impact.top_clients),
-            [
-                ("192.0.2.9", 3),
-                ("192.0.2.1", 2),
-                ("192.0.2.8", 2),
-                ("192.0.2.4", 1),
-                ("192.0.2.5", 1)
-            ]
-        );
-        assert_eq!(s.failures[1].reason, "not_tls");
-        // Equal counts: by name, so the output never depends on hashing.
-        let s = report(&[
-            failed("192.0.2.2", "b_reason"),
-            failed("192.0.2.1", "a_reason"),
-        ])
-        .summary();
-        let reasons: Vec<&str> = s.failures.iter().map(|f| f.reason.as_str()).collect();
-        assert_eq!(reasons, ["a_reason", "b_reason"]);
-    }
-
-    #[test]
-    fn since_leaves_out_older_sessions() {
-        let since: jiff::Timestamp = "2026-11-23T00:00:00Z".parse().unwrap();
-        let mut rep = Report::new(Some(since));
-        let old = line(
-            "192.0.2.1",
-            "not_attempted",
-            json!({"ts": "2026-11-22T23:59:59.999Z"}),
-        );
-        let edge = line(
-            "192.0.2.2",
-            "established",
-            json!({"ts": "2026-11-23T00:00:00.000Z"}),
-        );
-        let new = line(
-            "192.0.2.3",
-            "established",
-            json!({"ts": "2026-11-23T08:00:00+02:00"}),
-        );
-        for l in [old, edge, new] {
-            rep.add_line(&l, String::new);
-        }
-        let s = rep.summary();
-        assert_eq!(s.sessions, 2);
-        assert_eq!(s.older_than_since, 1);
-        assert_eq!(s.since.as_deref(), Some("2026-11-23T00:00:00Z"));
-        assert_eq!(
-            s.verdict,
-            Verdict::Yes,
-            "the old plaintext session is out of range"
-        );
-    }
-
-    #[test]
-    fn malformed_lines_are_counted_never_fatal() {
-        let s = report(&[
-            line("192.0.2.1", "established", json!({})),
-            b"not json".to_vec(),
-            b"".to_vec(),
-            b"   ".to_vec(),
-            br#"{"ts":"2026-11-23T12:00:00Z"}"#.to_vec(),
-            line("192.0.2.1", "established", json!({"ts": null})),
-            line("192.0.2.1", "established", json!({"ts": "yesterday"})),
-            line("192.0.2.1", "mostly", json!({})),
-            // `mode` is a closed set, like `tls`.
-            line("192.0.2.1", "established", json!({"mode": "smtps"})),
-            b"{\"ts\":\"2026-11-23T12:00:00Z\",\"tls\":\"failed\",\"sni\":\"\xff\"}".to_vec(),
-            br#"{"ts":"2026-11-23T12:00:00Z","tls":"failed"}"#.to_vec(),
-        ])
-        .summary();
-        assert_eq!(s.malformed_lines, 7, "blank lines are not malformed");
-        assert_eq!(s.first_malformed.as_deref(), Some("t.jsonl:2"));
-        assert_eq!(s.lines, 9);
-        // A minimal record is fine: only ts and tls are required.
-        assert_eq!(s.sessions, 2);
-        assert_eq!(s.tls_failed, 1);
-        assert_eq!(s.failures[0].reason, "unknown");
-        assert_eq!(ips(&s.failures[0].impact.top_clients), [("(unknown)", 1)]);
-    }
-
-    #[test]
-    fn verdict_yes_when_every_session_used_modern_tls() {
-        let rep = report(&[
-            line("192.0.2.1", "established", json!({})),
-            est12("192.0.2.2"),
-        ]);
-        let s = rep.summary();
-        assert_eq!(s.verdict, Verdict::Yes);
-        assert!(s.legacy_path_retired);
-        assert!(s.exceptions.is_empty());
-        assert_eq!(s.policy.require_tls.sessions, 0);
-        assert_eq!(s.policy.tls13_only.sessions, 1);
-        assert_eq!(ips(&s.policy.tls13_only.top_clients), [("192.0.2.2", 1)]);
-        assert!(
-            rep.render_text().contains(
-                "\nLegacy path retired: YES — every session used modern TLS at tlsfront\n"
-            )
-        );
-    }
-
-    #[test]
-    fn verdict_no_lists_exceptions_by_reason() {
-        let rep = report(&[
-            line("192.0.2.1", "established", json!({})),
-            line("192.0.2.7", "not_attempted", json!({})),
-            line("192.0.2.7", "not_attempted", json!({})),
-            line("192.0.2.8", "not_attempted", json!({})),
-            failed("192.0.2.9", "no_shared_cipher_suite"),
-            line(
-                "192.0.2.9",
-                "timeout",
-                json!({"failure_reason": "handshake_timeout"}),
-            ),
-            line(
-                "192.0.2.6",
-                "established",
-                json!({"tls_version": "TLSv1.1"}),
-            ),
-        ]);
-        let s = rep.summary();
-        assert_eq!(s.verdict, Verdict::No);
-        assert!(!s.legacy_path_retired);
-        assert_eq!(s.exception_sessions, 6);
-        let groups: Vec<(&str, &str, u64, u64)> = s
-            .exceptions
-            .iter()
-            .map(|e| {
-                (
-                    e.tls.as_str(),
-                    e.reason.as_str(),
-                    e.impact.sessions,
-                    e.impact.clients,
-                )
-            })
-            .collect();
-        assert_eq!(
-            groups,
-            [
-                ("not_attempted", "plaintext", 3, 2),
-                ("established", "old_version_TLSv1.1", 1, 1),
-                ("failed", "no_shared_cipher_suite", 1, 1),
-                ("timeout", "handshake_timeout", 1, 1),
-            ]
-        );
-        assert_eq!(s.policy.require_tls.sessions, 3);
-        assert_eq!(s.policy.require_tls.clients, 2);
-        // .9 tried TLS (and failed): it is a failure, not a never-TLS client.
-        assert_eq!(
-            ips(&s.never_tls_clients),
-            [("192.0.2.7", 2), ("192.0.2.8", 1)]
-        );
-        let text = rep.render_text();
-        assert!(
-            text.contains("\nLegacy path retired: NO — 6 sessions are exceptions:\n"),
-            "{text}"
-        );
-    }
-
-    #[test]
-    fn no_sessions_is_not_a_yes() {
-        let s = report(&[]).summary();
-        assert_eq!(s.verdict, Verdict::NoSessions);
-        assert!(!s.legacy_path_retired);
-    }
-
-    #[test]
-    fn text_output_is_exact_and_aligned() {
-        let mut rep = report(&[
-            line("192.0.2.1", "established", json!({})),
-            line("192.0.2.1", "established", json!({})),
-            est12("198.51.100.20"),
-            line("203.0.113.5", "not_attempted", json!({})),
-            failed("198.51.100.7", "no_shared_cipher_suite"),
-            b"garbage".to_vec(),
-        ]);
-        rep.begin_source("old.jsonl.gz");
-        let expected = "\
-tlsfront report: 5 sessions from t.jsonl, old.jsonl.gz
-1 malformed line skipped (first at t.jsonl:6)
-
-Sessions
-  sessions           5
-  TLS established    3  60.0%
-  STARTTLS used      4
-  implicit TLS       0
-  TLS not attempted  1
-  TLS failed         1
-  TLS timeout        0
-
-TLS versions
-  TLSv1.3  2
-  TLSv1.2  1
-
-Cipher suites
-  TLS13_AES_256_GCM_SHA384               2
-  TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256  1
-
-Key exchange groups
-  X25519     2
-  secp256r1  1
-
-SNI names (sessions that attempted TLS)
-  mx.example.test  3
-  (none)           1
-
-Certificates served (key type)
-  ecdsa_p256  2
-  rsa_2048    1
-
-TLS failures by reason (sessions, clients, top clients)
-  no_shared_cipher_suite  1 session  1 client  198.51.100.7 (1)
-
-Clients that never used TLS
-  203.0.113.5  1 session
-
-Stricter policy
-  require TLS would refuse 1 session from 1 client: 203.0.113.5 (1)
-  TLS 1.3 only would break 1 session from 1 client (TLS 1.2 users): 198.51.100.20 (1)
-
-Legacy path retired: NO — 2 sessions are exceptions:
-  failed         no_shared_cipher_suite  1 session  1 client  198.51.100.7 (1)
-  not_attempted  plaintext               1 session  1 client  203.0.113.5 (1)
-";
-        assert_eq!(rep.render_text(), expected);
-    }
-
-    #[test]
-    fn json_has_the_documented_keys() {
-        let rep = report(&[
-            line("192.0.2.1", "established", json!({})),
-            failed("192.0.2.9", "no_shared_group"),
-        ]);
-        let v: Value = serde_json::from_str(&rep.render_json()).unwrap();
-        let keys: BTreeSet<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
-        assert_eq!(
-            keys,
-            BTreeSet::from([
-                "sources",
-                "since",
-                "lines",
-                "malformed_lines",
-                "first_malformed",
-                "older_than_since",
-                "sessions",
-                "tls_established",
-                "tls_established_percent",
-                "starttls_used",
-                "implicit",
-                "tls_not_attempted",
-                "tls_failed",
-                "tls_timeout",
-                "versions",
-                "cipher_suites",
-                "groups",
-                "sni",
-                "cert_key_types",
-                "self_signed",
-                "failures",
-                "never_tls_clients",
-                "policy",
-                "legacy_path_retired",
-                "verdict",
-                "exception_sessions",
-                "exceptions"
-            ])
-        );
-        assert_eq!(v["verdict"], "no");
-        assert_eq!(v["versions"][0], json!({"name": "TLSv1.3", "sessions": 1}));
-        assert_eq!(
-            v["failures"][0],
-            json!({"reason": "no_shared_group", "sessions": 1, "clients": 1,
-                   "top_clients": [{"ip": "192.0.2.9", "sessions": 1}]})
-        );
-        assert_eq!(
-            v["exceptions"][0],
-            json!({"tls": "failed", "reason": "no_shared_group", "sessions": 1, "clients": 1,
-                   "top_clients": [{"ip": "192.0.2.9", "sessions": 1}]})
-        );
-        assert_eq!(v["policy"]["require_tls"]["sessions"], 0);
-        assert_eq!(v["policy"]["tls13_only"]["top_clients"], json!([]));
-    }
-}
+mod tests;

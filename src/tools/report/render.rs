@@ -8,11 +8,11 @@
 
 use std::fmt::Write;
 
-use super::summary::{ClientCount, Impact, NameCount, Summary, Verdict};
+use super::summary::{ClientCount, Impact, NameCount, Sender, Summary, Verdict};
 use crate::escape;
 
 /// Rows shown in text for lists that can grow with the client base (SNI
-/// names, never-TLS clients); `--json` has them all.
+/// names, senders, days); `--json` has them all.
 const TEXT_ROWS: usize = 10;
 
 pub(super) fn text(s: &Summary) -> String {
@@ -26,12 +26,22 @@ pub(super) fn text(s: &Summary) -> String {
         &mut out,
         format!("tlsfront report: {}{from}", count(s.sessions, "session")),
     );
-    if let Some(since) = &s.since {
+    line(&mut out, format!("Covers {}", s.covered.describe()));
+    if s.outside_range > 0 {
         line(
             &mut out,
             format!(
-                "Since {since}: {} left out",
-                count(s.older_than_since, "older session")
+                "{} outside --since/--until left out",
+                count(s.outside_range, "session")
+            ),
+        );
+    }
+    if s.duplicates > 0 {
+        line(
+            &mut out,
+            format!(
+                "{} counted once (same host and session)",
+                count(s.duplicates, "duplicate record")
             ),
         );
     }
@@ -64,8 +74,56 @@ pub(super) fn text(s: &Summary) -> String {
         ],
         ["TLS failed".into(), n(s.tls_failed), String::new()],
         ["TLS timeout".into(), n(s.tls_timeout), String::new()],
+        ["messages accepted".into(), n(s.messages), String::new()],
     ];
     table(&mut out, &totals, &[("  ", L), ("  ", R), ("  ", L)]);
+
+    section(&mut out, "Sessions by kind");
+    let rows: Vec<[String; 2]> = s
+        .categories
+        .iter()
+        .map(|c| {
+            let label =
+                super::verdict::Category::from_name(&c.name).map_or(c.name.as_str(), |c| c.label());
+            [label.to_string(), n(c.sessions)]
+        })
+        .collect();
+    table(&mut out, &rows, &[("  ", L), ("  ", R)]);
+
+    if s.hosts.len() > 1 {
+        section(
+            &mut out,
+            "Hosts (sessions, TLS of non-probes, failed, plaintext, probes, blocking)",
+        );
+        let rows: Vec<[String; 7]> = s
+            .hosts
+            .iter()
+            .map(|h| {
+                [
+                    h.host.clone(),
+                    n(h.sessions),
+                    format!("{:.1}%", h.tls_percent),
+                    n(h.failed),
+                    n(h.plaintext),
+                    n(h.probes),
+                    n(h.blocking),
+                ]
+            })
+            .collect();
+        table(
+            &mut out,
+            &rows,
+            &[
+                ("  ", L),
+                ("  ", R),
+                ("  ", R),
+                ("  ", R),
+                ("  ", R),
+                ("  ", R),
+                ("  ", R),
+            ],
+        );
+    }
 
     names(&mut out, "TLS versions", &s.versions, usize::MAX);
     names(&mut out, "Cipher suites", &s.cipher_suites, usize::MAX);
@@ -91,53 +149,225 @@ pub(super) fn text(s: &Summary) -> String {
             ),
         );
     }
+    names(
+        &mut out,
+        "Versions offered by clients (sessions with an offer)",
+        &s.offered_versions,
+        usize::MAX,
+    );
+    names(
+        &mut out,
+        "Groups offered by clients",
+        &s.offered_groups,
+        TEXT_ROWS,
+    );
 
     section(
         &mut out,
-        "TLS failures by reason (sessions, clients, top clients)",
+        "TLS failures by reason (kind, sessions, clients, top clients)",
     );
-    let rows: Vec<[String; 6]> = s
+    let rows: Vec<[String; 7]> = s
         .failures
         .iter()
         .map(|f| {
             let [a, b, c, d, e] = impact_cells(&f.impact);
-            [f.reason.clone(), a, b, c, d, e]
+            [f.reason.clone(), f.category.clone(), a, b, c, d, e]
         })
         .collect();
-    table(&mut out, &rows, &IMPACT_SPEC);
+    let mut spec = vec![("  ", L)];
+    spec.extend_from_slice(&IMPACT_SPEC);
+    table(&mut out, &rows, &spec);
 
-    section(&mut out, "Clients that never used TLS");
-    let rows: Vec<[String; 3]> = s
-        .never_tls_clients
+    section(
+        &mut out,
+        "Plaintext senders (never tried STARTTLS: a fact about them, not a TLS failure)",
+    );
+    senders(&mut out, &s.plaintext_senders);
+
+    section(
+        &mut out,
+        "Top senders (by messages; TLS, plaintext, failed, probe sessions)",
+    );
+    senders(&mut out, &s.top_senders);
+
+    section(
+        &mut out,
+        "Per day (UTC; TLS share of sessions that were not probes)",
+    );
+    let rows: Vec<[String; 7]> = s
+        .days
         .iter()
+        .rev()
         .take(TEXT_ROWS)
-        .map(|c| [c.ip.clone(), n(c.sessions), plural(c.sessions, "session")])
+        .rev()
+        .map(|d| {
+            [
+                d.date.clone(),
+                format!("{} sessions", d.sessions),
+                format!("TLS {:.1}%", d.tls_percent),
+                format!("{} failed", d.failed),
+                format!("{} plaintext", d.plaintext),
+                format!("{} probes", d.probes),
+                format!("{} messages", d.messages),
+            ]
+        })
         .collect();
-    table(&mut out, &rows, &[("  ", L), ("  ", R), (" ", L)]);
-    more(&mut out, s.never_tls_clients.len(), TEXT_ROWS);
+    table(
+        &mut out,
+        &rows,
+        &[
+            ("  ", L),
+            ("  ", R),
+            ("  ", R),
+            ("  ", R),
+            ("  ", R),
+            ("  ", R),
+            ("  ", R),
+        ],
+    );
+    if s.days.len() > TEXT_ROWS {
+        line(
+            &mut out,
+            format!(
+                "  ... {} earlier days (see --json or --html)",
+                s.days.len() - TEXT_ROWS
+            ),
+        );
+    }
 
-    section(&mut out, "Stricter policy");
+    section(&mut out, "Stricter policy: what would break");
     line(
         &mut out,
         format!(
-            "  require TLS would refuse {}",
-            impact_sentence(&s.policy.require_tls, "")
+            "  require TLS would refuse {} ({})",
+            impact_sentence(&s.policy.require_tls, ""),
+            count(s.policy.require_tls_messages, "message")
         ),
     );
+    for sim in &s.simulations {
+        let inferred = if sim.inferred > 0 {
+            format!(", {} judged from what was negotiated", sim.inferred)
+        } else {
+            String::new()
+        };
+        line(
+            &mut out,
+            format!(
+                "  {} ({}) would break {}; {} = {:.1}% of the mail (of {} established{inferred})",
+                sim.policy,
+                sim.description,
+                impact_sentence(&sim.impact, ""),
+                count(sim.messages, "message"),
+                sim.messages_percent,
+                count(sim.judged, "session")
+            ),
+        );
+    }
+
+    if let Some(l) = &s.legacy_log {
+        section(&mut out, "Legacy MTA log");
+        line(
+            &mut out,
+            format!(
+                "  read {} ({}, {} from an SMTP server)",
+                l.files.join(", "),
+                count(l.lines, "line"),
+                l.recognized_lines
+            ),
+        );
+        line(&mut out, format!("  covers {}", l.covered.describe()));
+        line(
+            &mut out,
+            format!(
+                "  {}: {} from tlsfront ({}), {} direct ({} with TLS, {} without, {})",
+                count(l.sessions, "session"),
+                l.via_tlsfront,
+                l.tlsfront_sources.join(", "),
+                l.direct_sessions,
+                l.direct_tls,
+                l.direct_plaintext,
+                count(l.direct_messages, "message")
+            ),
+        );
+        let rows: Vec<[String; 6]> = l
+            .direct_peers
+            .iter()
+            .map(|p| {
+                let versions: Vec<String> = p
+                    .versions
+                    .iter()
+                    .map(|v| format!("{} ({})", v.name, v.sessions))
+                    .collect();
+                [
+                    p.ip.clone(),
+                    count(p.sessions, "session"),
+                    format!("{} TLS {}", p.tls, versions.join(", "))
+                        .trim_end()
+                        .to_string(),
+                    format!("{} plaintext", p.plaintext),
+                    count(p.messages, "message"),
+                    format!(
+                        "{} .. {}",
+                        p.first.as_deref().unwrap_or("?"),
+                        p.last.as_deref().unwrap_or("?")
+                    ),
+                ]
+            })
+            .collect();
+        if !rows.is_empty() {
+            table(
+                &mut out,
+                &rows,
+                &[
+                    ("  ", L),
+                    ("  ", R),
+                    ("  ", L),
+                    ("  ", L),
+                    ("  ", R),
+                    ("  ", L),
+                ],
+            );
+        }
+    }
+
+    section(&mut out, "Rules of the verdict");
+    for r in &s.rules {
+        line(&mut out, format!("  - {r}"));
+    }
     line(
         &mut out,
         format!(
-            "  TLS 1.3 only would break {}",
-            impact_sentence(&s.policy.tls13_only, " (TLS 1.2 users)")
+            "  legacy MTA taken to accept {} with {} key exchange (--legacy-tls, --legacy-kx)",
+            s.legacy_policy.versions.join(", "),
+            s.legacy_policy.kx.join(", ")
         ),
     );
+    if s.legacy_log.is_none() {
+        line(
+            &mut out,
+            "  direct sessions to the legacy MTA: not checked (give its log with --legacy-log)"
+                .into(),
+        );
+    }
 
     out.push('\n');
+    let range = s.covered.describe();
     match s.verdict {
-        Verdict::Yes => line(
-            &mut out,
-            "Legacy path retired: YES — every session used modern TLS at tlsfront".into(),
-        ),
+        Verdict::Yes => {
+            let direct = match &s.legacy_log {
+                Some(l) => format!(
+                    "; the legacy MTA's log shows no direct session {}",
+                    l.covered.describe()
+                ),
+                None => String::new(),
+            };
+            line(
+                &mut out,
+                format!(
+                    "Legacy path retired: YES — no sender needs the legacy TLS path {range}{direct}"
+                ),
+            )
+        }
         Verdict::NoSessions => line(
             &mut out,
             "Legacy path retired: UNKNOWN — no sessions in the selected records".into(),
@@ -151,24 +381,67 @@ pub(super) fn text(s: &Summary) -> String {
             line(
                 &mut out,
                 format!(
-                    "Legacy path retired: NO — {} {verb}:",
+                    "Legacy path retired: NO — {} {verb} ({range}):",
                     count(s.exception_sessions, "session")
                 ),
             );
-            let rows: Vec<[String; 7]> = s
+            let rows: Vec<[String; 8]> = s
                 .exceptions
                 .iter()
                 .map(|e| {
                     let [a, b, c, d, f] = impact_cells(&e.impact);
-                    [e.tls.clone(), e.reason.clone(), a, b, c, d, f]
+                    [
+                        e.tls.clone(),
+                        e.reason.clone(),
+                        e.category.clone(),
+                        a,
+                        b,
+                        c,
+                        d,
+                        f,
+                    ]
                 })
                 .collect();
-            let mut spec = vec![("  ", L)];
+            let mut spec = vec![("  ", L), ("  ", L)];
             spec.extend_from_slice(&IMPACT_SPEC);
             table(&mut out, &rows, &spec);
         }
     }
     out
+}
+
+fn senders(out: &mut String, list: &[Sender]) {
+    let rows: Vec<[String; 8]> = list
+        .iter()
+        .take(TEXT_ROWS)
+        .map(|c| {
+            [
+                c.ip.clone(),
+                count(c.sessions, "session"),
+                count(c.messages, "message"),
+                format!("TLS {}", c.tls),
+                format!("plaintext {}", c.plaintext),
+                format!("failed {}", c.failed),
+                format!("probes {}", c.probes),
+                c.best_version.clone().unwrap_or_default(),
+            ]
+        })
+        .collect();
+    table(
+        out,
+        &rows,
+        &[
+            ("  ", L),
+            ("  ", R),
+            ("  ", R),
+            ("  ", R),
+            ("  ", R),
+            ("  ", R),
+            ("  ", R),
+            ("  ", L),
+        ],
+    );
+    more(out, list.len(), TEXT_ROWS);
 }
 
 #[derive(Clone, Copy)]
