@@ -128,6 +128,8 @@ pub const MAX_RELAY_VERB: usize = 16;
 /// octets on the wire), each label at most 63.
 pub const MAX_HOSTNAME: usize = 253;
 pub const MAX_HOSTNAME_LABEL: usize = 63;
+/// `server.host_id`: a host name or a short tag; it goes into every record.
+pub const MAX_HOST_ID: usize = 64;
 /// Refusals (421 at the cap) being written at once; beyond this a refused
 /// connection is closed without a reply, so a flood cannot grow tasks unboundedly.
 pub const MAX_REFUSALS_IN_FLIGHT: usize = 256;

@@ -68,6 +68,10 @@ pub struct Overrides {
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub hostname: String,
+    /// This instance among several (`server.host_id`, default the system's
+    /// host name): records say which host wrote them, even when every host
+    /// of a fleet greets with the same MX name.
+    pub host_id: String,
     /// Every name this host answers to (hostname first).
     pub names: Vec<String>,
     pub listeners: Vec<ListenerSpec>,
@@ -316,6 +320,22 @@ mod tests {
         assert!(e.contains("`listener[0].mode`"), "{e}");
         let e = err_of(&MINIMAL.replace("10025", "2525"));
         assert!(e.contains("relay to itself"), "{e}");
+    }
+
+    #[test]
+    fn host_id_defaults_to_the_system_name_and_is_a_plain_token() {
+        let system = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|s| s.trim().to_string())
+            .unwrap_or_default();
+        if values::valid_hostname(&system) {
+            assert_eq!(load(MINIMAL).unwrap().host_id, system);
+        }
+        let with = |id: &str| MINIMAL.replace("[server]", &format!("[server]\nhost_id = {id:?}"));
+        assert_eq!(load(&with("mx-2.fra_1")).unwrap().host_id, "mx-2.fra_1");
+        for bad in ["", "a b", "x\ny", &"h".repeat(65)] {
+            let e = err_of(&with(bad));
+            assert!(e.contains("`server.host_id`"), "{bad:?}: {e}");
+        }
     }
 
     #[test]

@@ -38,6 +38,7 @@ pub struct RawConfig {
 #[serde(deny_unknown_fields)]
 pub struct RawServer {
     pub hostname: Option<String>,
+    pub host_id: Option<String>,
     #[serde(default)]
     pub names: Vec<String>,
     pub max_connections: Option<usize>,

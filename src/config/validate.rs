@@ -37,6 +37,7 @@ pub fn validate(
     let metrics = metrics(&v, &raw.metrics, &listeners)?;
     Ok(Settings {
         hostname: server.hostname,
+        host_id: server.host_id,
         names: server.names,
         listeners,
         backend,
@@ -222,6 +223,7 @@ fn listeners(v: &V<'_>, raw: &[RawListener]) -> Result<Vec<ListenerSpec>, Config
 /// `[server]`, validated.
 struct Server {
     hostname: String,
+    host_id: String,
     names: Vec<String>,
     max_connections: usize,
     max_connections_per_client: usize,
@@ -239,6 +241,21 @@ fn server(v: &V<'_>, s: &RawServer, listeners: &[ListenerSpec]) -> Result<Server
         return Err(v.err(
             "server.hostname",
             format!("{hostname:?} is not a valid host name"),
+        ));
+    }
+    let host_id = s.host_id.clone().unwrap_or_else(system_hostname);
+    if host_id.is_empty()
+        || host_id.len() > limits::MAX_HOST_ID
+        || !host_id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'))
+    {
+        return Err(v.err(
+            "server.host_id",
+            format!(
+                "{host_id:?}: use 1 to {} letters, digits, '.', '-' or '_'",
+                limits::MAX_HOST_ID
+            ),
         ));
     }
     let mut names = vec![hostname.clone()];
@@ -283,6 +300,7 @@ fn server(v: &V<'_>, s: &RawServer, listeners: &[ListenerSpec]) -> Result<Server
     }
     Ok(Server {
         hostname,
+        host_id,
         names,
         max_connections,
         max_connections_per_client,

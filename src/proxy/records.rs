@@ -28,7 +28,7 @@ use crate::limits::{
     MAX_QUEUED_RECORDS, MAX_RECORD_BYTES, MAX_RECORD_LIST, MAX_RECORD_STRING,
     RECORD_DROP_WARN_INTERVAL,
 };
-use crate::outcome::{BackendErrorName, CloseReason, HandshakeFailure, Mode, TlsOutcome};
+use crate::outcome::{BackendErrorName, CloseReason, HandshakeFailure, Mode, Origin, TlsOutcome};
 use crate::wire::clienthello::HelloSummary;
 
 /// One connection's record. Field names are a stable interface (see README).
@@ -36,9 +36,14 @@ use crate::wire::clienthello::HelloSummary;
 pub struct Record {
     /// When the session ended (RFC 3339, UTC).
     pub ts: String,
+    /// The instance that wrote it (`server.host_id`).
+    pub host: String,
     pub session: String,
     pub listener: String,
     pub mode: Mode,
+    /// How the connection came: direct, through a balancer, or the
+    /// balancer's own health check (never a sender).
+    pub origin: Origin,
     pub client_ip: String,
     pub client_port: u16,
     pub server_hostname: String,
@@ -101,9 +106,11 @@ impl Record {
     ) -> Self {
         Record {
             ts: String::new(),
+            host: String::new(),
             session,
             listener: listener.to_string(),
             mode,
+            origin: Origin::Direct,
             client_ip: client.ip().to_canonical().to_string(),
             client_port: client.port(),
             server_hostname: hostname.to_string(),
@@ -163,6 +170,7 @@ impl Record {
         }
         for s in [
             &mut self.ts,
+            &mut self.host,
             &mut self.session,
             &mut self.listener,
             &mut self.client_ip,

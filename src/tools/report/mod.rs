@@ -16,7 +16,7 @@ use std::collections::HashMap;
 
 use serde::Deserialize;
 
-use crate::outcome::{Mode, TlsOutcome};
+use crate::outcome::{Mode, Origin, TlsOutcome};
 pub use summary::{
     ClientCount, Exception, FailureGroup, Impact, NameCount, Policy, Summary, Verdict,
 };
@@ -31,6 +31,7 @@ pub struct RecordLine {
     pub ts: String,
     pub tls: TlsOutcome,
     pub mode: Option<Mode>,
+    pub origin: Option<Origin>,
     pub client_ip: Option<String>,
     pub sni: Option<String>,
     pub starttls_used: Option<bool>,
@@ -57,6 +58,8 @@ pub struct Report {
     malformed: u64,
     first_malformed: Option<String>,
     older: u64,
+    /// A balancer's health checks: counted apart, never sessions or senders.
+    health_checks: u64,
     sessions: u64,
     outcomes: HashMap<TlsOutcome, u64>,
     starttls_used: u64,
@@ -116,6 +119,10 @@ impl Report {
     pub fn add(&mut self, ts: jiff::Timestamp, r: &RecordLine) {
         if self.since.is_some_and(|since| ts < since) {
             self.older += 1;
+            return;
+        }
+        if r.origin == Some(Origin::HealthCheck) {
+            self.health_checks += 1;
             return;
         }
         self.sessions += 1;
@@ -220,6 +227,7 @@ impl Report {
             malformed_lines: self.malformed,
             first_malformed: self.first_malformed.clone(),
             older_than_since: self.older,
+            health_checks: self.health_checks,
             sessions: self.sessions,
             tls_established: established,
             tls_established_percent: percent(established, self.sessions),
@@ -482,6 +490,37 @@ mod tests {
     }
 
     #[test]
+    fn health_checks_are_counted_apart_and_never_senders() {
+        let check = |ip: &str| {
+            line(
+                ip,
+                "not_attempted",
+                json!({"origin": "health_check", "close_reason": "client_quit"}),
+            )
+        };
+        let rep = report(&[
+            check("192.0.2.50"),
+            check("192.0.2.50"),
+            line("192.0.2.1", "established", json!({"origin": "proxied"})),
+            line("192.0.2.2", "established", json!({})),
+        ]);
+        let s = rep.summary();
+        assert_eq!(s.health_checks, 2);
+        assert_eq!(s.sessions, 2);
+        assert_eq!(s.tls_not_attempted, 0);
+        assert!(s.never_tls_clients.is_empty());
+        assert_eq!(
+            s.verdict,
+            Verdict::Yes,
+            "a balancer's checks never block it"
+        );
+        assert!(
+            rep.render_text()
+                .contains("2 health checks from a balancer not counted")
+        );
+    }
+
+    #[test]
     fn since_leaves_out_older_sessions() {
         let since: jiff::Timestamp = "2026-11-23T00:00:00Z".parse().unwrap();
         let mut rep = Report::new(Some(since));
@@ -704,6 +743,7 @@ Legacy path retired: NO — 2 sessions are exceptions:
                 "malformed_lines",
                 "first_malformed",
                 "older_than_since",
+                "health_checks",
                 "sessions",
                 "tls_established",
                 "tls_established_percent",

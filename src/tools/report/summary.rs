@@ -14,6 +14,9 @@ pub struct Summary {
     pub malformed_lines: u64,
     pub first_malformed: Option<String>,
     pub older_than_since: u64,
+    /// A balancer's own connections (record `origin` `health_check`): not
+    /// sessions, not senders, not in the verdict.
+    pub health_checks: u64,
     pub sessions: u64,
     pub tls_established: u64,
     pub tls_established_percent: f64,
