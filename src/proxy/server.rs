@@ -293,6 +293,14 @@ async fn accept_loop(
     let (first_backoff, max_backoff) = limits::ACCEPT_BACKOFF;
     let mut backoff = first_backoff;
     loop {
+        // One connection per turn of the scheduler: every session with work
+        // ready runs before the next accept. Idle, that is at once; past
+        // saturation, new connections wait in the listen queue (in the
+        // kernel, costing nothing) instead of each taking a share of the CPU
+        // that sessions under way need to finish. Accepting all that is
+        // queued (as before) let a flood of handshakes starve them.
+        tokio::task::yield_now().await;
+        shared.handshake_turns.room().await;
         let (stream, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
             Err(e) => {

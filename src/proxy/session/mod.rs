@@ -47,7 +47,7 @@ use crate::proxy::backend::{Backend, BackendConn, Stage};
 use crate::proxy::metrics::Metrics;
 use crate::proxy::records::{Record, RecordGuard, RecordSink};
 use crate::proxy::stream::ClientIo;
-use crate::proxy::tls::TlsFront;
+use crate::proxy::tls::{HandshakeTurns, TlsFront};
 use crate::smtp::command::{Command, Verb};
 use crate::smtp::line::LineCutter;
 
@@ -71,6 +71,8 @@ pub struct Shared {
     pub drain_over: CancellationToken,
     /// Message buffers in KiB, shared by all sessions in DATA.
     data_memory: Arc<tokio::sync::Semaphore>,
+    /// Turns at the costly step of a TLS handshake (one per worker thread).
+    pub handshake_turns: HandshakeTurns,
     next_id: AtomicU64,
     id_tag: u32,
 }
@@ -112,6 +114,9 @@ impl Shared {
             shutdown: CancellationToken::new(),
             drain_over: CancellationToken::new(),
             data_memory: Arc::new(tokio::sync::Semaphore::new(data_memory_kib)),
+            handshake_turns: HandshakeTurns::new(
+                tokio::runtime::Handle::try_current().map_or(1, |h| h.metrics().num_workers()),
+            ),
             next_id: AtomicU64::new(1),
             id_tag,
         })

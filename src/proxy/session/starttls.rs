@@ -59,7 +59,7 @@ where
             served,
             elapsed,
             result,
-        } = front.handshake(stream).await;
+        } = front.handshake(stream, &shared.handshake_turns).await;
         let r = &mut self.record;
         r.handshake_ms = Some(millis(elapsed));
         if let Some(served) = served {
