@@ -26,7 +26,7 @@
 //! at once, so N sessions stay open while N/T messages per second flow.
 //! The latency row `session` is the whole session, connect to QUIT's reply.
 //!
-//!   cargo bench --bench loadgen -- --ceiling 5 [--rsa] [--resume]
+//!   cargo bench --bench loadgen -- --ceiling 5 [--rsa] [--resume] [--groups X25519]
 //!
 //! prints the in-process rustls ceiling: server handshakes per second of
 //! server-side CPU (client work on the same core is not counted).
@@ -755,7 +755,7 @@ fn parse_args() -> Result<Options, String> {
 /// server run in one thread with no sockets; only the server's calls are
 /// timed, so the figure is what one core could do if it did nothing but
 /// rustls server handshakes. Full handshakes unless `resume`.
-fn ceiling(seconds: u64, rsa: bool, resume: bool) -> (f64, f64) {
+fn ceiling(seconds: u64, rsa: bool, resume: bool, groups: Option<&str>) -> (f64, f64) {
     let alg = if rsa {
         &rcgen::PKCS_RSA_SHA256
     } else {
@@ -777,10 +777,19 @@ fn ceiling(seconds: u64, rsa: bool, resume: bool) -> (f64, f64) {
     let server = Arc::new(server);
     let mut roots = rustls::RootCertStore::empty();
     roots.add(cert.der().clone()).expect("root");
-    let mut client =
-        rustls::ClientConfig::builder_with_protocol_versions(&[&rustls::version::TLS13])
-            .with_root_certificates(roots)
-            .with_no_client_auth();
+    let mut provider = rustls::crypto::aws_lc_rs::default_provider();
+    if let Some(groups) = groups {
+        provider.kx_groups = rustls::crypto::aws_lc_rs::ALL_KX_GROUPS
+            .iter()
+            .filter(|g| groups.split(',').any(|n| format!("{:?}", g.name()) == n))
+            .copied()
+            .collect();
+    }
+    let mut client = rustls::ClientConfig::builder_with_provider(Arc::new(provider))
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .expect("TLS 1.3")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
     if !resume {
         client.resumption = rustls::client::Resumption::disabled();
     }
@@ -822,7 +831,11 @@ fn main() {
         let secs = args.get(i + 1).and_then(|s| s.parse().ok()).unwrap_or(5);
         let rsa = args.iter().any(|a| a == "--rsa");
         let resume = args.iter().any(|a| a == "--resume");
-        let (server, pairs) = ceiling(secs, rsa, resume);
+        let groups = args
+            .iter()
+            .position(|a| a == "--groups")
+            .and_then(|g| args.get(g + 1));
+        let (server, pairs) = ceiling(secs, rsa, resume, groups.map(String::as_str));
         println!("{{\"handshakes_per_s\": {server:.1}, \"pairs_per_s\": {pairs:.1}}}");
         return;
     }

@@ -4,7 +4,9 @@
 #   2. the dependencies against the RustSec advisory database, when it can be
 #      fetched (skipped, and said so, when it cannot: CI may be offline);
 #   3. unit tests beside the code and in-process end-to-end tests in tests/;
-#   4. real-peer scenarios in integration/ (installs Postfix, swaks, ... itself).
+#   4. real-peer scenarios in integration/ (installs Postfix, swaks, HAProxy, ...
+#      itself), the fleet behind HAProxy among them;
+#   5. a short soak (75 s of mixed sessions, memory flat after a warm-up).
 # Fails on the first failing stage. Works from any directory; needs root for
 # the real-peer stage (apt-get and private Postfix instances).
 set -euo pipefail
@@ -60,6 +62,9 @@ bash "$ROOT/integration/run.sh"
 
 stage "real Sendmail 8.17 backend (integration/sendmail/run.sh)"
 TLSFRONT_IT_NO_BUILD=1 bash "$ROOT/integration/sendmail/run.sh"
+
+stage "soak, short (integration/soak.sh, 75 s; the full one is 10 minutes)"
+SOAK_SECONDS=75 bash "$ROOT/integration/soak.sh"
 
 stage "systemd units (integration/systemd-verify.sh)"
 bash "$ROOT/integration/systemd-verify.sh"
