@@ -5,14 +5,28 @@
 //!   cargo bench --bench loadgen -- --target 127.0.0.1:2525 --concurrency 50 \
 //!       --sessions 2000 --messages 1 --size 10240 [--tls 1.3|1.2|none] [--no-sni] \
 //!       [--implicit] [--idle N --hold 30s] [--insecure | --cafile ca.pem] [--name mx.example] \
-//!       [--resume] [--pipelining]
+//!       [--resume] [--pipelining] [--duration 10s] [--rate 500] [--sources 64] \
+//!       [--groups X25519,X25519MLKEM768] [--trickle 20s]
 //!
 //! Every session makes a full handshake unless `--resume` lets the client
 //! resume (TLS 1.3 tickets, TLS 1.2 session IDs/tickets) as real senders with a
 //! session cache do. `--pipelining` sends MAIL, RCPT and DATA as one group
 //! (RFC 2920, as Postfix does) and times the group.
 //!
-//!   cargo bench --bench loadgen -- --ceiling 5 [--rsa] [--resume]
+//! `--duration` runs sessions for that long instead of counting them (a
+//! session under way at the end still finishes and counts). `--rate` opens
+//! sessions at that many per second whatever the server's pace (an open
+//! load; `--concurrency` then only caps the sessions in flight, default
+//! 4096), so session latency is measured at a fixed load. `--sources N`
+//! spreads the connections over N loopback source addresses (127.1.x.y; a
+//! server's per-client cap then applies to each address, as it would to N
+//! real senders). `--groups` limits the client's key-exchange groups.
+//! `--trickle T` (with `--idle N`): each held session sends one message at
+//! its turn within T (staggered), says QUIT and is replaced by a new session
+//! at once, so N sessions stay open while N/T messages per second flow.
+//! The latency row `session` is the whole session, connect to QUIT's reply.
+//!
+//!   cargo bench --bench loadgen -- --ceiling 5 [--rsa] [--resume] [--groups X25519]
 //!
 //! prints the in-process rustls ceiling: server handshakes per second of
 //! server-side CPU (client work on the same core is not counted).
@@ -51,6 +65,16 @@ pub struct Options {
     pub resume: bool,
     /// Send MAIL, RCPT and DATA in one write (RFC 2920 PIPELINING).
     pub pipelining: bool,
+    /// Run sessions for this long instead of counting to `sessions`.
+    pub duration: Option<Duration>,
+    /// Open sessions at this many per second (open load), not as a closed loop.
+    pub rate: Option<f64>,
+    /// Loopback source addresses the connections are spread over (0: the default).
+    pub sources: usize,
+    /// Key-exchange groups the client offers (None: rustls' defaults).
+    pub groups: Option<Vec<String>>,
+    /// Idle mode: each held session sends a message and is replaced this often.
+    pub trickle: Option<Duration>,
 }
 
 impl Default for Options {
@@ -71,6 +95,11 @@ impl Default for Options {
             timeout: Duration::from_secs(30),
             resume: false,
             pipelining: false,
+            duration: None,
+            rate: None,
+            sources: 0,
+            groups: None,
+            trickle: None,
         }
     }
 }
@@ -85,6 +114,8 @@ pub struct Stats {
     /// Latency samples per command (microseconds).
     pub latency: BTreeMap<&'static str, Vec<u64>>,
     pub errors: BTreeMap<String, usize>,
+    /// Open load: sessions that started late because `concurrency` were in flight.
+    pub late_starts: usize,
 }
 
 impl Stats {
@@ -92,6 +123,7 @@ impl Stats {
         self.sessions_ok += other.sessions_ok;
         self.messages_ok += other.messages_ok;
         self.bytes += other.bytes;
+        self.late_starts += other.late_starts;
         for (k, v) in other.latency {
             self.latency.entry(k).or_default().extend(v);
         }
@@ -109,7 +141,8 @@ impl Stats {
             let pct = |p: f64| samples[((samples.len() as f64 - 1.0) * p) as usize] as f64 / 1000.0;
             lat.insert(
                 cmd.to_string(),
-                serde_json::json!({"p50_ms": pct(0.5), "p99_ms": pct(0.99)}),
+                serde_json::json!({"p50_ms": pct(0.5), "p90_ms": pct(0.9), "p99_ms": pct(0.99),
+                                   "max_ms": pct(1.0), "n": samples.len()}),
             );
         }
         serde_json::json!({
@@ -119,6 +152,8 @@ impl Stats {
             "messages_per_s": self.messages_ok as f64 / secs,
             "mb_per_s": self.bytes as f64 / secs / 1e6,
             "latency": lat,
+            "elapsed_s": secs,
+            "late_starts": self.late_starts,
             "errors": self.errors,
         })
         .to_string()
@@ -238,7 +273,17 @@ impl Conn {
 
 fn client_config(opts: &Options) -> Option<Arc<rustls::ClientConfig>> {
     let version = opts.tls?;
-    let builder = rustls::ClientConfig::builder_with_protocol_versions(&[version]);
+    let mut provider = rustls::crypto::aws_lc_rs::default_provider();
+    if let Some(groups) = &opts.groups {
+        provider.kx_groups = rustls::crypto::aws_lc_rs::ALL_KX_GROUPS
+            .iter()
+            .filter(|g| groups.iter().any(|n| format!("{:?}", g.name()) == *n))
+            .copied()
+            .collect();
+    }
+    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(provider))
+        .with_protocol_versions(&[version])
+        .ok()?;
     let mut config = match &opts.roots {
         Some(roots) => {
             let mut store = rustls::RootCertStore::empty();
@@ -259,13 +304,34 @@ fn client_config(opts: &Options) -> Option<Arc<rustls::ClientConfig>> {
     Some(Arc::new(config))
 }
 
+/// The loopback source address of connection number `n`, when spread.
+fn source(opts: &Options, n: usize) -> Option<std::net::IpAddr> {
+    if opts.sources == 0 || !opts.target.is_ipv4() {
+        return None;
+    }
+    let i = n % opts.sources;
+    Some(std::net::Ipv4Addr::new(127, 1, (i / 250) as u8, (i % 250 + 1) as u8).into())
+}
+
+async fn connect(opts: &Options, from: Option<std::net::IpAddr>) -> std::io::Result<TcpStream> {
+    let Some(ip) = from else {
+        return TcpStream::connect(opts.target).await;
+    };
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    // Each source address has its own ephemeral ports: at a few thousand
+    // sessions/s over dozens of addresses, TIME_WAIT never uses them up.
+    socket.bind(SocketAddr::new(ip, 0))?;
+    socket.connect(opts.target).await
+}
+
 /// Connects, greets, upgrades to TLS (as configured) and says EHLO.
 async fn open(
     opts: &Options,
     tls: &Option<Arc<rustls::ClientConfig>>,
     stats: &mut Stats,
+    from: Option<std::net::IpAddr>,
 ) -> Result<Conn, String> {
-    let tcp = tokio::time::timeout(opts.timeout, TcpStream::connect(opts.target))
+    let tcp = tokio::time::timeout(opts.timeout, connect(opts, from))
         .await
         .map_err(|_| "connect_timeout".to_string())?
         .map_err(|e| format!("connect_{:?}", e.kind()))?;
@@ -332,35 +398,67 @@ fn message(size: usize) -> Vec<u8> {
     m
 }
 
+/// One mail transaction on an open session: MAIL, RCPT, DATA, the message.
+async fn transaction(
+    c: &mut Conn,
+    opts: &Options,
+    body: &[u8],
+    stats: &mut Stats,
+) -> Result<(), String> {
+    if opts.pipelining {
+        c.group(
+            stats,
+            "MAIL+RCPT+DATA",
+            b"MAIL FROM:<load@gen.test>\r\nRCPT TO:<sink@legacy.test>\r\nDATA\r\n",
+            &[250, 250, 354],
+        )
+        .await?;
+    } else {
+        c.step(stats, "MAIL", b"MAIL FROM:<load@gen.test>\r\n", 250)
+            .await?;
+        c.step(stats, "RCPT", b"RCPT TO:<sink@legacy.test>\r\n", 250)
+            .await?;
+        c.step(stats, "DATA", b"DATA\r\n", 354).await?;
+    }
+    c.step(stats, "end-of-data", body, 250).await?;
+    stats.messages_ok += 1;
+    stats.bytes += body.len();
+    Ok(())
+}
+
 async fn session(
     opts: &Options,
     tls: &Option<Arc<rustls::ClientConfig>>,
     body: &[u8],
     stats: &mut Stats,
+    from: Option<std::net::IpAddr>,
 ) -> Result<(), String> {
-    let mut c = open(opts, tls, stats).await?;
+    let t = Instant::now();
+    let mut c = open(opts, tls, stats, from).await?;
     for _ in 0..opts.messages {
-        if opts.pipelining {
-            c.group(
-                stats,
-                "MAIL+RCPT+DATA",
-                b"MAIL FROM:<load@gen.test>\r\nRCPT TO:<sink@legacy.test>\r\nDATA\r\n",
-                &[250, 250, 354],
-            )
-            .await?;
-        } else {
-            c.step(stats, "MAIL", b"MAIL FROM:<load@gen.test>\r\n", 250)
-                .await?;
-            c.step(stats, "RCPT", b"RCPT TO:<sink@legacy.test>\r\n", 250)
-                .await?;
-            c.step(stats, "DATA", b"DATA\r\n", 354).await?;
-        }
-        c.step(stats, "end-of-data", body, 250).await?;
-        stats.messages_ok += 1;
-        stats.bytes += body.len();
+        transaction(&mut c, opts, body, stats).await?;
     }
     c.step(stats, "QUIT", b"QUIT\r\n", 221).await?;
+    stats
+        .latency
+        .entry("session")
+        .or_default()
+        .push(t.elapsed().as_micros() as u64);
     Ok(())
+}
+
+/// One session, counted as a success or by its error.
+async fn counted(
+    opts: &Options,
+    tls: &Option<Arc<rustls::ClientConfig>>,
+    body: &[u8],
+    stats: &mut Stats,
+    from: Option<std::net::IpAddr>,
+) {
+    match session(opts, tls, body, stats, from).await {
+        Ok(()) => stats.sessions_ok += 1,
+        Err(e) => *stats.errors.entry(e).or_default() += 1,
+    }
 }
 
 /// Runs the load and returns what it measured.
@@ -368,49 +466,28 @@ pub async fn run(opts: Options) -> Stats {
     let tls = client_config(&opts);
     let body = Arc::new(message(opts.size));
     let started = Instant::now();
-    let total = Arc::new(Mutex::new(Stats::default()));
-    if opts.idle > 0 {
-        // Opened `concurrency` at a time: a server that stalls each session
-        // (nginx: ~90 ms) would otherwise take minutes to fill.
-        let held = Arc::new(Mutex::new(Vec::new()));
-        let errors = Arc::new(Mutex::new(Stats::default()));
-        let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let openers: Vec<_> = (0..opts.concurrency.max(1))
-            .map(|_| {
-                let (opts, tls, held, errors, next) = (
-                    opts.clone(),
-                    tls.clone(),
-                    held.clone(),
-                    errors.clone(),
-                    next.clone(),
-                );
-                tokio::spawn(async move {
-                    let mut mine = Stats::default();
-                    while next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < opts.idle {
-                        match open(&opts, &tls, &mut mine).await {
-                            Ok(c) => held.lock().unwrap().push(c),
-                            Err(e) => *mine.errors.entry(e).or_default() += 1,
-                        }
-                    }
-                    errors.lock().unwrap().merge(mine);
-                })
-            })
-            .collect();
-        for o in openers {
-            let _ = o.await;
-        }
-        let held = std::mem::take(&mut *held.lock().unwrap());
-        let mut stats = std::mem::take(&mut *errors.lock().unwrap());
-        stats.sessions_ok = held.len();
-        println!("holding {} idle sessions for {:?}", held.len(), opts.hold);
-        tokio::time::sleep(opts.hold).await;
-        drop(held);
-        stats.elapsed = started.elapsed();
-        return stats;
-    }
+    let mut stats = if opts.idle > 0 {
+        hold(&opts, &tls, &body).await
+    } else if let Some(rate) = opts.rate {
+        open_load(&opts, &tls, &body, rate).await
+    } else {
+        closed_loop(&opts, &tls, &body).await
+    };
+    stats.elapsed = started.elapsed();
+    stats
+}
+
+/// `concurrency` clients, each starting its next session when one ends.
+async fn closed_loop(
+    opts: &Options,
+    tls: &Option<Arc<rustls::ClientConfig>>,
+    body: &Arc<Vec<u8>>,
+) -> Stats {
+    let deadline = opts.duration.map(|d| Instant::now() + d);
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let total = Arc::new(Mutex::new(Stats::default()));
     let workers: Vec<_> = (0..opts.concurrency.max(1))
-        .map(|_| {
+        .map(|w| {
             let (opts, tls, body, next, total) = (
                 opts.clone(),
                 tls.clone(),
@@ -420,11 +497,20 @@ pub async fn run(opts: Options) -> Stats {
             );
             tokio::spawn(async move {
                 let mut mine = Stats::default();
-                while next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < opts.sessions {
-                    match session(&opts, &tls, &body, &mut mine).await {
-                        Ok(()) => mine.sessions_ok += 1,
-                        Err(e) => *mine.errors.entry(e).or_default() += 1,
+                // A client keeps its address, so each address has a steady
+                // share of the concurrency.
+                let from = source(&opts, w);
+                loop {
+                    let more = match deadline {
+                        Some(d) => Instant::now() < d,
+                        None => {
+                            next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < opts.sessions
+                        }
+                    };
+                    if !more {
+                        break;
                     }
+                    counted(&opts, &tls, &body, &mut mine, from).await;
                 }
                 total.lock().unwrap().merge(mine);
             })
@@ -433,8 +519,166 @@ pub async fn run(opts: Options) -> Stats {
     for w in workers {
         let _ = w.await;
     }
+    std::mem::take(&mut *total.lock().unwrap())
+}
+
+/// Sessions started at `rate` per second for `duration` (10 s if unset),
+/// whether or not earlier ones have finished; at most `concurrency` in
+/// flight (an arrival past that waits, and is counted as `late_starts`).
+async fn open_load(
+    opts: &Options,
+    tls: &Option<Arc<rustls::ClientConfig>>,
+    body: &Arc<Vec<u8>>,
+    rate: f64,
+) -> Stats {
+    let duration = opts.duration.unwrap_or(Duration::from_secs(10));
+    let cap = if opts.concurrency == Options::default().concurrency {
+        4096
+    } else {
+        opts.concurrency.max(1)
+    };
+    let slots = Arc::new(tokio::sync::Semaphore::new(cap));
+    let total = Arc::new(Mutex::new(Stats::default()));
+    let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / rate.max(0.001)));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let end = tokio::time::Instant::now() + duration;
+    let mut tasks = Vec::new();
+    let mut late = 0;
+    let mut n = 0;
+    while tick.tick().await < end {
+        let permit = match slots.clone().try_acquire_owned() {
+            Ok(p) => p,
+            Err(_) => {
+                late += 1;
+                slots.clone().acquire_owned().await.expect("open semaphore")
+            }
+        };
+        let (opts, tls, body, total) = (opts.clone(), tls.clone(), body.clone(), total.clone());
+        let from = source(&opts, n);
+        n += 1;
+        tasks.push(tokio::spawn(async move {
+            let mut mine = Stats::default();
+            counted(&opts, &tls, &body, &mut mine, from).await;
+            total.lock().unwrap().merge(mine);
+            drop(permit);
+        }));
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
     let mut stats = std::mem::take(&mut *total.lock().unwrap());
-    stats.elapsed = started.elapsed();
+    stats.late_starts = late;
+    stats
+}
+
+/// Opens `idle` sessions (`concurrency` at a time) and holds them for
+/// `hold`; with `trickle`, each sends a message per interval meanwhile.
+async fn hold(
+    opts: &Options,
+    tls: &Option<Arc<rustls::ClientConfig>>,
+    body: &Arc<Vec<u8>>,
+) -> Stats {
+    // Opened `concurrency` at a time: a server that stalls each session
+    // (nginx: ~90 ms) would otherwise take minutes to fill.
+    let held = Arc::new(Mutex::new(Vec::new()));
+    let errors = Arc::new(Mutex::new(Stats::default()));
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let openers: Vec<_> = (0..opts.concurrency.max(1))
+        .map(|_| {
+            let (opts, tls, held, errors, next) = (
+                opts.clone(),
+                tls.clone(),
+                held.clone(),
+                errors.clone(),
+                next.clone(),
+            );
+            tokio::spawn(async move {
+                let mut mine = Stats::default();
+                loop {
+                    let n = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    if n >= opts.idle {
+                        break;
+                    }
+                    match open(&opts, &tls, &mut mine, source(&opts, n)).await {
+                        Ok(c) => held.lock().unwrap().push(c),
+                        Err(e) => *mine.errors.entry(e).or_default() += 1,
+                    }
+                }
+                errors.lock().unwrap().merge(mine);
+            })
+        })
+        .collect();
+    for o in openers {
+        let _ = o.await;
+    }
+    let held = std::mem::take(&mut *held.lock().unwrap());
+    let mut stats = std::mem::take(&mut *errors.lock().unwrap());
+    stats.sessions_ok = held.len();
+    println!(
+        "holding {} {} sessions for {:?}",
+        held.len(),
+        if opts.trickle.is_some() {
+            "busy"
+        } else {
+            "idle"
+        },
+        opts.hold
+    );
+    let end = tokio::time::Instant::now() + opts.hold;
+    let Some(every) = opts.trickle else {
+        tokio::time::sleep_until(end).await;
+        drop(held);
+        return stats;
+    };
+    let count = held.len().max(1) as u32;
+    let busy: Vec<_> = held
+        .into_iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let (opts, tls, body) = (opts.clone(), tls.clone(), body.clone());
+            // Staggered, so the messages arrive evenly over each interval.
+            let first = tokio::time::Instant::now() + every * (i as u32) / count;
+            tokio::spawn(async move {
+                let mut mine = Stats::default();
+                let mut c = Some(c);
+                let mut at = first;
+                while at < end {
+                    tokio::time::sleep_until(at).await;
+                    at += every;
+                    let mut conn = match c.take() {
+                        Some(conn) => conn,
+                        None => match open(&opts, &tls, &mut mine, source(&opts, i)).await {
+                            Ok(conn) => conn,
+                            Err(e) => {
+                                *mine.errors.entry(e).or_default() += 1;
+                                continue;
+                            }
+                        },
+                    };
+                    let done = async {
+                        transaction(&mut conn, &opts, &body, &mut mine).await?;
+                        conn.step(&mut mine, "QUIT", b"QUIT\r\n", 221).await
+                    };
+                    if let Err(e) = done.await {
+                        *mine.errors.entry(e).or_default() += 1;
+                    }
+                    // The replacement opens at once and waits for its turn.
+                    drop(conn);
+                    match open(&opts, &tls, &mut mine, source(&opts, i)).await {
+                        Ok(conn) => c = Some(conn),
+                        Err(e) => *mine.errors.entry(e).or_default() += 1,
+                    }
+                }
+                tokio::time::sleep_until(end).await;
+                mine
+            })
+        })
+        .collect();
+    for b in busy {
+        if let Ok(mine) = b.await {
+            stats.merge(mine);
+        }
+    }
     stats
 }
 
@@ -474,6 +718,19 @@ fn parse_args() -> Result<Options, String> {
                 o.roots = Some(roots);
             }
             "--idle" => o.idle = val()?.parse().map_err(|e| format!("--idle: {e}"))?,
+            "--duration" => {
+                let v = val()?;
+                o.duration =
+                    Some(tlsfront::config::parse_duration(&v).ok_or(format!("--duration {v}"))?);
+            }
+            "--trickle" => {
+                let v = val()?;
+                o.trickle =
+                    Some(tlsfront::config::parse_duration(&v).ok_or(format!("--trickle {v}"))?);
+            }
+            "--rate" => o.rate = Some(val()?.parse().map_err(|e| format!("--rate: {e}"))?),
+            "--sources" => o.sources = val()?.parse().map_err(|e| format!("--sources: {e}"))?,
+            "--groups" => o.groups = Some(val()?.split(',').map(str::to_string).collect()),
             "--hold" => {
                 let v = val()?;
                 o.hold = tlsfront::config::parse_duration(&v).ok_or(format!("--hold {v}"))?;
@@ -498,7 +755,7 @@ fn parse_args() -> Result<Options, String> {
 /// server run in one thread with no sockets; only the server's calls are
 /// timed, so the figure is what one core could do if it did nothing but
 /// rustls server handshakes. Full handshakes unless `resume`.
-fn ceiling(seconds: u64, rsa: bool, resume: bool) -> (f64, f64) {
+fn ceiling(seconds: u64, rsa: bool, resume: bool, groups: Option<&str>) -> (f64, f64) {
     let alg = if rsa {
         &rcgen::PKCS_RSA_SHA256
     } else {
@@ -520,10 +777,19 @@ fn ceiling(seconds: u64, rsa: bool, resume: bool) -> (f64, f64) {
     let server = Arc::new(server);
     let mut roots = rustls::RootCertStore::empty();
     roots.add(cert.der().clone()).expect("root");
-    let mut client =
-        rustls::ClientConfig::builder_with_protocol_versions(&[&rustls::version::TLS13])
-            .with_root_certificates(roots)
-            .with_no_client_auth();
+    let mut provider = rustls::crypto::aws_lc_rs::default_provider();
+    if let Some(groups) = groups {
+        provider.kx_groups = rustls::crypto::aws_lc_rs::ALL_KX_GROUPS
+            .iter()
+            .filter(|g| groups.split(',').any(|n| format!("{:?}", g.name()) == n))
+            .copied()
+            .collect();
+    }
+    let mut client = rustls::ClientConfig::builder_with_provider(Arc::new(provider))
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .expect("TLS 1.3")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
     if !resume {
         client.resumption = rustls::client::Resumption::disabled();
     }
@@ -565,7 +831,11 @@ fn main() {
         let secs = args.get(i + 1).and_then(|s| s.parse().ok()).unwrap_or(5);
         let rsa = args.iter().any(|a| a == "--rsa");
         let resume = args.iter().any(|a| a == "--resume");
-        let (server, pairs) = ceiling(secs, rsa, resume);
+        let groups = args
+            .iter()
+            .position(|a| a == "--groups")
+            .and_then(|g| args.get(g + 1));
+        let (server, pairs) = ceiling(secs, rsa, resume, groups.map(String::as_str));
         println!("{{\"handshakes_per_s\": {server:.1}, \"pairs_per_s\": {pairs:.1}}}");
         return;
     }

@@ -113,6 +113,8 @@ command -v python3 >/dev/null || need+=(python3)
 command -v gnutls-cli >/dev/null || need+=(gnutls-bin)
 command -v go >/dev/null || need+=(golang-go)
 command -v sslscan >/dev/null || need+=(sslscan)
+# The fleet scenario's balancer (realpeers/fleet.py).
+command -v haproxy >/dev/null || need+=(haproxy)
 if ((${#need[@]})); then
     log "installing: ${need[*]}"
     export DEBIAN_FRONTEND=noninteractive

@@ -4,9 +4,11 @@
 #   2. the dependencies against the RustSec advisory database, when it can be
 #      fetched (skipped, and said so, when it cannot: CI may be offline);
 #   3. unit tests beside the code and in-process end-to-end tests in tests/;
-#   4. real-peer scenarios in integration/ (installs Postfix, swaks, ... itself);
+#   4. real-peer scenarios in integration/ (installs Postfix, swaks, HAProxy, ...
+#      itself), the fleet behind HAProxy among them;
 #   5. the HTML report in headless Chromium (installs chromium itself);
-#   6. the systemd units, then the Debian package: built, installed with
+#   6. a short soak (75 s of mixed sessions, memory flat after a warm-up);
+#   7. the systemd units, then the Debian package: built, installed with
 #      dpkg -i, the installed files checked, purged again.
 # Fails on the first failing stage. Works from any directory; needs root for
 # the real-peer and package stages (apt-get, private Postfix instances,
@@ -67,6 +69,9 @@ TLSFRONT_IT_NO_BUILD=1 bash "$ROOT/integration/sendmail/run.sh"
 
 stage "HTML report in headless Chromium (integration/report-html/run.sh)"
 TLSFRONT_IT_NO_BUILD=1 bash "$ROOT/integration/report-html/run.sh"
+
+stage "soak, short (integration/soak.sh, 75 s; the full one is 10 minutes)"
+SOAK_SECONDS=75 bash "$ROOT/integration/soak.sh"
 
 stage "systemd units (integration/systemd-verify.sh)"
 bash "$ROOT/integration/systemd-verify.sh"

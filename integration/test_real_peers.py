@@ -21,6 +21,7 @@ The scenarios, by concern (realpeers/):
   legacylog  report --legacy-log on the backend's maillog; records against the schema
   matrix     GnuTLS, Go, Java, certificate choice, sslscan; MATRIX.md
   security   no client inherits another's backend state (SASL backend)
+  fleet      HAProxy (send-proxy-v2, smtpchk) in front of two tlsfront hosts
 This file composes them: which scenarios run against which proxy.
 
 Python stdlib only. Every network call and subprocess has a timeout; every
@@ -31,7 +32,7 @@ import json
 import signal
 import sys
 
-from realpeers import direct, security
+from realpeers import direct, fleet, security
 from realpeers.delivery import (
     PROXY_DELIVERIES, backend_down_scenarios, backend_rejection_passthrough, concurrent_sessions,
     eightbit_body, ipv6_scenarios, two_messages_one_session, via_proxy,
@@ -110,6 +111,8 @@ def main():
     backend_down_scenarios(runner, rig)
     # Security scenarios: the SASL backend, inherited state.
     security.scenarios(runner, rig)
+    # Two tlsfront hosts behind HAProxy.
+    fleet.scenarios(runner, rig)
     write_matrix(rig, runner)
 
 

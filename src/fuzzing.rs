@@ -479,7 +479,7 @@ async fn fuzz_client_session(
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let spec = shared.settings.listeners[0];
     let (mut ours, theirs) = tokio::io::duplex(64 * 1024);
-    let peer = "192.0.2.1:4000".parse().expect("addr");
+    let peer = crate::proxy::session::Peer::direct("192.0.2.1:4000".parse().expect("addr"));
     let session = tokio::spawn(crate::proxy::session::run(
         shared,
         theirs,

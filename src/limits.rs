@@ -130,6 +130,8 @@ pub const MAX_RELAY_VERB: usize = 16;
 /// octets on the wire), each label at most 63.
 pub const MAX_HOSTNAME: usize = 253;
 pub const MAX_HOSTNAME_LABEL: usize = 63;
+/// `server.host_id`: a host name or a short tag; it goes into every record.
+pub const MAX_HOST_ID: usize = 64;
 /// Refusals (421 at the cap) being written at once; beyond this a refused
 /// connection is closed without a reply, so a flood cannot grow tasks unboundedly.
 pub const MAX_REFUSALS_IN_FLIGHT: usize = 256;
@@ -140,10 +142,16 @@ pub const PROXY_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// Bytes of a PROXY v2 header after its 16 fixed ones: addresses take at
 /// most 216 (AF_UNIX), a balancer's TLVs a few dozen; more is not a balancer.
 pub const MAX_PROXY_V2_PAYLOAD: usize = 512;
-/// Connections the kernel queues on a listener until they are accepted: a
-/// burst's worth, as the accept loop drains it at once (the kernel caps it
-/// at `net.core.somaxconn` anyway).
-pub const LISTEN_BACKLOG: u32 = 1024;
+/// Connections the kernel queues on a listener until they are accepted.
+/// Past saturation tlsfront accepts only as fast as it serves, so the
+/// overload waits here; a full queue drops SYNs, which senders retry only
+/// after a second or more. Linux caps it at `net.core.somaxconn` (4096 by
+/// default since 5.4).
+pub const LISTEN_BACKLOG: u32 = 4096;
+/// ClientHellos per worker thread that may wait for a turn at the costly
+/// step of the handshake before the listeners stop accepting: a few
+/// milliseconds of handshakes (one takes ~0.2 ms of CPU with ECDSA).
+pub const HANDSHAKES_WAITING: usize = 16;
 /// After a failed accept (EMFILE: out of file descriptors) the loop waits,
 /// doubling from the first to the second: no busy loop, and accepting
 /// resumes within a second once descriptors are free.

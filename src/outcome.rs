@@ -112,6 +112,22 @@ named! {
 }
 
 named! {
+    /// How a connection reached tlsfront.
+    pub enum Origin {
+        /// Straight from the client (no PROXY header expected).
+        Direct => "direct",
+        /// Relayed by a trusted balancer; the client's address is from its
+        /// PROXY header (the balancer's own if the header was unreadable:
+        /// close reason `proxy_protocol_error`).
+        Proxied => "proxied",
+        /// A trusted balancer's own connection: its PROXY header names no
+        /// client (v2 LOCAL, v1 UNKNOWN), as balancers send for health checks.
+        /// Never a sender.
+        HealthCheck => "health_check",
+    }
+}
+
+named! {
     /// Listener mode: STARTTLS in the SMTP dialogue (25/587) or TLS first (465).
     pub enum Mode {
         Starttls => "starttls",
@@ -368,6 +384,10 @@ mod tests {
             ]
         );
         assert_eq!(names(Mode::ALL, Mode::as_str), ["starttls", "implicit"]);
+        assert_eq!(
+            names(Origin::ALL, Origin::as_str),
+            ["direct", "proxied", "health_check"]
+        );
         assert_eq!(
             names(BackendFailure::ALL, BackendFailure::as_str),
             [

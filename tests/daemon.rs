@@ -522,3 +522,68 @@ async fn passed_descriptors_that_are_not_listening_sockets_are_refused() {
         "{log}"
     );
 }
+
+/// Threads of process `pid` whose name is `name`.
+fn threads_named(pid: u32, name: &str) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .map(|tasks| {
+            tasks
+                .filter_map(Result::ok)
+                .filter(|t| {
+                    std::fs::read_to_string(t.path().join("comm"))
+                        .is_ok_and(|c| c.trim_end() == name)
+                })
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+/// The runtime has one worker thread per CPU the process may use: one when
+/// pinned to one core (taskset, systemd's CPUAffinity=), all of them
+/// otherwise, as many as this test process may use.
+#[tokio::test]
+async fn worker_threads_follow_the_cpus_given() {
+    if Command::new("taskset").arg("-V").output().is_err() {
+        eprintln!("taskset not installed (util-linux): skipped");
+        return;
+    }
+    let mta = Mta::start(MtaScript::default()).await;
+    let pki = Pki::new(&["mx.tlsfront.test"]);
+    let all = std::thread::available_parallelism().map_or(1, |n| n.get());
+    for (cpus, want) in [(Some("0"), 1), (None, all)] {
+        let dir = tempfile::tempdir().unwrap();
+        install_cert(dir.path(), &pki.ecdsa);
+        let port = free_port();
+        let config = write_config(dir.path(), port, free_port(), mta.addr);
+        let mut cmd = match cpus {
+            Some(list) => {
+                let mut c = Command::new("taskset");
+                c.args(["-c", list]).arg(env!("CARGO_BIN_EXE_tlsfront"));
+                c
+            }
+            None => Command::new(env!("CARGO_BIN_EXE_tlsfront")),
+        };
+        let daemon = Daemon(
+            cmd.args(["run", "--config"])
+                .arg(&config)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+        let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let mut up = false;
+        for _ in 0..200 {
+            if tokio::net::TcpStream::connect(addr).await.is_ok() {
+                up = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        assert!(up, "tlsfront did not listen");
+        // taskset execs tlsfront, so the PID is tlsfront's.
+        let workers = threads_named(daemon.0.id(), "tlsfront-worker");
+        assert_eq!(workers, want, "CPUs {cpus:?}");
+        daemon.signal("TERM");
+    }
+}

@@ -182,3 +182,47 @@ async fn proxy_header_from_a_trusted_balancer_names_the_client() {
     );
     proxy.stop().await;
 }
+
+#[tokio::test]
+async fn a_balancers_health_check_is_recorded_as_such_with_the_host() {
+    let mta = Mta::start(MtaScript::default()).await;
+    let proxy = Proxy::configured(
+        mta.addr,
+        None,
+        "trusted_proxies = [\"127.0.0.0/8\"]\nhost_id = \"mx-b\"",
+        "proxy_protocol = true",
+        "",
+        false,
+    )
+    .await;
+    // HAProxy's `option smtpchk` over send-proxy-v2: a LOCAL header (no
+    // client), EHLO, QUIT.
+    let mut local = b"\r\n\r\n\0\r\nQUIT\n".to_vec();
+    local.extend_from_slice(&[0x20, 0x00, 0x00, 0x00]);
+    let mut check = via_balancer(&proxy, &local).await;
+    check.send("EHLO haproxy.test").await;
+    check.expect(250).await;
+    check.send("QUIT").await;
+    check.expect(221).await;
+    let v2 = tlsfront::wire::proxyproto::encode(
+        tlsfront::wire::proxyproto::Version::V2,
+        "203.0.113.7:6000".parse().unwrap(),
+        "192.0.2.1:25".parse().unwrap(),
+    );
+    let mut c = via_balancer(&proxy, &v2).await;
+    c.send("QUIT").await;
+    c.expect(221).await;
+    let recs = proxy.records(2).await;
+    let by_origin = |o: &str| {
+        recs.iter()
+            .find(|r| r["origin"] == o)
+            .unwrap_or_else(|| panic!("no {o} record in {recs:?}"))
+    };
+    let hc = by_origin("health_check");
+    assert_eq!(hc["client_ip"], "127.0.0.1");
+    assert_eq!(hc["helo"], "haproxy.test");
+    assert_eq!(by_origin("proxied")["client_ip"], "203.0.113.7");
+    assert!(recs.iter().all(|r| r["host"] == "mx-b"), "{recs:?}");
+    assert_eq!(hc["backend_contacted"], false, "{hc}");
+    proxy.stop().await;
+}

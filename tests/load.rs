@@ -200,3 +200,184 @@ async fn thousands_of_sessions_and_good_mail_still_flows() {
     c.expect(250).await;
     drop(proxy);
 }
+
+/// tlsfront on a runtime of its own with one worker thread (as on a
+/// one-core host), stopped on drop.
+struct OneCore {
+    addr: std::net::SocketAddr,
+    shutdown: tokio_util::sync::CancellationToken,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl OneCore {
+    fn start(settings: tlsfront::config::Settings) -> OneCore {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            let runtime = tlsfront::proxy::daemon::runtime(1).unwrap();
+            runtime.block_on(async move {
+                let sink = tlsfront::proxy::records::RecordSink::disabled();
+                let server = tlsfront::proxy::server::Server::bind(settings, sink)
+                    .await
+                    .unwrap();
+                let _ = tx.send((server.local_addrs()[0].0, server.shared.shutdown.clone()));
+                server.run().await;
+            });
+        });
+        let (addr, shutdown) = rx.recv_timeout(T).unwrap();
+        OneCore {
+            addr,
+            shutdown,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for OneCore {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Past saturation, sessions already under way are not starved by a flood
+/// of new connections and their handshakes: new handshakes get one turn each
+/// per round of the scheduler and tlsfront stops accepting while hellos wait
+/// for turns, so the sessions in progress finish their transactions while
+/// only a few of the flood's handshakes have completed (all 400 did first
+/// when tlsfront accepted and answered hellos as fast as they came). Counts,
+/// not time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_in_progress_finish_before_a_flood_of_handshakes() {
+    let (in_progress, flood) = (8, (fd_budget().saturating_sub(200) / 2).min(400));
+    let pki = Pki::new(&["mx.tlsfront.test"]);
+    let mta = Mta::start(MtaScript::default()).await;
+    let text = format!(
+        "[server]\nhostname = \"mx.tlsfront.test\"\nmax_connections = 20000\n\
+         max_connections_per_client = 20000\nshutdown_grace = \"1s\"\n\
+         [[listener]]\naddress = [\"127.0.0.1:0\"]\n\
+         [backend]\naddress = \"{}\"\n\
+         [[tls.certificate]]\ncert = \"{}\"\nkey = \"{}\"\n",
+        mta.addr,
+        pki.ecdsa.0.display(),
+        pki.ecdsa.1.display()
+    );
+    let raw = tlsfront::config::parse(&text, "t.toml").unwrap();
+    let settings =
+        tlsfront::config::validate(raw, &tlsfront::config::Overrides::default(), "t.toml").unwrap();
+    let server = OneCore::start(settings);
+    let addr = server.addr;
+    let cfg = pki.client_config(&[&TLS13]);
+
+    // Sessions under way: TLS up, about to send their message.
+    let mut sessions = Vec::new();
+    for _ in 0..in_progress {
+        let c = Client::greeted(addr).await;
+        sessions.push(c.starttls(cfg.clone(), "mx.tlsfront.test").await);
+    }
+    // The flood: every connection at once, each wanting a full handshake,
+    // from a runtime of its own (so the flood's clients do not slow down the
+    // sessions under way, or the backend, on this one).
+    let handshakes = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let greeted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (connected_tx, connected_rx) = tokio::sync::oneshot::channel();
+    let flooder = {
+        let (cfg, handshakes, greeted) = (cfg.clone(), handshakes.clone(), greeted.clone());
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async move {
+                let mut streams = Vec::new();
+                for _ in 0..flood {
+                    streams.push(TcpStream::connect(addr).await);
+                }
+                // Every flood connection is in the listen queue now.
+                let _ = connected_tx.send(());
+                let tasks: Vec<_> = streams
+                    .into_iter()
+                    .map(|s| {
+                        let (cfg, handshakes, greeted) =
+                            (cfg.clone(), handshakes.clone(), greeted.clone());
+                        tokio::spawn(async move {
+                            let Ok(s) = s else { return };
+                            let _ = s.set_nodelay(true);
+                            let mut c = Client::from_stream(s);
+                            if c.try_reply().await.is_none() {
+                                return;
+                            }
+                            greeted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                            c.send("EHLO flood.test").await;
+                            if c.try_reply().await.is_none() {
+                                return;
+                            }
+                            c.send("STARTTLS").await;
+                            if c.try_reply().await.is_none() {
+                                return;
+                            }
+                            if c.tls(cfg, "mx.tlsfront.test").await.is_ok() {
+                                handshakes.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                            }
+                        })
+                    })
+                    .collect();
+                for t in tasks {
+                    let _ = t.await;
+                }
+            });
+        })
+    };
+    tokio::time::timeout(T, connected_rx)
+        .await
+        .unwrap()
+        .unwrap();
+    let runs: Vec<_> = sessions
+        .into_iter()
+        .enumerate()
+        .map(|(i, mut c)| {
+            let handshakes = handshakes.clone();
+            let greeted = greeted.clone();
+            tokio::spawn(async move {
+                for m in 0..2 {
+                    let r = c
+                        .mail(
+                            "a@origin.test",
+                            "b@legacy.test",
+                            &sample_message(&format!("under-way-{i}-{m}")),
+                        )
+                        .await;
+                    assert_eq!(r.code, 250, "{}", r.text);
+                }
+                c.send("QUIT").await;
+                c.expect(221).await;
+                (
+                    handshakes.load(std::sync::atomic::Ordering::SeqCst),
+                    greeted.load(std::sync::atomic::Ordering::SeqCst),
+                )
+            })
+        })
+        .collect();
+    let mut seen = Vec::new();
+    for r in runs {
+        seen.push(r.await.unwrap());
+    }
+    tokio::task::spawn_blocking(move || flooder.join().unwrap())
+        .await
+        .unwrap();
+    let done = handshakes.load(std::sync::atomic::Ordering::SeqCst);
+    println!(
+        "flood of {flood}: {done} handshakes completed in all; the {in_progress} sessions under \
+         way finished after (handshakes completed, connections greeted) {seen:?}"
+    );
+    assert_eq!(done, flood, "every flood connection is served in the end");
+    assert_eq!(mta.messages().len(), in_progress * 2);
+    let worst = seen.iter().map(|x| x.0).max().unwrap_or(0);
+    assert!(
+        worst <= flood / 4,
+        "a session under way waited for {worst} of {flood} new handshakes"
+    );
+    drop(server);
+}

@@ -322,6 +322,22 @@ mod tests {
     }
 
     #[test]
+    fn host_id_defaults_to_the_system_name_and_is_a_plain_token() {
+        let system = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|s| s.trim().to_string())
+            .unwrap_or_default();
+        if values::valid_hostname(&system) {
+            assert_eq!(load(MINIMAL).unwrap().host_id, system);
+        }
+        let with = |id: &str| MINIMAL.replace("[server]", &format!("[server]\nhost_id = {id:?}"));
+        assert_eq!(load(&with("mx-2.fra_1")).unwrap().host_id, "mx-2.fra_1");
+        for bad in ["", "a b", "x\ny", &"h".repeat(65)] {
+            let e = err_of(&with(bad));
+            assert!(e.contains("`server.host_id`"), "{bad:?}: {e}");
+        }
+    }
+
+    #[test]
     fn metrics_listen_is_optional_and_validated() {
         assert_eq!(load(MINIMAL).unwrap().metrics, None);
         let s = load(&format!(

@@ -248,10 +248,18 @@ fn server(v: &V<'_>, s: &RawServer, listeners: &[ListenerSpec]) -> Result<Server
         .clone()
         .unwrap_or_else(system_hostname)
         .to_ascii_lowercase();
-    if !valid_hostname(&host_id) {
+    if host_id.is_empty()
+        || host_id.len() > limits::MAX_HOST_ID
+        || !host_id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'))
+    {
         return Err(v.err(
             "server.host_id",
-            format!("{host_id:?} is not a host name (letters, digits, '-' and '.')"),
+            format!(
+                "{host_id:?} is not a host name: use 1 to {} letters, digits, '.', '-' or '_'",
+                limits::MAX_HOST_ID
+            ),
         ));
     }
     let mut names = vec![hostname.clone()];

@@ -261,6 +261,24 @@ impl Signals {
     }
 }
 
+/// Worker threads for the runtime: the CPUs this process may run on, after
+/// its affinity mask (taskset, systemd's `CPUAffinity=`) and its cgroup's CPU
+/// quota (`CPUQuota=`, a container's limit). More workers than that would
+/// only take turns on the same cores, each with its own queue of sessions.
+pub fn worker_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+}
+
+/// The runtime sessions run on, with `workers` worker threads (named, so
+/// `top -H` shows them).
+pub fn runtime(workers: usize) -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers.max(1))
+        .thread_name("tlsfront-worker")
+        .enable_all()
+        .build()
+}
+
 /// `tlsfront run` after the command line: starts the record writer and the
 /// runtime, binds, serves until SIGTERM or SIGINT, then drains the records.
 /// `load` reads the configuration again on reload.
@@ -277,10 +295,12 @@ pub fn run(settings: Settings, load: Loader) -> Result<(), RunError> {
             (RecordSink::disabled(), None)
         }
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(RunError::Runtime)?;
+    let workers = worker_threads();
+    let runtime = runtime(workers).map_err(RunError::Runtime)?;
+    tracing::info!(
+        workers,
+        "runtime: one worker thread per CPU this process may use (affinity and cgroup quota)"
+    );
     let result = runtime.block_on(async move {
         let server = Server::bind(settings, sink).await?;
         let daemon = Daemon::new(server.shared.clone(), Notifier::from_env(), load);

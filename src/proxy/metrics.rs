@@ -20,7 +20,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
 use crate::limits;
-use crate::outcome::TlsOutcome;
+use crate::outcome::{Origin, TlsOutcome};
 use crate::proxy::admission::Admission;
 use crate::proxy::records::{Observer, Record};
 use crate::proxy::tls::CertEntry;
@@ -52,6 +52,7 @@ pub struct Metrics {
     active: Gauge,
     cert_expiry: Family<Labels3, Gauge>,
     records_dropped: Counter,
+    health_checks: Counter,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -82,6 +83,7 @@ impl Metrics {
             active: Gauge::default(),
             cert_expiry: Family::default(),
             records_dropped: Counter::default(),
+            health_checks: Counter::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -138,6 +140,11 @@ impl Metrics {
             "Records lost because the writer's queue was full (the disk did not keep up); the sessions still count here",
             m.records_dropped.clone(),
         );
+        registry.register(
+            "health_checks",
+            "A trusted balancer's own connections (PROXY header naming no client): not in the session counts",
+            m.health_checks.clone(),
+        );
         // Both verdicts exist from the start, so rate() works before the first message.
         for result in ["accepted", "rejected"] {
             let _ = m.messages.get_or_create(&[("result", result.to_string())]);
@@ -152,6 +159,11 @@ impl Metrics {
 
     /// Counts one finished session.
     fn count(&self, r: &Record) {
+        // A balancer checking every second would swamp the session counts.
+        if r.origin == Origin::HealthCheck {
+            self.health_checks.inc();
+            return;
+        }
         self.sessions
             .get_or_create(&[
                 ("outcome", r.tls.as_str().to_string()),
@@ -433,6 +445,33 @@ mod tests {
             "{text}"
         );
         assert!(text.ends_with("# EOF\n"), "{text}");
+    }
+
+    #[test]
+    fn health_checks_are_counted_apart_from_sessions() {
+        let m = Metrics::new();
+        let mut check = record();
+        check.origin = Origin::HealthCheck;
+        check.close_reason = CloseReason::ClientQuit;
+        m.observe(&check);
+        m.observe(&check);
+        let mut proxied = record();
+        proxied.origin = Origin::Proxied;
+        proxied.close_reason = CloseReason::ClientQuit;
+        m.observe(&proxied);
+        let text = m.render(0);
+        assert!(has(&text, "tlsfront_health_checks_total 2"), "{text}");
+        assert!(
+            has(
+                &text,
+                r#"tlsfront_sessions_total{outcome="not_attempted",close_reason="client_quit"} 1"#
+            ),
+            "{text}"
+        );
+        assert!(
+            has(&text, "tlsfront_session_duration_seconds_count 1"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -28,7 +28,7 @@ use crate::limits::{
     MAX_QUEUED_RECORDS, MAX_RECORD_BYTES, MAX_RECORD_LIST, MAX_RECORD_STRING,
     RECORD_DROP_WARN_INTERVAL,
 };
-use crate::outcome::{BackendErrorName, CloseReason, HandshakeFailure, Mode, TlsOutcome};
+use crate::outcome::{BackendErrorName, CloseReason, HandshakeFailure, Mode, Origin, TlsOutcome};
 use crate::wire::clienthello::HelloSummary;
 use crate::wire::offer::Offer;
 
@@ -43,6 +43,9 @@ pub struct Record {
     pub session: String,
     pub listener: String,
     pub mode: Mode,
+    /// How the connection came: direct, through a balancer, or the
+    /// balancer's own health check (never a sender).
+    pub origin: Origin,
     pub client_ip: String,
     pub client_port: u16,
     pub server_hostname: String,
@@ -113,6 +116,7 @@ impl Record {
             session,
             listener: listener.to_string(),
             mode,
+            origin: Origin::Direct,
             client_ip: client.ip().to_canonical().to_string(),
             client_port: client.port(),
             server_hostname: hostname.to_string(),

@@ -16,12 +16,12 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::{ListenerSpec, Settings, in_networks};
 use crate::limits;
-use crate::outcome::{CloseReason, Mode};
+use crate::outcome::{CloseReason, Mode, Origin};
 use crate::proxy::admission::Admission;
 use crate::proxy::backend::Backend;
 use crate::proxy::backend::tls::ClientConfigError;
 use crate::proxy::records::RecordSink;
-use crate::proxy::session::{self, Prelude, Shared};
+use crate::proxy::session::{self, Peer, Prelude, Shared};
 use crate::proxy::tls::{TlsError, TlsFront};
 use crate::wire::proxyproto;
 
@@ -293,6 +293,14 @@ async fn accept_loop(
     let (first_backoff, max_backoff) = limits::ACCEPT_BACKOFF;
     let mut backoff = first_backoff;
     loop {
+        // One connection per turn of the scheduler: every session with work
+        // ready runs before the next accept. Idle, that is at once; past
+        // saturation, new connections wait in the listen queue (in the
+        // kernel, costing nothing) instead of each taking a share of the CPU
+        // that sessions under way need to finish. Accepting all that is
+        // queued (as before) let a flood of handshakes starve them.
+        tokio::task::yield_now().await;
+        shared.handshake_turns.room().await;
         let (stream, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
             Err(e) => {
@@ -317,14 +325,18 @@ async fn accept_loop(
                 let mut stream = stream;
                 match tokio::time::timeout(limits::PROXY_HEADER_TIMEOUT, read_proxy_header(&mut stream)).await {
                     Ok(Ok(client)) => {
-                        let client = client.unwrap_or(peer);
+                        // No client named: the balancer's own health check.
+                        let client = match client {
+                            Some(addr) => Peer { addr, origin: Origin::Proxied },
+                            None => Peer { addr: peer, origin: Origin::HealthCheck },
+                        };
                         dispatch(shared, stream, spec, client, &admission, &refusals, &tracker2);
                     }
                     Ok(Err(why)) => {
                         tracing::warn!(listener = %spec.addr, proxy = %peer, why, "bad PROXY header");
-                        session::record_refused(&shared, spec, peer, CloseReason::ProxyProtocolError);
+                        session::record_refused(&shared, spec, Peer { addr: peer, origin: Origin::Proxied }, CloseReason::ProxyProtocolError);
                     }
-                    Err(_) => session::record_refused(&shared, spec, peer, CloseReason::ProxyProtocolError),
+                    Err(_) => session::record_refused(&shared, spec, Peer { addr: peer, origin: Origin::Proxied }, CloseReason::ProxyProtocolError),
                 }
             });
             continue;
@@ -333,7 +345,7 @@ async fn accept_loop(
             shared.clone(),
             stream,
             spec,
-            peer,
+            Peer::direct(peer),
             &admission,
             &refusals,
             &tracker,
@@ -346,12 +358,12 @@ fn dispatch(
     shared: Arc<Shared>,
     stream: TcpStream,
     spec: ListenerSpec,
-    peer: SocketAddr,
+    peer: Peer,
     admission: &Arc<Admission>,
     refusals: &Arc<Semaphore>,
     tracker: &TaskTracker,
 ) {
-    match admission.admit(peer.ip()) {
+    match admission.admit(peer.addr.ip()) {
         Ok(ticket) => {
             tracker.spawn(async move {
                 let early = spec.mode == Mode::Starttls

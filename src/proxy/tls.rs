@@ -436,8 +436,10 @@ impl TlsFront {
     }
 
     /// Runs the server handshake on `stream`, reading the ClientHello first,
-    /// and says what came of it (the session writes the record).
-    pub async fn handshake<S>(&self, mut stream: S) -> Handshake<S>
+    /// and says what came of it (the session writes the record). The costly
+    /// step (the server's answer to the hello: key exchange, signature) waits
+    /// for one of `turns`, see [`HandshakeTurns`].
+    pub async fn handshake<S>(&self, mut stream: S, turns: &HandshakeTurns) -> Handshake<S>
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
@@ -537,7 +539,19 @@ impl TlsFront {
         // already known to be bad, so the client gets a proper alert.
         let acceptor = TlsAcceptor::from(entry.config.clone());
         let prefixed = Prefixed::new(buf.freeze(), stream);
-        let result = match tokio::time::timeout_at(deadline, acceptor.accept(prefixed)).await {
+        let mut accepting =
+            std::pin::pin!(tokio::time::timeout_at(deadline, acceptor.accept(prefixed)));
+        // The first poll answers the replayed hello: the costly part.
+        let first = turns
+            .take(std::future::poll_fn(|cx| {
+                std::task::Poll::Ready(accepting.as_mut().poll(cx))
+            }))
+            .await;
+        let accepted = match first {
+            std::task::Poll::Ready(done) => done,
+            std::task::Poll::Pending => accepting.await,
+        };
+        let result = match accepted {
             Ok(Ok(tls)) => {
                 let negotiated = Negotiated::of(tls.get_ref().1);
                 Ok((tls, negotiated))
@@ -554,6 +568,64 @@ impl TlsFront {
             })),
         };
         ended(Some(served), offer, result)
+    }
+}
+
+/// Turns at the costly step of a handshake: one per worker thread at a time,
+/// and a turn is given back only after every other task with work ready has
+/// run (the next poll of the I/O driver). So past saturation a flood of new
+/// handshakes gets one each per round of the scheduler, and the sessions
+/// already under way still get their steps in each round. A turn is never
+/// held across a wait for the network, so a slow client cannot keep one.
+///
+/// The listeners ask [`HandshakeTurns::room`] before each accept: while
+/// `limits::HANDSHAKES_WAITING` hellos per worker wait for a turn, no new
+/// connection is taken (it waits in the kernel's listen queue), so tlsfront
+/// accepts no faster than it can answer hellos.
+#[derive(Debug)]
+pub struct HandshakeTurns {
+    turns: tokio::sync::Semaphore,
+    waiting: std::sync::atomic::AtomicUsize,
+    max_waiting: usize,
+    room: tokio::sync::Notify,
+}
+
+impl HandshakeTurns {
+    pub fn new(workers: usize) -> HandshakeTurns {
+        let workers = workers.max(1);
+        HandshakeTurns {
+            turns: tokio::sync::Semaphore::new(workers),
+            waiting: std::sync::atomic::AtomicUsize::new(0),
+            max_waiting: workers * limits::HANDSHAKES_WAITING,
+            room: tokio::sync::Notify::new(),
+        }
+    }
+
+    /// Runs `step` in a turn (waiting, first come first served, for one).
+    pub async fn take<T>(&self, step: impl Future<Output = T>) -> T {
+        use std::sync::atomic::Ordering;
+        self.waiting.fetch_add(1, Ordering::SeqCst);
+        let turn = self.turns.acquire().await;
+        if self.waiting.fetch_sub(1, Ordering::SeqCst) <= self.max_waiting {
+            self.room.notify_waiters();
+        }
+        let out = step.await;
+        tokio::task::yield_now().await;
+        drop(turn);
+        out
+    }
+
+    /// Returns once fewer than the most allowed hellos wait for a turn.
+    pub async fn room(&self) {
+        loop {
+            let notified = self.room.notified();
+            let mut notified = std::pin::pin!(notified);
+            notified.as_mut().enable();
+            if self.waiting.load(std::sync::atomic::Ordering::SeqCst) < self.max_waiting {
+                return;
+            }
+            notified.await;
+        }
     }
 }
 

@@ -621,6 +621,17 @@ impl Client {
         }
     }
 
+    /// A client on a connection made elsewhere.
+    pub fn from_stream(s: TcpStream) -> Client {
+        let local = s.local_addr().unwrap();
+        Client {
+            io: Box::new(s),
+            buf: BytesMut::new(),
+            local,
+            peer_subject: None,
+        }
+    }
+
     /// Connects and reads the greeting.
     pub async fn greeted(addr: SocketAddr) -> Client {
         let mut c = Client::connect(addr).await;

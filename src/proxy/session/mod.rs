@@ -41,13 +41,13 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{ListenerSpec, Settings};
 use crate::limits;
-use crate::outcome::{CloseReason, Mode};
+use crate::outcome::{CloseReason, Mode, Origin};
 use crate::proxy::admission::Admission;
 use crate::proxy::backend::{Backend, BackendConn, Stage};
 use crate::proxy::metrics::Metrics;
 use crate::proxy::records::{Record, RecordGuard, RecordSink};
 use crate::proxy::stream::ClientIo;
-use crate::proxy::tls::TlsFront;
+use crate::proxy::tls::{HandshakeTurns, TlsFront};
 use crate::smtp::command::{Command, Verb};
 use crate::smtp::line::LineCutter;
 
@@ -71,6 +71,8 @@ pub struct Shared {
     pub drain_over: CancellationToken,
     /// Message buffers in KiB, shared by all sessions in DATA.
     data_memory: Arc<tokio::sync::Semaphore>,
+    /// Turns at the costly step of a TLS handshake (one per worker thread).
+    pub handshake_turns: HandshakeTurns,
     next_id: AtomicU64,
     id_tag: u32,
 }
@@ -112,6 +114,9 @@ impl Shared {
             shutdown: CancellationToken::new(),
             drain_over: CancellationToken::new(),
             data_memory: Arc::new(tokio::sync::Semaphore::new(data_memory_kib)),
+            handshake_turns: HandshakeTurns::new(
+                tokio::runtime::Handle::try_current().map_or(1, |h| h.metrics().num_workers()),
+            ),
             next_id: AtomicU64::new(1),
             id_tag,
         })
@@ -210,24 +215,41 @@ pub enum Prelude {
     Refused(CloseReason),
 }
 
-/// Writes the record of a connection refused without a reply.
-pub fn record_refused(
-    shared: &Shared,
-    listener: ListenerSpec,
-    peer: SocketAddr,
-    reason: CloseReason,
-) {
-    let mut record = RecordGuard::new(
-        Record::new(
-            shared.session_id(),
-            listener.addr,
-            listener.mode,
-            peer,
-            &shared.settings.hostname,
-            &shared.settings.host_id,
-        ),
-        shared.records.clone(),
+/// The other end of a connection: the client's address (from a trusted
+/// balancer's PROXY header, when there is one) and how it came.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Peer {
+    pub addr: SocketAddr,
+    pub origin: Origin,
+}
+
+impl Peer {
+    /// A client connected straight to tlsfront.
+    pub fn direct(addr: SocketAddr) -> Peer {
+        Peer {
+            addr,
+            origin: Origin::Direct,
+        }
+    }
+}
+
+/// A new record for a connection of `peer` on `listener`.
+fn new_record(shared: &Shared, listener: ListenerSpec, peer: Peer) -> Record {
+    let mut record = Record::new(
+        shared.session_id(),
+        listener.addr,
+        listener.mode,
+        peer.addr,
+        &shared.settings.hostname,
+        &shared.settings.host_id,
     );
+    record.origin = peer.origin;
+    record
+}
+
+/// Writes the record of a connection refused without a reply.
+pub fn record_refused(shared: &Shared, listener: ListenerSpec, peer: Peer, reason: CloseReason) {
+    let mut record = RecordGuard::new(new_record(shared, listener, peer), shared.records.clone());
     record.close_reason = reason;
 }
 
@@ -241,21 +263,15 @@ pub fn run<S>(
     shared: Arc<Shared>,
     stream: S,
     listener: ListenerSpec,
-    peer: SocketAddr,
+    peer: Peer,
     local: SocketAddr,
     prelude: Prelude,
 ) -> impl Future<Output = ()> + Send
 where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
-    let record = Record::new(
-        shared.session_id(),
-        listener.addr,
-        listener.mode,
-        peer,
-        &shared.settings.hostname,
-        &shared.settings.host_id,
-    );
+    let record = new_record(&shared, listener, peer);
+    let peer = peer.addr;
     // Boxed: the handshake hands the session back, and a by-value session
     // would get a second slot in the task for that.
     let session = Box::new(Session {

@@ -60,7 +60,7 @@ where
             offer,
             elapsed,
             result,
-        } = front.handshake(stream).await;
+        } = front.handshake(stream, &shared.handshake_turns).await;
         let r = &mut self.record;
         r.handshake_ms = Some(millis(elapsed));
         r.offer = offer;

@@ -29,7 +29,7 @@ use std::hash::{Hash, Hasher};
 
 use serde::Deserialize;
 
-use crate::outcome::{Mode, TlsOutcome};
+use crate::outcome::{Mode, Origin, TlsOutcome};
 use crate::wire::offer::Offer;
 use legacy_log::LegacyLog;
 use range::{Covered, Span, Window};
@@ -68,6 +68,7 @@ struct RecordLine<'a> {
     ts: Cow<'a, str>,
     tls: TlsOutcome,
     mode: Option<Mode>,
+    origin: Option<Origin>,
     #[serde(borrow, default)]
     host: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
@@ -192,6 +193,8 @@ pub struct Report {
     /// (host, session) of every record counted, hashed to 128 bits.
     seen: HashSet<u128>,
     span: Span,
+    /// A balancer's health checks: counted apart, never sessions or senders.
+    health_checks: u64,
     sessions: u64,
     messages: u64,
     outcomes: HashMap<TlsOutcome, u64>,
@@ -291,6 +294,10 @@ impl Report {
             && !self.first_sight(host, session)
         {
             self.duplicates += 1;
+            return;
+        }
+        if r.origin == Some(Origin::HealthCheck) {
+            self.health_checks += 1;
             return;
         }
         self.sessions += 1;
@@ -621,6 +628,7 @@ impl Report {
             first_malformed: self.first_malformed.clone(),
             outside_range: self.outside,
             duplicates: self.duplicates,
+            health_checks: self.health_checks,
             sessions: self.sessions,
             tls_established: established,
             tls_established_percent: percent(established, self.sessions),

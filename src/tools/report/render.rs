@@ -45,6 +45,15 @@ pub(super) fn text(s: &Summary) -> String {
             ),
         );
     }
+    if s.health_checks > 0 {
+        line(
+            &mut out,
+            format!(
+                "{} from a balancer not counted (no sender)",
+                count(s.health_checks, "health check")
+            ),
+        );
+    }
     if s.malformed_lines > 0 {
         line(
             &mut out,

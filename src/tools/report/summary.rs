@@ -26,6 +26,9 @@ pub struct Summary {
     /// Records seen before with the same host and session (the same file
     /// given twice, overlapping copies): counted once.
     pub duplicates: u64,
+    /// A balancer's own connections (record `origin` `health_check`): not
+    /// sessions, not senders, not in the verdict.
+    pub health_checks: u64,
     pub sessions: u64,
     pub tls_established: u64,
     pub tls_established_percent: f64,

@@ -665,6 +665,7 @@ fn json_has_the_documented_keys() {
             "first_malformed",
             "outside_range",
             "duplicates",
+            "health_checks",
             "sessions",
             "tls_established",
             "tls_established_percent",
@@ -751,4 +752,38 @@ fn the_html_page_is_self_contained_and_escapes_records() {
         );
     }
     assert!(html.contains("Legacy path retired: <b>NO</b>"));
+}
+
+#[test]
+fn health_checks_are_counted_apart_and_never_senders() {
+    // A balancer's check that even sent mail-looking commands: never a sender.
+    let check = |ip: &str| {
+        line(
+            ip,
+            "not_attempted",
+            json!({"origin": "health_check", "messages_accepted": 0, "backend_contacted": true}),
+        )
+    };
+    let rep = report(&[
+        check("192.0.2.50"),
+        check("192.0.2.50"),
+        line("192.0.2.1", "established", json!({"origin": "proxied"})),
+        line("192.0.2.2", "established", json!({})),
+    ]);
+    let s = rep.summary();
+    assert_eq!(s.health_checks, 2);
+    assert_eq!(s.sessions, 2);
+    assert_eq!(s.tls_not_attempted, 0);
+    assert!(s.plaintext_senders.is_empty());
+    assert_eq!(
+        s.verdict,
+        Verdict::Yes,
+        "a balancer's checks never block it"
+    );
+    assert!(
+        rep.render_text()
+            .contains("2 health checks from a balancer not counted"),
+        "{}",
+        rep.render_text()
+    );
 }
