@@ -73,7 +73,11 @@ enum Cmd {
         names) is covered, the SNI names map sanely;\n\
         - the backend: greeting, EHLO keywords, whether it offers XCLIENT, and a probe of its \
         own STARTTLS (a TLS 1.2 ClientHello, never completed) telling whether modern senders \
-        would refuse it and why (RSA key bits, DH group bits, protocol version).\n\n\
+        would refuse it and why (RSA key bits, DH group bits, protocol version);\n\
+        - the open-relay guard: from the address (--source-address) and with the identity `run` \
+        uses, MAIL FROM:<> and RCPT TO:<relay-test@tlsfront-RANDOM.example.net> (then RSET; no \
+        DATA): a backend that accepts would relay for every client of tlsfront \
+        (backend_open_relay, an error naming the fix).\n\n\
         Each finding is one line: `ok`, `warning` or `error`, what it is about, the message, \
         and a stable code in brackets. A weak backend STARTTLS is a warning: tlsfront hides it.",
         after_help = "Exit status: 0 no errors (warnings allowed), 1 at least one error, \
@@ -129,6 +133,10 @@ struct ConfigArgs {
     /// The legacy MTA, e.g. 127.0.0.1:10025.
     #[arg(long, value_name = "ADDR")]
     backend: Option<String>,
+    /// Local address to connect to the backend from (backend.source_address),
+    /// e.g. 127.0.0.2: one the backend does not trust as a relay client.
+    #[arg(long, value_name = "IP")]
+    source_address: Option<String>,
     /// Certificate chain PEM (leaf first, then intermediates); needs --key.
     #[arg(long, value_name = "FILE", requires = "key")]
     cert: Option<PathBuf>,
@@ -160,6 +168,7 @@ impl ConfigArgs {
             listen: self.listen,
             implicit_listen: self.implicit_listen,
             backend: self.backend,
+            source_address: self.source_address,
             cert: self.cert,
             key: self.key,
             hostname: self.hostname,

@@ -373,6 +373,109 @@ async fn backend_refusing_its_advertised_starttls_is_a_warning() {
     assert!(mta.commands().iter().any(|c| c == "STARTTLS"));
 }
 
+/// The open-relay trap: a backend that trusts tlsfront's address (Sendmail's
+/// built-in 127.0.0.1, Postfix's mynetworks) relays for every client. `check`
+/// asks it to take a recipient it does not serve, from the address `run`
+/// would use, and names the fix; an untrusted `--source-address` clears it.
+#[tokio::test]
+async fn a_backend_relaying_for_tlsfront_is_an_error_naming_the_fix() {
+    let mta = Mta::start(MtaScript {
+        trusted_clients: vec!["127.0.0.1".parse().unwrap()],
+        ..MtaScript::default()
+    })
+    .await;
+    let ca = Ca::new();
+    let good = ca.leaf("good", &["mx.check.test"], |_| {});
+    let config = ca.config(mta.addr, &good);
+    let out = tlsfront(args(&["check", "--config", &p(&config), "--json"])).await;
+    assert_eq!(out.code, 1, "{}", out.stdout);
+    let j = out.json();
+    assert_eq!(codes(&j, "error"), vec!["backend_open_relay"], "{j:#}");
+    let message = finding(&j, "backend_open_relay")["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for needle in [
+        "OPEN RELAY",
+        "from tlsfront's address 127.0.0.1",
+        "backend.source_address",
+        "--source-address",
+        "backend.xclient",
+        "backend.proxy_protocol",
+    ] {
+        assert!(message.contains(needle), "{needle}: {message}");
+    }
+    // The test is a transaction that is never sent: no DATA, then RSET.
+    let cmds = mta.commands();
+    let rcpt = cmds
+        .iter()
+        .position(|c| {
+            c.starts_with("RCPT TO:<relay-test@tlsfront-") && c.ends_with(".example.net>")
+        })
+        .unwrap_or_else(|| panic!("{cmds:?}"));
+    assert_eq!(cmds[rcpt - 1], "MAIL FROM:<>");
+    assert_eq!(cmds[rcpt + 1], "RSET");
+    assert!(!cmds.iter().any(|c| c == "DATA"), "{cmds:?}");
+
+    // From an address the backend does not trust, it refuses: ok.
+    let out = tlsfront(args(&[
+        "check",
+        "--config",
+        &p(&config),
+        "--source-address",
+        "127.0.0.2",
+        "--json",
+    ]))
+    .await;
+    assert_eq!(out.code, 0, "{}", out.stdout);
+    let j = out.json();
+    let f = finding(&j, "backend_relay_refused");
+    assert_eq!(f["level"], "ok");
+    let message = f["message"].as_str().unwrap();
+    assert!(
+        message.contains("from tlsfront's address 127.0.0.2") && message.contains("554 5.7.1"),
+        "{message}"
+    );
+    let peers = mta.log.lock().unwrap().peers.clone();
+    assert_eq!(peers.last().unwrap().ip().to_string(), "127.0.0.2");
+}
+
+/// With XCLIENT towards the backend, the test stands for an outside client
+/// (a documentation address), as a real session would: the backend sees
+/// that address, not tlsfront's, and refuses to relay.
+#[tokio::test]
+async fn the_relay_test_passes_an_outside_client_with_xclient() {
+    let mta = Mta::start(MtaScript {
+        trusted_clients: vec!["127.0.0.1".parse().unwrap()],
+        ..MtaScript::default()
+    })
+    .await;
+    let ca = Ca::new();
+    let good = ca.leaf("good", &["mx.check.test"], |_| {});
+    let config = ca.config(mta.addr, &good);
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("[backend]\n", "[backend]\nxclient = true\n");
+    std::fs::write(&config, text).unwrap();
+    let out = tlsfront(args(&["check", "--config", &p(&config), "--json"])).await;
+    let j = out.json();
+    let cmds = mta.commands();
+    assert!(
+        cmds.iter()
+            .any(|c| c.starts_with("XCLIENT ADDR=192.0.2.1 ")),
+        "{cmds:?}"
+    );
+    // The fake backend does not track XCLIENT: it still relays for
+    // 127.0.0.1, and the finding says who the test stood for.
+    let message = finding(&j, "backend_open_relay")["message"]
+        .as_str()
+        .unwrap();
+    assert!(
+        message.contains("with an outside client passed by xclient"),
+        "{message}"
+    );
+}
+
 #[tokio::test]
 async fn help_explains_check() {
     let out = tlsfront(args(&["check", "--help"])).await;

@@ -522,3 +522,83 @@ async fn passed_descriptors_that_are_not_listening_sockets_are_refused() {
         "{log}"
     );
 }
+
+/// Runs `tlsfront run ARGS` until a line of its log contains `needle`
+/// (bounded), then stops it; returns that line, or panics with the log.
+fn run_until_logged(args: &[String], needle: &str) -> String {
+    let mut daemon = Daemon(
+        Command::new(env!("CARGO_BIN_EXE_tlsfront"))
+            .arg("run")
+            .args(args)
+            .env_remove("RUST_LOG")
+            .env_remove("TLSFRONT_LOG")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let stderr = daemon.0.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufRead::lines(std::io::BufReader::new(stderr)) {
+            let Ok(line) = line else { return };
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let mut log = Vec::new();
+    while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
+        match rx.recv_timeout(left) {
+            Ok(line) if line.contains(needle) => return line,
+            Ok(line) => log.push(line),
+            Err(_) => break,
+        }
+    }
+    panic!("no {needle:?} in the log:\n{}", log.join("\n"));
+}
+
+/// `run` says at start what `check` says when the backend relays for
+/// tlsfront's address; `--source-address` with an address it does not trust
+/// makes it refuse, and `run` says that too.
+#[tokio::test]
+async fn run_warns_at_start_when_the_backend_relays_for_it() {
+    let mta = Mta::start(MtaScript {
+        trusted_clients: vec!["127.0.0.1".parse().unwrap()],
+        ..MtaScript::default()
+    })
+    .await;
+    let base = |extra: &[&str]| {
+        let mut a: Vec<String> = [
+            "--listen",
+            &format!("127.0.0.1:{}", free_port()),
+            "--backend",
+            &mta.addr.to_string(),
+            "--hostname",
+            "mx.tlsfront.test",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        a.extend(extra.iter().map(|s| s.to_string()));
+        a
+    };
+    let args = base(&[]);
+    let line = tokio::task::spawn_blocking(move || run_until_logged(&args, "relay"))
+        .await
+        .unwrap();
+    assert!(
+        line.contains("WARN") && line.contains("OPEN RELAY"),
+        "{line}"
+    );
+    assert!(line.contains("backend.source_address"), "{line}");
+    let args = base(&["--source-address", "127.0.0.2"]);
+    let line = tokio::task::spawn_blocking(move || run_until_logged(&args, "relay"))
+        .await
+        .unwrap();
+    assert!(
+        line.contains("refuses to relay from tlsfront's address 127.0.0.2"),
+        "{line}"
+    );
+}

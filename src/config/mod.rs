@@ -59,6 +59,8 @@ pub struct Overrides {
     pub listen: Vec<String>,
     pub implicit_listen: Vec<String>,
     pub backend: Option<String>,
+    /// `backend.source_address`: the address tlsfront connects to the backend from.
+    pub source_address: Option<String>,
     pub cert: Option<PathBuf>,
     pub key: Option<PathBuf>,
     pub hostname: Option<String>,

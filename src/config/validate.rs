@@ -162,6 +162,9 @@ fn apply(mut raw: RawConfig, o: &Overrides, v: &V<'_>) -> Result<RawConfig, Conf
     if let Some(b) = &o.backend {
         raw.backend.address = Some(b.clone());
     }
+    if let Some(s) = &o.source_address {
+        raw.backend.source_address = Some(s.clone());
+    }
     match (&o.cert, &o.key) {
         (Some(cert), Some(key)) => {
             raw.tls.certificates = vec![RawCertificate {

@@ -19,6 +19,7 @@ use crate::cert::{self, KeyKind};
 use crate::config::{BackendSettings, BackendTls, Settings};
 use crate::escape;
 use crate::limits;
+use crate::proxy::backend::guard::{self, RelayVerdict};
 use crate::proxy::backend::{Backend, OpenError, Stage};
 use crate::smtp::ehlo;
 use crate::tools::check::certs::Served;
@@ -130,7 +131,11 @@ pub async fn run(settings: &Settings, source: &str, options: Options) -> Report 
     findings.extend(check_certificates(settings, now));
     let backend = if options.backend {
         let (f, report) = check_backend(settings).await;
+        let reachable = report.greeting.is_some();
         findings.extend(f);
+        if reachable {
+            findings.push(check_relay(settings).await);
+        }
         // TLS to the backend is configured, but its TLS is one rustls refuses
         // too: every session would fail with tls_failed.
         if settings.backend.tls != BackendTls::None
@@ -320,12 +325,7 @@ async fn check_backend(settings: &Settings) -> (Vec<Finding>, BackendReport) {
     };
     let mut out = Vec::new();
     // The check looks at the backend's own STARTTLS in clear.
-    let backend = Backend::plain(BackendSettings {
-        connect_timeout: settings.backend.connect_timeout.min(limits::CHECK_TIMEOUT),
-        reply_timeout: settings.backend.reply_timeout.min(limits::CHECK_TIMEOUT),
-        greeting_timeout: settings.backend.greeting_timeout.min(limits::CHECK_TIMEOUT),
-        ..settings.backend.clone()
-    });
+    let backend = Backend::plain(bounded(&settings.backend));
     let mut conn = match backend
         .open_session(settings.hostname.as_bytes(), None)
         .await
@@ -426,6 +426,43 @@ async fn check_backend(settings: &Settings) -> (Vec<Finding>, BackendReport) {
     out.extend(findings);
     report.starttls = Some(verdict);
     (out, report)
+}
+
+/// The open-relay guard ([`guard`]): from the address and with the identity
+/// `run` would use, does the backend take a recipient it does not serve?
+async fn check_relay(settings: &Settings) -> Finding {
+    let about = About::new(
+        Section::Backend,
+        format!("backend {} relaying", settings.backend.addr),
+    );
+    let backend = match Backend::new(bounded(&settings.backend)) {
+        Ok(b) => b,
+        Err(e) => return about.warning("backend_relay_untested", e.to_string()),
+    };
+    let listener = settings.listeners[0].addr;
+    match guard::test_relay(&backend, &settings.hostname, listener).await {
+        Ok(test) => match test.verdict {
+            RelayVerdict::Open { .. } => about.error("backend_open_relay", test.message()),
+            RelayVerdict::Refused { .. } => about.ok("backend_relay_refused", test.message()),
+            RelayVerdict::Inconclusive { .. } => {
+                about.warning("backend_relay_untested", test.message())
+            }
+        },
+        Err(e) => about.warning(
+            "backend_relay_untested",
+            format!("relaying not tested: {e}"),
+        ),
+    }
+}
+
+/// The backend's settings with `check`'s short waits.
+fn bounded(b: &BackendSettings) -> BackendSettings {
+    BackendSettings {
+        connect_timeout: b.connect_timeout.min(limits::CHECK_TIMEOUT),
+        reply_timeout: b.reply_timeout.min(limits::CHECK_TIMEOUT),
+        greeting_timeout: b.greeting_timeout.min(limits::CHECK_TIMEOUT),
+        ..b.clone()
+    }
 }
 
 /// What a modern client would make of the backend's STARTTLS, from the
