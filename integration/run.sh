@@ -192,6 +192,10 @@ chmod 755 "$PF"
 pf_register_alt_dirs "$PF/legacy-rsa/etc" "$PF/legacy-dh/etc" "$PF/sender/etc" "$PF/sasl/etc"
 pf_backend "$PF/legacy-rsa" legacy-rsa "$P_RSA" "$WORK/certs" rsa
 pf_backend "$PF/legacy-dh" legacy-dh "$P_DH" "$WORK/certs" dh
+# legacy-rsa trusts 127.0.0.0/8 (Debian's default mynetworks), legacy-dh only
+# 127.0.0.1: the relay guard fires for both, a source address clears it for
+# legacy-dh only (realpeers/relayguard.py).
+postconf -c "$PF/legacy-dh/etc" -e "mynetworks = 127.0.0.1/32"
 # tlsfront reaches it from $SASL_PROXY_SOURCE, outside mynetworks.
 SASL_PROXY_SOURCE=127.0.0.5
 pf_sasl_backend "$PF/sasl" sasl "$P_SASL" "$P_AUTH" 127.0.0.1/32

@@ -20,6 +20,7 @@ The scenarios, by concern (realpeers/):
   lifecycle  SIGTERM with an idle session
   matrix     GnuTLS, Go, Java, certificate choice, sslscan; MATRIX.md
   security   no client inherits another's backend state (SASL backend)
+  relayguard check and run say OPEN RELAY when Postfix trusts tlsfront's address
 This file composes them: which scenarios run against which proxy.
 
 Python stdlib only. Every network call and subprocess has a timeout; every
@@ -30,7 +31,7 @@ import json
 import signal
 import sys
 
-from realpeers import direct, security
+from realpeers import direct, relayguard, security
 from realpeers.delivery import (
     PROXY_DELIVERIES, backend_down_scenarios, backend_rejection_passthrough, concurrent_sessions,
     eightbit_body, ipv6_scenarios, two_messages_one_session, via_proxy,
@@ -106,6 +107,8 @@ def main():
     backend_down_scenarios(runner, rig)
     # Security scenarios: the SASL backend, inherited state.
     security.scenarios(runner, rig)
+    # The open-relay guard against both legacy backends' mynetworks.
+    relayguard.scenarios(runner, rig)
     write_matrix(rig, runner)
 
 
