@@ -247,6 +247,11 @@ struct CheckArgs {
     /// Do not contact the backend (configuration and certificates only).
     #[arg(long)]
     no_backend: bool,
+    /// The user (name or UID) `run` runs as: run as root, check judges the certificate and
+    /// key files by whether this user could read them [default: the unit's
+    /// DynamicUser, an unprivileged user in no group].
+    #[arg(long, value_name = "USER")]
+    service_user: Option<String>,
 }
 
 #[derive(Args)]
@@ -363,6 +368,7 @@ fn check(args: CheckArgs) -> ExitCode {
     };
     let options = check::Options {
         backend: !args.no_backend,
+        service_user: args.service_user,
     };
     let report = runtime.block_on(check::run(&settings, &source, options));
     print(&report);

@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::bin::{args, tlsfront};
+use common::bin::{args, tlsfront, tlsfront_env};
 use common::openssl::{openssl_available, s_server, starttls_front};
 use common::*;
 use rcgen::{
@@ -89,6 +89,7 @@ impl Ca {
         )
         .unwrap();
         std::fs::write(&key_path, key.serialize_pem()).unwrap();
+        chmod(&key_path, 0o600);
         (cert_path, key_path)
     }
 
@@ -110,6 +111,22 @@ impl Ca {
         .unwrap();
         path
     }
+}
+
+/// `tlsfront check ARGS`, judging file access for the user the tests run
+/// as (the service's user in these tests), not the unit's dynamic user.
+fn check_args(list: &[&str]) -> Vec<String> {
+    use std::os::unix::fs::MetadataExt;
+    let uid = std::fs::metadata("/proc/self").unwrap().uid().to_string();
+    let mut a = args(&["check"]);
+    a.extend(args(list));
+    a.extend(["--service-user".to_string(), uid]);
+    a
+}
+
+fn chmod(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
 }
 
 fn p(path: &Path) -> String {
@@ -142,7 +159,7 @@ async fn good_config_and_backend_exit_0() {
     let good = ca.leaf("good", &["mx.check.test"], |_| {});
     let config = ca.config(mta.addr, &good);
 
-    let out = tlsfront(args(&["check", "--config", &p(&config), "--json"])).await;
+    let out = tlsfront(check_args(&["--config", &p(&config), "--json"])).await;
     assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
     let j = out.json();
     assert_eq!(j["ok"], true);
@@ -174,7 +191,7 @@ async fn good_config_and_backend_exit_0() {
     assert!(mta.commands().iter().any(|c| c == "EHLO mx.check.test"));
 
     // The same, for people: grouped lines and the totals.
-    let out = tlsfront(args(&["check", "--config", &p(&config)])).await;
+    let out = tlsfront(check_args(&["--config", &p(&config)])).await;
     assert_eq!(out.code, 0);
     let text = out.stdout;
     let config_at = text.find("config\n").unwrap();
@@ -209,8 +226,7 @@ async fn certificate_errors_exit_1_with_their_codes() {
 
     // --cert/--key override the file's certificate, as they do for `run`.
     let check = |cert: &(PathBuf, PathBuf), key: &Path| {
-        tlsfront(args(&[
-            "check",
+        tlsfront(check_args(&[
             "--config",
             &p(&config),
             "--cert",
@@ -277,7 +293,7 @@ async fn broken_config_exits_2() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("broken.toml");
     std::fs::write(&config, "[backend]\nadress = \"127.0.0.1:25\"\n").unwrap();
-    let out = tlsfront(args(&["check", "--config", &p(&config), "--json"])).await;
+    let out = tlsfront(check_args(&["--config", &p(&config), "--json"])).await;
     assert_eq!(out.code, 2, "{}", out.stdout);
     let j = out.json();
     assert_eq!(j["ok"], false);
@@ -289,14 +305,14 @@ async fn broken_config_exits_2() {
             .contains("unknown field `adress`")
     );
 
-    let out = tlsfront(args(&["check", "--config", &p(&config)])).await;
+    let out = tlsfront(check_args(&["--config", &p(&config)])).await;
     assert_eq!(out.code, 2);
     assert!(
         out.stderr.starts_with("tlsfront: configuration error:"),
         "{}",
         out.stderr
     );
-    let missing = tlsfront(args(&["check", "--config", "/nonexistent/tlsfront.toml"])).await;
+    let missing = tlsfront(check_args(&["--config", "/nonexistent/tlsfront.toml"])).await;
     assert_eq!(missing.code, 2);
 }
 
@@ -324,7 +340,7 @@ async fn bad_backend_ca_file_is_a_config_error() {
             ),
         )
         .unwrap();
-        let out = tlsfront(args(&["check", "--config", &p(&config), "--json"])).await;
+        let out = tlsfront(check_args(&["--config", &p(&config), "--json"])).await;
         assert_eq!(out.code, 2, "{}", out.stdout);
         let j = out.json();
         assert_eq!(codes(&j, "error"), vec!["config_invalid"]);
@@ -351,7 +367,7 @@ async fn unreachable_backend_is_an_error() {
     let ca = Ca::new();
     let good = ca.leaf("good", &["mx.check.test"], |_| {});
     let config = ca.config(dead, &good);
-    let out = tlsfront(args(&["check", "--config", &p(&config), "--json"])).await;
+    let out = tlsfront(check_args(&["--config", &p(&config), "--json"])).await;
     assert_eq!(out.code, 1);
     let j = out.json();
     assert_eq!(codes(&j, "error"), vec!["backend_unreachable"]);
@@ -365,7 +381,7 @@ async fn backend_refusing_its_advertised_starttls_is_a_warning() {
     let ca = Ca::new();
     let good = ca.leaf("good", &["mx.check.test"], |_| {});
     let config = ca.config(mta.addr, &good);
-    let out = tlsfront(args(&["check", "--config", &p(&config), "--json"])).await;
+    let out = tlsfront(check_args(&["--config", &p(&config), "--json"])).await;
     assert_eq!(out.code, 0, "{}", out.stdout);
     let j = out.json();
     assert_eq!(codes(&j, "warning"), vec!["backend_starttls_refused"]);
@@ -387,7 +403,7 @@ async fn a_backend_relaying_for_tlsfront_is_an_error_naming_the_fix() {
     let ca = Ca::new();
     let good = ca.leaf("good", &["mx.check.test"], |_| {});
     let config = ca.config(mta.addr, &good);
-    let out = tlsfront(args(&["check", "--config", &p(&config), "--json"])).await;
+    let out = tlsfront(check_args(&["--config", &p(&config), "--json"])).await;
     assert_eq!(out.code, 1, "{}", out.stdout);
     let j = out.json();
     assert_eq!(codes(&j, "error"), vec!["backend_open_relay"], "{j:#}");
@@ -418,8 +434,7 @@ async fn a_backend_relaying_for_tlsfront_is_an_error_naming_the_fix() {
     assert!(!cmds.iter().any(|c| c == "DATA"), "{cmds:?}");
 
     // From an address the backend does not trust, it refuses: ok.
-    let out = tlsfront(args(&[
-        "check",
+    let out = tlsfront(check_args(&[
         "--config",
         &p(&config),
         "--source-address",
@@ -457,7 +472,7 @@ async fn the_relay_test_passes_an_outside_client_with_xclient() {
         .unwrap()
         .replace("[backend]\n", "[backend]\nxclient = true\n");
     std::fs::write(&config, text).unwrap();
-    let out = tlsfront(args(&["check", "--config", &p(&config), "--json"])).await;
+    let out = tlsfront(check_args(&["--config", &p(&config), "--json"])).await;
     let j = out.json();
     let cmds = mta.commands();
     assert!(
@@ -473,6 +488,163 @@ async fn the_relay_test_passes_an_outside_client_with_xclient() {
     assert!(
         message.contains("with an outside client passed by xclient"),
         "{message}"
+    );
+}
+
+/// Who may read the private key: group- or world-readable is a warning.
+/// Run as root, `check` reads everything, so it judges the files for the
+/// service's user (the unit's DynamicUser by default): a key in a directory
+/// only root may enter is an error naming LoadCredential=, not a pass.
+#[tokio::test]
+async fn private_keys_are_judged_for_who_may_read_them() {
+    let mta = Mta::start(MtaScript::default()).await;
+    let ca = Ca::new();
+    let good = ca.leaf("good", &["mx.check.test"], |_| {});
+    let config = ca.config(mta.addr, &good);
+    for (mode, code) in [
+        (0o644, Some("key_world_readable")),
+        (0o640, Some("key_group_readable")),
+        (0o600, None),
+    ] {
+        chmod(&good.1, mode);
+        let out = tlsfront(check_args(&[
+            "--config",
+            &p(&config),
+            "--no-backend",
+            "--json",
+        ]))
+        .await;
+        let j = out.json();
+        assert_eq!(out.code, 0, "{j:#}");
+        let warnings = codes(&j, "warning");
+        assert_eq!(warnings, code.into_iter().collect::<Vec<_>>(), "{mode:o}");
+        if let Some(code) = code {
+            let m = finding(&j, code)["message"].as_str().unwrap();
+            assert!(
+                m.contains("LoadCredential=") && m.contains(&p(&good.1)),
+                "{m}"
+            );
+        }
+    }
+
+    use std::os::unix::fs::MetadataExt;
+    if std::fs::metadata("/proc/self").unwrap().uid() != 0 {
+        println!("SKIPPED: the service-user part needs root (as CI runs it)");
+        return;
+    }
+    // As root by hand: the test's directory is 0700 root, as certbot's live/ is.
+    chmod(ca.dir.path(), 0o700);
+    let out = tlsfront(args(&[
+        "check",
+        "--config",
+        &p(&config),
+        "--no-backend",
+        "--json",
+    ]))
+    .await;
+    assert_eq!(out.code, 1, "{}", out.stdout);
+    let j = out.json();
+    assert_eq!(
+        codes(&j, "error"),
+        vec![
+            "certificate_unreadable_by_service",
+            "key_unreadable_by_service"
+        ],
+        "{j:#}"
+    );
+    let m = finding(&j, "key_unreadable_by_service")["message"]
+        .as_str()
+        .unwrap();
+    for needle in [
+        "DynamicUser=yes",
+        "no search permission on directory",
+        "LoadCredential=",
+        "%d/NAME",
+    ] {
+        assert!(m.contains(needle), "{needle}: {m}");
+    }
+    // The service runs as root (--service-user root): it can.
+    let out = tlsfront(args(&[
+        "check",
+        "--config",
+        &p(&config),
+        "--no-backend",
+        "--service-user",
+        "root",
+    ]))
+    .await;
+    assert_eq!(out.code, 0, "{}", out.stdout);
+}
+
+/// `%d/NAME` names a file systemd passed with LoadCredential=: read from
+/// $CREDENTIALS_DIRECTORY, and not judged by its permissions (it is the
+/// service's own). By hand, without that directory, `check` says the key is
+/// not loaded here (a warning) and `run` refuses to start in the same words.
+#[tokio::test]
+async fn keys_passed_as_systemd_credentials() {
+    let ca = Ca::new();
+    let good = ca.leaf("good", &["mx.check.test"], |_| {});
+    let creds = tempfile::tempdir().unwrap();
+    std::fs::copy(&good.0, creds.path().join("mx.pem")).unwrap();
+    std::fs::copy(&good.1, creds.path().join("mx.key")).unwrap();
+    chmod(&creds.path().join("mx.key"), 0o400);
+    let config = ca.config(
+        dead_addr().await,
+        &(PathBuf::from("%d/mx.pem"), PathBuf::from("%d/mx.key")),
+    );
+    let dir = p(creds.path());
+    // No --service-user: as root, the dynamic user's view; credentials pass.
+    let out = tlsfront_env(
+        args(&["check", "--config", &p(&config), "--no-backend", "--json"]),
+        &[("CREDENTIALS_DIRECTORY", &dir)],
+    )
+    .await;
+    assert_eq!(out.code, 0, "{}", out.stdout);
+    let j = out.json();
+    assert_eq!(codes(&j, "warning"), Vec::<String>::new(), "{j:#}");
+    let subject = finding(&j, "key_matches")["subject"].as_str().unwrap();
+    assert_eq!(subject, format!("certificate {dir}/mx.pem"));
+
+    // By hand, not under systemd.
+    let out = tlsfront_env(
+        args(&["check", "--config", &p(&config), "--no-backend", "--json"]),
+        &[("CREDENTIALS_DIRECTORY", "")],
+    )
+    .await;
+    assert_eq!(out.code, 0, "{}", out.stdout);
+    let j = out.json();
+    assert_eq!(codes(&j, "warning"), vec!["credential_not_loaded"], "{j:#}");
+    let words = "names the systemd credential \"mx.pem\", but $CREDENTIALS_DIRECTORY is not set";
+    let m = finding(&j, "credential_not_loaded")["message"]
+        .as_str()
+        .unwrap();
+    assert!(m.contains(words), "{m}");
+    let run = tlsfront_env(
+        args(&["run", "--config", &p(&config)]),
+        &[("CREDENTIALS_DIRECTORY", "")],
+    )
+    .await;
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(run.stderr.contains(words), "{}", run.stderr);
+
+    // A credential name with a slash is a configuration error naming the key.
+    std::fs::write(
+        &config,
+        std::fs::read_to_string(&config)
+            .unwrap()
+            .replace("%d/mx.key", "%d/../mx.key"),
+    )
+    .unwrap();
+    let out = tlsfront_env(
+        args(&["check", "--config", &p(&config), "--no-backend"]),
+        &[("CREDENTIALS_DIRECTORY", &dir)],
+    )
+    .await;
+    assert_eq!(out.code, 2, "{}", out.stdout);
+    assert!(
+        out.stderr.contains("`tls.certificate[0].key`"),
+        "{}",
+        out.stderr
     );
 }
 
@@ -528,7 +700,7 @@ async fn check_weak_backend_with(rsa_bits: u32, cipher: &str, backend_tls: bool)
         )
         .unwrap();
     }
-    let out = tlsfront(args(&["check", "--config", &p(&config), "--json"])).await;
+    let out = tlsfront(check_args(&["--config", &p(&config), "--json"])).await;
     task.abort();
     drop(server);
     // A weak backend STARTTLS is a warning: tlsfront is the fix for it; but
@@ -630,8 +802,7 @@ async fn metrics_on_a_public_address_is_a_warning() {
         ("[::1]:9325", false),
     ] {
         std::fs::write(&config, format!("{base}[metrics]\nlisten = \"{listen}\"\n")).unwrap();
-        let out = tlsfront(args(&[
-            "check",
+        let out = tlsfront(check_args(&[
             "--config",
             &p(&config),
             "--no-backend",

@@ -602,3 +602,46 @@ async fn run_warns_at_start_when_the_backend_relays_for_it() {
         "{line}"
     );
 }
+
+/// Under systemd with `LoadCredential=mx.key:...`, the configuration says
+/// `key = "%d/mx.key"`: `run` reads it from $CREDENTIALS_DIRECTORY and serves.
+#[tokio::test]
+async fn keys_from_systemd_credentials_are_served() {
+    let pki = Pki::new(&["mx.tlsfront.test"]);
+    let mta = Mta::start(MtaScript::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let creds = tempfile::tempdir().unwrap();
+    std::fs::copy(&pki.ecdsa.0, creds.path().join("mx.pem")).unwrap();
+    std::fs::copy(&pki.ecdsa.1, creds.path().join("mx.key")).unwrap();
+    let port = free_port();
+    let config = write_config(dir.path(), port, free_port(), mta.addr);
+    let text = std::fs::read_to_string(&config).unwrap();
+    let text = text
+        .replace(
+            &dir.path().join("current.pem").display().to_string(),
+            "%d/mx.pem",
+        )
+        .replace(
+            &dir.path().join("current.key").display().to_string(),
+            "%d/mx.key",
+        );
+    std::fs::write(&config, text).unwrap();
+    let notify_path = dir.path().join("notify.sock");
+    let notify = UnixDatagram::bind(&notify_path).unwrap();
+    notify
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let _daemon = Daemon(
+        Command::new(env!("CARGO_BIN_EXE_tlsfront"))
+            .args(["run", "--config"])
+            .arg(&config)
+            .env("CREDENTIALS_DIRECTORY", creds.path())
+            .env("NOTIFY_SOCKET", &notify_path)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_notify(&notify, "READY=1");
+    assert!(served_subject(port, &pki).await.contains("ecdsa"));
+}

@@ -11,7 +11,9 @@ use super::raw::{
     RawBackend, RawCertificate, RawConfig, RawListener, RawMetrics, RawProxyProtocol, RawRecords,
     RawServer, RawSmtp, RawTls,
 };
-use super::values::{parse_cidr, parse_duration, parse_fingerprint, valid_hostname};
+use super::values::{
+    parse_cidr, parse_duration, parse_fingerprint, resolve_credential, valid_hostname,
+};
 use super::{
     BackendSettings, BackendVerify, ConfigError, DEFAULT_GROUPS, KNOWN_GROUPS, ListenerSpec,
     Overrides, RequireTls, Settings, SmtpSettings, TlsSettings, TlsVersion, suite_names,
@@ -522,6 +524,17 @@ fn tls(v: &V<'_>, t: &RawTls, listeners: &[ListenerSpec]) -> Result<TlsSettings,
             ));
         }
     }
+    // `%d/NAME`: a key (or certificate) systemd passed with LoadCredential=.
+    let credentials = std::env::var_os("CREDENTIALS_DIRECTORY")
+        .filter(|d| !d.is_empty())
+        .map(std::path::PathBuf::from);
+    let mut certificates = t.certificates.clone();
+    for (i, c) in certificates.iter_mut().enumerate() {
+        c.cert = resolve_credential(&c.cert, credentials.as_deref())
+            .map_err(|e| v.err(&format!("tls.certificate[{i}].cert"), e))?;
+        c.key = resolve_credential(&c.key, credentials.as_deref())
+            .map_err(|e| v.err(&format!("tls.certificate[{i}].key"), e))?;
+    }
     for (i, c) in t.certificates.iter().enumerate() {
         for n in &c.names {
             let bare = n.strip_prefix("*.").unwrap_or(n);
@@ -537,7 +550,7 @@ fn tls(v: &V<'_>, t: &RawTls, listeners: &[ListenerSpec]) -> Result<TlsSettings,
         versions,
         groups,
         cipher_suites: t.cipher_suites.clone(),
-        certificates: t.certificates.clone(),
+        certificates,
         generate_self_signed: t.generate_self_signed,
         watch_interval: match &t.watch_interval {
             None => None,

@@ -25,7 +25,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 
 use crate::cert::{self, KeyKind};
-use crate::config::{Settings, TlsSettings, TlsVersion};
+use crate::config::{Settings, TlsSettings, TlsVersion, credential_name, credential_not_loaded};
 use crate::limits;
 use crate::outcome::HandshakeFailure;
 use crate::proxy::stream::Prefixed;
@@ -219,6 +219,14 @@ impl TlsFront {
             });
         }
         for c in &tls.certificates {
+            for path in [&c.cert, &c.key] {
+                if let Some(name) = credential_name(path) {
+                    return Err(TlsError::File {
+                        path: path.clone(),
+                        message: credential_not_loaded(name),
+                    });
+                }
+            }
             let chain = load_chain(&c.cert)?;
             let key = PrivateKeyDer::from_pem_file(&c.key).map_err(|e| TlsError::File {
                 path: c.key.clone(),

@@ -6,6 +6,7 @@
 //! whether modern senders would refuse it and why. Findings are data with
 //! stable codes; rendering them for people or scripts is separate.
 
+pub mod access;
 pub mod certs;
 pub mod findings;
 
@@ -16,12 +17,15 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use serde::Serialize;
 
 use crate::cert::{self, KeyKind};
-use crate::config::{BackendSettings, BackendTls, Settings};
+use crate::config::{
+    BackendSettings, BackendTls, Settings, credential_name, credential_not_loaded,
+};
 use crate::escape;
 use crate::limits;
 use crate::proxy::backend::guard::{self, RelayVerdict};
 use crate::proxy::backend::{Backend, OpenError, Stage};
 use crate::smtp::ehlo;
+use crate::tools::check::access::Identity;
 use crate::tools::check::certs::Served;
 use crate::tools::legacy::{self, Assessment, ProbeOutcome, Refusal};
 pub use findings::{About, Finding, Level, Section};
@@ -115,10 +119,14 @@ impl Report {
     }
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Options {
     /// Connect to the backend (off: `--no-backend`).
     pub backend: bool,
+    /// The user `run` runs as, whose access to the certificate and key files
+    /// is judged (`--service-user`); by default, when `check` runs as root,
+    /// the unit's dynamic user.
+    pub service_user: Option<String>,
 }
 
 /// Checks everything `run` would start with `settings`, read from `source`.
@@ -128,7 +136,22 @@ pub async fn run(settings: &Settings, source: &str, options: Options) -> Report 
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0);
-    findings.extend(check_certificates(settings, now));
+    // Root reads every file; the service does not.
+    let service = match &options.service_user {
+        Some(name) => match Identity::named(name) {
+            Ok(id) => Some(id),
+            Err(e) => {
+                findings.push(
+                    About::new(Section::Config, format!("--service-user {name}"))
+                        .error("service_user_unknown", e),
+                );
+                None
+            }
+        },
+        None if Identity::current().is_some_and(|me| me.is_root()) => Some(Identity::dynamic()),
+        None => None,
+    };
+    findings.extend(check_certificates(settings, now, service.as_ref()));
     let backend = if options.backend {
         let (f, report) = check_backend(settings).await;
         let reachable = report.greeting.is_some();
@@ -226,7 +249,7 @@ fn check_config(s: &Settings, source: &str) -> Vec<Finding> {
     out
 }
 
-fn check_certificates(settings: &Settings, now: i64) -> Vec<Finding> {
+fn check_certificates(settings: &Settings, now: i64, service: Option<&Identity>) -> Vec<Finding> {
     let tls = &settings.tls;
     let all = About::new(Section::Certificates, "certificates");
     let mut out = Vec::new();
@@ -248,9 +271,35 @@ fn check_certificates(settings: &Settings, now: i64) -> Vec<Finding> {
         });
     }
     let mut served = Vec::new();
+    let credentials = std::env::var_os("CREDENTIALS_DIRECTORY").filter(|d| !d.is_empty());
+    let mut unloaded = false;
     for c in &tls.certificates {
         let subject = format!("certificate {}", c.cert.display());
         let about = About::new(Section::Certificates, &subject);
+        // `%d/NAME` by hand, outside the unit: nothing to read here.
+        if let Some(name) = [&c.cert, &c.key]
+            .into_iter()
+            .find_map(|p| credential_name(p))
+        {
+            out.push(about.warning(
+                "credential_not_loaded",
+                format!("not checked: {}", credential_not_loaded(name)),
+            ));
+            unloaded = true;
+            continue;
+        }
+        let from_systemd =
+            |p: &std::path::Path| credentials.as_ref().is_some_and(|d| p.starts_with(d));
+        if !from_systemd(&c.key) {
+            out.extend(access::key_exposure(&about, &c.key));
+        }
+        if let Some(who) = service {
+            for (what, path) in [("certificate", &c.cert), ("key", &c.key)] {
+                if !from_systemd(path) {
+                    out.extend(access::service_access(&about, what, path, who));
+                }
+            }
+        }
         let chain = match CertificateDer::pem_file_iter(&c.cert)
             .map_err(|e| e.to_string())
             .and_then(|it| it.collect::<Result<Vec<_>, _>>().map_err(|e| e.to_string()))
@@ -293,7 +342,19 @@ fn check_certificates(settings: &Settings, now: i64) -> Vec<Finding> {
                 _ => out.push(certs::check_key_match(&subject, leaf, &key)),
             },
             Err(e) => {
-                out.push(about.error("key_unreadable", format!("key {}: {e}", c.key.display())))
+                // Under the unit (or as its user): the one test that counts.
+                let denied = std::fs::File::open(&c.key)
+                    .is_err_and(|e| e.kind() == std::io::ErrorKind::PermissionDenied);
+                let hint = if denied {
+                    ": this user cannot read it; do not chmod it, give it to the service with \
+                     LoadCredential=NAME:FILE and key = \"%d/NAME\" (README, Running as a service)"
+                } else {
+                    ""
+                };
+                out.push(about.error(
+                    "key_unreadable",
+                    format!("key {}: {e}{hint}", c.key.display()),
+                ))
             }
         }
         out.extend(certs::check_chain(&subject, &parsed));
@@ -308,6 +369,7 @@ fn check_certificates(settings: &Settings, now: i64) -> Vec<Finding> {
     out.extend(certs::check_names(&served, &settings.names));
     // Whatever the rules above missed, `run` must be able to load it all.
     if !out.iter().any(|f| f.level == Level::Error)
+        && !unloaded
         && let Err(e) = crate::proxy::tls::TlsFront::build(settings)
     {
         out.push(all.error("tls_setup_failed", e.to_string()));
