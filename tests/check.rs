@@ -269,14 +269,42 @@ async fn certificate_errors_exit_1_with_their_codes() {
     assert_eq!(out.code, 0, "{}", out.stdout);
     assert_eq!(codes(&out.json(), "warning"), vec!["expires_soon"]);
 
-    // The leaf alone, without its intermediate.
-    let leaf_only = ca.dir.path().join("leaf-only.pem");
-    let text = std::fs::read_to_string(&good.0).unwrap();
-    let end = text.find("-----END CERTIFICATE-----").unwrap() + 26;
-    std::fs::write(&leaf_only, &text[..end]).unwrap();
-    let out = check(&(leaf_only, good.1.clone()), &good.1).await;
+    // The leaf alone, without its intermediate: a public CA's leaf names
+    // where its issuer is (AIA caIssuers), so the intermediate is missing.
+    let public = ca.leaf("public", &["mx.check.test"], |p| {
+        p.custom_extensions
+            .push(aia_ca_issuers("http://ca.check.test/int.der"));
+    });
+    let leaf_only = |pair: &(PathBuf, PathBuf), name: &str| {
+        let path = ca.dir.path().join(name);
+        let text = std::fs::read_to_string(&pair.0).unwrap();
+        let end = text.find("-----END CERTIFICATE-----").unwrap() + 26;
+        std::fs::write(&path, &text[..end]).unwrap();
+        (path, pair.1.clone())
+    };
+    let out = check(&leaf_only(&public, "public-leaf.pem"), &public.1).await;
     assert_eq!(out.code, 1);
-    assert_eq!(codes(&out.json(), "error"), vec!["chain_incomplete"]);
+    let j = out.json();
+    assert_eq!(codes(&j, "error"), vec!["chain_incomplete"]);
+    let m = finding(&j, "chain_incomplete")["message"].as_str().unwrap();
+    assert!(m.contains("http://ca.check.test/int.der"), "{m}");
+    // Without AIA: an internal CA's leaf, whose root senders are given
+    // otherwise. A warning, so ExecStartPre does not refuse it.
+    let out = check(&leaf_only(&good, "private-leaf.pem"), &good.1).await;
+    assert_eq!(out.code, 0, "{}", out.stdout);
+    assert_eq!(codes(&out.json(), "warning"), vec!["chain_private_ca"]);
+}
+
+/// An Authority Information Access extension with one caIssuers URL.
+fn aia_ca_issuers(url: &str) -> rcgen::CustomExtension {
+    let oid = [0x06, 0x08, 0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x30, 0x02];
+    let mut desc = vec![0x30, (oid.len() + 2 + url.len()) as u8];
+    desc.extend_from_slice(&oid);
+    desc.extend([0x86, url.len() as u8]);
+    desc.extend_from_slice(url.as_bytes());
+    let mut aia = vec![0x30, desc.len() as u8];
+    aia.extend(desc);
+    rcgen::CustomExtension::from_oid_content(&[1, 3, 6, 1, 5, 5, 7, 1, 1], aia)
 }
 
 /// A date `d` from now, as an offset from 2000-01-01 (rcgen takes `time` dates).

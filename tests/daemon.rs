@@ -398,6 +398,33 @@ async fn expired_and_expiring_certificates_are_served_with_a_warning() {
             .unwrap(),
     );
     wait_notify(&notify, "READY=1");
+    // `check`'s words for the same certificate, which `run` must say too.
+    let check_says = |code: &'static str| {
+        let config = config.clone();
+        async move {
+            let out = common::bin::tlsfront(common::bin::args(&[
+                "check",
+                "--config",
+                &config.display().to_string(),
+                "--no-backend",
+                "--json",
+                "--service-user",
+                "root",
+            ]))
+            .await;
+            let j = out.json();
+            j["findings"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|f| f["code"] == code)
+                .unwrap_or_else(|| panic!("no {code} in {j:#}"))["message"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        }
+    };
+    let expired_words = check_says("expired").await;
     // Still served: opportunistic senders get encryption rather than none.
     let addr = format!("127.0.0.1:{port}").parse().unwrap();
     let mut c = Client::greeted(addr).await;
@@ -408,6 +435,7 @@ async fn expired_and_expiring_certificates_are_served_with_a_warning() {
 
     // A renewal that is close to its end is loaded, and warned about too.
     install_dated_cert(dir.path(), "soon.tlsfront.test", 5 * 86_400 + 3600);
+    let soon_words = check_says("expires_soon").await;
     daemon.signal("HUP");
     wait_notify(&notify, "RELOADING=1");
     wait_notify(&notify, "READY=1");
@@ -427,9 +455,10 @@ async fn expired_and_expiring_certificates_are_served_with_a_warning() {
         .find(|l| l.contains("expired.tlsfront.test"))
         .unwrap_or_else(|| panic!("no warning for the expired certificate in\n{log}"));
     assert!(
-        expired.contains("WARN") && expired.contains("EXPIRED"),
-        "{expired}"
+        expired.contains("WARN") && expired.contains(&expired_words),
+        "run does not say check's words\n  check: {expired_words}\n  run: {expired}"
     );
+    assert!(expired.contains("still served"), "{expired}");
     assert!(expired.contains(&pem), "{expired}");
     let date = jiff::Timestamp::from_second(expired_at)
         .unwrap()
@@ -441,6 +470,10 @@ async fn expired_and_expiring_certificates_are_served_with_a_warning() {
         .find(|l| l.contains("soon.tlsfront.test"))
         .unwrap_or_else(|| panic!("no warning for the expiring certificate in\n{log}"));
     assert!(soon.contains("WARN") && soon.contains(&pem), "{soon}");
+    assert!(
+        soon.contains(&soon_words),
+        "reload does not say check's words\n  check: {soon_words}\n  run: {soon}"
+    );
     assert!(soon.contains("days_left=5"), "{soon}");
 }
 

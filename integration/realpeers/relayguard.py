@@ -38,7 +38,9 @@ def tlsfront_check(rig, backend, source=None):
     cmd = [rig["proxy_bin"], "check", "--json",
            "--listen", f"127.0.0.1:{port}", "--backend", f"127.0.0.1:{backend['port']}",
            "--cert", f"{certs}/proxy-ecdsa-fullchain.pem", "--key", f"{certs}/proxy-ecdsa-key.pem",
-           "--hostname", rig["proxy_hostname"]]
+           "--hostname", rig["proxy_hostname"],
+           # The rig's tlsfront runs as root, not as the unit's dynamic user.
+           "--service-user", "root"]
     if source:
         cmd += ["--source-address", source]
     rc, out = run(cmd)

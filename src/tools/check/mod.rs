@@ -12,11 +12,9 @@ pub mod findings;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use serde::Serialize;
 
-use crate::cert::{self, KeyKind};
+use crate::cert;
 use crate::config::{
     BackendSettings, BackendTls, Settings, credential_name, credential_not_loaded,
 };
@@ -300,23 +298,12 @@ fn check_certificates(settings: &Settings, now: i64, service: Option<&Identity>)
                 }
             }
         }
-        let chain = match CertificateDer::pem_file_iter(&c.cert)
-            .map_err(|e| e.to_string())
-            .and_then(|it| it.collect::<Result<Vec<_>, _>>().map_err(|e| e.to_string()))
-        {
-            Ok(chain) if chain.is_empty() => {
-                out.push(about.error(
-                    "certificate_unreadable",
-                    "no CERTIFICATE block found (expected a PEM full chain: leaf first)",
-                ));
-                continue;
-            }
+        // The words `run` says for the same files (cert::Problem).
+        let problem = |p: cert::Problem| about.error(p.code(), p.to_string());
+        let chain = match cert::read_chain(&c.cert) {
             Ok(chain) => chain,
-            Err(e) => {
-                out.push(about.error(
-                    "certificate_unreadable",
-                    format!("cannot read the PEM chain: {e}"),
-                ));
+            Err(p) => {
+                out.push(problem(p));
                 continue;
             }
         };
@@ -324,38 +311,23 @@ fn check_certificates(settings: &Settings, now: i64, service: Option<&Identity>)
         for (i, der) in chain.iter().enumerate() {
             match cert::parse(der.as_ref()) {
                 Ok(p) => parsed.push(p),
-                Err(e) => out.push(about.error(
-                    "certificate_unparsable",
-                    format!("certificate {} in the file: {e}", i + 1),
-                )),
+                Err(e) => out.push(problem(cert::Problem::CertificateUnparsable {
+                    index: i + 1,
+                    error: e.to_string(),
+                })),
             }
         }
         if parsed.len() != chain.len() {
             continue;
         }
         let leaf = &parsed[0];
+        let leaf_problem = cert::leaf_key_problem(leaf);
         out.push(certs::check_key_type(&subject, leaf));
-        match PrivateKeyDer::from_pem_file(&c.key) {
-            Ok(key) => match leaf.key {
-                // aws-lc-rs refuses such keys outright; the size is the news.
-                KeyKind::Rsa(bits) if bits < 2048 => {}
-                _ => out.push(certs::check_key_match(&subject, leaf, &key)),
-            },
-            Err(e) => {
-                // Under the unit (or as its user): the one test that counts.
-                let denied = std::fs::File::open(&c.key)
-                    .is_err_and(|e| e.kind() == std::io::ErrorKind::PermissionDenied);
-                let hint = if denied {
-                    ": this user cannot read it; do not chmod it, give it to the service with \
-                     LoadCredential=NAME:FILE and key = \"%d/NAME\" (README, Running as a service)"
-                } else {
-                    ""
-                };
-                out.push(about.error(
-                    "key_unreadable",
-                    format!("key {}: {e}{hint}", c.key.display()),
-                ))
-            }
+        match cert::read_key(&c.key) {
+            // The leaf's key size is the news; aws-lc-rs would refuse the key too.
+            Ok(_) if leaf_problem.is_some() => {}
+            Ok(key) => out.push(certs::check_key_match(&subject, leaf, &key)),
+            Err(p) => out.push(problem(p)),
         }
         out.extend(certs::check_chain(&subject, &parsed));
         out.extend(certs::check_validity(&subject, &parsed, now));
