@@ -66,8 +66,13 @@ enum Cmd {
     #[command(
         long_about = "Checks what `tlsfront run` would start with the same flags, without \
         starting it (like `nginx -t` or `postfix check`):\n\
-        - the configuration loads and validates;\n\
-        - every certificate: key type and size (RSA under 2048 bits is an error), the key \
+        - the configuration loads and validates (a backend that tlsfront's own listener serves \
+        is refused);\n\
+        - a dry run: each listener is bound for a moment as `run` binds it (a busy port names \
+        the process holding it), the record file is opened as `run` opens it;\n\
+        - every certificate: who may read the key (group/world-readable is a warning; as root, \
+        whether the service's user could read the files, see --service-user), key type and size \
+        (RSA under 2048 bits is an error), the key \
         matches the certificate, the chain is complete and in order (leaf, then intermediates), \
         validity and days to expiry, every host name (server.hostname, server.names: the MX \
         names) is covered, the SNI names map sanely;\n\

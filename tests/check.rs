@@ -676,6 +676,197 @@ async fn keys_passed_as_systemd_credentials() {
     );
 }
 
+/// A configuration file with these listeners, backend and record path
+/// (and the Ca's good certificate).
+fn dry_run_config(ca: &Ca, listeners: &[&str], backend: &str, records: &str) -> PathBuf {
+    let good = ca.leaf("dry", &["mx.check.test"], |_| {});
+    let path = ca.dir.path().join("dry.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[server]\nhostname = \"mx.check.test\"\n[[listener]]\naddress = {listeners:?}\n\
+             [backend]\naddress = \"{backend}\"\n[records]\npath = \"{records}\"\n\
+             [[tls.certificate]]\ncert = \"{}\"\nkey = \"{}\"\n",
+            p(&good.0),
+            p(&good.1)
+        ),
+    )
+    .unwrap();
+    path
+}
+
+/// `check` binds each listener for a moment, as `run` would: a port another
+/// process holds is an error naming that process (here: this test).
+#[tokio::test]
+async fn a_busy_port_is_refused_naming_who_holds_it() {
+    let ca = Ca::new();
+    let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = held.local_addr().unwrap();
+    let records = p(&ca.dir.path().join("r.jsonl"));
+    let config = dry_run_config(&ca, &[&addr.to_string()], "127.0.0.1:9", &records);
+    let out = tlsfront(check_args(&[
+        "--config",
+        &p(&config),
+        "--no-backend",
+        "--json",
+    ]))
+    .await;
+    assert_eq!(out.code, 1, "{}", out.stdout);
+    let j = out.json();
+    assert_eq!(codes(&j, "error"), vec!["listener_busy"], "{j:#}");
+    let m = finding(&j, "listener_busy")["message"].as_str().unwrap();
+    assert!(
+        m.contains(&addr.to_string()) && m.contains(&format!("PID {}", std::process::id())),
+        "{m}"
+    );
+    // `run` agrees.
+    let run = tlsfront(args(&["run", "--config", &p(&config)])).await;
+    assert_eq!(run.code, 1);
+    assert!(
+        run.stderr.contains("Address already in use"),
+        "{}",
+        run.stderr
+    );
+    drop(held);
+    let out = tlsfront(check_args(&[
+        "--config",
+        &p(&config),
+        "--no-backend",
+        "--json",
+    ]))
+    .await;
+    assert_eq!(out.code, 0, "{}", out.stdout);
+    assert_eq!(finding(&out.json(), "listener_bind")["level"], "ok");
+}
+
+/// A backend that is tlsfront's own wildcard listener: every message would
+/// loop through tlsfront until the caps stop it. Refused by check and run.
+#[tokio::test]
+async fn a_backend_on_tlsfronts_own_wildcard_listener_is_refused() {
+    let ca = Ca::new();
+    let port = dead_addr().await.port();
+    let records = p(&ca.dir.path().join("r.jsonl"));
+    let config = dry_run_config(
+        &ca,
+        &[&format!("0.0.0.0:{port}")],
+        &format!("127.0.0.1:{port}"),
+        &records,
+    );
+    let out = tlsfront(check_args(&["--config", &p(&config), "--json"])).await;
+    assert_eq!(out.code, 2, "{}", out.stdout);
+    let m = finding(&out.json(), "config_invalid")["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        m.contains("`backend.address`")
+            && m.contains(&format!("served by tlsfront's own listener 0.0.0.0:{port}"))
+            && m.contains("relay to itself"),
+        "{m}"
+    );
+    let run = tlsfront(args(&["run", "--config", &p(&config)])).await;
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains(&m), "{}", run.stderr);
+}
+
+/// The record file is opened as `run` opens it: a symbolic link or a
+/// directory is an error (as root, permissions would not show it); a file
+/// that is not there yet is created and removed again; a relative path is a
+/// warning (the unit starts in a read-only /).
+#[tokio::test]
+async fn the_record_file_is_opened_as_run_opens_it() {
+    let ca = Ca::new();
+    let target = ca.dir.path().join("elsewhere.jsonl");
+    std::fs::write(&target, "").unwrap();
+    let link = ca.dir.path().join("link.jsonl");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    let dir = ca.dir.path().join("a-directory.jsonl");
+    std::fs::create_dir(&dir).unwrap();
+    for bad in [&link, &dir] {
+        let config = dry_run_config(&ca, &["127.0.0.1:0"], "127.0.0.1:9", &p(bad));
+        let out = tlsfront(check_args(&[
+            "--config",
+            &p(&config),
+            "--no-backend",
+            "--json",
+        ]))
+        .await;
+        assert_eq!(out.code, 1, "{}", out.stdout);
+        let j = out.json();
+        assert_eq!(codes(&j, "error"), vec!["records_unwritable"], "{j:#}");
+        let run = tlsfront(args(&["run", "--config", &p(&config)])).await;
+        assert_eq!(run.code, 2, "{}", run.stderr);
+        let m = finding(&j, "records_unwritable")["message"]
+            .as_str()
+            .unwrap();
+        let why = run.stderr.trim_start_matches("tlsfront: ").trim_end();
+        assert!(m.starts_with(why), "check: {m}\nrun: {why}");
+    }
+    let fresh = ca.dir.path().join("fresh.jsonl");
+    let config = dry_run_config(&ca, &["127.0.0.1:0"], "127.0.0.1:9", &p(&fresh));
+    let out = tlsfront(check_args(&[
+        "--config",
+        &p(&config),
+        "--no-backend",
+        "--json",
+    ]))
+    .await;
+    assert_eq!(out.code, 0, "{}", out.stdout);
+    assert_eq!(finding(&out.json(), "records_writable")["level"], "ok");
+    assert!(!fresh.exists(), "check left the record file it created");
+
+    let config = dry_run_config(&ca, &["127.0.0.1:0"], "127.0.0.1:9", "records.jsonl");
+    let out = tlsfront(check_args(&[
+        "--config",
+        &p(&config),
+        "--no-backend",
+        "--json",
+    ]))
+    .await;
+    let j = out.json();
+    assert_eq!(codes(&j, "warning"), vec!["records_path_relative"], "{j:#}");
+    assert!(
+        finding(&j, "records_path_relative")["message"]
+            .as_str()
+            .unwrap()
+            .contains("ProtectSystem=strict")
+    );
+}
+
+/// `[::]:P` alone is IPv6 only now: `check` says IPv4 clients are left out.
+#[tokio::test]
+async fn an_ipv6_wildcard_without_ipv4_is_a_warning() {
+    let ca = Ca::new();
+    let records = p(&ca.dir.path().join("r.jsonl"));
+    let port = dead_addr().await.port();
+    let config = dry_run_config(&ca, &[&format!("[::]:{port}")], "127.0.0.1:9", &records);
+    let out = tlsfront(check_args(&[
+        "--config",
+        &p(&config),
+        "--no-backend",
+        "--json",
+    ]))
+    .await;
+    let j = out.json();
+    assert_eq!(codes(&j, "warning"), vec!["listener_ipv6_only"], "{j:#}");
+    let both = dry_run_config(
+        &ca,
+        &[&format!("0.0.0.0:{port}"), &format!("[::]:{port}")],
+        "127.0.0.1:9",
+        &records,
+    );
+    let out = tlsfront(check_args(&[
+        "--config",
+        &p(&both),
+        "--no-backend",
+        "--json",
+    ]))
+    .await;
+    let j = out.json();
+    assert_eq!(out.code, 0, "{j:#}");
+    assert_eq!(codes(&j, "warning"), Vec::<String>::new(), "{j:#}");
+}
+
 #[tokio::test]
 async fn help_explains_check() {
     let out = tlsfront(args(&["check", "--help"])).await;
@@ -822,13 +1013,16 @@ async fn metrics_on_a_public_address_is_a_warning() {
     let good = ca.leaf("good", &["mx.check.test"], |_| {});
     let config = ca.config(dead_addr().await, &good);
     let base = std::fs::read_to_string(&config).unwrap();
+    let port = dead_addr().await.port();
     for (listen, warned) in [
-        ("0.0.0.0:9325", true),
-        ("[::]:9325", true),
-        ("192.0.2.10:9325", true),
-        ("127.0.0.1:9325", false),
-        ("[::1]:9325", false),
+        (format!("0.0.0.0:{port}"), true),
+        (format!("[::]:{port}"), true),
+        // Not an address of this host: `run` could not bind it either.
+        ("192.0.2.10:9325".to_string(), true),
+        (format!("127.0.0.1:{port}"), false),
+        (format!("[::1]:{port}"), false),
     ] {
+        let listen = listen.as_str();
         std::fs::write(&config, format!("{base}[metrics]\nlisten = \"{listen}\"\n")).unwrap();
         let out = tlsfront(check_args(&[
             "--config",
@@ -837,8 +1031,13 @@ async fn metrics_on_a_public_address_is_a_warning() {
             "--json",
         ]))
         .await;
-        assert_eq!(out.code, 0, "{listen}: {}\n{}", out.stdout, out.stderr);
         let j = out.json();
+        if listen.starts_with("192.0.2.10") {
+            assert_eq!(out.code, 1, "{j:#}");
+            assert_eq!(codes(&j, "error"), vec!["listener_unavailable"], "{j:#}");
+        } else {
+            assert_eq!(out.code, 0, "{listen}: {}\n{}", out.stdout, out.stderr);
+        }
         let want: Vec<String> = if warned {
             vec!["metrics_not_loopback".into()]
         } else {

@@ -12,7 +12,7 @@ use super::raw::{
     RawServer, RawSmtp, RawTls,
 };
 use super::values::{
-    parse_cidr, parse_duration, parse_fingerprint, resolve_credential, valid_hostname,
+    parse_cidr, parse_duration, parse_fingerprint, reaches, resolve_credential, valid_hostname,
 };
 use super::{
     BackendSettings, BackendVerify, ConfigError, DEFAULT_GROUPS, KNOWN_GROUPS, ListenerSpec,
@@ -300,6 +300,11 @@ fn server(v: &V<'_>, s: &RawServer, listeners: &[ListenerSpec]) -> Result<Server
     })
 }
 
+/// Whether `ip` is an address of this host: one a socket can be bound to.
+fn is_local_address(ip: IpAddr) -> bool {
+    std::net::UdpSocket::bind(SocketAddr::new(ip, 0)).is_ok()
+}
+
 fn system_hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|s| s.trim().to_string())
@@ -321,10 +326,24 @@ fn backend(
         )
     })?;
     let backend_addr = v.socket_addr("backend.address", backend_addr)?;
-    if listeners.iter().any(|l| l.addr == backend_addr) {
+    // A wildcard listener answers at every local address: 0.0.0.0:25 and a
+    // backend at 127.0.0.1:25 is a loop (one message fans out to dozens of
+    // sessions until the caps stop it).
+    if let Some(l) = listeners
+        .iter()
+        .find(|l| l.addr == backend_addr || reaches(l.addr, backend_addr, is_local_address))
+    {
+        let which = if l.addr == backend_addr {
+            "is also a listener".to_string()
+        } else {
+            format!("is served by tlsfront's own listener {}", l.addr)
+        };
         return Err(v.err(
             "backend.address",
-            format!("{backend_addr} is also a listener: tlsfront would relay to itself"),
+            format!(
+                "{backend_addr} {which}: tlsfront would relay to itself (move the legacy MTA to \
+                 another port, e.g. 127.0.0.1:10025)"
+            ),
         ));
     }
     let source = match &b.source_address {

@@ -2,7 +2,7 @@
 //! names, certificate fingerprints, systemd credential paths. Pure functions of the text; [`super::validate`] turns a `None` into
 //! an error naming the key.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -96,6 +96,19 @@ pub(super) fn valid_hostname(name: &str) -> bool {
         })
 }
 
+/// Whether a connection to `addr` would reach `listener`: the same port
+/// (not 0, which tests use for "any"), and the same address, or a wildcard
+/// listener of the same family and an address of this host (`is_local`).
+/// `0.0.0.0:25` serves `127.0.0.1:25`: a backend there is tlsfront itself.
+pub fn reaches(listener: SocketAddr, addr: SocketAddr, is_local: impl Fn(IpAddr) -> bool) -> bool {
+    listener.port() != 0
+        && listener.port() == addr.port()
+        && (listener.ip() == addr.ip()
+            || (listener.ip().is_unspecified()
+                && listener.is_ipv4() == addr.is_ipv4()
+                && is_local(addr.ip())))
+}
+
 /// How a certificate or key path names a systemd credential: `%d/NAME` is
 /// `$CREDENTIALS_DIRECTORY/NAME`, as `%d` is in a unit file
 /// (`LoadCredential=NAME:/etc/letsencrypt/live/mx.example.com/privkey.pem`).
@@ -174,6 +187,22 @@ mod tests {
         assert_eq!(parse_fingerprint(&"zz".repeat(32)), None);
         // 64 bytes, but not 64 ASCII characters: refused, never a panic.
         assert_eq!(parse_fingerprint(&format!("{}é", "a".repeat(62))), None);
+    }
+
+    #[test]
+    fn a_wildcard_listener_is_reached_at_every_local_address() {
+        let a = |s: &str| s.parse::<SocketAddr>().unwrap();
+        let local = |ip: IpAddr| ip.is_loopback() || ip == "192.0.2.25".parse::<IpAddr>().unwrap();
+        assert!(reaches(a("0.0.0.0:25"), a("127.0.0.1:25"), local));
+        assert!(reaches(a("0.0.0.0:25"), a("192.0.2.25:25"), local));
+        assert!(reaches(a("127.0.0.1:25"), a("127.0.0.1:25"), local));
+        assert!(reaches(a("[::]:25"), a("[::1]:25"), local));
+        // Another port, another host, another family (IPv6 sockets are v6-only).
+        assert!(!reaches(a("0.0.0.0:25"), a("127.0.0.1:10025"), local));
+        assert!(!reaches(a("0.0.0.0:25"), a("192.0.2.26:25"), local));
+        assert!(!reaches(a("[::]:25"), a("127.0.0.1:25"), local));
+        assert!(!reaches(a("127.0.0.1:25"), a("127.0.0.2:25"), local));
+        assert!(!reaches(a("0.0.0.0:0"), a("127.0.0.1:0"), local));
     }
 
     #[test]

@@ -8,6 +8,7 @@
 
 pub mod access;
 pub mod certs;
+pub mod dryrun;
 pub mod findings;
 
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -227,6 +228,19 @@ fn check_config(s: &Settings, source: &str) -> Vec<Finding> {
             "no record file ([records] path or --records): handshake outcomes are only logged",
         )),
         Some(p) => {
+            // Under the unit, the working directory is / and read-only
+            // (ProtectSystem=strict).
+            if p.is_relative() {
+                out.push(about.warning(
+                    "records_path_relative",
+                    format!(
+                        "record file {} is relative to the directory tlsfront starts in (/ under \
+                         systemd, read-only with ProtectSystem=strict): use an absolute path, e.g. \
+                         /var/log/tlsfront/records.jsonl (the unit's LogsDirectory)",
+                        p.display()
+                    ),
+                ));
+            }
             // `run` creates the file but not its directory.
             let dir = p
                 .parent()
@@ -241,8 +255,35 @@ fn check_config(s: &Settings, source: &str) -> Vec<Finding> {
                         dir.display()
                     ),
                 ));
+            } else {
+                out.push(dryrun::try_records(p));
             }
         }
+    }
+    // Each listener (and the metrics endpoint) bound for a moment, as `run` binds it.
+    let listeners = About::new(Section::Config, "listeners");
+    for l in &s.listeners {
+        out.push(dryrun::try_bind(&listeners, "listener", l.addr));
+        // IPv6 sockets are IPv6-only: `[::]:25` alone leaves IPv4 clients out.
+        if l.addr.is_ipv6()
+            && l.addr.ip().is_unspecified()
+            && !s
+                .listeners
+                .iter()
+                .any(|o| o.addr.is_ipv4() && o.addr.port() == l.addr.port())
+        {
+            out.push(listeners.warning(
+                "listener_ipv6_only",
+                format!(
+                    "listener {} takes IPv6 clients only (IPV6_V6ONLY): add 0.0.0.0:{} for IPv4",
+                    l.addr,
+                    l.addr.port()
+                ),
+            ));
+        }
+    }
+    if let Some(m) = s.metrics {
+        out.push(dryrun::try_bind(&listeners, "metrics endpoint", m));
     }
     out
 }
