@@ -175,10 +175,10 @@ log "generating certificates"
 # 4. Loopback ports: 2 backends, 2 proxies x (STARTTLS + implicit TLS), the
 #    SASL backend and its (Dovecot protocol) auth server.
 # ---------------------------------------------------------------------------
-read -r P_RSA P_DH PX_RSA PXI_RSA PX_DH PXI_DH P_SASL P_AUTH < <(python3 - <<'PY'
+read -r P_RSA P_DH PX_RSA PXI_RSA PX_DH PXI_DH P_SASL P_AUTH P_RELAY < <(python3 - <<'PY'
 import socket
 socks = []
-for _ in range(8):
+for _ in range(9):
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
     socks.append(s)
@@ -193,12 +193,16 @@ PY
 PF=$WORK/postfix
 mkdir -p "$PF"
 chmod 755 "$PF"
-pf_register_alt_dirs "$PF/legacy-rsa/etc" "$PF/legacy-dh/etc" "$PF/sender/etc" "$PF/sasl/etc"
+pf_register_alt_dirs "$PF/legacy-rsa/etc" "$PF/legacy-dh/etc" "$PF/sender/etc" "$PF/sasl/etc" \
+    "$PF/relay/etc"
 pf_backend "$PF/legacy-rsa" legacy-rsa "$P_RSA" "$WORK/certs" rsa
 pf_backend "$PF/legacy-dh" legacy-dh "$P_DH" "$WORK/certs" dh
 # tlsfront reaches it from $SASL_PROXY_SOURCE, outside mynetworks.
 SASL_PROXY_SOURCE=127.0.0.5
 pf_sasl_backend "$PF/sasl" sasl "$P_SASL" "$P_AUTH" 127.0.0.1/32
+# Relays for 127.0.0.1 as Postfix does for its mynetworks: the open-relay
+# guard fires from 127.0.0.1 and is cleared from 127.0.0.5 (realpeers/relayguard.py).
+pf_relay_backend "$PF/relay" relay "$P_RELAY" 127.0.0.1/32
 # Sender routing by recipient local part: pf-enc-* uses TLS "encrypt",
 # pf-sec-* TLS "secure" (CA + name mx.tlsfront.test), each to one proxy.
 pf_sender "$PF/sender" sender "$WORK/certs" "\
@@ -208,8 +212,8 @@ pf_sender "$PF/sender" sender "$WORK/certs" "\
 /^pf-sec-legacy-dh-[^@]*@tlsfront\.test\$/ smtpsecure:[127.0.0.1]:$PX_DH" "\
 [127.0.0.1]:$PX_RSA secure match=$PROXY_HOSTNAME
 [127.0.0.1]:$PX_DH secure match=$PROXY_HOSTNAME"
-log "starting postfix instances (legacy-rsa :$P_RSA, legacy-dh :$P_DH, sender, sasl :$P_SASL)"
-for inst in legacy-rsa legacy-dh sender sasl; do
+log "starting postfix instances (legacy-rsa :$P_RSA, legacy-dh :$P_DH, sender, sasl :$P_SASL, relay :$P_RELAY)"
+for inst in legacy-rsa legacy-dh sender sasl relay; do
     if ! pf_start "$PF/$inst" > "$WORK/postfix-start-$inst.log" 2>&1; then
         cat "$WORK/postfix-start-$inst.log"
         tail -20 "$PF/$inst/maillog" 2>/dev/null
@@ -239,7 +243,8 @@ cat > "$WORK/rig.json" <<JSON
   },
   "sender": {"etc": "$PF/sender/etc", "maillog": "$PF/sender/maillog"},
   "sasl": {"name": "sasl", "port": $P_SASL, "dir": "$PF/sasl", "maillog": "$PF/sasl/maillog",
-           "auth_port": $P_AUTH, "proxy_source": "$SASL_PROXY_SOURCE"}
+           "auth_port": $P_AUTH, "proxy_source": "$SASL_PROXY_SOURCE"},
+  "relay": {"name": "relay", "port": $P_RELAY, "dir": "$PF/relay", "maillog": "$PF/relay/maillog"}
 }
 JSON
 log "running scenarios"

@@ -22,6 +22,7 @@ The scenarios, by concern (realpeers/):
   matrix     GnuTLS, Go, Java, certificate choice, sslscan; MATRIX.md
   security   no client inherits another's backend state (SASL backend)
   fleet      HAProxy (send-proxy-v2, smtpchk) in front of two tlsfront hosts
+  relayguard check and run say OPEN RELAY when Postfix trusts tlsfront's address
 This file composes them: which scenarios run against which proxy.
 
 Python stdlib only. Every network call and subprocess has a timeout; every
@@ -32,7 +33,7 @@ import json
 import signal
 import sys
 
-from realpeers import direct, fleet, security
+from realpeers import direct, fleet, relayguard, security
 from realpeers.delivery import (
     PROXY_DELIVERIES, backend_down_scenarios, backend_rejection_passthrough, concurrent_sessions,
     eightbit_body, ipv6_scenarios, two_messages_one_session, via_proxy,
@@ -113,6 +114,8 @@ def main():
     security.scenarios(runner, rig)
     # Two tlsfront hosts behind HAProxy.
     fleet.scenarios(runner, rig)
+    # The open-relay guard against both legacy backends' mynetworks.
+    relayguard.scenarios(runner, rig)
     write_matrix(rig, runner)
 
 

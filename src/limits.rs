@@ -174,10 +174,14 @@ pub const MAX_RECORD_BYTES: usize = 8 * 1024;
 pub const MAX_QUEUED_RECORDS: usize = 8 * 1024;
 /// At most one warning about dropped records per this interval (with the count).
 pub const RECORD_DROP_WARN_INTERVAL: Duration = Duration::from_secs(10);
-/// A certificate in service with less than this left is logged as a warning at
-/// start and on every reload (certbot renews at 30 days left: by 14, renewal
-/// has been failing for two weeks).
-pub const CERT_EXPIRY_WARNING: Duration = Duration::from_secs(14 * 86_400);
+/// A certificate with less than this left is a warning: `check`'s
+/// `expires_soon`, and a log line at start and on every reload (certbot
+/// renews at 30 days left: by 21, renewal has been failing for over a week,
+/// with three weeks left to fix it).
+pub const CERT_EXPIRY_WARNING: Duration = Duration::from_secs(21 * 86_400);
+/// RSA keys under this many bits are refused: what modern senders refuse
+/// ("ee key too small", OpenSSL's security level 2).
+pub const MIN_RSA_BITS: usize = 2048;
 
 /// `tlsfront check`: each connect and each backend reply, so a dead backend
 /// gives a verdict in seconds rather than after `reply_timeout` (5 minutes).

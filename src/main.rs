@@ -78,14 +78,23 @@ enum Cmd {
     #[command(
         long_about = "Checks what `tlsfront run` would start with the same flags, without \
         starting it (like `nginx -t` or `postfix check`):\n\
-        - the configuration loads and validates;\n\
-        - every certificate: key type and size (RSA under 2048 bits is an error), the key \
+        - the configuration loads and validates (a backend that tlsfront's own listener serves \
+        is refused);\n\
+        - a dry run: each listener is bound for a moment as `run` binds it (a busy port names \
+        the process holding it), the record file is opened as `run` opens it;\n\
+        - every certificate: who may read the key (group/world-readable is a warning; as root, \
+        whether the service's user could read the files, see --service-user), key type and size \
+        (RSA under 2048 bits is an error), the key \
         matches the certificate, the chain is complete and in order (leaf, then intermediates), \
         validity and days to expiry, every host name (server.hostname, server.names: the MX \
         names) is covered, the SNI names map sanely;\n\
         - the backend: greeting, EHLO keywords, whether it offers XCLIENT, and a probe of its \
         own STARTTLS (a TLS 1.2 ClientHello, never completed) telling whether modern senders \
-        would refuse it and why (RSA key bits, DH group bits, protocol version).\n\n\
+        would refuse it and why (RSA key bits, DH group bits, protocol version);\n\
+        - the open-relay guard: from the address (--source-address) and with the identity `run` \
+        uses, MAIL FROM:<> and RCPT TO:<relay-test@tlsfront-RANDOM.example.net> (then RSET; no \
+        DATA): a backend that accepts would relay for every client of tlsfront \
+        (backend_open_relay, an error naming the fix).\n\n\
         Each finding is one line: `ok`, `warning` or `error`, what it is about, the message, \
         and a stable code in brackets. A weak backend STARTTLS is a warning: tlsfront hides it.",
         after_help = "Exit status: 0 no errors (warnings allowed), 1 at least one error, \
@@ -145,6 +154,10 @@ struct ConfigArgs {
     /// The legacy MTA, e.g. 127.0.0.1:10025.
     #[arg(long, value_name = "ADDR")]
     backend: Option<String>,
+    /// Local address to connect to the backend from (backend.source_address),
+    /// e.g. 127.0.0.2: one the backend does not trust as a relay client.
+    #[arg(long, value_name = "IP")]
+    source_address: Option<String>,
     /// Certificate chain PEM (leaf first, then intermediates); needs --key.
     #[arg(long, value_name = "FILE", requires = "key")]
     cert: Option<PathBuf>,
@@ -176,6 +189,7 @@ impl ConfigArgs {
             listen: self.listen,
             implicit_listen: self.implicit_listen,
             backend: self.backend,
+            source_address: self.source_address,
             cert: self.cert,
             key: self.key,
             hostname: self.hostname,
@@ -288,6 +302,11 @@ struct CheckArgs {
     /// Do not contact the backend (configuration and certificates only).
     #[arg(long)]
     no_backend: bool,
+    /// The user (name or UID) `run` runs as: run as root, check judges the certificate and
+    /// key files by whether this user could read them [default: the unit's
+    /// DynamicUser, an unprivileged user in no group].
+    #[arg(long, value_name = "USER")]
+    service_user: Option<String>,
 }
 
 #[derive(Args)]
@@ -464,6 +483,7 @@ fn check(args: CheckArgs) -> ExitCode {
     };
     let options = check::Options {
         backend: !args.no_backend,
+        service_user: args.service_user,
     };
     let report = runtime.block_on(check::run(&settings, &source, options));
     print(&report);

@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::bin::{args, tlsfront};
+use common::bin::{args, tlsfront, tlsfront_env};
 use common::openssl::{openssl_available, s_server, starttls_front};
 use common::*;
 use rcgen::{
@@ -89,6 +89,7 @@ impl Ca {
         )
         .unwrap();
         std::fs::write(&key_path, key.serialize_pem()).unwrap();
+        chmod(&key_path, 0o600);
         (cert_path, key_path)
     }
 
@@ -110,6 +111,22 @@ impl Ca {
         .unwrap();
         path
     }
+}
+
+/// `tlsfront check ARGS`, judging file access for the user the tests run
+/// as (the service's user in these tests), not the unit's dynamic user.
+fn check_args(list: &[&str]) -> Vec<String> {
+    use std::os::unix::fs::MetadataExt;
+    let uid = std::fs::metadata("/proc/self").unwrap().uid().to_string();
+    let mut a = args(&["check"]);
+    a.extend(args(list));
+    a.extend(["--service-user".to_string(), uid]);
+    a
+}
+
+fn chmod(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
 }
 
 fn p(path: &Path) -> String {
@@ -142,7 +159,7 @@ async fn good_config_and_backend_exit_0() {
     let good = ca.leaf("good", &["mx.check.test"], |_| {});
     let config = ca.config(mta.addr, &good);
 
-    let out = tlsfront(args(&["check", "--config", &p(&config), "--json"])).await;
+    let out = tlsfront(check_args(&["--config", &p(&config), "--json"])).await;
     assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
     let j = out.json();
     assert_eq!(j["ok"], true);
@@ -174,7 +191,7 @@ async fn good_config_and_backend_exit_0() {
     assert!(mta.commands().iter().any(|c| c == "EHLO mx.check.test"));
 
     // The same, for people: grouped lines and the totals.
-    let out = tlsfront(args(&["check", "--config", &p(&config)])).await;
+    let out = tlsfront(check_args(&["--config", &p(&config)])).await;
     assert_eq!(out.code, 0);
     let text = out.stdout;
     let config_at = text.find("config\n").unwrap();
@@ -209,8 +226,7 @@ async fn certificate_errors_exit_1_with_their_codes() {
 
     // --cert/--key override the file's certificate, as they do for `run`.
     let check = |cert: &(PathBuf, PathBuf), key: &Path| {
-        tlsfront(args(&[
-            "check",
+        tlsfront(check_args(&[
             "--config",
             &p(&config),
             "--cert",
@@ -253,14 +269,42 @@ async fn certificate_errors_exit_1_with_their_codes() {
     assert_eq!(out.code, 0, "{}", out.stdout);
     assert_eq!(codes(&out.json(), "warning"), vec!["expires_soon"]);
 
-    // The leaf alone, without its intermediate.
-    let leaf_only = ca.dir.path().join("leaf-only.pem");
-    let text = std::fs::read_to_string(&good.0).unwrap();
-    let end = text.find("-----END CERTIFICATE-----").unwrap() + 26;
-    std::fs::write(&leaf_only, &text[..end]).unwrap();
-    let out = check(&(leaf_only, good.1.clone()), &good.1).await;
+    // The leaf alone, without its intermediate: a public CA's leaf names
+    // where its issuer is (AIA caIssuers), so the intermediate is missing.
+    let public = ca.leaf("public", &["mx.check.test"], |p| {
+        p.custom_extensions
+            .push(aia_ca_issuers("http://ca.check.test/int.der"));
+    });
+    let leaf_only = |pair: &(PathBuf, PathBuf), name: &str| {
+        let path = ca.dir.path().join(name);
+        let text = std::fs::read_to_string(&pair.0).unwrap();
+        let end = text.find("-----END CERTIFICATE-----").unwrap() + 26;
+        std::fs::write(&path, &text[..end]).unwrap();
+        (path, pair.1.clone())
+    };
+    let out = check(&leaf_only(&public, "public-leaf.pem"), &public.1).await;
     assert_eq!(out.code, 1);
-    assert_eq!(codes(&out.json(), "error"), vec!["chain_incomplete"]);
+    let j = out.json();
+    assert_eq!(codes(&j, "error"), vec!["chain_incomplete"]);
+    let m = finding(&j, "chain_incomplete")["message"].as_str().unwrap();
+    assert!(m.contains("http://ca.check.test/int.der"), "{m}");
+    // Without AIA: an internal CA's leaf, whose root senders are given
+    // otherwise. A warning, so ExecStartPre does not refuse it.
+    let out = check(&leaf_only(&good, "private-leaf.pem"), &good.1).await;
+    assert_eq!(out.code, 0, "{}", out.stdout);
+    assert_eq!(codes(&out.json(), "warning"), vec!["chain_private_ca"]);
+}
+
+/// An Authority Information Access extension with one caIssuers URL.
+fn aia_ca_issuers(url: &str) -> rcgen::CustomExtension {
+    let oid = [0x06, 0x08, 0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x30, 0x02];
+    let mut desc = vec![0x30, (oid.len() + 2 + url.len()) as u8];
+    desc.extend_from_slice(&oid);
+    desc.extend([0x86, url.len() as u8]);
+    desc.extend_from_slice(url.as_bytes());
+    let mut aia = vec![0x30, desc.len() as u8];
+    aia.extend(desc);
+    rcgen::CustomExtension::from_oid_content(&[1, 3, 6, 1, 5, 5, 7, 1, 1], aia)
 }
 
 /// A date `d` from now, as an offset from 2000-01-01 (rcgen takes `time` dates).
@@ -277,7 +321,7 @@ async fn broken_config_exits_2() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("broken.toml");
     std::fs::write(&config, "[backend]\nadress = \"127.0.0.1:25\"\n").unwrap();
-    let out = tlsfront(args(&["check", "--config", &p(&config), "--json"])).await;
+    let out = tlsfront(check_args(&["--config", &p(&config), "--json"])).await;
     assert_eq!(out.code, 2, "{}", out.stdout);
     let j = out.json();
     assert_eq!(j["ok"], false);
@@ -289,14 +333,14 @@ async fn broken_config_exits_2() {
             .contains("unknown field `adress`")
     );
 
-    let out = tlsfront(args(&["check", "--config", &p(&config)])).await;
+    let out = tlsfront(check_args(&["--config", &p(&config)])).await;
     assert_eq!(out.code, 2);
     assert!(
         out.stderr.starts_with("tlsfront: configuration error:"),
         "{}",
         out.stderr
     );
-    let missing = tlsfront(args(&["check", "--config", "/nonexistent/tlsfront.toml"])).await;
+    let missing = tlsfront(check_args(&["--config", "/nonexistent/tlsfront.toml"])).await;
     assert_eq!(missing.code, 2);
 }
 
@@ -324,7 +368,7 @@ async fn bad_backend_ca_file_is_a_config_error() {
             ),
         )
         .unwrap();
-        let out = tlsfront(args(&["check", "--config", &p(&config), "--json"])).await;
+        let out = tlsfront(check_args(&["--config", &p(&config), "--json"])).await;
         assert_eq!(out.code, 2, "{}", out.stdout);
         let j = out.json();
         assert_eq!(codes(&j, "error"), vec!["config_invalid"]);
@@ -351,7 +395,7 @@ async fn unreachable_backend_is_an_error() {
     let ca = Ca::new();
     let good = ca.leaf("good", &["mx.check.test"], |_| {});
     let config = ca.config(dead, &good);
-    let out = tlsfront(args(&["check", "--config", &p(&config), "--json"])).await;
+    let out = tlsfront(check_args(&["--config", &p(&config), "--json"])).await;
     assert_eq!(out.code, 1);
     let j = out.json();
     assert_eq!(codes(&j, "error"), vec!["backend_unreachable"]);
@@ -365,12 +409,462 @@ async fn backend_refusing_its_advertised_starttls_is_a_warning() {
     let ca = Ca::new();
     let good = ca.leaf("good", &["mx.check.test"], |_| {});
     let config = ca.config(mta.addr, &good);
-    let out = tlsfront(args(&["check", "--config", &p(&config), "--json"])).await;
+    let out = tlsfront(check_args(&["--config", &p(&config), "--json"])).await;
     assert_eq!(out.code, 0, "{}", out.stdout);
     let j = out.json();
     assert_eq!(codes(&j, "warning"), vec!["backend_starttls_refused"]);
     assert_eq!(j["backend"]["starttls"]["accepted"], false);
     assert!(mta.commands().iter().any(|c| c == "STARTTLS"));
+}
+
+/// The open-relay trap: a backend that trusts tlsfront's address (Sendmail's
+/// built-in 127.0.0.1, Postfix's mynetworks) relays for every client. `check`
+/// asks it to take a recipient it does not serve, from the address `run`
+/// would use, and names the fix; an untrusted `--source-address` clears it.
+#[tokio::test]
+async fn a_backend_relaying_for_tlsfront_is_an_error_naming_the_fix() {
+    let mta = Mta::start(MtaScript {
+        trusted_clients: vec!["127.0.0.1".parse().unwrap()],
+        ..MtaScript::default()
+    })
+    .await;
+    let ca = Ca::new();
+    let good = ca.leaf("good", &["mx.check.test"], |_| {});
+    let config = ca.config(mta.addr, &good);
+    let out = tlsfront(check_args(&["--config", &p(&config), "--json"])).await;
+    assert_eq!(out.code, 1, "{}", out.stdout);
+    let j = out.json();
+    assert_eq!(codes(&j, "error"), vec!["backend_open_relay"], "{j:#}");
+    let message = finding(&j, "backend_open_relay")["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for needle in [
+        "OPEN RELAY",
+        "from tlsfront's address 127.0.0.1",
+        "backend.source_address",
+        "--source-address",
+        "backend.xclient",
+        "backend.proxy_protocol",
+    ] {
+        assert!(message.contains(needle), "{needle}: {message}");
+    }
+    // The test is a transaction that is never sent: no DATA, then RSET.
+    let cmds = mta.commands();
+    let rcpt = cmds
+        .iter()
+        .position(|c| {
+            c.starts_with("RCPT TO:<relay-test@tlsfront-") && c.ends_with(".example.net>")
+        })
+        .unwrap_or_else(|| panic!("{cmds:?}"));
+    assert_eq!(cmds[rcpt - 1], "MAIL FROM:<>");
+    assert_eq!(cmds[rcpt + 1], "RSET");
+    assert!(!cmds.iter().any(|c| c == "DATA"), "{cmds:?}");
+
+    // From an address the backend does not trust, it refuses: ok.
+    let out = tlsfront(check_args(&[
+        "--config",
+        &p(&config),
+        "--source-address",
+        "127.0.0.2",
+        "--json",
+    ]))
+    .await;
+    assert_eq!(out.code, 0, "{}", out.stdout);
+    let j = out.json();
+    let f = finding(&j, "backend_relay_refused");
+    assert_eq!(f["level"], "ok");
+    let message = f["message"].as_str().unwrap();
+    assert!(
+        message.contains("from tlsfront's address 127.0.0.2") && message.contains("554 5.7.1"),
+        "{message}"
+    );
+    let peers = mta.log.lock().unwrap().peers.clone();
+    assert_eq!(peers.last().unwrap().ip().to_string(), "127.0.0.2");
+}
+
+/// With XCLIENT towards the backend, the test stands for an outside client
+/// (a documentation address), as a real session would: the backend sees
+/// that address, not tlsfront's, and refuses to relay.
+#[tokio::test]
+async fn the_relay_test_passes_an_outside_client_with_xclient() {
+    let mta = Mta::start(MtaScript {
+        trusted_clients: vec!["127.0.0.1".parse().unwrap()],
+        ..MtaScript::default()
+    })
+    .await;
+    let ca = Ca::new();
+    let good = ca.leaf("good", &["mx.check.test"], |_| {});
+    let config = ca.config(mta.addr, &good);
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("[backend]\n", "[backend]\nxclient = true\n");
+    std::fs::write(&config, text).unwrap();
+    let out = tlsfront(check_args(&["--config", &p(&config), "--json"])).await;
+    let j = out.json();
+    let cmds = mta.commands();
+    assert!(
+        cmds.iter()
+            .any(|c| c.starts_with("XCLIENT ADDR=192.0.2.1 ")),
+        "{cmds:?}"
+    );
+    // The fake backend does not track XCLIENT: it still relays for
+    // 127.0.0.1, and the finding says who the test stood for.
+    let message = finding(&j, "backend_open_relay")["message"]
+        .as_str()
+        .unwrap();
+    assert!(
+        message.contains("with an outside client passed by xclient"),
+        "{message}"
+    );
+}
+
+/// Who may read the private key: group- or world-readable is a warning.
+/// Run as root, `check` reads everything, so it judges the files for the
+/// service's user (the unit's DynamicUser by default): a key in a directory
+/// only root may enter is an error naming LoadCredential=, not a pass.
+#[tokio::test]
+async fn private_keys_are_judged_for_who_may_read_them() {
+    let mta = Mta::start(MtaScript::default()).await;
+    let ca = Ca::new();
+    let good = ca.leaf("good", &["mx.check.test"], |_| {});
+    let config = ca.config(mta.addr, &good);
+    for (mode, code) in [
+        (0o644, Some("key_world_readable")),
+        (0o640, Some("key_group_readable")),
+        (0o600, None),
+    ] {
+        chmod(&good.1, mode);
+        let out = tlsfront(check_args(&[
+            "--config",
+            &p(&config),
+            "--no-backend",
+            "--json",
+        ]))
+        .await;
+        let j = out.json();
+        assert_eq!(out.code, 0, "{j:#}");
+        let warnings = codes(&j, "warning");
+        assert_eq!(warnings, code.into_iter().collect::<Vec<_>>(), "{mode:o}");
+        if let Some(code) = code {
+            let m = finding(&j, code)["message"].as_str().unwrap();
+            assert!(
+                m.contains("LoadCredential=") && m.contains(&p(&good.1)),
+                "{m}"
+            );
+        }
+    }
+
+    use std::os::unix::fs::MetadataExt;
+    if std::fs::metadata("/proc/self").unwrap().uid() != 0 {
+        println!("SKIPPED: the service-user part needs root (as CI runs it)");
+        return;
+    }
+    // As root by hand: the test's directory is 0700 root, as certbot's live/ is.
+    chmod(ca.dir.path(), 0o700);
+    let out = tlsfront(args(&[
+        "check",
+        "--config",
+        &p(&config),
+        "--no-backend",
+        "--json",
+    ]))
+    .await;
+    assert_eq!(out.code, 1, "{}", out.stdout);
+    let j = out.json();
+    assert_eq!(
+        codes(&j, "error"),
+        vec![
+            "certificate_unreadable_by_service",
+            "key_unreadable_by_service"
+        ],
+        "{j:#}"
+    );
+    let m = finding(&j, "key_unreadable_by_service")["message"]
+        .as_str()
+        .unwrap();
+    for needle in [
+        "DynamicUser=yes",
+        "no search permission on directory",
+        "LoadCredential=",
+        "%d/NAME",
+    ] {
+        assert!(m.contains(needle), "{needle}: {m}");
+    }
+    // The service runs as root (--service-user root): it can.
+    let out = tlsfront(args(&[
+        "check",
+        "--config",
+        &p(&config),
+        "--no-backend",
+        "--service-user",
+        "root",
+    ]))
+    .await;
+    assert_eq!(out.code, 0, "{}", out.stdout);
+}
+
+/// `%d/NAME` names a file systemd passed with LoadCredential=: read from
+/// $CREDENTIALS_DIRECTORY, and not judged by its permissions (it is the
+/// service's own). By hand, without that directory, `check` says the key is
+/// not loaded here (a warning) and `run` refuses to start in the same words.
+#[tokio::test]
+async fn keys_passed_as_systemd_credentials() {
+    let ca = Ca::new();
+    let good = ca.leaf("good", &["mx.check.test"], |_| {});
+    let creds = tempfile::tempdir().unwrap();
+    std::fs::copy(&good.0, creds.path().join("mx.pem")).unwrap();
+    std::fs::copy(&good.1, creds.path().join("mx.key")).unwrap();
+    chmod(&creds.path().join("mx.key"), 0o400);
+    let config = ca.config(
+        dead_addr().await,
+        &(PathBuf::from("%d/mx.pem"), PathBuf::from("%d/mx.key")),
+    );
+    let dir = p(creds.path());
+    // No --service-user: as root, the dynamic user's view; credentials pass.
+    let out = tlsfront_env(
+        args(&["check", "--config", &p(&config), "--no-backend", "--json"]),
+        &[("CREDENTIALS_DIRECTORY", &dir)],
+    )
+    .await;
+    assert_eq!(out.code, 0, "{}", out.stdout);
+    let j = out.json();
+    assert_eq!(codes(&j, "warning"), Vec::<String>::new(), "{j:#}");
+    let subject = finding(&j, "key_matches")["subject"].as_str().unwrap();
+    assert_eq!(subject, format!("certificate {dir}/mx.pem"));
+
+    // By hand, not under systemd.
+    let out = tlsfront_env(
+        args(&["check", "--config", &p(&config), "--no-backend", "--json"]),
+        &[("CREDENTIALS_DIRECTORY", "")],
+    )
+    .await;
+    assert_eq!(out.code, 0, "{}", out.stdout);
+    let j = out.json();
+    assert_eq!(codes(&j, "warning"), vec!["credential_not_loaded"], "{j:#}");
+    let words = "names the systemd credential \"mx.pem\", but $CREDENTIALS_DIRECTORY is not set";
+    let m = finding(&j, "credential_not_loaded")["message"]
+        .as_str()
+        .unwrap();
+    assert!(m.contains(words), "{m}");
+    let run = tlsfront_env(
+        args(&["run", "--config", &p(&config)]),
+        &[("CREDENTIALS_DIRECTORY", "")],
+    )
+    .await;
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(run.stderr.contains(words), "{}", run.stderr);
+
+    // A credential name with a slash is a configuration error naming the key.
+    std::fs::write(
+        &config,
+        std::fs::read_to_string(&config)
+            .unwrap()
+            .replace("%d/mx.key", "%d/../mx.key"),
+    )
+    .unwrap();
+    let out = tlsfront_env(
+        args(&["check", "--config", &p(&config), "--no-backend"]),
+        &[("CREDENTIALS_DIRECTORY", &dir)],
+    )
+    .await;
+    assert_eq!(out.code, 2, "{}", out.stdout);
+    assert!(
+        out.stderr.contains("`tls.certificate[0].key`"),
+        "{}",
+        out.stderr
+    );
+}
+
+/// A configuration file with these listeners, backend and record path
+/// (and the Ca's good certificate).
+fn dry_run_config(ca: &Ca, listeners: &[&str], backend: &str, records: &str) -> PathBuf {
+    let good = ca.leaf("dry", &["mx.check.test"], |_| {});
+    let path = ca.dir.path().join("dry.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[server]\nhostname = \"mx.check.test\"\n[[listener]]\naddress = {listeners:?}\n\
+             [backend]\naddress = \"{backend}\"\n[records]\npath = \"{records}\"\n\
+             [[tls.certificate]]\ncert = \"{}\"\nkey = \"{}\"\n",
+            p(&good.0),
+            p(&good.1)
+        ),
+    )
+    .unwrap();
+    path
+}
+
+/// `check` binds each listener for a moment, as `run` would: a port another
+/// process holds is an error naming that process (here: this test).
+#[tokio::test]
+async fn a_busy_port_is_refused_naming_who_holds_it() {
+    let ca = Ca::new();
+    let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = held.local_addr().unwrap();
+    let records = p(&ca.dir.path().join("r.jsonl"));
+    let config = dry_run_config(&ca, &[&addr.to_string()], "127.0.0.1:9", &records);
+    let out = tlsfront(check_args(&[
+        "--config",
+        &p(&config),
+        "--no-backend",
+        "--json",
+    ]))
+    .await;
+    assert_eq!(out.code, 1, "{}", out.stdout);
+    let j = out.json();
+    assert_eq!(codes(&j, "error"), vec!["listener_busy"], "{j:#}");
+    let m = finding(&j, "listener_busy")["message"].as_str().unwrap();
+    assert!(
+        m.contains(&addr.to_string()) && m.contains(&format!("PID {}", std::process::id())),
+        "{m}"
+    );
+    // `run` agrees.
+    let run = tlsfront(args(&["run", "--config", &p(&config)])).await;
+    assert_eq!(run.code, 1);
+    assert!(
+        run.stderr.contains("Address already in use"),
+        "{}",
+        run.stderr
+    );
+    drop(held);
+    let out = tlsfront(check_args(&[
+        "--config",
+        &p(&config),
+        "--no-backend",
+        "--json",
+    ]))
+    .await;
+    assert_eq!(out.code, 0, "{}", out.stdout);
+    assert_eq!(finding(&out.json(), "listener_bind")["level"], "ok");
+}
+
+/// A backend that is tlsfront's own wildcard listener: every message would
+/// loop through tlsfront until the caps stop it. Refused by check and run.
+#[tokio::test]
+async fn a_backend_on_tlsfronts_own_wildcard_listener_is_refused() {
+    let ca = Ca::new();
+    let port = dead_addr().await.port();
+    let records = p(&ca.dir.path().join("r.jsonl"));
+    let config = dry_run_config(
+        &ca,
+        &[&format!("0.0.0.0:{port}")],
+        &format!("127.0.0.1:{port}"),
+        &records,
+    );
+    let out = tlsfront(check_args(&["--config", &p(&config), "--json"])).await;
+    assert_eq!(out.code, 2, "{}", out.stdout);
+    let m = finding(&out.json(), "config_invalid")["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        m.contains("`backend.address`")
+            && m.contains(&format!("served by tlsfront's own listener 0.0.0.0:{port}"))
+            && m.contains("relay to itself"),
+        "{m}"
+    );
+    let run = tlsfront(args(&["run", "--config", &p(&config)])).await;
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains(&m), "{}", run.stderr);
+}
+
+/// The record file is opened as `run` opens it: a symbolic link or a
+/// directory is an error (as root, permissions would not show it); a file
+/// that is not there yet is created and removed again; a relative path is a
+/// warning (the unit starts in a read-only /).
+#[tokio::test]
+async fn the_record_file_is_opened_as_run_opens_it() {
+    let ca = Ca::new();
+    let target = ca.dir.path().join("elsewhere.jsonl");
+    std::fs::write(&target, "").unwrap();
+    let link = ca.dir.path().join("link.jsonl");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    let dir = ca.dir.path().join("a-directory.jsonl");
+    std::fs::create_dir(&dir).unwrap();
+    for bad in [&link, &dir] {
+        let config = dry_run_config(&ca, &["127.0.0.1:0"], "127.0.0.1:9", &p(bad));
+        let out = tlsfront(check_args(&[
+            "--config",
+            &p(&config),
+            "--no-backend",
+            "--json",
+        ]))
+        .await;
+        assert_eq!(out.code, 1, "{}", out.stdout);
+        let j = out.json();
+        assert_eq!(codes(&j, "error"), vec!["records_unwritable"], "{j:#}");
+        let run = tlsfront(args(&["run", "--config", &p(&config)])).await;
+        assert_eq!(run.code, 2, "{}", run.stderr);
+        let m = finding(&j, "records_unwritable")["message"]
+            .as_str()
+            .unwrap();
+        let why = run.stderr.trim_start_matches("tlsfront: ").trim_end();
+        assert!(m.starts_with(why), "check: {m}\nrun: {why}");
+    }
+    let fresh = ca.dir.path().join("fresh.jsonl");
+    let config = dry_run_config(&ca, &["127.0.0.1:0"], "127.0.0.1:9", &p(&fresh));
+    let out = tlsfront(check_args(&[
+        "--config",
+        &p(&config),
+        "--no-backend",
+        "--json",
+    ]))
+    .await;
+    assert_eq!(out.code, 0, "{}", out.stdout);
+    assert_eq!(finding(&out.json(), "records_writable")["level"], "ok");
+    assert!(!fresh.exists(), "check left the record file it created");
+
+    let config = dry_run_config(&ca, &["127.0.0.1:0"], "127.0.0.1:9", "records.jsonl");
+    let out = tlsfront(check_args(&[
+        "--config",
+        &p(&config),
+        "--no-backend",
+        "--json",
+    ]))
+    .await;
+    let j = out.json();
+    assert_eq!(codes(&j, "warning"), vec!["records_path_relative"], "{j:#}");
+    assert!(
+        finding(&j, "records_path_relative")["message"]
+            .as_str()
+            .unwrap()
+            .contains("ProtectSystem=strict")
+    );
+}
+
+/// `[::]:P` alone is IPv6 only now: `check` says IPv4 clients are left out.
+#[tokio::test]
+async fn an_ipv6_wildcard_without_ipv4_is_a_warning() {
+    let ca = Ca::new();
+    let records = p(&ca.dir.path().join("r.jsonl"));
+    let port = dead_addr().await.port();
+    let config = dry_run_config(&ca, &[&format!("[::]:{port}")], "127.0.0.1:9", &records);
+    let out = tlsfront(check_args(&[
+        "--config",
+        &p(&config),
+        "--no-backend",
+        "--json",
+    ]))
+    .await;
+    let j = out.json();
+    assert_eq!(codes(&j, "warning"), vec!["listener_ipv6_only"], "{j:#}");
+    let both = dry_run_config(
+        &ca,
+        &[&format!("0.0.0.0:{port}"), &format!("[::]:{port}")],
+        "127.0.0.1:9",
+        &records,
+    );
+    let out = tlsfront(check_args(&[
+        "--config",
+        &p(&both),
+        "--no-backend",
+        "--json",
+    ]))
+    .await;
+    let j = out.json();
+    assert_eq!(out.code, 0, "{j:#}");
+    assert_eq!(codes(&j, "warning"), Vec::<String>::new(), "{j:#}");
 }
 
 #[tokio::test]
@@ -425,7 +919,7 @@ async fn check_weak_backend_with(rsa_bits: u32, cipher: &str, backend_tls: bool)
         )
         .unwrap();
     }
-    let out = tlsfront(args(&["check", "--config", &p(&config), "--json"])).await;
+    let out = tlsfront(check_args(&["--config", &p(&config), "--json"])).await;
     task.abort();
     drop(server);
     // A weak backend STARTTLS is a warning: tlsfront is the fix for it; but
@@ -519,24 +1013,31 @@ async fn metrics_on_a_public_address_is_a_warning() {
     let good = ca.leaf("good", &["mx.check.test"], |_| {});
     let config = ca.config(dead_addr().await, &good);
     let base = std::fs::read_to_string(&config).unwrap();
+    let port = dead_addr().await.port();
     for (listen, warned) in [
-        ("0.0.0.0:9325", true),
-        ("[::]:9325", true),
-        ("192.0.2.10:9325", true),
-        ("127.0.0.1:9325", false),
-        ("[::1]:9325", false),
+        (format!("0.0.0.0:{port}"), true),
+        (format!("[::]:{port}"), true),
+        // Not an address of this host: `run` could not bind it either.
+        ("192.0.2.10:9325".to_string(), true),
+        (format!("127.0.0.1:{port}"), false),
+        (format!("[::1]:{port}"), false),
     ] {
+        let listen = listen.as_str();
         std::fs::write(&config, format!("{base}[metrics]\nlisten = \"{listen}\"\n")).unwrap();
-        let out = tlsfront(args(&[
-            "check",
+        let out = tlsfront(check_args(&[
             "--config",
             &p(&config),
             "--no-backend",
             "--json",
         ]))
         .await;
-        assert_eq!(out.code, 0, "{listen}: {}\n{}", out.stdout, out.stderr);
         let j = out.json();
+        if listen.starts_with("192.0.2.10") {
+            assert_eq!(out.code, 1, "{j:#}");
+            assert_eq!(codes(&j, "error"), vec!["listener_unavailable"], "{j:#}");
+        } else {
+            assert_eq!(out.code, 0, "{listen}: {}\n{}", out.stdout, out.stderr);
+        }
         let want: Vec<String> = if warned {
             vec!["metrics_not_loopback".into()]
         } else {

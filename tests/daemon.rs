@@ -398,6 +398,33 @@ async fn expired_and_expiring_certificates_are_served_with_a_warning() {
             .unwrap(),
     );
     wait_notify(&notify, "READY=1");
+    // `check`'s words for the same certificate, which `run` must say too.
+    let check_says = |code: &'static str| {
+        let config = config.clone();
+        async move {
+            let out = common::bin::tlsfront(common::bin::args(&[
+                "check",
+                "--config",
+                &config.display().to_string(),
+                "--no-backend",
+                "--json",
+                "--service-user",
+                "root",
+            ]))
+            .await;
+            let j = out.json();
+            j["findings"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|f| f["code"] == code)
+                .unwrap_or_else(|| panic!("no {code} in {j:#}"))["message"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        }
+    };
+    let expired_words = check_says("expired").await;
     // Still served: opportunistic senders get encryption rather than none.
     let addr = format!("127.0.0.1:{port}").parse().unwrap();
     let mut c = Client::greeted(addr).await;
@@ -408,6 +435,7 @@ async fn expired_and_expiring_certificates_are_served_with_a_warning() {
 
     // A renewal that is close to its end is loaded, and warned about too.
     install_dated_cert(dir.path(), "soon.tlsfront.test", 5 * 86_400 + 3600);
+    let soon_words = check_says("expires_soon").await;
     daemon.signal("HUP");
     wait_notify(&notify, "RELOADING=1");
     wait_notify(&notify, "READY=1");
@@ -427,9 +455,10 @@ async fn expired_and_expiring_certificates_are_served_with_a_warning() {
         .find(|l| l.contains("expired.tlsfront.test"))
         .unwrap_or_else(|| panic!("no warning for the expired certificate in\n{log}"));
     assert!(
-        expired.contains("WARN") && expired.contains("EXPIRED"),
-        "{expired}"
+        expired.contains("WARN") && expired.contains(&expired_words),
+        "run does not say check's words\n  check: {expired_words}\n  run: {expired}"
     );
+    assert!(expired.contains("still served"), "{expired}");
     assert!(expired.contains(&pem), "{expired}");
     let date = jiff::Timestamp::from_second(expired_at)
         .unwrap()
@@ -441,6 +470,10 @@ async fn expired_and_expiring_certificates_are_served_with_a_warning() {
         .find(|l| l.contains("soon.tlsfront.test"))
         .unwrap_or_else(|| panic!("no warning for the expiring certificate in\n{log}"));
     assert!(soon.contains("WARN") && soon.contains(&pem), "{soon}");
+    assert!(
+        soon.contains(&soon_words),
+        "reload does not say check's words\n  check: {soon_words}\n  run: {soon}"
+    );
     assert!(soon.contains("days_left=5"), "{soon}");
 }
 
@@ -586,4 +619,127 @@ async fn worker_threads_follow_the_cpus_given() {
         assert_eq!(workers, want, "CPUs {cpus:?}");
         daemon.signal("TERM");
     }
+}
+
+/// Runs `tlsfront run ARGS` until a line of its log contains `needle`
+/// (bounded), then stops it; returns that line, or panics with the log.
+fn run_until_logged(args: &[String], needle: &str) -> String {
+    let mut daemon = Daemon(
+        Command::new(env!("CARGO_BIN_EXE_tlsfront"))
+            .arg("run")
+            .args(args)
+            .env_remove("RUST_LOG")
+            .env_remove("TLSFRONT_LOG")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let stderr = daemon.0.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufRead::lines(std::io::BufReader::new(stderr)) {
+            let Ok(line) = line else { return };
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let mut log = Vec::new();
+    while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
+        match rx.recv_timeout(left) {
+            Ok(line) if line.contains(needle) => return line,
+            Ok(line) => log.push(line),
+            Err(_) => break,
+        }
+    }
+    panic!("no {needle:?} in the log:\n{}", log.join("\n"));
+}
+
+/// `run` says at start what `check` says when the backend relays for
+/// tlsfront's address; `--source-address` with an address it does not trust
+/// makes it refuse, and `run` says that too.
+#[tokio::test]
+async fn run_warns_at_start_when_the_backend_relays_for_it() {
+    let mta = Mta::start(MtaScript {
+        trusted_clients: vec!["127.0.0.1".parse().unwrap()],
+        ..MtaScript::default()
+    })
+    .await;
+    let base = |extra: &[&str]| {
+        let mut a: Vec<String> = [
+            "--listen",
+            &format!("127.0.0.1:{}", free_port()),
+            "--backend",
+            &mta.addr.to_string(),
+            "--hostname",
+            "mx.tlsfront.test",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        a.extend(extra.iter().map(|s| s.to_string()));
+        a
+    };
+    let args = base(&[]);
+    let line = tokio::task::spawn_blocking(move || run_until_logged(&args, "relay"))
+        .await
+        .unwrap();
+    assert!(
+        line.contains("WARN") && line.contains("OPEN RELAY"),
+        "{line}"
+    );
+    assert!(line.contains("backend.source_address"), "{line}");
+    let args = base(&["--source-address", "127.0.0.2"]);
+    let line = tokio::task::spawn_blocking(move || run_until_logged(&args, "relay"))
+        .await
+        .unwrap();
+    assert!(
+        line.contains("refuses to relay from tlsfront's address 127.0.0.2"),
+        "{line}"
+    );
+}
+
+/// Under systemd with `LoadCredential=mx.key:...`, the configuration says
+/// `key = "%d/mx.key"`: `run` reads it from $CREDENTIALS_DIRECTORY and serves.
+#[tokio::test]
+async fn keys_from_systemd_credentials_are_served() {
+    let pki = Pki::new(&["mx.tlsfront.test"]);
+    let mta = Mta::start(MtaScript::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let creds = tempfile::tempdir().unwrap();
+    std::fs::copy(&pki.ecdsa.0, creds.path().join("mx.pem")).unwrap();
+    std::fs::copy(&pki.ecdsa.1, creds.path().join("mx.key")).unwrap();
+    let port = free_port();
+    let config = write_config(dir.path(), port, free_port(), mta.addr);
+    let text = std::fs::read_to_string(&config).unwrap();
+    let text = text
+        .replace(
+            &dir.path().join("current.pem").display().to_string(),
+            "%d/mx.pem",
+        )
+        .replace(
+            &dir.path().join("current.key").display().to_string(),
+            "%d/mx.key",
+        );
+    std::fs::write(&config, text).unwrap();
+    let notify_path = dir.path().join("notify.sock");
+    let notify = UnixDatagram::bind(&notify_path).unwrap();
+    notify
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let _daemon = Daemon(
+        Command::new(env!("CARGO_BIN_EXE_tlsfront"))
+            .args(["run", "--config"])
+            .arg(&config)
+            .env("CREDENTIALS_DIRECTORY", creds.path())
+            .env("NOTIFY_SOCKET", &notify_path)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_notify(&notify, "READY=1");
+    assert!(served_subject(port, &pki).await.contains("ecdsa"));
 }

@@ -779,6 +779,50 @@ async fn ipv6_listener_serves() {
     proxy.stop().await;
 }
 
+/// The README's pair, `0.0.0.0:P` and `[::]:P`, binds on a host with
+/// `net.ipv6.bindv6only = 0` (Debian's default), and each family's client is
+/// served by its own listener.
+#[tokio::test]
+async fn dual_stack_pair_on_one_port_binds_and_serves_both_families() {
+    let mta = Mta::start(MtaScript::default()).await;
+    // A port free in both families: a dual-stack socket reserves it for a moment.
+    let port = {
+        let s = socket2::Socket::new(socket2::Domain::IPV6, socket2::Type::STREAM, None).unwrap();
+        s.set_only_v6(false).unwrap();
+        s.bind(&"[::]:0".parse::<std::net::SocketAddr>().unwrap().into())
+            .unwrap();
+        s.local_addr().unwrap().as_socket().unwrap().port()
+    };
+    let proxy = Proxy::configured(
+        mta.addr,
+        None,
+        "",
+        &format!("address = [\"0.0.0.0:{port}\", \"[::]:{port}\"]\n"),
+        "",
+        false,
+    )
+    .await;
+    for (client, ip) in [("127.0.0.1", "127.0.0.1"), ("[::1]", "::1")] {
+        let addr: std::net::SocketAddr = format!("{client}:{port}").parse().unwrap();
+        let mut c = Client::greeted(addr).await;
+        c.send("EHLO client.test").await;
+        c.expect(250).await;
+        c.send("QUIT").await;
+        c.expect(221).await;
+        let records = proxy.records(if ip == "::1" { 2 } else { 1 }).await;
+        let r = records.last().unwrap();
+        assert_eq!(r["client_ip"], ip, "{r}");
+        // Each family on its own listener: never an IPv4-mapped address.
+        let listener = if ip == "::1" {
+            format!("[::]:{port}")
+        } else {
+            format!("0.0.0.0:{port}")
+        };
+        assert_eq!(r["listener"], listener, "{r}");
+    }
+    proxy.stop().await;
+}
+
 #[tokio::test]
 async fn configured_cipher_suites_are_tlsfronts_order_of_preference() {
     let pki = Pki::new(&["mx.tlsfront.test"]);

@@ -136,7 +136,10 @@ async fn a_key_just_over_2048_bits_is_named_alike_by_the_record_check_and_probe(
     let report = check::run(
         &settings(&cert, mta.addr),
         "t.toml",
-        check::Options { backend: false },
+        check::Options {
+            backend: false,
+            service_user: None,
+        },
     )
     .await;
     assert_eq!(finding(&report, "key_type").message, format!("key {name}"));
@@ -182,7 +185,15 @@ async fn keys_of_2047_and_1024_bits_are_refused_by_run_and_named_alike_by_check_
         assert!(e.contains(&format!("RSA key of {bits} bits")), "{e}");
 
         // check: tlsfront's certificate, and the backend's STARTTLS.
-        let report = check::run(&s, "t.toml", check::Options { backend: true }).await;
+        let report = check::run(
+            &s,
+            "t.toml",
+            check::Options {
+                backend: true,
+                service_user: None,
+            },
+        )
+        .await;
         let f = finding(&report, "rsa_key_too_small");
         assert!(
             f.message.contains(&format!("RSA key of {bits} bits")),
@@ -236,9 +247,82 @@ async fn a_p521_key_is_named_by_its_curve_in_the_record_and_check() {
     let report = check::run(
         &settings(&cert, mta.addr),
         "t.toml",
-        check::Options { backend: false },
+        check::Options {
+            backend: false,
+            service_user: None,
+        },
     )
     .await;
     assert_eq!(finding(&report, "key_type").message, "key ecdsa_p521");
     proxy.stop().await;
+}
+
+/// What `run` says about a certificate and key it refuses is what `check`
+/// says about them, word for word: the legacy box's 1024-bit key beside a
+/// new certificate (aws-lc-rs only says it "failed to parse" such a key), a
+/// file that holds no key, and a key of another certificate.
+#[tokio::test]
+async fn run_refuses_a_key_in_the_words_of_check() {
+    use common::bin::{args, tlsfront};
+    if !openssl_available() {
+        eprintln!("SKIPPED: the openssl binary is missing (apt-get install openssl)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let new = openssl_rsa(dir.path(), 2048, "mx.tlsfront.test");
+    let old = tempfile::tempdir().unwrap();
+    let legacy = openssl_rsa(old.path(), 1024, "mx.tlsfront.test");
+    let garbage = dir.path().join("garbage.key");
+    std::fs::write(&garbage, "not a key\n").unwrap();
+    let other = tempfile::tempdir().unwrap();
+    let other = openssl_rsa(other.path(), 2048, "mx.tlsfront.test");
+    for (key, code, words) in [
+        (
+            &legacy.1,
+            "rsa_key_too_small",
+            "RSA key of 1024 bits: modern senders refuse it",
+        ),
+        (&garbage, "key_unreadable", "private key "),
+        (
+            &other.1,
+            "key_mismatch",
+            "does not belong to the first certificate",
+        ),
+    ] {
+        let flags = |cmd: &str| {
+            args(&[
+                cmd,
+                "--listen",
+                "127.0.0.1:0",
+                "--backend",
+                "127.0.0.1:9",
+                "--hostname",
+                "mx.tlsfront.test",
+                "--cert",
+                &new.0.display().to_string(),
+                "--key",
+                &key.display().to_string(),
+            ])
+        };
+        let mut check_flags = flags("check");
+        check_flags.extend(args(&["--no-backend", "--json", "--service-user", "root"]));
+        let check = tlsfront(check_flags).await;
+        assert_eq!(check.code, 1, "{}", check.stdout);
+        let j = check.json();
+        let finding = j["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["code"] == code)
+            .unwrap_or_else(|| panic!("no {code} in {j:#}"));
+        let message = finding["message"].as_str().unwrap();
+        assert!(message.contains(words), "{message}");
+        let run = tlsfront(flags("run")).await;
+        assert_eq!(run.code, 1, "{}", run.stderr);
+        assert!(
+            run.stderr.contains(message),
+            "run does not say check's words\n  check: {message}\n  run: {}",
+            run.stderr
+        );
+    }
 }

@@ -160,6 +160,37 @@ async fn reload_applies_new_certificates_and_keeps_the_old_on_a_broken_one() {
         rig.pending_notifications(),
         ["RELOADING=1\nSTATUS=reloading", "READY=1\nSTATUS=serving"]
     );
+    // In `check`'s words: its subject, then its message.
+    let report = tlsfront::tools::check::run(
+        &rig.settings(),
+        "t.toml",
+        tlsfront::tools::check::Options {
+            backend: false,
+            service_user: Some("root".into()),
+        },
+    )
+    .await;
+    let f = report
+        .findings
+        .iter()
+        .find(|f| f.code == "certificate_unreadable")
+        .expect("check finds the broken certificate");
+    assert_eq!(err.to_string(), format!("{}: {}", f.subject, f.message));
+
+    // A key the TLS library cannot use: the same words again.
+    rig.install(&rig.pki.rsa);
+    std::fs::write(rig.dir.path().join("current.key"), "not a key").unwrap();
+    let err = daemon.reload().unwrap_err().to_string();
+    assert!(
+        err.starts_with(&format!(
+            "certificate {}: private key {}: ",
+            rig.dir.path().join("current.pem").display(),
+            rig.dir.path().join("current.key").display()
+        )),
+        "{err}"
+    );
+    assert_eq!(serving(&daemon), ["CN=mx.tlsfront.test rsa"]);
+    let _ = rig.pending_notifications();
 
     // A configuration that no longer parses: the same.
     rig.install(&rig.pki.ecdsa);

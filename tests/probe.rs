@@ -33,6 +33,16 @@ async fn probe(list: &[&str]) -> Out {
     tlsfront(a).await
 }
 
+/// The delivery of each kind of sender: opportunistic, verifying, fallback.
+fn senders(j: &Value) -> [String; 3] {
+    ["opportunistic", "verifying", "fallback"].map(|k| {
+        j["senders"][k]["delivery"]
+            .as_str()
+            .unwrap_or("-")
+            .to_string()
+    })
+}
+
 fn problems(j: &Value) -> String {
     j["problems"]
         .as_array()
@@ -103,6 +113,7 @@ async fn tlsfront_itself_is_modern_and_names_are_checked() {
     assert_eq!(j["other_sni"]["sni"], Value::Null);
     assert_eq!(j["other_sni"]["same_certificate"], true);
     assert_eq!(j["legacy"], Value::Null);
+    assert_eq!(senders(&j), ["tls", "verified_tls", "tls"]);
 
     // A name the certificate does not cover: exit 1, and the report says which.
     let out = probe(&[
@@ -123,6 +134,8 @@ async fn tlsfront_itself_is_modern_and_names_are_checked() {
         json!([{"name": "other.test", "matches": false}])
     );
     assert!(problems(&j).contains("does not cover other.test"), "{j:#}");
+    // Only senders that verify care.
+    assert_eq!(senders(&j), ["tls", "fails", "tls"]);
 
     // The test CA is not among the system roots: untrusted (if there are roots).
     let out = probe(&[&target, "--name", "mx.tlsfront.test", "--json"]).await;
@@ -134,6 +147,9 @@ async fn tlsfront_itself_is_modern_and_names_are_checked() {
         assert_eq!(out.code, 1, "{}", out.stdout);
         assert_eq!(j["verification"], "invalid_certificate_unknown_issuer");
         assert!(problems(&j).contains("does not verify"), "{j:#}");
+        // tlsfront's own certificate from a private CA: opportunistic senders
+        // deliver over TLS, only verifying ones fail.
+        assert_eq!(senders(&j), ["tls", "fails", "tls"]);
     }
 
     // The same in human form: the sections an admin reads.
@@ -246,6 +262,8 @@ async fn weak_rsa_key_is_diagnosed() {
     assert_eq!(l["key_bits"], 1024);
     assert_eq!(l["cert_subject"], "CN=weak.legacy.test");
     assert_eq!(l["reasons"], json!(["ee key too small"]));
+    // As posttls-finger -l may: an untrusted TLS connection, not a failure.
+    assert_eq!(senders(&j), ["tls", "fails", "tls"]);
     let why = problems(&j);
     assert!(why.contains("RSA 1024 bits"), "{why}");
     assert!(why.contains("ee key too small"), "{why}");
@@ -259,7 +277,9 @@ async fn weak_rsa_key_is_diagnosed() {
         "handshake FAILED",
         "what the server offers",
         "leaf       CN=weak.legacy.test (rsa_1024)",
-        "a modern sender would FAIL",
+        "opportunistic  TLS: over TLSv1.2, certificate not checked",
+        "verifying      FAILS",
+        "verdict: opportunistic senders deliver over TLS; verifying senders FAIL here:",
         "ee key too small",
     ] {
         assert!(
@@ -292,6 +312,15 @@ async fn weak_dh_only_server_is_diagnosed() {
             .starts_with("TLS_DHE_RSA_WITH_")
     );
     assert_eq!(l["reasons"], json!(["dh key too small"]));
+    // Postfix (posttls-finger -l may) completes it; OpenSSL-default senders do not.
+    assert_eq!(senders(&j), ["tls", "fails", "tls"]);
+    assert!(
+        j["senders"]["opportunistic"]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("dh key too small"),
+        "{j:#}"
+    );
     let why = problems(&j);
     assert!(why.contains("1024-bit DH group"), "{why}");
     assert!(why.contains("dh key too small"), "{why}");
@@ -489,4 +518,27 @@ async fn no_roots_means_not_checked() {
     assert_eq!(r.exit, 0);
     assert!(r.render().contains("chain not checked: no roots"));
     proxy.stop().await;
+}
+
+/// A server without STARTTLS: opportunistic senders deliver in clear (as
+/// posttls-finger shows: no TLS attempted), only verifying senders fail.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_starttls_means_clear_for_opportunistic_senders() {
+    let (addr, task) = fake_smtp(
+        b"220 plain.test ESMTP\r\n",
+        b"250-plain.test\r\n250 PIPELINING\r\n",
+    )
+    .await;
+    let out = probe(&[&addr.to_string(), "--json"]).await;
+    task.abort();
+    assert_eq!(out.code, 1, "{}", out.stdout);
+    let j = out.json();
+    assert_eq!(senders(&j), ["plaintext", "fails", "plaintext"]);
+    assert!(
+        j["senders"]["opportunistic"]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("STARTTLS is not offered: delivers in clear"),
+        "{j:#}"
+    );
 }

@@ -344,36 +344,44 @@ async fn xclient_that_is_not_in_effect_fails_closed() {
     }
 }
 
+/// On a wildcard listener the PROXY destination is the accepted socket's own
+/// address (what the client connected to), never `0.0.0.0` or `::`, and
+/// never `UNKNOWN`. Each family has its own listener (IPv6 sockets are
+/// IPv6-only), so an IPv4 client is `TCP4`, an IPv6 one `TCP6`.
 #[tokio::test]
-async fn proxy_header_names_the_real_client_on_a_dual_stack_listener() {
-    let mta = Mta::start(MtaScript::default()).await;
-    let proxy = Proxy::configured(
-        mta.addr,
-        None,
-        "",
-        "address = [\"[::]:0\"]\n",
-        "proxy_protocol = \"v1\"\n",
-        false,
-    )
-    .await;
-    // An IPv4 client on the `[::]` listener.
-    let v4 = std::net::SocketAddr::from(([127, 0, 0, 1], proxy.starttls.port()));
-    let mut c = Client::greeted(v4).await;
-    c.send("EHLO client.test").await;
-    c.expect(250).await;
-    c.send("MAIL FROM:<a@client.test>").await;
-    c.expect(250).await;
-    c.send("QUIT").await;
-    c.expect(221).await;
-    let want = format!(
-        "PROXY TCP4 127.0.0.1 127.0.0.1 {} {}",
-        c.local.port(),
-        v4.port()
-    );
-    let cmds = mta.commands();
-    assert!(cmds.contains(&want), "{cmds:?}");
-    assert_eq!(proxy.records(1).await[0]["backend_identity"], "proxy_v1");
-    proxy.stop().await;
+async fn proxy_header_names_the_real_client_on_wildcard_listeners() {
+    for (listen, client, family) in [
+        ("0.0.0.0:0", "127.0.0.1", "TCP4"),
+        ("[::]:0", "::1", "TCP6"),
+    ] {
+        let mta = Mta::start(MtaScript::default()).await;
+        let proxy = Proxy::configured(
+            mta.addr,
+            None,
+            "",
+            &format!("address = [\"{listen}\"]\n"),
+            "proxy_protocol = \"v1\"\n",
+            false,
+        )
+        .await;
+        let to = std::net::SocketAddr::new(client.parse().unwrap(), proxy.starttls.port());
+        let mut c = Client::greeted(to).await;
+        c.send("EHLO client.test").await;
+        c.expect(250).await;
+        c.send("MAIL FROM:<a@client.test>").await;
+        c.expect(250).await;
+        c.send("QUIT").await;
+        c.expect(221).await;
+        let want = format!(
+            "PROXY {family} {client} {client} {} {}",
+            c.local.port(),
+            to.port()
+        );
+        let cmds = mta.commands();
+        assert!(cmds.contains(&want), "{cmds:?}");
+        assert_eq!(proxy.records(1).await[0]["backend_identity"], "proxy_v1");
+        proxy.stop().await;
+    }
 }
 
 #[tokio::test]

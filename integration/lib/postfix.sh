@@ -220,6 +220,29 @@ smtpd_recipient_restrictions =
 MAIN
 }
 
+# pf_relay_backend DIR NAME PORT TRUSTED : a backend as Postfix ships,
+# relaying for its mynetworks (TRUSTED) by the default smtpd_relay_restrictions
+# (permit_mynetworks, permit_sasl_authenticated, defer_unauth_destination);
+# relayed mail is discarded, so nothing leaves the machine. The open-relay
+# guard's scenarios (realpeers/relayguard.py) ask it from inside and outside
+# TRUSTED.
+pf_relay_backend() {
+    local dir=$1 name=$2 port=$3 trusted=$4
+    mkdir -p "$dir/etc" "$dir/queue" "$dir/data"
+    chmod 755 "$dir" "$dir/etc"
+    chown postfix: "$dir/data"
+    pf_common_main "$dir" "$name"
+    pf_write_master "$dir" "127.0.0.1:$port"
+    pf_openssl_conf "$dir" 'DEFAULT:@SECLEVEL=2'
+    postconf -c "$dir/etc" -e "mynetworks = $trusted"
+    cat >> "$dir/etc/main.cf" <<MAIN
+smtpd_banner = \$myhostname ESMTP relay backend
+default_transport = discard:relayed by the tlsfront test rig
+relay_transport = discard:relayed by the tlsfront test rig
+smtpd_tls_security_level = none
+MAIN
+}
+
 # pf_sender DIR NAME CERTDIR TRANSPORT_REGEXP POLICY_TEXTHASH : a sending
 # instance (mail injected with "sendmail -C DIR/etc") whose smtp client
 # relays through the proxy. Routing is per recipient local part (see the

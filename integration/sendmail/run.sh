@@ -450,7 +450,7 @@ export SM_RIG_WORK=$WORK SM_RIG_CA=$PKI/ca.pem SM_RIG_SM_PORT=$SM_PORT SM_RIG_PR
     SM_RIG_PROXY_OK=$BUILD_OK SM_RIG_PROXY_HOSTNAME=$PROXY_HOSTNAME SM_RIG_LEGACY_HOSTNAME=$LEGACY_HOSTNAME \
     SM_RIG_PROXY2_PORT=$PROXY2_PORT SM_RIG_PROXY2_OK=$((BUILD_OK && PROXY2_OK)) \
     SM_RIG_PROXY2_LOG=$WORK/tlsfront-src2.log SM_RIG_RECORDS2=$WORK/records-src2.jsonl \
-    SM_RIG_PROXY_BIN=$PROXY_BIN
+    SM_RIG_PROXY_BIN=$PROXY_BIN SM_RIG_PKI=$PKI
 timeout 420 python3 "$HERE/scenarios.py" </dev/null | tee -a "$RESULTS" || true
 grep -q '^scenarios: done' "$RESULTS" || result scenarios FAIL "scenario driver did not finish (crash or 420 s timeout)"
 for pair in "$PROXY_PID:$PROXY_LOG" "$PROXY2_PID:$WORK/tlsfront-src2.log"; do

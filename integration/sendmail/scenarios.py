@@ -13,6 +13,7 @@ import json
 import os
 import re
 import smtplib
+import socket
 import ssl
 import subprocess
 import sys
@@ -39,6 +40,7 @@ RECORDS2 = E["SM_RIG_RECORDS2"]
 PROXY_HOSTNAME = E["SM_RIG_PROXY_HOSTNAME"]
 LEGACY = E["SM_RIG_LEGACY_HOSTNAME"]
 PROXY_BIN = E.get("SM_RIG_PROXY_BIN", "")
+PKI = E.get("SM_RIG_PKI", "")
 
 ECDHE_GROUPS = {"X25519MLKEM768", "X25519", "secp256r1", "secp384r1"}
 WEAK_KEY_RE = re.compile(r"ee key too small|key too small|CA_KEY_TOO_SMALL|EE_KEY_TOO_SMALL", re.I)
@@ -459,6 +461,74 @@ def legacy_log_catches_direct_sessions():
         info(f"{n} records match docs/record.schema.json")
     except legacylog.Problem as e:
         raise Fail(str(e))
+def tlsfront_check(source=None):
+    """`tlsfront check --json` from flags against Sendmail: (exit code, findings by code)."""
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()
+    cmd = [PROXY_BIN, "check", "--json", "--listen", f"127.0.0.1:{port}",
+           "--backend", f"127.0.0.1:{SM_PORT}", "--hostname", PROXY_HOSTNAME,
+           "--cert", f"{PKI}/proxy-fullchain.pem", "--key", f"{PKI}/proxy-key.pem",
+           # The rig's tlsfront runs as root, not as the unit's dynamic user.
+           "--service-user", "root"]
+    if source:
+        cmd += ["--source-address", source]
+    try:
+        p = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, timeout=60)
+    except subprocess.TimeoutExpired:
+        raise Fail(f"timed out: {' '.join(cmd)}")
+    try:
+        rep = json.loads(p.stdout)
+    except ValueError:
+        raise Fail(f"check printed no JSON (exit {p.returncode}): {p.stdout[-800:]!r} {p.stderr[-800:]!r}")
+    return p.returncode, {f["code"]: f for f in rep["findings"]}
+
+
+def wait_log(path, pattern, timeout=20):
+    line = wait_for(lambda: next((l for l in open(path, errors="replace").read().splitlines()
+                                  if re.search(pattern, l)), None), timeout)
+    check(line, f"no line matching {pattern!r} in {path} within {timeout}s\n{tail(path)}")
+    return line
+
+
+def relay_guard_fires_against_sendmail():
+    """The open-relay guard (issue 12): `tlsfront check` asks Sendmail, from
+    the address tlsfront connects from, to take RCPT TO:<relay-test@RANDOM.
+    example.net> after MAIL FROM:<> (then RSET; never DATA). From 127.0.0.1
+    Sendmail's built-in trust accepts it: backend_open_relay, an error naming
+    the fix. With --source-address 127.0.0.2 Sendmail says 550 5.7.1
+    Relaying denied: backend_relay_refused. The two running tlsfronts logged
+    the same verdicts at start."""
+    check(PROXY_BIN and os.access(PROXY_BIN, os.X_OK), f"no tlsfront binary ({PROXY_BIN!r})")
+    rc, f = tlsfront_check()
+    check("backend_open_relay" in f, f"no backend_open_relay finding (exit {rc}): {sorted(f)}")
+    msg = f["backend_open_relay"]["message"]
+    info(f"check from 127.0.0.1 (exit {rc}): {msg[:160]}...")
+    check(rc == 1 and f["backend_open_relay"]["level"] == "error", f"exit {rc}: {msg}")
+    for needle in ["from tlsfront's address 127.0.0.1", "backend.source_address", "--source-address"]:
+        check(needle in msg, f"{needle!r} not in: {msg}")
+    rc, f = tlsfront_check("127.0.0.2")
+    check("backend_relay_refused" in f, f"no backend_relay_refused finding (exit {rc}): "
+          + json.dumps({k: v["message"] for k, v in f.items() if v["level"] != "ok"}))
+    msg = f["backend_relay_refused"]["message"]
+    info(f"check with --source-address 127.0.0.2 (exit {rc}): {msg}")
+    others = {k: v["message"] for k, v in f.items() if v["level"] == "error"}
+    check(rc == 0 and "5.7.1" in msg and "127.0.0.2" in msg, f"exit {rc}: {msg}; errors: {others}")
+    # The relay tests never reached DATA: Sendmail logs each accepted one as
+    # a transaction ended by RSET (stat=RSET), never a delivery attempt.
+    tests = [l for l in sm_log().splitlines()
+             if re.search(r"to=<relay-test@tlsfront-[0-9a-f]+\.example\.net>", l)]
+    check(tests, "Sendmail logged no relay test")
+    check(all("stat=RSET" in l for l in tests),
+          "a relay test left a delivery attempt in Sendmail's log:\n" + "\n".join(tests))
+    info(f"Sendmail's log: {tests[0][-120:]}")
+    if PROXY_OK:
+        line = wait_log(PROXY_LOG, r"WARN.*OPEN RELAY")
+        info(f"tlsfront (127.0.0.1) at start: {line[-160:]}")
+    if PROXY2_OK:
+        line = wait_log(PROXY2_LOG, r"refuses to relay from tlsfront's address 127\.0\.0\.2")
+        info(f"tlsfront (127.0.0.2) at start: {line[-160:]}")
 
 
 SCENARIOS = [
@@ -468,6 +538,7 @@ SCENARIOS = [
     sendmail_no_open_relay,
     tlsfront_source_address_keeps_sendmail_closed,
     legacy_log_catches_direct_sessions,
+    relay_guard_fires_against_sendmail,
 ]
 
 

@@ -8,8 +8,9 @@
 //! Settings hold no runtime objects, and validation opens no file a setting
 //! names: certificates and the backend's CA file are read where they are used
 //! (`proxy::tls`, `proxy::backend::tls`). It only reads the host name from
-//! the system when `server.hostname` is not set, and resolves
-//! `backend.address` when it is a host name.
+//! the system when `server.hostname` is not set, resolves `backend.address`
+//! when it is a host name, and resolves certificate and key paths written
+//! `%d/NAME` against `$CREDENTIALS_DIRECTORY` (systemd's `LoadCredential=`).
 //!
 //! Every error names the file and the key, so a typo at 3 a.m. is a one-line fix.
 
@@ -31,7 +32,10 @@ pub use raw::{
     RawServer, RawSmtp, RawTls, parse,
 };
 pub use validate::validate;
-pub use values::{in_networks, parse_cidr, parse_duration, parse_fingerprint};
+pub use values::{
+    CREDENTIAL_PREFIX, credential_name, credential_not_loaded, in_networks, parse_cidr,
+    parse_duration, parse_fingerprint, resolve_credential,
+};
 
 /// Where `tlsfront run` looks when no `--config` is given.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/tlsfront/tlsfront.toml";
@@ -59,6 +63,8 @@ pub struct Overrides {
     pub listen: Vec<String>,
     pub implicit_listen: Vec<String>,
     pub backend: Option<String>,
+    /// `backend.source_address`: the address tlsfront connects to the backend from.
+    pub source_address: Option<String>,
     pub cert: Option<PathBuf>,
     pub key: Option<PathBuf>,
     pub hostname: Option<String>,

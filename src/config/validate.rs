@@ -11,7 +11,9 @@ use super::raw::{
     RawBackend, RawCertificate, RawConfig, RawListener, RawMetrics, RawProxyProtocol, RawRecords,
     RawServer, RawSmtp, RawTls,
 };
-use super::values::{parse_cidr, parse_duration, parse_fingerprint, valid_hostname};
+use super::values::{
+    parse_cidr, parse_duration, parse_fingerprint, reaches, resolve_credential, valid_hostname,
+};
 use super::{
     BackendSettings, BackendVerify, ConfigError, DEFAULT_GROUPS, KNOWN_GROUPS, ListenerSpec,
     Overrides, RequireTls, Settings, SmtpSettings, TlsSettings, TlsVersion, suite_names,
@@ -162,6 +164,9 @@ fn apply(mut raw: RawConfig, o: &Overrides, v: &V<'_>) -> Result<RawConfig, Conf
     }
     if let Some(b) = &o.backend {
         raw.backend.address = Some(b.clone());
+    }
+    if let Some(s) = &o.source_address {
+        raw.backend.source_address = Some(s.clone());
     }
     match (&o.cert, &o.key) {
         (Some(cert), Some(key)) => {
@@ -317,6 +322,11 @@ fn server(v: &V<'_>, s: &RawServer, listeners: &[ListenerSpec]) -> Result<Server
     })
 }
 
+/// Whether `ip` is an address of this host: one a socket can be bound to.
+fn is_local_address(ip: IpAddr) -> bool {
+    std::net::UdpSocket::bind(SocketAddr::new(ip, 0)).is_ok()
+}
+
 fn system_hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|s| s.trim().to_string())
@@ -338,10 +348,24 @@ fn backend(
         )
     })?;
     let backend_addr = v.socket_addr("backend.address", backend_addr)?;
-    if listeners.iter().any(|l| l.addr == backend_addr) {
+    // A wildcard listener answers at every local address: 0.0.0.0:25 and a
+    // backend at 127.0.0.1:25 is a loop (one message fans out to dozens of
+    // sessions until the caps stop it).
+    if let Some(l) = listeners
+        .iter()
+        .find(|l| l.addr == backend_addr || reaches(l.addr, backend_addr, is_local_address))
+    {
+        let which = if l.addr == backend_addr {
+            "is also a listener".to_string()
+        } else {
+            format!("is served by tlsfront's own listener {}", l.addr)
+        };
         return Err(v.err(
             "backend.address",
-            format!("{backend_addr} is also a listener: tlsfront would relay to itself"),
+            format!(
+                "{backend_addr} {which}: tlsfront would relay to itself (move the legacy MTA to \
+                 another port, e.g. 127.0.0.1:10025)"
+            ),
         ));
     }
     let source = match &b.source_address {
@@ -541,6 +565,17 @@ fn tls(v: &V<'_>, t: &RawTls, listeners: &[ListenerSpec]) -> Result<TlsSettings,
             ));
         }
     }
+    // `%d/NAME`: a key (or certificate) systemd passed with LoadCredential=.
+    let credentials = std::env::var_os("CREDENTIALS_DIRECTORY")
+        .filter(|d| !d.is_empty())
+        .map(std::path::PathBuf::from);
+    let mut certificates = t.certificates.clone();
+    for (i, c) in certificates.iter_mut().enumerate() {
+        c.cert = resolve_credential(&c.cert, credentials.as_deref())
+            .map_err(|e| v.err(&format!("tls.certificate[{i}].cert"), e))?;
+        c.key = resolve_credential(&c.key, credentials.as_deref())
+            .map_err(|e| v.err(&format!("tls.certificate[{i}].key"), e))?;
+    }
     for (i, c) in t.certificates.iter().enumerate() {
         for n in &c.names {
             let bare = n.strip_prefix("*.").unwrap_or(n);
@@ -556,7 +591,7 @@ fn tls(v: &V<'_>, t: &RawTls, listeners: &[ListenerSpec]) -> Result<TlsSettings,
         versions,
         groups,
         cipher_suites: t.cipher_suites.clone(),
-        certificates: t.certificates.clone(),
+        certificates,
         generate_self_signed: t.generate_self_signed,
         watch_interval: match &t.watch_interval {
             None => None,

@@ -1,8 +1,9 @@
 //! Parsers for the values a config key holds: durations, networks, host
-//! names, certificate fingerprints. Pure functions of the text; [`super::validate`] turns a `None` into
+//! names, certificate fingerprints, systemd credential paths. Pure functions of the text; [`super::validate`] turns a `None` into
 //! an error naming the key.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::limits;
@@ -95,6 +96,59 @@ pub(super) fn valid_hostname(name: &str) -> bool {
         })
 }
 
+/// Whether a connection to `addr` would reach `listener`: the same port
+/// (not 0, which tests use for "any"), and the same address, or a wildcard
+/// listener of the same family and an address of this host (`is_local`).
+/// `0.0.0.0:25` serves `127.0.0.1:25`: a backend there is tlsfront itself.
+pub fn reaches(listener: SocketAddr, addr: SocketAddr, is_local: impl Fn(IpAddr) -> bool) -> bool {
+    listener.port() != 0
+        && listener.port() == addr.port()
+        && (listener.ip() == addr.ip()
+            || (listener.ip().is_unspecified()
+                && listener.is_ipv4() == addr.is_ipv4()
+                && is_local(addr.ip())))
+}
+
+/// How a certificate or key path names a systemd credential: `%d/NAME` is
+/// `$CREDENTIALS_DIRECTORY/NAME`, as `%d` is in a unit file
+/// (`LoadCredential=NAME:/etc/letsencrypt/live/mx.example.com/privkey.pem`).
+pub const CREDENTIAL_PREFIX: &str = "%d/";
+
+/// The credential NAME of a `%d/NAME` path, whatever directory it is in.
+pub fn credential_name(path: &Path) -> Option<&str> {
+    path.to_str()?.strip_prefix(CREDENTIAL_PREFIX)
+}
+
+/// Why a `%d/NAME` path cannot be read here: the words `run` and `check` share.
+pub fn credential_not_loaded(name: &str) -> String {
+    format!(
+        "names the systemd credential {name:?}, but $CREDENTIALS_DIRECTORY is not set: \
+         tlsfront was not started by systemd with LoadCredential={name}:/path/to/file \
+         (`systemctl start tlsfront` runs `check` that way in ExecStartPre)"
+    )
+}
+
+/// `%d/NAME` as `DIR/NAME` when systemd passed credentials in `dir`; any
+/// other path as written. Without `dir` a credential path stays `%d/NAME`
+/// (nothing by that name exists), so `check` by hand can say it is a
+/// credential and `run` can refuse it in those words. A NAME that is not a
+/// plain file name is an error, whatever `dir`.
+pub fn resolve_credential(path: &Path, dir: Option<&Path>) -> Result<PathBuf, String> {
+    let Some(name) = credential_name(path) else {
+        return Ok(path.to_path_buf());
+    };
+    if name.is_empty() || name == "." || name == ".." || name.contains('/') {
+        return Err(format!(
+            "{:?}: a credential is %d/NAME with NAME a LoadCredential= name (no \"/\")",
+            path.display().to_string()
+        ));
+    }
+    Ok(match dir {
+        Some(dir) => dir.join(name),
+        None => path.to_path_buf(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -133,6 +187,43 @@ mod tests {
         assert_eq!(parse_fingerprint(&"zz".repeat(32)), None);
         // 64 bytes, but not 64 ASCII characters: refused, never a panic.
         assert_eq!(parse_fingerprint(&format!("{}é", "a".repeat(62))), None);
+    }
+
+    #[test]
+    fn a_wildcard_listener_is_reached_at_every_local_address() {
+        let a = |s: &str| s.parse::<SocketAddr>().unwrap();
+        let local = |ip: IpAddr| ip.is_loopback() || ip == "192.0.2.25".parse::<IpAddr>().unwrap();
+        assert!(reaches(a("0.0.0.0:25"), a("127.0.0.1:25"), local));
+        assert!(reaches(a("0.0.0.0:25"), a("192.0.2.25:25"), local));
+        assert!(reaches(a("127.0.0.1:25"), a("127.0.0.1:25"), local));
+        assert!(reaches(a("[::]:25"), a("[::1]:25"), local));
+        // Another port, another host, another family (IPv6 sockets are v6-only).
+        assert!(!reaches(a("0.0.0.0:25"), a("127.0.0.1:10025"), local));
+        assert!(!reaches(a("0.0.0.0:25"), a("192.0.2.26:25"), local));
+        assert!(!reaches(a("[::]:25"), a("127.0.0.1:25"), local));
+        assert!(!reaches(a("127.0.0.1:25"), a("127.0.0.2:25"), local));
+        assert!(!reaches(a("0.0.0.0:0"), a("127.0.0.1:0"), local));
+    }
+
+    #[test]
+    fn credential_paths() {
+        let dir = Path::new("/run/credentials/tlsfront.service");
+        let r = |p: &str, d| resolve_credential(Path::new(p), d);
+        assert_eq!(r("%d/mx.key", Some(dir)).unwrap(), dir.join("mx.key"));
+        // Not started by systemd: left as written, and still known as one.
+        assert_eq!(r("%d/mx.key", None).unwrap(), Path::new("%d/mx.key"));
+        assert_eq!(credential_name(Path::new("%d/mx.key")), Some("mx.key"));
+        assert_eq!(credential_name(&dir.join("mx.key")), None);
+        // Other paths, relative ones included, are never touched.
+        for p in ["/etc/tlsfront/mx.key", "mx.key", "d/mx.key", "%dmx.key"] {
+            assert_eq!(r(p, Some(dir)).unwrap(), Path::new(p));
+        }
+        for bad in ["%d/", "%d/..", "%d/a/b", "%d/."] {
+            assert!(
+                r(bad, Some(dir)).unwrap_err().contains("LoadCredential"),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

@@ -11,6 +11,7 @@ use thiserror::Error;
 
 use crate::config::{ConfigError, Settings};
 use crate::limits;
+use crate::proxy::backend::guard::{self, RelayVerdict};
 use crate::proxy::notify::{self, Notifier};
 use crate::proxy::records::{self, RecordFileError, RecordSink};
 use crate::proxy::server::{Server, StartError};
@@ -151,6 +152,7 @@ impl Daemon {
                     .watch_certificates(every, limits::CERT_SETTLE_DELAY),
             );
         }
+        tokio::spawn(self.clone().guard_relay());
         if self.notifier.enabled() {
             let watchdog = notify::watchdog_interval();
             let every = watchdog.map_or(limits::STATUS_INTERVAL, |w| w / 2);
@@ -179,6 +181,39 @@ impl Daemon {
             watch.changed();
             tracing::info!("certificate files changed: reloading");
             let _ = self.reload();
+        }
+    }
+
+    /// The open-relay guard ([`guard`]) once at start, beside serving: a
+    /// warning when the backend lets tlsfront's connections relay (the words
+    /// of `check`'s `backend_open_relay`). A backend not up yet is asked again
+    /// every `backend.probe_interval` until it answers. Returns the verdict.
+    pub async fn guard_relay(self: Arc<Self>) -> Option<RelayVerdict> {
+        let settings = &self.shared.settings;
+        let listener = settings.listeners.first()?.addr;
+        loop {
+            match guard::test_relay(&self.shared.backend, &settings.hostname, listener).await {
+                Ok(test) => {
+                    match &test.verdict {
+                        RelayVerdict::Open { .. } => {
+                            tracing::warn!(backend = %settings.backend.addr, "{}", test.message())
+                        }
+                        RelayVerdict::Refused { .. } => {
+                            tracing::info!(backend = %settings.backend.addr, "{}", test.message())
+                        }
+                        RelayVerdict::Inconclusive { .. } => {
+                            tracing::warn!(backend = %settings.backend.addr, "{}", test.message())
+                        }
+                    }
+                    return Some(test.verdict);
+                }
+                // The probe says the backend is down; nothing to add here.
+                Err(e) => tracing::debug!(error = %e, "relay test: backend not reachable yet"),
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(settings.backend.probe_interval) => {}
+                _ = self.shared.shutdown.cancelled() => return None,
+            }
         }
     }
 

@@ -553,7 +553,7 @@ pub enum RecordFileError {
 /// Opens the record file for appending: created 0640 (it holds client
 /// addresses and names), never through a symbolic link (`O_NOFOLLOW`), never
 /// waiting for a FIFO's reader (`O_NONBLOCK`), and only a regular file.
-fn open_record_file(path: &Path) -> Result<std::fs::File, RecordFileError> {
+pub fn open_record_file(path: &Path) -> Result<std::fs::File, RecordFileError> {
     use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
     // What is at `path`, when opening it failed or gave something odd.
     let refusal = |ft: std::fs::FileType| {

@@ -266,15 +266,26 @@ fn inherited_listeners() -> Result<Vec<std::net::TcpListener>, String> {
     Ok(out)
 }
 
-fn bind_one(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
-    let socket = if addr.is_ipv4() {
-        tokio::net::TcpSocket::new_v4()?
-    } else {
-        tokio::net::TcpSocket::new_v6()?
-    };
-    socket.set_reuseaddr(true)?;
-    socket.bind(addr)?;
-    socket.listen(limits::LISTEN_BACKLOG)
+/// Binds a listening socket as `run` does (and `check` tries): address
+/// reuse on, so a restart does not wait for TIME_WAIT; an IPv6 socket is
+/// IPv6-only (`IPV6_V6ONLY`, as nginx does), so `[::]:25` and `0.0.0.0:25`
+/// bind side by side whatever `net.ipv6.bindv6only` says. IPv4 clients
+/// come in through an IPv4 listener, never as mapped addresses.
+pub fn bind_std(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.set_reuse_address(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(limits::LISTEN_BACKLOG as i32)?;
+    Ok(socket.into())
+}
+
+fn bind_one(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    TcpListener::from_std(bind_std(addr)?)
 }
 
 async fn accept_loop(

@@ -7,7 +7,7 @@
 //! certificate's config; so the record knows exactly which certificate was
 //! served. Tickets and the TLS 1.2 session cache are shared by all configs.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -17,7 +17,6 @@ use rustls::crypto::aws_lc_rs;
 use rustls::server::{ClientHello as RustlsHello, ResolvesServerCert, ServerSessionMemoryCache};
 use rustls::sign::CertifiedKey;
 use rustls::{ServerConfig, SignatureAlgorithm, SignatureScheme};
-use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use thiserror::Error;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -25,7 +24,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 
 use crate::cert::{self, KeyKind};
-use crate::config::{Settings, TlsSettings, TlsVersion};
+use crate::config::{Settings, TlsSettings, TlsVersion, credential_name, credential_not_loaded};
 use crate::limits;
 use crate::outcome::HandshakeFailure;
 use crate::proxy::stream::Prefixed;
@@ -36,11 +35,12 @@ use crate::wire::offer::Offer as ClientOffer;
 pub enum TlsError {
     #[error("{path}: {message}")]
     File { path: PathBuf, message: String },
-    #[error("certificate {cert} with key {key}: {message}")]
-    Pair {
+    /// What keeps a configured certificate from serving, as `check` says it
+    /// about the same certificate (its subject, then the message).
+    #[error("certificate {}: {problem}", .cert.display())]
+    Certificate {
         cert: PathBuf,
-        key: PathBuf,
-        message: String,
+        problem: cert::Problem,
     },
     #[error("TLS configuration: {0}")]
     Config(String),
@@ -89,35 +89,18 @@ pub struct CertEntry {
     pub source: String,
     /// The leaf's notAfter, seconds since the Unix epoch (metrics).
     pub not_after: i64,
+    /// The leaf's facts, judged at start and on reload as `check` judges them.
+    leaf: cert::Cert,
     certified: Arc<CertifiedKey>,
     config: Arc<ServerConfig>,
     /// Lower is preferred when the client can verify several kinds.
     preference: u8,
 }
 
-/// Where a certificate in service stands against its notAfter.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Expiry {
-    Expired,
-    /// Less than [`limits::CERT_EXPIRY_WARNING`] left (whole days, rounded down).
-    Soon {
-        days_left: i64,
-    },
-}
-
 impl CertEntry {
-    /// `None` while the certificate has more than [`limits::CERT_EXPIRY_WARNING`] left.
-    pub fn expiry(&self, now: i64) -> Option<Expiry> {
-        let left = self.not_after - now;
-        if left <= 0 {
-            Some(Expiry::Expired)
-        } else if left < limits::CERT_EXPIRY_WARNING.as_secs() as i64 {
-            Some(Expiry::Soon {
-                days_left: left / 86_400,
-            })
-        } else {
-            None
-        }
+    /// The leaf's validity at `now`, in `check`'s words.
+    pub fn validity(&self, now: i64) -> cert::Judged {
+        cert::judge_validity(&self.leaf, &format!("the leaf ({})", self.subject), now)
     }
 }
 
@@ -183,7 +166,6 @@ struct Loaded {
     names: Vec<String>,
     default: bool,
     cert_path: PathBuf,
-    key_path: PathBuf,
 }
 
 impl TlsFront {
@@ -216,14 +198,25 @@ impl TlsFront {
                 names: Vec::new(),
                 default: true,
                 cert_path: PathBuf::from("(generated)"),
-                key_path: PathBuf::from("(generated)"),
             });
         }
         for c in &tls.certificates {
-            let chain = load_chain(&c.cert)?;
-            let key = PrivateKeyDer::from_pem_file(&c.key).map_err(|e| TlsError::File {
-                path: c.key.clone(),
-                message: format!("cannot load private key: {e}"),
+            for path in [&c.cert, &c.key] {
+                if let Some(name) = credential_name(path) {
+                    return Err(TlsError::File {
+                        path: path.clone(),
+                        message: credential_not_loaded(name),
+                    });
+                }
+            }
+            // The words of `check` (cert::Problem), file by file.
+            let chain = cert::read_chain(&c.cert).map_err(|problem| TlsError::Certificate {
+                cert: c.cert.clone(),
+                problem,
+            })?;
+            let key = cert::read_key(&c.key).map_err(|problem| TlsError::Certificate {
+                cert: c.cert.clone(),
+                problem,
             })?;
             loaded.push(Loaded {
                 chain,
@@ -231,7 +224,6 @@ impl TlsFront {
                 names: c.names.clone(),
                 default: c.default,
                 cert_path: c.cert.clone(),
-                key_path: c.key.clone(),
             });
         }
 
@@ -243,29 +235,32 @@ impl TlsFront {
             names,
             default,
             cert_path,
-            key_path,
         } in loaded
         {
             let source = cert_path.display().to_string();
-            let pair_err = |message: String| TlsError::Pair {
+            let refused = |problem: cert::Problem| TlsError::Certificate {
                 cert: cert_path.clone(),
-                key: key_path.clone(),
-                message,
+                problem,
             };
-            let info = cert::parse(chain[0].as_ref())
-                .map_err(|e| pair_err(format!("cannot parse certificate: {e}")))?;
+            // Every certificate of the file parses, as `check` requires.
+            let mut parsed = Vec::new();
+            for (i, der) in chain.iter().enumerate() {
+                parsed.push(cert::parse(der.as_ref()).map_err(|e| {
+                    refused(cert::Problem::CertificateUnparsable {
+                        index: i + 1,
+                        error: e.to_string(),
+                    })
+                })?);
+            }
+            let info = parsed.swap_remove(0);
             // Before the key is loaded: aws-lc-rs refuses such keys with a
             // message that does not say why.
-            if let KeyKind::Rsa(bits) = info.key
-                && bits < 2048
-            {
-                return Err(pair_err(format!(
-                    "RSA key of {bits} bits: modern senders refuse keys under 2048 bits (\"ee key too small\"), \
-                     which is the failure tlsfront exists to fix"
-                )));
+            if let Some(p) = cert::leaf_key_problem(&info) {
+                return Err(refused(p));
             }
+            let key_kind = cert::private_key_kind(&key);
             let certified = CertifiedKey::from_der(chain, key, &provider)
-                .map_err(|e| pair_err(describe_key_error(&e)))?;
+                .map_err(|e| refused(describe_key_error(&e, key_kind.as_ref())))?;
             let preference = match certified.key.algorithm() {
                 SignatureAlgorithm::ECDSA => 0,
                 SignatureAlgorithm::ED25519 => 1,
@@ -293,9 +288,10 @@ impl TlsFront {
                 names,
                 key_type: info.key.name(),
                 self_signed: generated || info.self_issued(),
-                subject: info.subject,
+                subject: info.subject.clone(),
                 source,
                 not_after: info.not_after,
+                leaf: info,
                 certified,
                 config: Arc::new(config),
                 preference,
@@ -345,27 +341,27 @@ impl TlsFront {
         &self.entries
     }
 
-    /// Logs a warning for each certificate in service that has expired or
-    /// soon will; returns how many. Serving goes on (an expired certificate
-    /// still gives opportunistic senders encryption, which no TLS would not),
-    /// but it must not go unnoticed: called at start and after every reload.
+    /// Logs a warning for each certificate in service that is expired, not
+    /// yet valid or expires within [`limits::CERT_EXPIRY_WARNING`], in the
+    /// words of `check` (`expired`, `not_yet_valid`, `expires_soon`); returns
+    /// how many. Called at start and after every reload.
     pub fn warn_expiry(&self, now: i64) -> usize {
         let mut warned = 0;
         for e in &self.entries {
-            let Some(expiry) = e.expiry(now) else {
-                continue;
-            };
-            let not_after = jiff::Timestamp::from_second(e.not_after)
-                .map(|t| t.to_string())
-                .unwrap_or_else(|_| e.not_after.to_string());
-            match expiry {
-                Expiry::Expired => tracing::warn!(
-                    source = %e.source, subject = %e.subject, %not_after,
-                    "certificate EXPIRED: still served, but senders that verify refuse it; renew it"
+            let judged = e.validity(now);
+            let not_after = cert::date(e.not_after);
+            let (source, subject, days_left) = (&e.source, &e.subject, judged.days_left);
+            let served = "still served (opportunistic senders get encryption; senders that \
+                          verify refuse it)";
+            match judged.validity {
+                cert::Validity::Valid => continue,
+                cert::Validity::ExpiresSoon => tracing::warn!(
+                    %source, %subject, %not_after, days_left,
+                    "{}: renew it", judged.message
                 ),
-                Expiry::Soon { days_left } => tracing::warn!(
-                    source = %e.source, subject = %e.subject, %not_after, days_left,
-                    "certificate expires soon: renew it"
+                _ => tracing::warn!(
+                    %source, %subject, %not_after, days_left,
+                    "{}: {served}; renew it", judged.message
                 ),
             }
             warned += 1;
@@ -687,30 +683,17 @@ pub struct Failed {
     pub hello: Option<HelloSummary>,
 }
 
-fn describe_key_error(e: &rustls::Error) -> String {
-    match e {
-        rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch) => {
-            "the private key does not belong to the first certificate in the file".into()
+/// rustls' refusal of a key, in `check`'s words (cert::Problem).
+fn describe_key_error(e: &rustls::Error, kind: Option<&KeyKind>) -> cert::Problem {
+    match (e, kind) {
+        (rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch), _) => {
+            cert::Problem::KeyMismatch
         }
-        other => format!("unusable key: {other}"),
+        (_, Some(KeyKind::Rsa(bits))) if *bits < limits::MIN_RSA_BITS => {
+            cert::Problem::RsaTooSmall(*bits)
+        }
+        (other, _) => cert::Problem::KeyUnusable(other.to_string()),
     }
-}
-
-fn load_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
-    let err = |message: String| TlsError::File {
-        path: path.to_path_buf(),
-        message,
-    };
-    let chain = CertificateDer::pem_file_iter(path)
-        .map_err(|e| err(format!("cannot read certificate file: {e}")))?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| err(format!("bad PEM: {e}")))?;
-    if chain.is_empty() {
-        return Err(err(
-            "no CERTIFICATE block found (expected a PEM full chain: leaf first)".into(),
-        ));
-    }
-    Ok(chain)
 }
 
 /// An ECDSA P-256 certificate for all of `names`, made in memory.
@@ -743,15 +726,21 @@ mod tests {
         let end = front.entries[0].not_after;
         let window = limits::CERT_EXPIRY_WARNING.as_secs() as i64;
         let e = &front.entries[0];
-        assert_eq!(e.expiry(end - window), None);
-        assert_eq!(
-            e.expiry(end - window + 1),
-            Some(Expiry::Soon { days_left: 13 })
+        let v = |now| e.validity(now).validity;
+        assert_eq!(v(end - window), cert::Validity::Valid);
+        assert_eq!(v(end - window + 1), cert::Validity::ExpiresSoon);
+        assert_eq!(e.validity(end - window + 1).days_left, 20);
+        assert_eq!(v(end), cert::Validity::ExpiresSoon);
+        assert_eq!(v(end + 1), cert::Validity::Expired);
+        assert!(
+            e.validity(end + 86_400)
+                .message
+                .starts_with("the leaf (CN=mx.example.test) expired on "),
+            "{}",
+            e.validity(end + 86_400).message
         );
-        assert_eq!(e.expiry(end - 1), Some(Expiry::Soon { days_left: 0 }));
-        assert_eq!(e.expiry(end), Some(Expiry::Expired));
         assert_eq!(front.warn_expiry(end - window), 0);
-        front.entries[0].not_after = end - 2 * window;
+        front.entries[0].leaf.not_after = end - 2 * window;
         assert_eq!(front.warn_expiry(end - window), 1);
     }
 

@@ -167,13 +167,174 @@ pub struct Report {
     pub other_sni: Option<SniReport>,
     /// The raw TLS 1.2 probe, run only when the modern handshake failed.
     pub legacy: Option<Assessment>,
-    /// A modern sender would deliver over verified TLS to the names checked.
+    /// What each kind of sender does with this server.
+    pub senders: Senders,
+    /// A verifying sender would deliver over verified TLS to the names checked.
     pub ok: bool,
     /// Why not, one line each.
     pub problems: Vec<String>,
     /// Cannot connect, not SMTP, bad arguments (exit 2).
     pub error: Option<String>,
     pub exit: u8,
+}
+
+/// How a kind of sender's message travels to this server.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Delivery {
+    /// Over TLS with a chain that verifies and covers the name.
+    VerifiedTls,
+    /// Over TLS, the certificate not checked (or no roots to check it).
+    Tls,
+    /// In clear.
+    Plaintext,
+    /// Not at all: deferred and retried, then bounced.
+    #[default]
+    Fails,
+}
+
+impl Delivery {
+    /// The verdict in one word, for people.
+    pub fn word(self) -> &'static str {
+        match self {
+            Delivery::VerifiedTls => "VERIFIED TLS",
+            Delivery::Tls => "TLS",
+            Delivery::Plaintext => "CLEAR",
+            Delivery::Fails => "FAILS",
+        }
+    }
+}
+
+/// One kind of sender's verdict, and why.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct SenderVerdict {
+    pub delivery: Delivery,
+    pub detail: String,
+}
+
+/// The three kinds of sending MTA, as Postfix's `posttls-finger -l may` /
+/// `-l secure` and a client that retries in clear see the server.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Senders {
+    /// TLS when offered, the certificate not checked: Postfix
+    /// (`smtp_tls_security_level = may`), Exim and Sendmail by default.
+    pub opportunistic: SenderVerdict,
+    /// A valid chain for the MX name required: MTA-STS `enforce`, DANE,
+    /// Postfix `secure`.
+    pub verifying: SenderVerdict,
+    /// Like opportunistic, but a failed TLS attempt is retried in clear.
+    pub fallback: SenderVerdict,
+}
+
+/// How far STARTTLS got.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StartTls {
+    /// Implicit TLS (port 465): no STARTTLS step.
+    Implicit,
+    NotOffered,
+    /// Offered, but answered with this reply.
+    Refused(String),
+    Accepted,
+}
+
+/// What the probe saw, for the verdicts.
+#[derive(Debug, Clone)]
+pub struct Facts {
+    pub starttls: StartTls,
+    /// The modern (rustls) handshake: its protocol version when it succeeded.
+    pub modern: Option<String>,
+    /// `trusted`, `not_checked`, or why the chain does not verify.
+    pub verification: Option<String>,
+    /// Names the certificate does not cover.
+    pub uncovered: Vec<String>,
+    /// The raw TLS 1.2 probe, when the modern handshake failed.
+    pub legacy: Option<Assessment>,
+}
+
+/// The verdict of each kind of sender. A lenient sender (Postfix's own
+/// OpenSSL settings, which `posttls-finger -l may` shows) completes a
+/// handshake whenever the server answers a ClientHello at all: a 1024-bit
+/// RSA key, a 1024-bit DH group, TLS 1.0 (observed with Postfix 3.7 and
+/// OpenSSL 3.0). The certificate only matters to verifying senders.
+pub fn senders(f: &Facts) -> Senders {
+    let lenient = match (&f.modern, &f.legacy) {
+        (Some(v), _) => Some(format!("over {v}, certificate not checked")),
+        (None, Some(l)) if l.failure.is_none() && l.version.is_some() => {
+            let mut d = format!(
+                "over {}, certificate not checked",
+                l.version.clone().unwrap_or_default()
+            );
+            if l.reasons.iter().any(|r| *r != Refusal::WeakRsa) {
+                d.push_str(
+                    " (senders on OpenSSL's default security level, not Postfix, refuse it: \
+                     \"dh key too small\" / \"unsupported protocol\")",
+                );
+            }
+            Some(d)
+        }
+        _ => None,
+    };
+    let v = |delivery, detail: &str| SenderVerdict {
+        delivery,
+        detail: detail.to_string(),
+    };
+    let no_tls = match &f.starttls {
+        StartTls::NotOffered => Some("STARTTLS is not offered".to_string()),
+        StartTls::Refused(r) => Some(format!("STARTTLS is refused ({r})")),
+        _ => None,
+    };
+    let (opportunistic, fallback) = match (&no_tls, &lenient) {
+        (Some(why), _) => (
+            v(Delivery::Plaintext, &format!("{why}: delivers in clear")),
+            v(Delivery::Plaintext, &format!("{why}: delivers in clear")),
+        ),
+        (None, Some(tls)) => (v(Delivery::Tls, tls), v(Delivery::Tls, tls)),
+        (None, None) => {
+            let why = "no TLS handshake is possible";
+            (
+                v(
+                    Delivery::Fails,
+                    &format!("{why}: the message is deferred, retried, and bounced in the end"),
+                ),
+                if f.starttls == StartTls::Implicit {
+                    v(
+                        Delivery::Fails,
+                        &format!("{why}, and implicit TLS has no clear-text mode"),
+                    )
+                } else {
+                    v(Delivery::Plaintext, &format!("{why}: retries in clear"))
+                },
+            )
+        }
+    };
+    let verifying = match (&no_tls, &f.modern, f.verification.as_deref()) {
+        (Some(why), _, _) => v(Delivery::Fails, &format!("{why}: refuses to send")),
+        (None, None, _) => v(
+            Delivery::Fails,
+            "no handshake a modern TLS stack accepts (see the problems)",
+        ),
+        (None, Some(_), _) if !f.uncovered.is_empty() => v(
+            Delivery::Fails,
+            &format!("the certificate does not cover {}", f.uncovered.join(", ")),
+        ),
+        (None, Some(ver), Some("trusted")) => v(
+            Delivery::VerifiedTls,
+            &format!("over {ver}, the chain verifies and covers the name"),
+        ),
+        (None, Some(ver), Some("not_checked") | None) => v(
+            Delivery::Tls,
+            &format!("over {ver}; the chain was not checked (no roots)"),
+        ),
+        (None, Some(_), Some(why)) => v(
+            Delivery::Fails,
+            &format!("the chain does not verify ({why})"),
+        ),
+    };
+    Senders {
+        opportunistic,
+        verifying,
+        fallback,
+    }
 }
 
 /// Loads the roots: the system bundle plus `--cafile`. `Ok(None)`: no roots
@@ -613,11 +774,27 @@ pub async fn run(opts: &Options) -> Report {
         match starttls(stream, opts, &mut d).await {
             Ok((s, _)) => s,
             Err(stop) => {
+                let starttls = if !d.starttls_offered {
+                    StartTls::NotOffered
+                } else {
+                    StartTls::Refused(
+                        d.starttls_reply
+                            .clone()
+                            .unwrap_or_else(|| stop.message.clone()),
+                    )
+                };
                 fill_dialogue(&mut r, d);
                 if stop.fatal {
                     return fail(r, stop.message);
                 }
                 r.problems.push(stop.message);
+                r.senders = senders(&Facts {
+                    starttls,
+                    modern: None,
+                    verification: None,
+                    uncovered: Vec::new(),
+                    legacy: None,
+                });
                 r.exit = 1;
                 return r;
             }
@@ -707,6 +884,25 @@ pub async fn run(opts: &Options) -> Report {
             )),
         }
     }
+    r.senders = senders(&Facts {
+        starttls: if opts.implicit {
+            StartTls::Implicit
+        } else {
+            StartTls::Accepted
+        },
+        modern: hs
+            .report
+            .ok
+            .then(|| hs.report.version.clone().unwrap_or_default()),
+        verification: r.verification.clone(),
+        uncovered: r
+            .names
+            .iter()
+            .filter(|n| !n.matches)
+            .map(|n| n.name.clone())
+            .collect(),
+        legacy: r.legacy.clone(),
+    });
     r.ok = r.problems.is_empty();
     r.exit = if r.ok { 0 } else { 1 };
     r
@@ -937,15 +1133,46 @@ impl Report {
         line(String::new());
         if let Some(e) = &self.error {
             line(format!("probe failed: {e}"));
-        } else if self.ok && self.verification.as_deref() == Some("not_checked") {
+            return o;
+        }
+        let s = &self.senders;
+        line("senders (what each kind of sending MTA does here)".into());
+        for (kind, who, v) in [
+            (
+                "opportunistic",
+                "TLS if offered, no certificate check: Postfix, Exim, Sendmail by default",
+                &s.opportunistic,
+            ),
+            (
+                "verifying",
+                "a valid chain for the MX name: MTA-STS enforce, DANE, Postfix \"secure\"",
+                &s.verifying,
+            ),
+            ("fallback", "retries in clear when TLS fails", &s.fallback),
+        ] {
+            line(format!("  {kind:<14} {}: {}", v.delivery.word(), v.detail));
+            line(format!("  {:<14} ({who})", ""));
+        }
+        line(String::new());
+        if self.ok && self.verification.as_deref() == Some("not_checked") {
             line(
-                "verdict: OK: a modern sender would deliver over TLS (chain not checked: no roots)"
+                "verdict: OK: every kind of sender delivers over TLS (chain not checked: no roots)"
                     .into(),
             );
         } else if self.ok {
-            line("verdict: OK: a modern sender would deliver over verified TLS".into());
+            line(
+                "verdict: OK: every kind of sender delivers over TLS, verified where verifying"
+                    .into(),
+            );
         } else {
-            line("verdict: a modern sender would FAIL here:".into());
+            line(format!(
+                "verdict: opportunistic senders {}; verifying senders FAIL here:",
+                match s.opportunistic.delivery {
+                    Delivery::VerifiedTls | Delivery::Tls => "deliver over TLS",
+                    Delivery::Plaintext => "deliver in CLEAR",
+                    Delivery::Fails => "FAIL too",
+                }
+            ));
             for p in &self.problems {
                 line(format!("  - {p}"));
             }
@@ -986,6 +1213,81 @@ mod tests {
         assert!(is_dns_name("mx.example.com"));
         assert!(!is_dns_name("127.0.0.1"));
         assert!(!is_dns_name("::1"));
+    }
+
+    fn facts(starttls: StartTls) -> Facts {
+        Facts {
+            starttls,
+            modern: None,
+            verification: None,
+            uncovered: Vec::new(),
+            legacy: None,
+        }
+    }
+
+    fn deliveries(s: &Senders) -> [Delivery; 3] {
+        [
+            s.opportunistic.delivery,
+            s.verifying.delivery,
+            s.fallback.delivery,
+        ]
+    }
+
+    /// Each kind of sender, case by case, as posttls-finger `-l may` and
+    /// `-l secure` see the same servers.
+    #[test]
+    fn verdicts_per_kind_of_sender() {
+        use Delivery::*;
+        // tlsfront with a publicly trusted certificate.
+        let mut f = facts(StartTls::Accepted);
+        f.modern = Some("TLSv1.3".into());
+        f.verification = Some("trusted".into());
+        assert_eq!(deliveries(&senders(&f)), [Tls, VerifiedTls, Tls]);
+        // Its self-signed certificate: only verifying senders refuse it.
+        f.verification = Some("unknown_issuer".into());
+        let s = senders(&f);
+        assert_eq!(deliveries(&s), [Tls, Fails, Tls]);
+        assert!(s.verifying.detail.contains("unknown_issuer"));
+        // A name not covered.
+        f.verification = Some("trusted".into());
+        f.uncovered = vec!["mx.example.com".into()];
+        assert_eq!(deliveries(&senders(&f)), [Tls, Fails, Tls]);
+        // A legacy box: RSA-1024 (rustls refuses, lenient stacks do not).
+        let mut f = facts(StartTls::Accepted);
+        f.legacy = Some(Assessment {
+            version: Some("TLSv1.2".into()),
+            reasons: vec![Refusal::WeakRsa],
+            ..Assessment::default()
+        });
+        let s = senders(&f);
+        assert_eq!(deliveries(&s), [Tls, Fails, Tls]);
+        assert!(!s.opportunistic.detail.contains("dh key too small"));
+        // DHE-1024 only: Postfix delivers, OpenSSL-default senders do not.
+        f.legacy.as_mut().unwrap().reasons = vec![Refusal::WeakDh];
+        let s = senders(&f);
+        assert_eq!(deliveries(&s), [Tls, Fails, Tls]);
+        assert!(s.opportunistic.detail.contains("dh key too small"));
+        // No answer to a ClientHello at all.
+        f.legacy.as_mut().unwrap().failure = Some("handshake_failure alert".into());
+        assert_eq!(deliveries(&senders(&f)), [Fails, Fails, Plaintext]);
+        // No STARTTLS: opportunistic senders deliver in clear.
+        let s = senders(&facts(StartTls::NotOffered));
+        assert_eq!(deliveries(&s), [Plaintext, Fails, Plaintext]);
+        assert!(s.opportunistic.detail.contains("not offered"));
+        let s = senders(&facts(StartTls::Refused(
+            "454 4.7.0 TLS not available".into(),
+        )));
+        assert_eq!(deliveries(&s), [Plaintext, Fails, Plaintext]);
+        // Implicit TLS that does not work has no clear-text fallback.
+        assert_eq!(
+            deliveries(&senders(&facts(StartTls::Implicit))),
+            [Fails, Fails, Fails]
+        );
+        // No roots to check against.
+        let mut f = facts(StartTls::Accepted);
+        f.modern = Some("TLSv1.3".into());
+        f.verification = Some("not_checked".into());
+        assert_eq!(deliveries(&senders(&f)), [Tls, Tls, Tls]);
     }
 
     #[test]

@@ -20,9 +20,19 @@ impl Out {
 
 /// Runs `tlsfront <args>` with a hard time limit (killed by PID past it).
 pub async fn tlsfront(args: Vec<String>) -> Out {
+    tlsfront_env(args, &[]).await
+}
+
+/// [`tlsfront`] with these environment variables set.
+pub async fn tlsfront_env(args: Vec<String>, env: &[(&str, &str)]) -> Out {
+    let env: Vec<(String, String)> = env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
     tokio::task::spawn_blocking(move || {
         let mut child = Command::new(env!("CARGO_BIN_EXE_tlsfront"))
             .args(&args)
+            .envs(env)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

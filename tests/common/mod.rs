@@ -155,6 +155,10 @@ pub struct MtaScript {
     pub refuse_ehlo: Option<String>,
     /// XCLIENT gets this reply line instead of a new 220 greeting.
     pub xclient_reply: Option<String>,
+    /// Clients this backend relays for (its `mynetworks`): from them, RCPT
+    /// to a domain under example.net (nobody's: the relay guard's test) gets
+    /// 250; from others `554 5.7.1 Relay access denied`, as Postfix says.
+    pub trusted_clients: Vec<std::net::IpAddr>,
 }
 
 impl Default for MtaScript {
@@ -189,6 +193,7 @@ impl Default for MtaScript {
             relay_domain: None,
             refuse_ehlo: None,
             xclient_reply: None,
+            trusted_clients: Vec::new(),
         }
     }
 }
@@ -238,7 +243,7 @@ impl Mta {
                 let _ = stream.set_nodelay(true);
                 l2.lock().unwrap().connections += 1;
                 l2.lock().unwrap().peers.push(peer);
-                tokio::spawn(mta_session(stream, script.clone(), l2.clone()));
+                tokio::spawn(mta_session(stream, peer, script.clone(), l2.clone()));
             }
         });
         Mta { addr, log, task }
@@ -269,7 +274,7 @@ impl Mta {
     }
 }
 
-async fn mta_session(tcp: TcpStream, script: MtaScript, log: Arc<Mutex<MtaLog>>) {
+async fn mta_session(tcp: TcpStream, peer: SocketAddr, script: MtaScript, log: Arc<Mutex<MtaLog>>) {
     let mut s: Box<dyn Io> = Box::new(tcp);
     if let (true, Some(cfg)) = (script.implicit_tls, &script.tls) {
         let Ok(tls) = tokio_rustls::TlsAcceptor::from(cfg.clone()).accept(s).await else {
@@ -318,6 +323,12 @@ async fn mta_session(tcp: TcpStream, script: MtaScript, log: Arc<Mutex<MtaLog>>)
             }
             "HELO" => "250 legacy.test\r\n".to_string(),
             "MAIL" | "RSET" | "NOOP" => "250 2.1.0 Ok\r\n".to_string(),
+            "RCPT"
+                if line.ends_with(".example.net>")
+                    && !script.trusted_clients.contains(&peer.ip()) =>
+            {
+                "554 5.7.1 Relay access denied\r\n".to_string()
+            }
             "RCPT" => match (&script.reject_rcpt, &script.relay_domain) {
                 (Some(bad), _) if line.contains(bad.as_str()) => {
                     "550 5.1.1 User unknown\r\n".to_string()

@@ -168,6 +168,9 @@ async fn front_session(mut s: TcpStream, tls: SocketAddr) {
         } else if line == "QUIT" {
             let _ = s.write_all(b"221 2.0.0 Bye\r\n").await;
             return;
+        } else if line.starts_with("RCPT") {
+            // tlsfront check's relay test: a backend that does not relay.
+            b"554 5.7.1 Relay access denied\r\n"
         } else {
             b"250 2.0.0 Ok\r\n"
         };

@@ -2,6 +2,7 @@
 //! EHLO, sending commands and reading replies with a deadline on every wait,
 //! and the cache of its EHLO keywords that tlsfront's own EHLO reply offers.
 
+pub mod guard;
 pub mod tls;
 
 use std::net::{IpAddr, SocketAddr};

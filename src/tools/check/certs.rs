@@ -6,12 +6,8 @@
 use rustls_pki_types::PrivateKeyDer;
 use x509_parser::prelude::FromDer;
 
-use crate::cert::{Cert, KeyKind};
+use crate::cert::{Cert, Problem};
 use crate::tools::check::findings::{About, Finding, Level, Section};
-
-/// Days before expiry from which `expires_soon` warns: three weeks leaves
-/// time for a renewal that failed silently (ACME renews at 30 days).
-pub const EXPIRY_WARNING_DAYS: i64 = 21;
 
 /// Names a certificate by its place in the chain: 0 is the leaf.
 fn describe(i: usize, c: &Cert) -> String {
@@ -35,25 +31,12 @@ fn name_list(names: &[String]) -> String {
     }
 }
 
-fn date(ts: i64) -> String {
-    jiff::Timestamp::from_second(ts)
-        .map(|t| t.strftime("%Y-%m-%d").to_string())
-        .unwrap_or_else(|_| ts.to_string())
-}
-
 /// The leaf's key: RSA under 2048 bits is what modern senders refuse.
 pub fn check_key_type(subject: &str, leaf: &Cert) -> Finding {
     let about = About::new(Section::Certificates, subject);
-    match &leaf.key {
-        KeyKind::Rsa(bits) if *bits < 2048 => about.error("rsa_key_too_small",
-            format!(
-                "RSA key of {bits} bits: modern senders refuse it (\"ee key too small\"); use RSA 2048+ or ECDSA P-256"
-            ),
-        ),
-        KeyKind::Other(oid) => about.error("unsupported_key_type",
-            format!("public key algorithm {oid} is not usable for TLS here (use ECDSA or RSA)"),
-        ),
-        k => about.ok("key_type", format!("key {}", k.name())),
+    match crate::cert::leaf_key_problem(leaf) {
+        Some(p) => about.error(p.code(), p.to_string()),
+        None => about.ok("key_type", format!("key {}", leaf.key.name())),
     }
 }
 
@@ -75,14 +58,15 @@ pub fn check_key_match(subject: &str, leaf: &Cert, key: &PrivateKeyDer<'_>) -> F
             "key_matches",
             "the private key belongs to the leaf certificate",
         ),
-        Ok(_) => about.error(
-            "key_mismatch",
-            "the private key does not belong to the first certificate in the file",
-        ),
-        Err(e) => about.error(
-            "key_unusable",
-            format!("the private key cannot be used: {e}"),
-        ),
+        Ok(_) => {
+            let p = Problem::KeyMismatch;
+            about.error(p.code(), p.to_string())
+        }
+        // A small RSA key by its size, as `run` says it.
+        Err(e) => {
+            let p = crate::cert::unusable_key(key, e);
+            about.error(p.code(), p.to_string())
+        }
     }
 }
 
@@ -139,16 +123,37 @@ pub fn check_chain(subject: &str, chain: &[Cert]) -> Vec<Finding> {
     // by a root left out is the normal case.
     let gap = top_issuer_missing && unused.iter().any(|i| !chain[*i].self_issued());
     if top_issuer_missing && (top == leaf || gap) {
-        out.push(about.error(
-            "chain_incomplete",
-            format!(
-                "{} was issued by {}, which is not in the file: append the intermediate \
-                 certificate(s) after the leaf, in order (if that issuer is a root, append it: \
-                 `root_included` is only a warning)",
-                describe(path.len() - 1, &chain[top]),
-                chain[top].issuer
-            ),
-        ));
+        let issued = format!(
+            "{} was issued by {}, which is not in the file",
+            describe(path.len() - 1, &chain[top]),
+            chain[top].issuer
+        );
+        // Other certificates in the file that do not connect: a chain meant
+        // to be there is broken, whoever the CA.
+        if gap || !unused.is_empty() || !chain[top].ca_issuers.is_empty() {
+            // A public CA names where its intermediate is: senders will not fetch it.
+            let at = match chain[top].ca_issuers.first() {
+                Some(url) if top == leaf => format!(" (its AIA caIssuers URL {url} serves it)"),
+                _ => String::new(),
+            };
+            out.push(about.error(
+                "chain_incomplete",
+                format!(
+                    "{issued}: append the intermediate certificate(s){at} after the leaf, in \
+                     order (if that issuer is a root, append it: `root_included` is only a warning)"
+                ),
+            ));
+        } else {
+            // No AIA: a private (internal) CA, whose root the senders that
+            // verify must already trust; nothing to append.
+            out.push(about.warning(
+                "chain_private_ca",
+                format!(
+                    "{issued}, and names no AIA caIssuers URL: a private CA. Senders that \
+                     verify must trust its root; append its intermediates, if any, after the leaf"
+                ),
+            ));
+        }
     }
     for i in &unused {
         if gap && !chain[*i].self_issued() {
@@ -189,49 +194,24 @@ pub fn check_chain(subject: &str, chain: &[Cert]) -> Vec<Finding> {
     out
 }
 
-/// Validity window of every certificate in the chain at time `now`.
+/// Validity window of every certificate in the chain at time `now`, in
+/// the words `run` logs at start and on reload ([`crate::cert::judge_validity`]).
 pub fn check_validity(subject: &str, chain: &[Cert], now: i64) -> Vec<Finding> {
+    use crate::cert::Validity;
     let about = About::new(Section::Certificates, subject);
     let mut out = Vec::new();
-    let describe = |i: usize, c: &Cert| match i {
-        0 => format!("the leaf ({})", c.subject),
-        _ => describe_at(i, c),
-    };
     for (i, c) in chain.iter().enumerate() {
-        let days_left = (c.not_after - now).div_euclid(86_400);
-        if now < c.not_before {
-            out.push(about.error(
-                "not_yet_valid",
-                format!(
-                    "{} is valid only from {}",
-                    describe(i, c),
-                    date(c.not_before)
-                ),
-            ));
-        } else if now > c.not_after {
-            out.push(about.error(
-                "expired",
-                format!(
-                    "{} expired on {} ({} days ago)",
-                    describe(i, c),
-                    date(c.not_after),
-                    -days_left
-                ),
-            ));
-        } else if days_left < EXPIRY_WARNING_DAYS {
-            out.push(about.warning(
-                "expires_soon",
-                format!(
-                    "{} expires on {} (in {days_left} days)",
-                    describe(i, c),
-                    date(c.not_after)
-                ),
-            ));
-        } else if i == 0 {
-            out.push(about.ok(
-                "validity",
-                format!("valid until {} ({days_left} days left)", date(c.not_after)),
-            ));
+        let what = match i {
+            0 => format!("the leaf ({})", c.subject),
+            _ => describe_at(i, c),
+        };
+        let judged = crate::cert::judge_validity(c, &what, now);
+        match judged.validity {
+            Validity::NotYetValid => out.push(about.error("not_yet_valid", judged.message)),
+            Validity::Expired => out.push(about.error("expired", judged.message)),
+            Validity::ExpiresSoon => out.push(about.warning("expires_soon", judged.message)),
+            Validity::Valid if i == 0 => out.push(about.ok("validity", judged.message)),
+            Validity::Valid => {}
         }
     }
     out
@@ -368,6 +348,7 @@ pub fn check_names(served: &[Served], hostnames: &[String]) -> Vec<Finding> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cert::KeyKind;
     use crate::cert::test_keys::rsa_public_key;
     use rcgen::{
         BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, date_time_ymd,
@@ -449,11 +430,32 @@ mod tests {
         assert_eq!(f[0].level, Level::Warning);
     }
 
+    /// A public CA's leaf names its issuer's URL (AIA caIssuers): without
+    /// that intermediate the chain is incomplete, an error. A leaf without
+    /// AIA comes from a private CA: only a warning, so `ExecStartPre` does
+    /// not refuse an internal certificate.
     #[test]
-    fn missing_intermediate_is_an_error() {
-        let c = chain();
+    fn missing_intermediate_is_an_error_unless_the_ca_is_private() {
+        let mut public = leaf_params(&["mx.example.com"]);
+        public
+            .custom_extensions
+            .push(crate::cert::test_keys::aia_ca_issuers(
+                "http://ca.example/int.der",
+            ));
+        let c = chain_with(public);
         let f = check_chain("c", std::slice::from_ref(&c.leaf));
         assert_eq!(codes(&f), vec!["chain_incomplete"]);
+        assert_eq!(f[0].level, Level::Error);
+        assert!(f[0].message.contains("CN=Intermediate"), "{}", f[0].message);
+        assert!(
+            f[0].message.contains("http://ca.example/int.der"),
+            "{}",
+            f[0].message
+        );
+        let c = chain();
+        let f = check_chain("c", std::slice::from_ref(&c.leaf));
+        assert_eq!(codes(&f), vec!["chain_private_ca"]);
+        assert_eq!(f[0].level, Level::Warning);
         assert!(f[0].message.contains("CN=Intermediate"), "{}", f[0].message);
         // A gap in the middle: leaf, then the root without the intermediate.
         let f = check_chain("c", &[c.leaf.clone(), c.root.clone()]);

@@ -6,21 +6,25 @@
 //! whether modern senders would refuse it and why. Findings are data with
 //! stable codes; rendering them for people or scripts is separate.
 
+pub mod access;
 pub mod certs;
+pub mod dryrun;
 pub mod findings;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use serde::Serialize;
 
-use crate::cert::{self, KeyKind};
-use crate::config::{BackendSettings, BackendTls, Settings};
+use crate::cert;
+use crate::config::{
+    BackendSettings, BackendTls, Settings, credential_name, credential_not_loaded,
+};
 use crate::escape;
 use crate::limits;
+use crate::proxy::backend::guard::{self, RelayVerdict};
 use crate::proxy::backend::{Backend, OpenError, Stage};
 use crate::smtp::ehlo;
+use crate::tools::check::access::Identity;
 use crate::tools::check::certs::Served;
 use crate::tools::legacy::{self, Assessment, ProbeOutcome, Refusal};
 pub use findings::{About, Finding, Level, Section};
@@ -114,10 +118,14 @@ impl Report {
     }
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Options {
     /// Connect to the backend (off: `--no-backend`).
     pub backend: bool,
+    /// The user `run` runs as, whose access to the certificate and key files
+    /// is judged (`--service-user`); by default, when `check` runs as root,
+    /// the unit's dynamic user.
+    pub service_user: Option<String>,
 }
 
 /// Checks everything `run` would start with `settings`, read from `source`.
@@ -127,10 +135,29 @@ pub async fn run(settings: &Settings, source: &str, options: Options) -> Report 
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0);
-    findings.extend(check_certificates(settings, now));
+    // Root reads every file; the service does not.
+    let service = match &options.service_user {
+        Some(name) => match Identity::named(name) {
+            Ok(id) => Some(id),
+            Err(e) => {
+                findings.push(
+                    About::new(Section::Config, format!("--service-user {name}"))
+                        .error("service_user_unknown", e),
+                );
+                None
+            }
+        },
+        None if Identity::current().is_some_and(|me| me.is_root()) => Some(Identity::dynamic()),
+        None => None,
+    };
+    findings.extend(check_certificates(settings, now, service.as_ref()));
     let backend = if options.backend {
         let (f, report) = check_backend(settings).await;
+        let reachable = report.greeting.is_some();
         findings.extend(f);
+        if reachable {
+            findings.push(check_relay(settings).await);
+        }
         // TLS to the backend is configured, but its TLS is one rustls refuses
         // too: every session would fail with tls_failed.
         if settings.backend.tls != BackendTls::None
@@ -201,6 +228,19 @@ fn check_config(s: &Settings, source: &str) -> Vec<Finding> {
             "no record file ([records] path or --records): handshake outcomes are only logged",
         )),
         Some(p) => {
+            // Under the unit, the working directory is / and read-only
+            // (ProtectSystem=strict).
+            if p.is_relative() {
+                out.push(about.warning(
+                    "records_path_relative",
+                    format!(
+                        "record file {} is relative to the directory tlsfront starts in (/ under \
+                         systemd, read-only with ProtectSystem=strict): use an absolute path, e.g. \
+                         /var/log/tlsfront/records.jsonl (the unit's LogsDirectory)",
+                        p.display()
+                    ),
+                ));
+            }
             // `run` creates the file but not its directory.
             let dir = p
                 .parent()
@@ -215,13 +255,40 @@ fn check_config(s: &Settings, source: &str) -> Vec<Finding> {
                         dir.display()
                     ),
                 ));
+            } else {
+                out.push(dryrun::try_records(p));
             }
         }
+    }
+    // Each listener (and the metrics endpoint) bound for a moment, as `run` binds it.
+    let listeners = About::new(Section::Config, "listeners");
+    for l in &s.listeners {
+        out.push(dryrun::try_bind(&listeners, "listener", l.addr));
+        // IPv6 sockets are IPv6-only: `[::]:25` alone leaves IPv4 clients out.
+        if l.addr.is_ipv6()
+            && l.addr.ip().is_unspecified()
+            && !s
+                .listeners
+                .iter()
+                .any(|o| o.addr.is_ipv4() && o.addr.port() == l.addr.port())
+        {
+            out.push(listeners.warning(
+                "listener_ipv6_only",
+                format!(
+                    "listener {} takes IPv6 clients only (IPV6_V6ONLY): add 0.0.0.0:{} for IPv4",
+                    l.addr,
+                    l.addr.port()
+                ),
+            ));
+        }
+    }
+    if let Some(m) = s.metrics {
+        out.push(dryrun::try_bind(&listeners, "metrics endpoint", m));
     }
     out
 }
 
-fn check_certificates(settings: &Settings, now: i64) -> Vec<Finding> {
+fn check_certificates(settings: &Settings, now: i64, service: Option<&Identity>) -> Vec<Finding> {
     let tls = &settings.tls;
     let all = About::new(Section::Certificates, "certificates");
     let mut out = Vec::new();
@@ -243,26 +310,41 @@ fn check_certificates(settings: &Settings, now: i64) -> Vec<Finding> {
         });
     }
     let mut served = Vec::new();
+    let credentials = std::env::var_os("CREDENTIALS_DIRECTORY").filter(|d| !d.is_empty());
+    let mut unloaded = false;
     for c in &tls.certificates {
         let subject = format!("certificate {}", c.cert.display());
         let about = About::new(Section::Certificates, &subject);
-        let chain = match CertificateDer::pem_file_iter(&c.cert)
-            .map_err(|e| e.to_string())
-            .and_then(|it| it.collect::<Result<Vec<_>, _>>().map_err(|e| e.to_string()))
+        // `%d/NAME` by hand, outside the unit: nothing to read here.
+        if let Some(name) = [&c.cert, &c.key]
+            .into_iter()
+            .find_map(|p| credential_name(p))
         {
-            Ok(chain) if chain.is_empty() => {
-                out.push(about.error(
-                    "certificate_unreadable",
-                    "no CERTIFICATE block found (expected a PEM full chain: leaf first)",
-                ));
-                continue;
+            out.push(about.warning(
+                "credential_not_loaded",
+                format!("not checked: {}", credential_not_loaded(name)),
+            ));
+            unloaded = true;
+            continue;
+        }
+        let from_systemd =
+            |p: &std::path::Path| credentials.as_ref().is_some_and(|d| p.starts_with(d));
+        if !from_systemd(&c.key) {
+            out.extend(access::key_exposure(&about, &c.key));
+        }
+        if let Some(who) = service {
+            for (what, path) in [("certificate", &c.cert), ("key", &c.key)] {
+                if !from_systemd(path) {
+                    out.extend(access::service_access(&about, what, path, who));
+                }
             }
+        }
+        // The words `run` says for the same files (cert::Problem).
+        let problem = |p: cert::Problem| about.error(p.code(), p.to_string());
+        let chain = match cert::read_chain(&c.cert) {
             Ok(chain) => chain,
-            Err(e) => {
-                out.push(about.error(
-                    "certificate_unreadable",
-                    format!("cannot read the PEM chain: {e}"),
-                ));
+            Err(p) => {
+                out.push(problem(p));
                 continue;
             }
         };
@@ -270,26 +352,23 @@ fn check_certificates(settings: &Settings, now: i64) -> Vec<Finding> {
         for (i, der) in chain.iter().enumerate() {
             match cert::parse(der.as_ref()) {
                 Ok(p) => parsed.push(p),
-                Err(e) => out.push(about.error(
-                    "certificate_unparsable",
-                    format!("certificate {} in the file: {e}", i + 1),
-                )),
+                Err(e) => out.push(problem(cert::Problem::CertificateUnparsable {
+                    index: i + 1,
+                    error: e.to_string(),
+                })),
             }
         }
         if parsed.len() != chain.len() {
             continue;
         }
         let leaf = &parsed[0];
+        let leaf_problem = cert::leaf_key_problem(leaf);
         out.push(certs::check_key_type(&subject, leaf));
-        match PrivateKeyDer::from_pem_file(&c.key) {
-            Ok(key) => match leaf.key {
-                // aws-lc-rs refuses such keys outright; the size is the news.
-                KeyKind::Rsa(bits) if bits < 2048 => {}
-                _ => out.push(certs::check_key_match(&subject, leaf, &key)),
-            },
-            Err(e) => {
-                out.push(about.error("key_unreadable", format!("key {}: {e}", c.key.display())))
-            }
+        match cert::read_key(&c.key) {
+            // The leaf's key size is the news; aws-lc-rs would refuse the key too.
+            Ok(_) if leaf_problem.is_some() => {}
+            Ok(key) => out.push(certs::check_key_match(&subject, leaf, &key)),
+            Err(p) => out.push(problem(p)),
         }
         out.extend(certs::check_chain(&subject, &parsed));
         out.extend(certs::check_validity(&subject, &parsed, now));
@@ -303,6 +382,7 @@ fn check_certificates(settings: &Settings, now: i64) -> Vec<Finding> {
     out.extend(certs::check_names(&served, &settings.names));
     // Whatever the rules above missed, `run` must be able to load it all.
     if !out.iter().any(|f| f.level == Level::Error)
+        && !unloaded
         && let Err(e) = crate::proxy::tls::TlsFront::build(settings)
     {
         out.push(all.error("tls_setup_failed", e.to_string()));
@@ -320,12 +400,7 @@ async fn check_backend(settings: &Settings) -> (Vec<Finding>, BackendReport) {
     };
     let mut out = Vec::new();
     // The check looks at the backend's own STARTTLS in clear.
-    let backend = Backend::plain(BackendSettings {
-        connect_timeout: settings.backend.connect_timeout.min(limits::CHECK_TIMEOUT),
-        reply_timeout: settings.backend.reply_timeout.min(limits::CHECK_TIMEOUT),
-        greeting_timeout: settings.backend.greeting_timeout.min(limits::CHECK_TIMEOUT),
-        ..settings.backend.clone()
-    });
+    let backend = Backend::plain(bounded(&settings.backend));
     let mut conn = match backend
         .open_session(settings.hostname.as_bytes(), None)
         .await
@@ -426,6 +501,43 @@ async fn check_backend(settings: &Settings) -> (Vec<Finding>, BackendReport) {
     out.extend(findings);
     report.starttls = Some(verdict);
     (out, report)
+}
+
+/// The open-relay guard ([`guard`]): from the address and with the identity
+/// `run` would use, does the backend take a recipient it does not serve?
+async fn check_relay(settings: &Settings) -> Finding {
+    let about = About::new(
+        Section::Backend,
+        format!("backend {} relaying", settings.backend.addr),
+    );
+    let backend = match Backend::new(bounded(&settings.backend)) {
+        Ok(b) => b,
+        Err(e) => return about.warning("backend_relay_untested", e.to_string()),
+    };
+    let listener = settings.listeners[0].addr;
+    match guard::test_relay(&backend, &settings.hostname, listener).await {
+        Ok(test) => match test.verdict {
+            RelayVerdict::Open { .. } => about.error("backend_open_relay", test.message()),
+            RelayVerdict::Refused { .. } => about.ok("backend_relay_refused", test.message()),
+            RelayVerdict::Inconclusive { .. } => {
+                about.warning("backend_relay_untested", test.message())
+            }
+        },
+        Err(e) => about.warning(
+            "backend_relay_untested",
+            format!("relaying not tested: {e}"),
+        ),
+    }
+}
+
+/// The backend's settings with `check`'s short waits.
+fn bounded(b: &BackendSettings) -> BackendSettings {
+    BackendSettings {
+        connect_timeout: b.connect_timeout.min(limits::CHECK_TIMEOUT),
+        reply_timeout: b.reply_timeout.min(limits::CHECK_TIMEOUT),
+        greeting_timeout: b.greeting_timeout.min(limits::CHECK_TIMEOUT),
+        ..b.clone()
+    }
 }
 
 /// What a modern client would make of the backend's STARTTLS, from the
