@@ -1,16 +1,18 @@
 //! The daemon's lifecycle around the [`Server`]: ready, reload (on SIGHUP or
 //! when a certificate file changes), status and watchdog pings to systemd,
-//! and stop. Each step is a method of [`Daemon`] that tests call directly;
+//! and stop; the ACME loop beside it puts each new certificate into service
+//! through the same reload. Each step is a method of [`Daemon`] that tests call directly;
 //! the signal loop and the timers are thin loops around them.
 
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use thiserror::Error;
 
 use crate::config::{ConfigError, Settings};
 use crate::limits;
+use crate::proxy::acme::{Acme, AcmeStartError};
 use crate::proxy::notify::{self, Notifier};
 use crate::proxy::records::{self, RecordFileError, RecordSink};
 use crate::proxy::server::{Server, StartError};
@@ -41,6 +43,8 @@ pub enum RunError {
     Start(#[from] StartError),
     #[error("cannot handle signals: {0}")]
     Signals(std::io::Error),
+    #[error(transparent)]
+    Acme(#[from] AcmeStartError),
 }
 
 /// A running tlsfront as systemd and the admin see it.
@@ -48,6 +52,8 @@ pub struct Daemon {
     shared: Arc<Shared>,
     notifier: Notifier,
     load: Loader,
+    /// The certificate loop (`[acme]`), started by [`Daemon::serve`].
+    acme: Mutex<Option<Acme>>,
 }
 
 impl Daemon {
@@ -56,7 +62,15 @@ impl Daemon {
             shared,
             notifier,
             load,
+            acme: Mutex::new(None),
         })
+    }
+
+    /// Gives the daemon its ACME loop (bound, with its challenge listener),
+    /// to run beside the server; each certificate it obtains is put into
+    /// service by [`Daemon::reload`].
+    pub fn attach_acme(&self, acme: Acme) {
+        *self.acme.lock().unwrap_or_else(|e| e.into_inner()) = Some(acme);
     }
 
     pub fn shared(&self) -> &Arc<Shared> {
@@ -141,8 +155,8 @@ impl Daemon {
     }
 
     /// Serves until stopped: ready, then the certificate watch
-    /// (`tls.watch_interval`) and the status pings (under systemd) beside the
-    /// server. Signals are not handled here (see [`Signals`]).
+    /// (`tls.watch_interval`), the ACME loop (`[acme]`) and the status pings
+    /// (under systemd) beside the server. Signals are not handled here (see [`Signals`]).
     pub async fn serve(self: &Arc<Self>, server: Server) {
         self.ready();
         if let Some(every) = self.shared.settings.tls.watch_interval {
@@ -150,6 +164,13 @@ impl Daemon {
                 self.clone()
                     .watch_certificates(every, limits::CERT_SETTLE_DELAY),
             );
+        }
+        if let Some(acme) = self.acme.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            let daemon = self.clone();
+            let apply = Box::new(move || {
+                let _ = daemon.reload();
+            });
+            tokio::spawn(acme.run(apply, self.shared.shutdown.clone()));
         }
         if self.notifier.enabled() {
             let watchdog = notify::watchdog_interval();
@@ -283,7 +304,11 @@ pub fn run(settings: Settings, load: Loader) -> Result<(), RunError> {
         .map_err(RunError::Runtime)?;
     let result = runtime.block_on(async move {
         let server = Server::bind(settings, sink).await?;
+        let acme = Acme::bind(&server.shared.settings, server.shared.metrics.clone())?;
         let daemon = Daemon::new(server.shared.clone(), Notifier::from_env(), load);
+        if let Some(acme) = acme {
+            daemon.attach_acme(acme);
+        }
         // Before READY: a stop right after it must find the handlers in place.
         let signals = Signals::install().map_err(RunError::Signals)?;
         tokio::spawn(signals.serve(daemon.clone()));

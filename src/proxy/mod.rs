@@ -4,8 +4,10 @@
 //! [`admission`] applies the caps, [`session`] runs the SMTP dialogue (with
 //! [`tls`] for STARTTLS and implicit TLS over a [`stream`]), [`backend`] is
 //! the legacy MTA, [`records`] writes the outcome, [`metrics`] counts it;
-//! [`notify`] talks to systemd.
+//! [`notify`] talks to systemd; [`acme`] obtains and renews the certificates
+//! when `[acme]` is configured.
 
+pub mod acme;
 pub mod admission;
 pub mod backend;
 pub mod daemon;

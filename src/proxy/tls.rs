@@ -202,7 +202,9 @@ impl TlsFront {
         let ticketer = aws_lc_rs::Ticketer::new().map_err(|e| TlsError::Config(e.to_string()))?;
         let cache = ServerSessionMemoryCache::new(4096);
 
-        let generated = tls.certificates.is_empty();
+        // Certificates ACME obtained (`[acme]`) serve beside the files.
+        let acme = crate::proxy::acme::served(settings);
+        let generated = tls.certificates.is_empty() && acme.is_empty();
         let mut loaded: Vec<Loaded> = Vec::new();
         if generated {
             if !tls.generate_self_signed {
@@ -231,6 +233,22 @@ impl TlsFront {
                 default: c.default,
                 cert_path: c.cert.clone(),
                 key_path: c.key.clone(),
+            });
+        }
+
+        for (cert_path, key_path) in acme {
+            let chain = load_chain(&cert_path)?;
+            let key = PrivateKeyDer::from_pem_file(&key_path).map_err(|e| TlsError::File {
+                path: key_path.clone(),
+                message: format!("cannot load private key: {e}"),
+            })?;
+            loaded.push(Loaded {
+                chain,
+                key,
+                names: Vec::new(),
+                default: false,
+                cert_path,
+                key_path,
             });
         }
 

@@ -163,7 +163,10 @@ mod tests {
         let mut buf = BytesMut::from(&b"554 evil\x1b[2J\rforged\r\n"[..]);
         let r = p.parse(&mut buf).unwrap().unwrap();
         let logged = crate::escape::log(&r.summary());
-        assert!(!logged.contains('\x1b') && !logged.contains('\r'), "{logged}");
+        assert!(
+            !logged.contains('\x1b') && !logged.contains('\r'),
+            "{logged}"
+        );
         let mut buf = BytesMut::from(format!("250 {long}\r\n").as_bytes());
         let r = p.parse(&mut buf).unwrap().unwrap();
         assert!(r.summary().len() < 300 && r.summary().ends_with("..."));
