@@ -143,7 +143,13 @@ mod tests {
         let ca_der = issuer.der().to_vec();
         let leaf_spki = crate::cert::spki(&leaf_der).unwrap();
         let ca_spki = crate::cert::spki(&ca_der).unwrap();
-        (leaf_der, leaf_spki, ca_der, ca_spki, key.subject_public_key_info())
+        (
+            leaf_der,
+            leaf_spki,
+            ca_der,
+            ca_spki,
+            key.subject_public_key_info(),
+        )
     }
 
     #[test]

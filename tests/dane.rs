@@ -39,3 +39,24 @@ async fn tlsa_records_of_a_signed_zone_validate_and_an_unsigned_one_does_not() {
         Err(e) => assert!(!e.to_string().is_empty()),
     }
 }
+
+#[tokio::test]
+async fn a_record_added_later_is_seen_by_the_next_lookup() {
+    let dir = tempfile::tempdir().unwrap();
+    let zone = Zone::start("tlsfront.test.", true).await;
+    let a = Tlsa::for_key(b"a");
+    let b = Tlsa::for_key(b"b");
+    zone.tlsa("mx.tlsfront.test.", 1, &a.rdata()).await;
+    let r = resolver(&zone, dir.path()).await;
+    assert_eq!(
+        r.tlsa("mx.tlsfront.test").await.unwrap().records,
+        vec![a.clone()]
+    );
+    zone.tlsa("mx.tlsfront.test.", 1, &b.rdata()).await;
+    let mut got = r.tlsa("mx.tlsfront.test").await.unwrap();
+    got.records.sort_by(|x, y| x.data.cmp(&y.data));
+    let mut want = vec![a, b];
+    want.sort_by(|x, y| x.data.cmp(&y.data));
+    assert_eq!(got.records, want);
+    assert_eq!(got.dnssec, Dnssec::Secure);
+}

@@ -113,18 +113,24 @@ impl Zone {
         }
     }
 
+    /// A name inside the zone: absolute when it ends in the origin (with
+    /// or without the dot), else relative to it.
     fn name(&self, name: &str) -> Name {
-        let n = Name::from_str(name).unwrap();
-        if n.is_fqdn() {
-            n
-        } else {
-            n.append_domain(&self.origin).unwrap()
+        let origin = self.origin.to_string();
+        let origin = origin.trim_end_matches('.');
+        let bare = name.trim_end_matches('.');
+        if bare == origin || bare.ends_with(&format!(".{origin}")) {
+            return Name::from_str(&format!("{bare}.")).unwrap();
         }
+        Name::from_str(bare)
+            .unwrap()
+            .append_domain(&self.origin)
+            .unwrap()
     }
 
     async fn changed(&self) {
         if self.signed {
-            // Signing again adds the NSEC3 chain anew: the old one goes first.
+            // Signing again adds the NSEC chain anew: the old one goes first.
             self.handler.records_mut().await.retain(|k, _| {
                 !matches!(
                     k.record_type,

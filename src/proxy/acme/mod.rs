@@ -230,8 +230,12 @@ impl Acme {
                 Err(reason) => reason,
             };
             tracing::info!(key = %kind, names = ?self.settings.names, "ordering a certificate: {reason}");
-            match self.renew(kind, stored.is_some(), now).await {
-                Ok(held_back) => {
+            match self
+                .renew(kind, stored.as_ref().map(|s| s.not_after), now)
+                .await
+            {
+                Ok(Renewed::Later(at)) => wake = wake.min(at),
+                Ok(Renewed::Now { held_back }) => {
                     changed = true;
                     self.record(kind, AcmeResult::Issued, now, |s| {
                         s.last_success = Some(now);
@@ -287,14 +291,15 @@ impl Acme {
         }
     }
 
-    /// One order for `kind`: the key chosen, the chain and key stored. The
-    /// reason the next key was held back, if it was.
+    /// One order for `kind`: the key chosen, the chain and key stored; or
+    /// none yet, when the next key's records need a little longer.
+    /// `not_after`: the certificate in service's, if there is one.
     async fn renew(
         &mut self,
         kind: KeyType,
-        have_certificate: bool,
+        have_certificate: Option<i64>,
         now: i64,
-    ) -> Result<Option<String>, client::AcmeError> {
+    ) -> Result<Renewed, client::AcmeError> {
         let files = self.store.files(kind);
         let key_err = |e: rcgen::Error| client::AcmeError::Key(e.to_string());
         let current = load_key(&files.key);
@@ -310,15 +315,23 @@ impl Acme {
         // Which key: the first certificate (nothing served to protect) takes
         // the current key, made now if there is none; later ones follow the rule.
         let (choice, held_back) = match (&current, have_certificate) {
-            (Some(_), true) => {
+            (Some(_), Some(not_after)) => {
                 let visibility = match self.dane.is_some() {
                     true => Some(self.visibility(kind, now).await),
                     false => None,
                 };
-                renewal::choose_key(visibility.as_ref(), now)
+                renewal::choose_key(visibility.as_ref(), now, not_after)
             }
             _ => (KeyChoice::Current, None),
         };
+        if let KeyChoice::WaitUntil(at) = choice {
+            tracing::info!(
+                key = %kind,
+                "DANE: the next key's TLSA record is out; ordering once it has been visible long enough (in {}s)",
+                at - now
+            );
+            return Ok(Renewed::Later(at));
+        }
         if let Some(why) = &held_back {
             let record = Tlsa::for_key(&next.subject_public_key_info());
             let names = self
@@ -338,8 +351,8 @@ impl Acme {
         }
         let key = match (choice, current) {
             (KeyChoice::Current, Some(k)) => k,
-            (KeyChoice::Current, None) => generate_key(kind).map_err(key_err)?,
             (KeyChoice::Next, _) => next,
+            _ => generate_key(kind).map_err(key_err)?,
         };
         if self.account.is_none() {
             self.account = Some(
@@ -366,7 +379,7 @@ impl Acme {
             tracing::info!(key = %kind, "moved to the pre-published next key; a new next key is waiting for its TLSA record");
         }
         tracing::info!(key = %kind, names = ?self.settings.names, "certificate obtained");
-        Ok(held_back)
+        Ok(Renewed::Now { held_back })
     }
 
     /// Looks up the TLSA records of every key type's next key (with
@@ -456,6 +469,15 @@ impl Acme {
             wait,
         }
     }
+}
+
+/// What a renewal did.
+enum Renewed {
+    /// A certificate was obtained and stored (with the reason the next key
+    /// was held back, if it was).
+    Now { held_back: Option<String> },
+    /// Nothing yet: look again at this time.
+    Later(i64),
 }
 
 fn stored_for(store: &Store, kind: KeyType) -> Option<Stored> {

@@ -100,6 +100,9 @@ pub enum KeyChoice {
     Current,
     /// The pre-generated next key (whose TLSA records are already out).
     Next,
+    /// The next key's records are out but not long enough yet, and the
+    /// certificate in service has time to spare: order at this time.
+    WaitUntil(i64),
 }
 
 /// How far a next key's TLSA records are out, over every MX name.
@@ -116,36 +119,43 @@ pub struct Visibility {
 
 /// The key for a renewal: with DANE, the next key only once its TLSA
 /// records have been out for the wait (caches still holding the old RRset
-/// have then expired); the current key otherwise, with the reason. Without
-/// DANE, every renewal moves to the next key, as certbot's fresh keys do.
-pub fn choose_key(dane: Option<&Visibility>, now: i64) -> (KeyChoice, Option<String>) {
+/// have then expired); the current key otherwise, with the reason. A wait
+/// that ends while the certificate in service has more than half of its
+/// remaining time left is waited out instead. Without DANE, every renewal
+/// moves to the next key, as certbot's fresh keys do.
+pub fn choose_key(
+    dane: Option<&Visibility>,
+    now: i64,
+    not_after: i64,
+) -> (KeyChoice, Option<String>) {
     let Some(v) = dane else {
         return (KeyChoice::Next, None);
     };
-    match v.since {
-        None => (
+    let Some(since) = v.since else {
+        return (
             KeyChoice::Current,
             Some(format!(
                 "the next key's TLSA record is not published for {}",
                 v.missing.join(", ")
             )),
-        ),
-        Some(since) => {
-            let seen = Duration::from_secs(u64::try_from(now - since).unwrap_or(0));
-            if seen >= v.wait {
-                (KeyChoice::Next, None)
-            } else {
-                (
-                    KeyChoice::Current,
-                    Some(format!(
-                        "the next key's TLSA record has been visible for {}s of the {}s required",
-                        seen.as_secs(),
-                        v.wait.as_secs()
-                    )),
-                )
-            }
-        }
+        );
+    };
+    let wait = i64::try_from(v.wait.as_secs()).unwrap_or(i64::MAX);
+    let ready = since.saturating_add(wait);
+    if now >= ready {
+        return (KeyChoice::Next, None);
     }
+    if ready <= now + (not_after - now) / 2 {
+        return (KeyChoice::WaitUntil(ready), None);
+    }
+    (
+        KeyChoice::Current,
+        Some(format!(
+            "the next key's TLSA record has been visible for {}s of the {}s required",
+            (now - since).max(0),
+            wait
+        )),
+    )
 }
 
 #[cfg(test)]
@@ -204,13 +214,14 @@ mod tests {
     #[test]
     fn the_next_key_waits_for_its_tlsa_records() {
         let wait = Duration::from_secs(600);
-        assert_eq!(choose_key(None, 0), (KeyChoice::Next, None));
+        let far = 100_000;
+        assert_eq!(choose_key(None, 0, far), (KeyChoice::Next, None));
         let unpublished = Visibility {
             since: None,
             missing: vec!["mx.example.com".into()],
             wait,
         };
-        let (k, why) = choose_key(Some(&unpublished), 5000);
+        let (k, why) = choose_key(Some(&unpublished), 5000, far);
         assert_eq!(k, KeyChoice::Current);
         assert!(why.unwrap().contains("not published for mx.example.com"));
         let recent = Visibility {
@@ -218,9 +229,18 @@ mod tests {
             missing: vec![],
             wait,
         };
-        let (k, why) = choose_key(Some(&recent), 5000);
+        // Out for 200 of 600 s, and the certificate has days left: wait.
+        assert_eq!(
+            choose_key(Some(&recent), 5000, far),
+            (KeyChoice::WaitUntil(5400), None)
+        );
+        // No time to spare: keep the current key, and say why.
+        let (k, why) = choose_key(Some(&recent), 5000, 5600);
         assert_eq!(k, KeyChoice::Current);
-        assert!(why.unwrap().contains("200s of the 600s"), "");
-        assert_eq!(choose_key(Some(&recent), 5400), (KeyChoice::Next, None));
+        assert!(why.unwrap().contains("200s of the 600s"));
+        assert_eq!(
+            choose_key(Some(&recent), 5400, far),
+            (KeyChoice::Next, None)
+        );
     }
 }
