@@ -2,11 +2,10 @@
 //! record of a key, which published records match a certificate, and the
 //! status of a key against what DNS publishes, in the words `check --dane`,
 //! `probe` and the daemon's rollover rule share. Pure: the lookups are
-//! [`crate::dns`]'s.
+//! `crate::dns`'s.
 
 use aws_lc_rs::digest;
 
-use crate::dns::Dnssec;
 use crate::outcome::TlsaStatus;
 
 /// One TLSA record's fields.
@@ -82,11 +81,11 @@ pub fn record_line(host: &str, tlsa: &Tlsa) -> String {
 }
 
 /// What DNS says about one key of one name: whether `published` (the
-/// records found, with their DNSSEC status) hold the key's `3 1 1` record.
-pub fn status(key: &Tlsa, published: &[Tlsa], dnssec: Dnssec) -> TlsaStatus {
+/// records found, `secure` when DNSSEC-validated) hold the key's `3 1 1` record.
+pub fn status(key: &Tlsa, published: &[Tlsa], secure: bool) -> TlsaStatus {
     if !published.contains(key) {
         TlsaStatus::Missing
-    } else if dnssec == Dnssec::Secure {
+    } else if secure {
         TlsaStatus::Published
     } else {
         TlsaStatus::Unsigned
@@ -198,14 +197,14 @@ mod tests {
         let a = Tlsa::for_key(b"a");
         let b = Tlsa::for_key(b"b");
         assert_eq!(
-            status(&a, &[b.clone(), a.clone()], Dnssec::Secure),
+            status(&a, &[b.clone(), a.clone()], true),
             TlsaStatus::Published
         );
         assert_eq!(
-            status(&a, std::slice::from_ref(&a), Dnssec::Insecure),
+            status(&a, std::slice::from_ref(&a), false),
             TlsaStatus::Unsigned
         );
-        assert_eq!(status(&a, &[b], Dnssec::Secure), TlsaStatus::Missing);
-        assert_eq!(status(&a, &[], Dnssec::Secure), TlsaStatus::Missing);
+        assert_eq!(status(&a, &[b], true), TlsaStatus::Missing);
+        assert_eq!(status(&a, &[], true), TlsaStatus::Missing);
     }
 }

@@ -7,6 +7,7 @@
 //! signed zone served on loopback.
 
 use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use hickory_resolver::TokioResolver;
@@ -16,9 +17,17 @@ use hickory_resolver::proto::dnssec::{Proof, TrustAnchors};
 use hickory_resolver::proto::rr::{RData, RecordType};
 use thiserror::Error;
 
-use crate::config::DnsSettings;
 use crate::dane::Tlsa;
 use crate::limits;
+
+/// Where DNS questions go, and what DNSSEC trusts.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DnsSettings {
+    /// A resolver `IP:PORT`; `None`: the system's (`/etc/resolv.conf`).
+    pub resolver: Option<SocketAddr>,
+    /// DNSKEY trust anchors (a file of DNSKEY records); `None`: the root's.
+    pub trust_anchor: Option<PathBuf>,
+}
 
 /// Whether an answer is DNSSEC-validated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

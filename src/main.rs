@@ -73,7 +73,16 @@ enum Cmd {
         names) is covered, the SNI names map sanely;\n\
         - the backend: greeting, EHLO keywords, whether it offers XCLIENT, and a probe of its \
         own STARTTLS (a TLS 1.2 ClientHello, never completed) telling whether modern senders \
-        would refuse it and why (RSA key bits, DH group bits, protocol version).\n\n\
+        would refuse it and why (RSA key bits, DH group bits, protocol version);\n\
+        - with [acme]: the certificates in the state directory (dates, names) and whether the \
+        last renewal failed (the daemon's status file);\n\
+        - with --dane: the _25._tcp.NAME TLSA records DNS publishes (DNSSEC validated by \
+        tlsfront itself) against the keys in service and the next keys ACME keeps ready, each \
+        with the `_25._tcp.NAME. IN TLSA 3 1 1 ...` line to publish;\n\
+        - with --mta-sts DOMAIN: the _mta-sts TXT record and the policy at \
+        https://mta-sts.DOMAIN/.well-known/mta-sts.txt, every mx: pattern against this host's \
+        names, and whether the certificate served for each admitted name satisfies a sender that \
+        verifies.\n\n\
         Each finding is one line: `ok`, `warning` or `error`, what it is about, the message, \
         and a stable code in brackets. A weak backend STARTTLS is a warning: tlsfront hides it.",
         after_help = "Exit status: 0 no errors (warnings allowed), 1 at least one error, \
@@ -81,7 +90,9 @@ enum Cmd {
         Examples:\n  tlsfront check --config /etc/tlsfront/tlsfront.toml\n  \
         tlsfront check --config /etc/tlsfront/tlsfront.toml --json | jq '.findings[] | select(.level != \"ok\")'\n  \
         tlsfront check --no-backend --cert fullchain.pem --key key.pem --hostname mx.example.com \\\n    \
-        --listen 0.0.0.0:25 --backend 127.0.0.1:10025"
+        --listen 0.0.0.0:25 --backend 127.0.0.1:10025\n  \
+        tlsfront check --no-backend --dane --mta-sts example.com   # what to publish in DNS\n\n\
+        Enabling ACME, DANE and MTA-STS on a real host: docs/certificates.md."
     )]
     Check(CheckArgs),
     /// Look at a mail server's TLS the way a modern sender does (the readable
@@ -238,6 +249,55 @@ struct CheckArgs {
     /// Do not contact the backend (configuration and certificates only).
     #[arg(long)]
     no_backend: bool,
+    /// Extra trusted roots (PEM) for --mta-sts, beside the system's.
+    #[arg(long, value_name = "FILE")]
+    cafile: Option<PathBuf>,
+    #[command(flatten)]
+    published: PublishedArgs,
+}
+
+/// What DNS publishes about a host (DANE, MTA-STS): shared by check and probe.
+#[derive(Args)]
+struct PublishedArgs {
+    /// Compare the _25._tcp.NAME TLSA records with the keys (DNSSEC status shown).
+    #[arg(long)]
+    dane: bool,
+    /// Check DOMAIN's MTA-STS TXT record and policy against this host (repeatable).
+    #[arg(long, value_name = "DOMAIN")]
+    mta_sts: Vec<String>,
+    /// DNS resolver for --dane and --mta-sts, IP or IP:PORT [default: [dane]
+    /// resolver, else /etc/resolv.conf].
+    #[arg(long, value_name = "ADDR")]
+    resolver: Option<String>,
+    /// DNSKEY records trusted instead of the root's key (a private or test zone).
+    #[arg(long, value_name = "FILE")]
+    trust_anchor: Option<PathBuf>,
+}
+
+impl PublishedArgs {
+    /// The DNS settings the flags give, over `base` (the config's `[dane]`).
+    fn dns(
+        &self,
+        base: Option<&tlsfront::config::DnsSettings>,
+    ) -> Result<Option<tlsfront::config::DnsSettings>, String> {
+        if self.resolver.is_none() && self.trust_anchor.is_none() {
+            return Ok(base.cloned());
+        }
+        let resolver = match &self.resolver {
+            None => base.and_then(|b| b.resolver),
+            Some(s) => Some(
+                tlsfront::dns::parse_resolver(s)
+                    .ok_or_else(|| format!("--resolver {s:?}: expected IP or IP:PORT"))?,
+            ),
+        };
+        Ok(Some(tlsfront::config::DnsSettings {
+            resolver,
+            trust_anchor: self
+                .trust_anchor
+                .clone()
+                .or_else(|| base.and_then(|b| b.trust_anchor.clone())),
+        }))
+    }
 }
 
 #[derive(Args)]
@@ -352,8 +412,21 @@ fn check(args: CheckArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let dns = match args.published.dns(settings.dane.as_ref().map(|d| &d.dns)) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("tlsfront: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let options = check::Options {
         backend: !args.no_backend,
+        dane: args.published.dane,
+        mta_sts: args.published.mta_sts.clone(),
+        dns,
+        system_roots: PathBuf::from(tlsfront::tools::probe::SYSTEM_ROOTS),
+        cafile: args.cafile.clone(),
+        policy_port: 443,
     };
     let report = runtime.block_on(check::run(&settings, &source, options));
     print(&report);

@@ -171,9 +171,12 @@ impl Front {
         let server = Server::bind(settings.clone(), RecordSink::disabled())
             .await
             .unwrap();
-        let acme = Acme::bind(&settings, server.shared.metrics.clone())
-            .unwrap()
-            .expect("[acme] configured");
+        let acme = Acme::bind(
+            &settings,
+            tlsfront::proxy::daemon::order_observer(&server.shared),
+        )
+        .unwrap()
+        .expect("[acme] configured");
         (server, acme)
     }
 
@@ -454,6 +457,24 @@ async fn a_failed_order_is_retried_with_backoff_and_shown() {
         .await;
     c.send("QUIT").await;
     c.expect(221).await;
+    // `check` shows it: no certificate yet and the orders failing is an error.
+    let settings = Settings::load(&config, true, &Overrides::default()).unwrap();
+    let report = tlsfront::tools::check::run(
+        &settings,
+        "t.toml",
+        tlsfront::tools::check::Options::default(),
+    )
+    .await;
+    let f = report
+        .findings
+        .iter()
+        .find(|f| f.code == "acme_renewal_failing")
+        .unwrap_or_else(|| panic!("{}", report.render()));
+    assert_eq!(f.level, tlsfront::tools::check::Level::Error);
+    assert!(
+        f.message.contains("blocked.tlsfront.test") || f.message.contains("rejectedIdentifier")
+    );
+    assert!(!report.ok);
     let (_, body) = scrape(metrics, "/metrics").await;
     let failed = sample(
         &body,

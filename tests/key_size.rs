@@ -136,7 +136,10 @@ async fn a_key_just_over_2048_bits_is_named_alike_by_the_record_check_and_probe(
     let report = check::run(
         &settings(&cert, mta.addr),
         "t.toml",
-        check::Options { backend: false },
+        check::Options {
+            backend: false,
+            ..check::Options::default()
+        },
     )
     .await;
     assert_eq!(finding(&report, "key_type").message, format!("key {name}"));
@@ -182,7 +185,15 @@ async fn keys_of_2047_and_1024_bits_are_refused_by_run_and_named_alike_by_check_
         assert!(e.contains(&format!("RSA key of {bits} bits")), "{e}");
 
         // check: tlsfront's certificate, and the backend's STARTTLS.
-        let report = check::run(&s, "t.toml", check::Options { backend: true }).await;
+        let report = check::run(
+            &s,
+            "t.toml",
+            check::Options {
+                backend: true,
+                ..check::Options::default()
+            },
+        )
+        .await;
         let f = finding(&report, "rsa_key_too_small");
         assert!(
             f.message.contains(&format!("RSA key of {bits} bits")),
@@ -236,7 +247,10 @@ async fn a_p521_key_is_named_by_its_curve_in_the_record_and_check() {
     let report = check::run(
         &settings(&cert, mta.addr),
         "t.toml",
-        check::Options { backend: false },
+        check::Options {
+            backend: false,
+            ..check::Options::default()
+        },
     )
     .await;
     assert_eq!(finding(&report, "key_type").message, "key ecdsa_p521");

@@ -27,6 +27,7 @@ use thiserror::Error;
 
 use crate::outcome::{KeyType, Mode};
 
+pub use crate::dns::DnsSettings;
 pub use raw::{
     RawAcme, RawBackend, RawCertificate, RawConfig, RawDane, RawListener, RawMetrics, RawMtaSts,
     RawProxyProtocol, RawRecords, RawServer, RawSmtp, RawTls, parse,
@@ -132,15 +133,6 @@ pub struct DaneSettings {
     /// tlsfront switches to it (`None`: two TTLs of the record).
     pub publish_wait: Option<Duration>,
     pub dns: DnsSettings,
-}
-
-/// Where DNS questions go, and what DNSSEC trusts.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct DnsSettings {
-    /// A resolver `IP:PORT`; `None`: the system's (`/etc/resolv.conf`).
-    pub resolver: Option<SocketAddr>,
-    /// DNSKEY trust anchors (a file of DNSKEY records); `None`: the root's.
-    pub trust_anchor: Option<PathBuf>,
 }
 
 /// `[mta_sts]`, validated.

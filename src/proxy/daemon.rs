@@ -13,6 +13,7 @@ use thiserror::Error;
 use crate::config::{ConfigError, Settings};
 use crate::limits;
 use crate::proxy::acme::{Acme, AcmeStartError};
+use crate::proxy::mta_sts::PolicyServer;
 use crate::proxy::notify::{self, Notifier};
 use crate::proxy::records::{self, RecordFileError, RecordSink};
 use crate::proxy::server::{Server, StartError};
@@ -45,6 +46,11 @@ pub enum RunError {
     Signals(std::io::Error),
     #[error(transparent)]
     Acme(#[from] AcmeStartError),
+    #[error("MTA-STS policy listener: cannot listen on {addr}: {source}")]
+    Policy {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
 }
 
 /// A running tlsfront as systemd and the admin see it.
@@ -54,6 +60,8 @@ pub struct Daemon {
     load: Loader,
     /// The certificate loop (`[acme]`), started by [`Daemon::serve`].
     acme: Mutex<Option<Acme>>,
+    /// The MTA-STS policy server (`[mta_sts]`), started by [`Daemon::serve`].
+    policy: Mutex<Option<PolicyServer>>,
 }
 
 impl Daemon {
@@ -63,7 +71,13 @@ impl Daemon {
             notifier,
             load,
             acme: Mutex::new(None),
+            policy: Mutex::new(None),
         })
+    }
+
+    /// Gives the daemon the MTA-STS policy server (bound) to run beside the server.
+    pub fn attach_policy(&self, policy: PolicyServer) {
+        *self.policy.lock().unwrap_or_else(|e| e.into_inner()) = Some(policy);
     }
 
     /// Gives the daemon its ACME loop (bound, with its challenge listener),
@@ -171,6 +185,9 @@ impl Daemon {
                 let _ = daemon.reload();
             });
             tokio::spawn(acme.run(apply, self.shared.shutdown.clone()));
+        }
+        if let Some(policy) = self.policy.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            tokio::spawn(policy.serve(self.shared.clone()));
         }
         if self.notifier.enabled() {
             let watchdog = notify::watchdog_interval();
@@ -282,6 +299,14 @@ impl Signals {
     }
 }
 
+/// Counts each ACME order in the metrics, when they are on.
+pub fn order_observer(shared: &Shared) -> Option<crate::proxy::acme::OrderObserver> {
+    let metrics = shared.metrics.clone()?;
+    Some(Arc::new(move |kind, result| {
+        metrics.acme_order(kind, result)
+    }))
+}
+
 /// `tlsfront run` after the command line: starts the record writer and the
 /// runtime, binds, serves until SIGTERM or SIGINT, then drains the records.
 /// `load` reads the configuration again on reload.
@@ -304,10 +329,15 @@ pub fn run(settings: Settings, load: Loader) -> Result<(), RunError> {
         .map_err(RunError::Runtime)?;
     let result = runtime.block_on(async move {
         let server = Server::bind(settings, sink).await?;
-        let acme = Acme::bind(&server.shared.settings, server.shared.metrics.clone())?;
+        let acme = Acme::bind(&server.shared.settings, order_observer(&server.shared))?;
         let daemon = Daemon::new(server.shared.clone(), Notifier::from_env(), load);
         if let Some(acme) = acme {
             daemon.attach_acme(acme);
+        }
+        if let Some(policy) = PolicyServer::bind(server.shared.settings.mta_sts.as_ref())
+            .map_err(|(addr, source)| RunError::Policy { addr, source })?
+        {
+            daemon.attach_policy(policy);
         }
         // Before READY: a stop right after it must find the handlers in place.
         let signals = Signals::install().map_err(RunError::Signals)?;

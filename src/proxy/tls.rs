@@ -105,6 +105,17 @@ pub enum Expiry {
 }
 
 impl CertEntry {
+    /// The chain as served, leaf first (DER).
+    pub fn chain(&self) -> &[CertificateDer<'static>] {
+        &self.certified.cert
+    }
+
+    /// This certificate's rustls configuration (the MTA-STS policy server
+    /// serves with it too).
+    pub fn server_config(&self) -> Arc<ServerConfig> {
+        self.config.clone()
+    }
+
     /// `None` while the certificate has more than [`limits::CERT_EXPIRY_WARNING`] left.
     pub fn expiry(&self, now: i64) -> Option<Expiry> {
         let left = self.not_after - now;

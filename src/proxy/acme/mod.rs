@@ -38,7 +38,6 @@ use crate::dane::Tlsa;
 use crate::dns::{self, Resolver};
 use crate::limits;
 use crate::outcome::{AcmeResult, KeyType};
-use crate::proxy::metrics::Metrics;
 use http01::{Challenges, Responder};
 use rcgen::PublicKeyData;
 use renewal::{KeyChoice, Stored, Visibility};
@@ -111,6 +110,9 @@ pub fn key_record(path: &std::path::Path) -> Option<Tlsa> {
     load_key(path).map(|k| Tlsa::for_key(&k.subject_public_key_info()))
 }
 
+/// Told how each order ended (the daemon counts them in the metrics).
+pub type OrderObserver = Arc<dyn Fn(KeyType, AcmeResult) + Send + Sync>;
+
 /// The certificate loop, bound and ready to run.
 pub struct Acme {
     settings: AcmeSettings,
@@ -120,7 +122,7 @@ pub struct Acme {
     responder: Responder,
     table: Arc<Challenges>,
     listeners: Vec<TcpListener>,
-    metrics: Option<Arc<Metrics>>,
+    observe: Option<OrderObserver>,
     account: Option<instant_acme::Account>,
     status: BTreeMap<KeyType, KeyStatus>,
 }
@@ -131,7 +133,7 @@ impl Acme {
     /// directory that cannot be written stops the start.
     pub fn bind(
         settings: &Settings,
-        metrics: Option<Arc<Metrics>>,
+        observe: Option<OrderObserver>,
     ) -> Result<Option<Acme>, AcmeStartError> {
         let Some(acme) = &settings.acme else {
             return Ok(None);
@@ -160,7 +162,7 @@ impl Acme {
             responder,
             table,
             listeners,
-            metrics,
+            observe,
             account: None,
         }))
     }
@@ -286,8 +288,8 @@ impl Acme {
         if let Err(e) = self.store.set_status(&self.status) {
             tracing::error!("cannot write the ACME status: {e}");
         }
-        if let Some(m) = &self.metrics {
-            m.acme_order(kind, result);
+        if let Some(observe) = &self.observe {
+            observe(kind, result);
         }
     }
 
