@@ -108,7 +108,10 @@ enum Cmd {
         When the modern handshake fails (1024-bit RSA key, DHE-only suites with a weak group, TLS 1.1 \
         or older), a second connection sends a broad TLS 1.2 ClientHello (never completed) and reports \
         what the server offers and why a modern sender refuses it, in the words senders log: \
-        \"ee key too small\", \"dh key too small\", \"unsupported protocol\".",
+        \"ee key too small\", \"dh key too small\", \"unsupported protocol\".\n\n\
+        With --dane, the _25._tcp TLSA records of HOST (or --name) are judged against the chain \
+        presented; with --mta-sts DOMAIN, DOMAIN's MTA-STS record and policy against this host \
+        and its certificate: the same findings, codes and words as `tlsfront check`.",
         after_help = "Exit status: 0 a modern sender would deliver over TLS (handshake done, chain \
         trusted or not checked, every name covered), 1 it would fail (no STARTTLS, handshake \
         impossible, untrusted chain, name not covered), 2 cannot connect, not SMTP, or bad arguments.\n\n\
@@ -117,7 +120,8 @@ enum Cmd {
         tlsfront probe mx.example.com                  # port 25, STARTTLS\n  \
         tlsfront probe 127.0.0.1:10025 --name mx.example.com   # the legacy MTA behind tlsfront\n  \
         tlsfront probe mx.example.com --implicit       # port 465\n  \
-        tlsfront probe mx.example.com --json | jq .problems"
+        tlsfront probe mx.example.com --json | jq .problems\n  \
+        tlsfront probe mx.example.com --dane --mta-sts example.com   # TLSA and MTA-STS, as check says"
     )]
     Probe(ProbeArgs),
 }
@@ -305,6 +309,8 @@ struct ProbeArgs {
     /// The server: HOST, HOST:PORT, [IPv6]:PORT (port 25, or 465 with --implicit).
     #[arg(value_name = "HOST[:PORT]")]
     target: String,
+    #[command(flatten)]
+    published: PublishedArgs,
     /// Name the certificate must cover (and the SNI sent); HOST is checked too
     /// when it is a DNS name.
     #[arg(long, value_name = "NAME")]
@@ -347,7 +353,24 @@ fn probe(args: ProbeArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let published = match args.published.dns(None) {
+        Err(e) => {
+            eprintln!("tlsfront: {e}");
+            return ExitCode::from(2);
+        }
+        Ok(_) if !args.published.dane && args.published.mta_sts.is_empty() => None,
+        Ok(dns) => Some(check::Options {
+            dane: args.published.dane,
+            mta_sts: args.published.mta_sts.clone(),
+            dns,
+            system_roots: PathBuf::from(tlsfront::tools::probe::SYSTEM_ROOTS),
+            cafile: args.cafile.clone(),
+            policy_port: 443,
+            ..check::Options::default()
+        }),
+    };
     let options = tlsfront::tools::probe::Options {
+        published,
         host,
         port,
         name: args.name,

@@ -78,6 +78,7 @@ fn probe_options(target: std::net::SocketAddr, name: &str) -> probe::Options {
         ehlo: "probe.test".into(),
         cafile: None,
         system_roots: PathBuf::from("/nonexistent/roots.pem"),
+        published: None,
     }
 }
 

@@ -98,6 +98,7 @@ async fn tlsfront_serves_the_policy_and_check_finds_it_consistent() {
     );
     daemon.attach_policy(policy);
     let shared = server.shared.clone();
+    let shared_starttls = server.local_addrs()[0].0.port();
     let task = tokio::spawn({
         let daemon = daemon.clone();
         async move { daemon.serve(server).await }
@@ -118,6 +119,44 @@ async fn tlsfront_serves_the_policy_and_check_finds_it_consistent() {
     );
     assert_eq!(level(&report, "mta_sts_certificate_ok"), Level::Ok);
     assert!(report.render().contains("mta-sts\n"));
+
+    // probe --dane --mta-sts says the same, of the host as a sender meets it.
+    let leaf: Vec<rustls::pki_types::CertificateDer<'static>> =
+        rustls::pki_types::pem::PemObject::pem_file_iter(&pki.ecdsa.0)
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+    let record = tlsfront::dane::Tlsa::for_key(&tlsfront::cert::spki(leaf[0].as_ref()).unwrap());
+    zone.tlsa("mx.tlsfront.test", 60, &record.rdata()).await;
+    let probe = tlsfront::tools::probe::Options {
+        host: "127.0.0.1".into(),
+        port: shared_starttls,
+        name: Some("mx.tlsfront.test".into()),
+        implicit: false,
+        no_sni: false,
+        timeout: std::time::Duration::from_secs(5),
+        ehlo: "probe.test".into(),
+        cafile: Some(pki.ca_pem.clone()),
+        system_roots: "/nonexistent".into(),
+        published: Some(check::Options {
+            dane: true,
+            ..options(&zone, &anchor, &pki.ca_pem, port)
+        }),
+    };
+    let r = tlsfront::tools::probe::run(&probe).await;
+    assert!(r.ok, "{}", r.render());
+    let codes: Vec<&str> = r.published.iter().map(|f| f.code).collect();
+    assert!(codes.contains(&"tlsa_current_published"), "{codes:?}");
+    assert!(codes.contains(&"mta_sts_certificate_ok"), "{codes:?}");
+    let policy = r
+        .published
+        .iter()
+        .find(|f| f.code == "mta_sts_policy")
+        .unwrap();
+    assert_eq!(policy.message, message(&report, "mta_sts_policy"));
+    let text = r.render();
+    assert!(text.contains("published in DNS"), "{text}");
+    assert!(text.contains("published and DNSSEC-validated"), "{text}");
 
     // Another host that the policy does not list: an error with the fix.
     let other = Pki::new(&["mx2.tlsfront.test"]);

@@ -104,18 +104,8 @@ impl Report {
             out.push_str(title);
             out.push('\n');
             for f in lines {
-                let level = match f.level {
-                    Level::Ok => "ok",
-                    Level::Warning => "warning",
-                    Level::Error => "error",
-                };
-                // Messages quote the backend's replies: escaped for the terminal.
-                out.push_str(&format!(
-                    "  {level:<8}{}: {} [{}]\n",
-                    escape::text(&f.subject),
-                    escape::text(&f.message),
-                    f.code
-                ));
+                out.push_str(&render_finding(f));
+                out.push('\n');
             }
         }
         out.push_str(&format!(
@@ -127,6 +117,22 @@ impl Report {
         ));
         out
     }
+}
+
+/// One finding as a line (no line end): level, subject, message, code.
+pub fn render_finding(f: &Finding) -> String {
+    let level = match f.level {
+        Level::Ok => "ok",
+        Level::Warning => "warning",
+        Level::Error => "error",
+    };
+    // Messages quote the backend's replies and DNS data: escaped for the terminal.
+    format!(
+        "  {level:<8}{}: {} [{}]",
+        escape::text(&f.subject),
+        escape::text(&f.message),
+        f.code
+    )
 }
 
 #[derive(Debug, Clone, Default)]
@@ -262,6 +268,40 @@ async fn published(settings: &Settings, options: &Options) -> Vec<Finding> {
             };
             out.extend(mta_sts::evaluate(&resolver, roots.clone(), &target).await);
         }
+    }
+    out
+}
+
+/// `probe --dane` and `--mta-sts`: the same judgements for any host, against
+/// the chain it presented (for every name) and the names it was probed by.
+pub async fn remote(
+    options: &Options,
+    names: &[String],
+    chain: &[CertificateDer<'static>],
+) -> Vec<Finding> {
+    let about = About::new(Section::Dane, "DNS");
+    let resolver = match Resolver::new(&options.dns.clone().unwrap_or_default()) {
+        Ok(r) => r,
+        Err(e) => return vec![about.error("dns_setup_failed", e.to_string())],
+    };
+    let mut out = Vec::new();
+    if options.dane {
+        let current = [dane::InService {
+            label: "as presented".into(),
+            chain: chain.to_vec(),
+        }];
+        out.extend(dane::evaluate(&resolver, names, &current, &[]).await);
+    }
+    let roots = Arc::new(roots(&options.system_roots, options.cafile.as_deref()));
+    let served = |_: &str| Some(chain.to_vec());
+    for domain in &options.mta_sts {
+        let target = mta_sts::Target {
+            domain,
+            host_names: names,
+            served: &served,
+            port: options.policy_port,
+        };
+        out.extend(mta_sts::evaluate(&resolver, roots.clone(), &target).await);
     }
     out
 }
