@@ -289,3 +289,111 @@ pub(super) fn dns(
         trust_anchor,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::{Overrides, Settings, parse, validate};
+    use super::*;
+
+    const BASE: &str = "[server]\nhostname = \"mx.example.com\"\nnames = [\"mx2.example.com\"]\n\
+                        [[listener]]\naddress = [\"127.0.0.1:2525\"]\n\
+                        [backend]\naddress = \"127.0.0.1:10025\"\n";
+
+    fn load(extra: &str) -> Result<Settings, ConfigError> {
+        validate(
+            parse(&format!("{BASE}{extra}"), "t.toml")?,
+            &Overrides::default(),
+            "t.toml",
+        )
+    }
+
+    #[test]
+    fn acme_defaults_cover_the_mx_names_and_the_policy_host() {
+        let s =
+            load("[acme]\nstate_directory = \"/tmp/s\"\n[mta_sts]\ndomains = [\"Example.com\"]\n")
+                .unwrap();
+        let a = s.acme.unwrap();
+        assert_eq!(a.directory, limits::DEFAULT_ACME_DIRECTORY);
+        assert_eq!(a.key_types, vec![KeyType::EcdsaP256]);
+        assert_eq!(
+            a.names,
+            ["mx.example.com", "mx2.example.com", "mta-sts.example.com"]
+        );
+        assert_eq!(
+            a.challenge,
+            Challenge::Listen(vec![
+                "0.0.0.0:80".parse().unwrap(),
+                "[::]:80".parse().unwrap()
+            ])
+        );
+        assert_eq!(a.renew_before, None);
+        let m = s.mta_sts.unwrap();
+        assert_eq!(m.policy.mode, Mode::Testing);
+        assert_eq!(m.policy.mx, ["mx.example.com", "mx2.example.com"]);
+        assert!(s.dane.is_none());
+        let d = load("[dane]\nresolver = \"127.0.0.1\"\npublish_wait = \"2h\"\n")
+            .unwrap()
+            .dane
+            .unwrap();
+        assert_eq!(d.dns.resolver, Some("127.0.0.1:53".parse().unwrap()));
+        assert_eq!(d.publish_wait, Some(Duration::from_secs(7200)));
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        for (extra, key, words) in [
+            (
+                "[acme]\nwebroot = \"/w\"\nchallenge_listen = [\"0.0.0.0:80\"]\n",
+                "acme.webroot",
+                "not both",
+            ),
+            (
+                "[acme]\nkey_types = [\"ed25519\"]\n",
+                "acme.key_types",
+                "ecdsa_p256",
+            ),
+            (
+                "[acme]\ndirectory = \"http://ca.test/dir\"\n",
+                "acme.directory",
+                "https://",
+            ),
+            (
+                "[acme]\nrenew_before = \"90d\"\n",
+                "acme.renew_before",
+                "60 days",
+            ),
+            (
+                "[acme]\ncontact = [\"postmaster@example.com\"]\n",
+                "acme.contact",
+                "mailto:",
+            ),
+            (
+                "[acme]\nstate_directory = \"state\"\n",
+                "acme.state_directory",
+                "absolute",
+            ),
+            (
+                "[dane]\nresolver = \"dns.example\"\n",
+                "dane.resolver",
+                "IP:PORT",
+            ),
+            (
+                "[mta_sts]\ndomains = [\"example.com\"]\nmode = \"strict\"\n",
+                "mta_sts.mode",
+                "enforce",
+            ),
+            (
+                "[mta_sts]\ndomains = [\"example.com\"]\nmax_age = 0\n",
+                "mta_sts.max_age",
+                "31557600",
+            ),
+            ("[mta_sts]\n", "mta_sts.domains", "name the mail domains"),
+        ] {
+            let e = load(extra).unwrap_err().to_string();
+            assert!(
+                e.contains(&format!("`{key}`")) && e.contains(words),
+                "{extra}: {e}"
+            );
+        }
+    }
+}
