@@ -3,7 +3,8 @@
 #   1. formatting and lints (the same gates CI applies);
 #   2. the dependencies against the RustSec advisory database, when it can be
 #      fetched (skipped, and said so, when it cannot: CI may be offline);
-#   3. unit tests beside the code and in-process end-to-end tests in tests/;
+#   3. unit tests beside the code and in-process end-to-end tests in tests/
+#      (the ACME ones against pebble, which it installs);
 #   4. real-peer scenarios in integration/ (installs Postfix, swaks, HAProxy, ...
 #      itself), the fleet behind HAProxy among them;
 #   5. the HTML report in headless Chromium (installs chromium itself);
@@ -57,6 +58,20 @@ audit() {
 
 stage "cargo audit (RustSec advisory database)"
 audit
+
+# The ACME tests (tests/acme.rs) run against Debian's pebble, a small ACME
+# CA the tests start on loopback ports; without it they would only say
+# SKIPPED, so the suite installs it and makes them required.
+stage "ACME test CA (pebble)"
+if ! command -v pebble >/dev/null 2>&1; then
+    if [[ $(id -u) -eq 0 ]]; then
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq pebble
+    else
+        echo "pebble is not installed and this is not root: apt-get install pebble"
+        exit 1
+    fi
+fi
+export TLSFRONT_REQUIRE_PEBBLE=1
 
 stage "cargo test (unit and in-process end-to-end)"
 cargo test --all-targets

@@ -462,6 +462,12 @@ pub fn wildcard_match(pattern: &str, name: &str) -> bool {
     }
 }
 
+/// The SubjectPublicKeyInfo, DER, as DANE's selector 1 hashes it.
+pub fn spki(der: &[u8]) -> Result<Vec<u8>, CertError> {
+    let (_, x) = x509_parser::parse_x509_certificate(der).map_err(|e| CertError(e.to_string()))?;
+    Ok(x.tbs_certificate.subject_pki.raw.to_vec())
+}
+
 #[cfg(test)]
 pub(crate) mod test_keys {
     use rcgen::PublicKeyData;

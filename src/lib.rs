@@ -28,10 +28,13 @@
 
 pub mod cert;
 pub mod config;
+pub mod dane;
+pub mod dns;
 pub mod escape;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 pub mod limits;
+pub mod mta_sts;
 pub mod outcome;
 pub mod proxy;
 pub mod smtp;

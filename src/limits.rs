@@ -209,3 +209,54 @@ pub const STATUS_INTERVAL: Duration = Duration::from_secs(10);
 /// Daemon: tasks still running when the server has returned (after the
 /// shutdown grace) get this long before the process ends.
 pub const RUNTIME_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// ACME: the CA asked when `acme.directory` is not set (Let's Encrypt, production).
+pub const DEFAULT_ACME_DIRECTORY: &str = "https://acme-v02.api.letsencrypt.org/directory";
+/// ACME: where the account, keys and certificates live when
+/// `acme.state_directory` is not set and systemd gave no `$STATE_DIRECTORY`
+/// (the unit's `StateDirectory=tlsfront`).
+pub const DEFAULT_STATE_DIRECTORY: &str = "/var/lib/tlsfront";
+/// ACME: the HTTP-01 challenge listener by default, both families: the CA
+/// validates over IPv6 when the name has an AAAA record.
+pub const DEFAULT_CHALLENGE_LISTEN: &[&str] = &["0.0.0.0:80", "[::]:80"];
+/// ACME: longest `acme.renew_before`; Let's Encrypt's certificates live 90
+/// days, and renewing with 60 left already renews every month.
+pub const MAX_RENEW_BEFORE: Duration = Duration::from_secs(60 * 86_400);
+/// ACME: the first wait after a failed order (`acme.retry_initial`); it
+/// doubles after each failure. Let's Encrypt allows 5 failed validations per
+/// name an hour: 10 minutes keeps well inside.
+pub const DEFAULT_ACME_RETRY_INITIAL: Duration = Duration::from_secs(600);
+/// ACME: the doubling stops here; a certificate with days left still gets
+/// several tries a day.
+pub const ACME_RETRY_MAX: Duration = Duration::from_secs(12 * 3600);
+/// ACME: waiting for the CA to validate an order, and then to issue it.
+pub const ACME_ORDER_TIMEOUT: Duration = Duration::from_secs(180);
+/// ACME: one HTTP request to the CA (directory, order, certificate): the CA
+/// answers in seconds; a minute covers a slow one without hanging a renewal.
+pub const ACME_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+/// HTTP-01 listener: a request head is one short GET from the CA.
+pub const MAX_CHALLENGE_REQUEST: usize = 8 * 1024;
+/// HTTP-01 listener: reading the request and writing the answer, together.
+pub const CHALLENGE_TIMEOUT: Duration = Duration::from_secs(10);
+/// HTTP-01 listener: requests served at once (a CA validates from a handful
+/// of vantage points; the rest is scanners on port 80).
+pub const MAX_CHALLENGE_CONNECTIONS: usize = 64;
+/// DANE: how often the daemon looks up the next key's TLSA records: at most
+/// this, at least every half TTL (so "visible for two TTLs" is measured to
+/// within a quarter of it).
+pub const MAX_TLSA_POLL_INTERVAL: Duration = Duration::from_secs(600);
+/// DANE: the shortest poll, whatever the TTL (a TTL of 0 or 1 s in tests).
+pub const MIN_TLSA_POLL_INTERVAL: Duration = Duration::from_secs(1);
+/// DNS: one lookup (TLSA, TXT, addresses) with the DNSSEC chain it needs.
+pub const DNS_TIMEOUT: Duration = Duration::from_secs(10);
+/// MTA-STS: `max_age` of the served policy by default: one week (RFC 8461
+/// §3.2 suggests weeks or more once the policy is stable).
+pub const DEFAULT_MTA_STS_MAX_AGE: u64 = 7 * 86_400;
+/// MTA-STS: RFC 8461 §3.2: max_age is at most 31557600 seconds (about a year).
+pub const MAX_MTA_STS_MAX_AGE: u64 = 31_557_600;
+/// MTA-STS: the policy listener by default (HTTPS on 443, both families).
+pub const DEFAULT_MTA_STS_LISTEN: &[&str] = &["0.0.0.0:443", "[::]:443"];
+/// MTA-STS: RFC 8461 §3.3: senders SHOULD refuse policies over 64 KiB.
+pub const MAX_MTA_STS_POLICY: usize = 64 * 1024;
+/// MTA-STS: fetching the policy (connect, TLS, request and answer together).
+pub const MTA_STS_FETCH_TIMEOUT: Duration = Duration::from_secs(20);

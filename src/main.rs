@@ -95,6 +95,15 @@ enum Cmd {
         uses, MAIL FROM:<> and RCPT TO:<relay-test@tlsfront-RANDOM.example.net> (then RSET; no \
         DATA): a backend that accepts would relay for every client of tlsfront \
         (backend_open_relay, an error naming the fix).\n\n\
+        - with [acme]: the certificates in the state directory (dates, names) and whether the \
+        last renewal failed (the daemon's status file);\n\
+        - with --dane: the _25._tcp.NAME TLSA records DNS publishes (DNSSEC validated by \
+        tlsfront itself) against the keys in service and the next keys ACME keeps ready, each \
+        with the `_25._tcp.NAME. IN TLSA 3 1 1 ...` line to publish;\n\
+        - with --mta-sts DOMAIN: the _mta-sts TXT record and the policy at \
+        https://mta-sts.DOMAIN/.well-known/mta-sts.txt, every mx: pattern against this host's \
+        names, and whether the certificate served for each admitted name satisfies a sender that \
+        verifies.\n\n\
         Each finding is one line: `ok`, `warning` or `error`, what it is about, the message, \
         and a stable code in brackets. A weak backend STARTTLS is a warning: tlsfront hides it.",
         after_help = "Exit status: 0 no errors (warnings allowed), 1 at least one error, \
@@ -102,7 +111,9 @@ enum Cmd {
         Examples:\n  tlsfront check --config /etc/tlsfront/tlsfront.toml\n  \
         tlsfront check --config /etc/tlsfront/tlsfront.toml --json | jq '.findings[] | select(.level != \"ok\")'\n  \
         tlsfront check --no-backend --cert fullchain.pem --key key.pem --hostname mx.example.com \\\n    \
-        --listen 0.0.0.0:25 --backend 127.0.0.1:10025"
+        --listen 0.0.0.0:25 --backend 127.0.0.1:10025\n  \
+        tlsfront check --no-backend --dane --mta-sts example.com   # what to publish in DNS\n\n\
+        Enabling ACME, DANE and MTA-STS on a real host: docs/certificates.md."
     )]
     Check(CheckArgs),
     /// Look at a mail server's TLS the way a modern sender does (the readable
@@ -118,7 +129,10 @@ enum Cmd {
         When the modern handshake fails (1024-bit RSA key, DHE-only suites with a weak group, TLS 1.1 \
         or older), a second connection sends a broad TLS 1.2 ClientHello (never completed) and reports \
         what the server offers and why a modern sender refuses it, in the words senders log: \
-        \"ee key too small\", \"dh key too small\", \"unsupported protocol\".",
+        \"ee key too small\", \"dh key too small\", \"unsupported protocol\".\n\n\
+        With --dane, the _25._tcp TLSA records of HOST (or --name) are judged against the chain \
+        presented; with --mta-sts DOMAIN, DOMAIN's MTA-STS record and policy against this host \
+        and its certificate: the same findings, codes and words as `tlsfront check`.",
         after_help = "Exit status: 0 a modern sender would deliver over TLS (handshake done, chain \
         trusted or not checked, every name covered), 1 it would fail (no STARTTLS, handshake \
         impossible, untrusted chain, name not covered), 2 cannot connect, not SMTP, or bad arguments.\n\n\
@@ -127,7 +141,8 @@ enum Cmd {
         tlsfront probe mx.example.com                  # port 25, STARTTLS\n  \
         tlsfront probe 127.0.0.1:10025 --name mx.example.com   # the legacy MTA behind tlsfront\n  \
         tlsfront probe mx.example.com --implicit       # port 465\n  \
-        tlsfront probe mx.example.com --json | jq .problems"
+        tlsfront probe mx.example.com --json | jq .problems\n  \
+        tlsfront probe mx.example.com --dane --mta-sts example.com   # TLSA and MTA-STS, as check says"
     )]
     Probe(ProbeArgs),
     /// Write the man pages or the shell completions into a directory (for
@@ -307,6 +322,55 @@ struct CheckArgs {
     /// DynamicUser, an unprivileged user in no group].
     #[arg(long, value_name = "USER")]
     service_user: Option<String>,
+    /// Extra trusted roots (PEM) for --mta-sts, beside the system's.
+    #[arg(long, value_name = "FILE")]
+    cafile: Option<PathBuf>,
+    #[command(flatten)]
+    published: PublishedArgs,
+}
+
+/// What DNS publishes about a host (DANE, MTA-STS): shared by check and probe.
+#[derive(Args)]
+struct PublishedArgs {
+    /// Compare the _25._tcp.NAME TLSA records with the keys (DNSSEC status shown).
+    #[arg(long)]
+    dane: bool,
+    /// Check DOMAIN's MTA-STS TXT record and policy against this host (repeatable).
+    #[arg(long, value_name = "DOMAIN")]
+    mta_sts: Vec<String>,
+    /// DNS resolver for --dane and --mta-sts, IP or IP:PORT [default: [dane]
+    /// resolver, else /etc/resolv.conf].
+    #[arg(long, value_name = "ADDR")]
+    resolver: Option<String>,
+    /// DNSKEY records trusted instead of the root's key (a private or test zone).
+    #[arg(long, value_name = "FILE")]
+    trust_anchor: Option<PathBuf>,
+}
+
+impl PublishedArgs {
+    /// The DNS settings the flags give, over `base` (the config's `[dane]`).
+    fn dns(
+        &self,
+        base: Option<&tlsfront::config::DnsSettings>,
+    ) -> Result<Option<tlsfront::config::DnsSettings>, String> {
+        if self.resolver.is_none() && self.trust_anchor.is_none() {
+            return Ok(base.cloned());
+        }
+        let resolver = match &self.resolver {
+            None => base.and_then(|b| b.resolver),
+            Some(s) => Some(
+                tlsfront::dns::parse_resolver(s)
+                    .ok_or_else(|| format!("--resolver {s:?}: expected IP or IP:PORT"))?,
+            ),
+        };
+        Ok(Some(tlsfront::config::DnsSettings {
+            resolver,
+            trust_anchor: self
+                .trust_anchor
+                .clone()
+                .or_else(|| base.and_then(|b| b.trust_anchor.clone())),
+        }))
+    }
 }
 
 #[derive(Args)]
@@ -314,6 +378,8 @@ struct ProbeArgs {
     /// The server: HOST, HOST:PORT, [IPv6]:PORT (port 25, or 465 with --implicit).
     #[arg(value_name = "HOST[:PORT]")]
     target: String,
+    #[command(flatten)]
+    published: PublishedArgs,
     /// Name the certificate must cover (and the SNI sent); HOST is checked too
     /// when it is a DNS name.
     #[arg(long, value_name = "NAME")]
@@ -416,7 +482,24 @@ fn probe(args: ProbeArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let published = match args.published.dns(None) {
+        Err(e) => {
+            eprintln!("tlsfront: {e}");
+            return ExitCode::from(2);
+        }
+        Ok(_) if !args.published.dane && args.published.mta_sts.is_empty() => None,
+        Ok(dns) => Some(check::Options {
+            dane: args.published.dane,
+            mta_sts: args.published.mta_sts.clone(),
+            dns,
+            system_roots: PathBuf::from(tlsfront::tools::probe::SYSTEM_ROOTS),
+            cafile: args.cafile.clone(),
+            policy_port: 443,
+            ..check::Options::default()
+        }),
+    };
     let options = tlsfront::tools::probe::Options {
+        published,
         host,
         port,
         name: args.name,
@@ -481,9 +564,22 @@ fn check(args: CheckArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let dns = match args.published.dns(settings.dane.as_ref().map(|d| &d.dns)) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("tlsfront: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let options = check::Options {
         backend: !args.no_backend,
         service_user: args.service_user,
+        dane: args.published.dane,
+        mta_sts: args.published.mta_sts.clone(),
+        dns,
+        system_roots: PathBuf::from(tlsfront::tools::probe::SYSTEM_ROOTS),
+        cafile: args.cafile.clone(),
+        policy_port: 443,
     };
     let report = runtime.block_on(check::run(&settings, &source, options));
     print(&report);

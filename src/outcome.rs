@@ -338,6 +338,40 @@ impl From<BackendFailure> for BackendErrorName {
     }
 }
 
+named! {
+    /// A certificate key tlsfront obtains by ACME (`acme.key_types`, the state
+    /// directory's folders, metrics labels, `check`).
+    pub enum KeyType {
+        /// The default: small, fast, and what every current sender verifies.
+        EcdsaP256 => "ecdsa_p256",
+        /// Beside it, for the rare sender that verifies only RSA.
+        Rsa2048 => "rsa_2048",
+    }
+}
+
+named! {
+    /// How an ACME order ended (metrics label, the state file, `check`).
+    pub enum AcmeResult {
+        Issued => "issued",
+        Failed => "failed",
+    }
+}
+
+named! {
+    /// What DNS publishes for one key of one MX name (`_25._tcp.NAME TLSA`),
+    /// in the words `check --dane`, `probe` and the daemon share.
+    pub enum TlsaStatus {
+        /// A `3 1 1` record for the key is published and DNSSEC-validated.
+        Published => "published",
+        /// Published, but not DNSSEC-validated: senders ignore it.
+        Unsigned => "unsigned",
+        /// No record matches the key.
+        Missing => "missing",
+        /// The lookup failed (no answer, SERVFAIL, bogus signatures).
+        LookupFailed => "lookup_failed",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -387,6 +421,18 @@ mod tests {
         assert_eq!(
             names(Origin::ALL, Origin::as_str),
             ["direct", "proxied", "health_check"]
+        );
+        assert_eq!(
+            names(KeyType::ALL, KeyType::as_str),
+            ["ecdsa_p256", "rsa_2048"]
+        );
+        assert_eq!(
+            names(AcmeResult::ALL, AcmeResult::as_str),
+            ["issued", "failed"]
+        );
+        assert_eq!(
+            names(TlsaStatus::ALL, TlsaStatus::as_str),
+            ["published", "unsigned", "missing", "lookup_failed"]
         );
         assert_eq!(
             names(BackendFailure::ALL, BackendFailure::as_str),

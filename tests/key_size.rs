@@ -78,6 +78,7 @@ fn probe_options(target: std::net::SocketAddr, name: &str) -> probe::Options {
         ehlo: "probe.test".into(),
         cafile: None,
         system_roots: PathBuf::from("/nonexistent/roots.pem"),
+        published: None,
     }
 }
 
@@ -138,7 +139,7 @@ async fn a_key_just_over_2048_bits_is_named_alike_by_the_record_check_and_probe(
         "t.toml",
         check::Options {
             backend: false,
-            service_user: None,
+            ..check::Options::default()
         },
     )
     .await;
@@ -190,7 +191,7 @@ async fn keys_of_2047_and_1024_bits_are_refused_by_run_and_named_alike_by_check_
             "t.toml",
             check::Options {
                 backend: true,
-                service_user: None,
+                ..check::Options::default()
             },
         )
         .await;
@@ -249,7 +250,7 @@ async fn a_p521_key_is_named_by_its_curve_in_the_record_and_check() {
         "t.toml",
         check::Options {
             backend: false,
-            service_user: None,
+            ..check::Options::default()
         },
     )
     .await;

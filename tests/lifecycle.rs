@@ -167,6 +167,7 @@ async fn reload_applies_new_certificates_and_keeps_the_old_on_a_broken_one() {
         tlsfront::tools::check::Options {
             backend: false,
             service_user: Some("root".into()),
+            ..tlsfront::tools::check::Options::default()
         },
     )
     .await;

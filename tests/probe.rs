@@ -508,6 +508,7 @@ async fn no_roots_means_not_checked() {
         ehlo: "probe.test".into(),
         cafile: None,
         system_roots: pki.dir.path().join("no-such-bundle.crt"),
+        published: None,
     };
     let r = tokio::time::timeout(T, tlsfront::tools::probe::run(&options))
         .await

@@ -14,6 +14,7 @@
 //!
 //! Every error names the file and the key, so a typo at 3 a.m. is a one-line fix.
 
+mod automation;
 mod raw;
 mod validate;
 mod values;
@@ -25,11 +26,12 @@ use std::time::Duration;
 use serde::Deserialize;
 use thiserror::Error;
 
-use crate::outcome::Mode;
+use crate::outcome::{KeyType, Mode};
 
+pub use crate::dns::DnsSettings;
 pub use raw::{
-    RawBackend, RawCertificate, RawConfig, RawListener, RawMetrics, RawProxyProtocol, RawRecords,
-    RawServer, RawSmtp, RawTls, parse,
+    RawAcme, RawBackend, RawCertificate, RawConfig, RawDane, RawListener, RawMetrics, RawMtaSts,
+    RawProxyProtocol, RawRecords, RawServer, RawSmtp, RawTls, parse,
 };
 pub use validate::validate;
 pub use values::{
@@ -91,6 +93,64 @@ pub struct Settings {
     pub shutdown_grace: Duration,
     /// Networks allowed to send a PROXY header (address, prefix length).
     pub trusted_proxies: Vec<(IpAddr, u8)>,
+    /// Certificates obtained by ACME (`[acme]`), beside or instead of files.
+    pub acme: Option<AcmeSettings>,
+    /// TLSA lookups and the key rollover rule (`[dane]`).
+    pub dane: Option<DaneSettings>,
+    /// The MTA-STS policy tlsfront serves itself (`[mta_sts]`).
+    pub mta_sts: Option<MtaStsSettings>,
+}
+
+/// `[acme]`, validated.
+#[derive(Debug, Clone)]
+pub struct AcmeSettings {
+    /// The CA's directory URL.
+    pub directory: String,
+    /// `mailto:` addresses given to the CA with the account.
+    pub contact: Vec<String>,
+    /// Names every certificate covers (the MX names, and `mta-sts.DOMAIN`
+    /// when tlsfront serves the policy).
+    pub names: Vec<String>,
+    /// One certificate per key type, ECDSA P-256 first.
+    pub key_types: Vec<KeyType>,
+    pub challenge: Challenge,
+    /// Renew this long before expiry (`None`: when a third of the lifetime is left).
+    pub renew_before: Option<Duration>,
+    /// First wait after a failure; it doubles up to [`crate::limits::ACME_RETRY_MAX`].
+    pub retry_initial: Duration,
+    /// Extra roots trusted for the CA's HTTPS (a private CA); `None`: the system's.
+    pub ca_file: Option<PathBuf>,
+    /// Account, keys, certificates and the renewal status live here.
+    pub state_directory: PathBuf,
+}
+
+/// How tlsfront answers the CA's HTTP-01 challenge.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Challenge {
+    /// Its own small HTTP listener (port 80).
+    Listen(Vec<SocketAddr>),
+    /// Files under `WEBROOT/.well-known/acme-challenge/`, served by the host's web server.
+    Webroot(PathBuf),
+}
+
+/// `[dane]`, validated.
+#[derive(Debug, Clone)]
+pub struct DaneSettings {
+    /// MX names whose `_25._tcp` TLSA records are looked up.
+    pub names: Vec<String>,
+    /// How long a next key's TLSA record must have been visible before
+    /// tlsfront switches to it (`None`: two TTLs of the record).
+    pub publish_wait: Option<Duration>,
+    pub dns: DnsSettings,
+}
+
+/// `[mta_sts]`, validated.
+#[derive(Debug, Clone)]
+pub struct MtaStsSettings {
+    /// Mail domains whose policy tlsfront serves (at `mta-sts.DOMAIN`).
+    pub domains: Vec<String>,
+    pub listen: Vec<SocketAddr>,
+    pub policy: crate::mta_sts::Policy,
 }
 
 #[derive(Debug, Clone, Copy)]

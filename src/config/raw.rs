@@ -13,7 +13,7 @@ use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
 use super::{BackendTls, BareLineEndings, ConfigError, RequireTls};
-use crate::outcome::Mode;
+use crate::outcome::{KeyType, Mode};
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -32,6 +32,12 @@ pub struct RawConfig {
     pub records: RawRecords,
     #[serde(default)]
     pub metrics: RawMetrics,
+    /// Absent: certificates come from files only, as before.
+    pub acme: Option<RawAcme>,
+    /// Absent: no TLSA lookups, no key rollover rule.
+    pub dane: Option<RawDane>,
+    /// Absent: tlsfront serves no MTA-STS policy.
+    pub mta_sts: Option<RawMtaSts>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -202,6 +208,45 @@ pub struct RawRecords {
 pub struct RawMetrics {
     /// `IP:PORT` of the Prometheus endpoint; absent: no metrics.
     pub listen: Option<String>,
+}
+
+/// `[acme]`: certificates obtained and renewed by tlsfront itself.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAcme {
+    pub directory: Option<String>,
+    #[serde(default)]
+    pub contact: Vec<String>,
+    pub names: Option<Vec<String>>,
+    pub key_types: Option<Vec<KeyType>>,
+    pub challenge_listen: Option<Vec<String>>,
+    pub webroot: Option<PathBuf>,
+    pub renew_before: Option<String>,
+    pub retry_initial: Option<String>,
+    pub ca_file: Option<PathBuf>,
+    pub state_directory: Option<PathBuf>,
+}
+
+/// `[dane]`: TLSA lookups and the rule for switching keys.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDane {
+    pub names: Option<Vec<String>>,
+    pub publish_wait: Option<String>,
+    pub resolver: Option<String>,
+    pub trust_anchor: Option<PathBuf>,
+}
+
+/// `[mta_sts]`: the policy file served over HTTPS.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMtaSts {
+    #[serde(default)]
+    pub domains: Vec<String>,
+    pub listen: Option<Vec<String>>,
+    pub mode: Option<String>,
+    pub max_age: Option<u64>,
+    pub mx: Option<Vec<String>>,
 }
 
 /// Parses the file's text. An error about one key (a wrong type, an unknown

@@ -37,7 +37,13 @@ pub fn validate(
     let smtp = smtp(&v, &raw.smtp)?;
     let records = records(&raw.records);
     let metrics = metrics(&v, &raw.metrics, &listeners)?;
+    let mta_sts = super::automation::mta_sts(&v, raw.mta_sts.as_ref(), &server.names)?;
+    let acme = super::automation::acme(&v, raw.acme.as_ref(), &server.names, mta_sts.as_ref())?;
+    let dane = super::automation::dane(&v, raw.dane.as_ref(), &server.names)?;
     Ok(Settings {
+        acme,
+        dane,
+        mta_sts,
         hostname: server.hostname,
         host_id: server.host_id,
         names: server.names,
@@ -55,12 +61,12 @@ pub fn validate(
 }
 
 /// Errors naming the file and the key, and the checks most keys share.
-struct V<'a> {
+pub(super) struct V<'a> {
     file: &'a str,
 }
 
 impl V<'_> {
-    fn err(&self, key: &str, message: impl Into<String>) -> ConfigError {
+    pub(super) fn err(&self, key: &str, message: impl Into<String>) -> ConfigError {
         ConfigError::Invalid {
             file: self.file.to_string(),
             key: key.to_string(),
@@ -68,7 +74,7 @@ impl V<'_> {
         }
     }
 
-    fn duration(
+    pub(super) fn duration(
         &self,
         key: &str,
         value: &Option<String>,

@@ -1,17 +1,20 @@
 //! The daemon's lifecycle around the [`Server`]: ready, reload (on SIGHUP or
 //! when a certificate file changes), status and watchdog pings to systemd,
-//! and stop. Each step is a method of [`Daemon`] that tests call directly;
+//! and stop; the ACME loop beside it puts each new certificate into service
+//! through the same reload. Each step is a method of [`Daemon`] that tests call directly;
 //! the signal loop and the timers are thin loops around them.
 
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use thiserror::Error;
 
 use crate::config::{ConfigError, Settings};
 use crate::limits;
+use crate::proxy::acme::{Acme, AcmeStartError};
 use crate::proxy::backend::guard::{self, RelayVerdict};
+use crate::proxy::mta_sts::PolicyServer;
 use crate::proxy::notify::{self, Notifier};
 use crate::proxy::records::{self, RecordFileError, RecordSink};
 use crate::proxy::server::{Server, StartError};
@@ -42,6 +45,13 @@ pub enum RunError {
     Start(#[from] StartError),
     #[error("cannot handle signals: {0}")]
     Signals(std::io::Error),
+    #[error(transparent)]
+    Acme(#[from] AcmeStartError),
+    #[error("MTA-STS policy listener: cannot listen on {addr}: {source}")]
+    Policy {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
 }
 
 /// A running tlsfront as systemd and the admin see it.
@@ -49,6 +59,10 @@ pub struct Daemon {
     shared: Arc<Shared>,
     notifier: Notifier,
     load: Loader,
+    /// The certificate loop (`[acme]`), started by [`Daemon::serve`].
+    acme: Mutex<Option<Acme>>,
+    /// The MTA-STS policy server (`[mta_sts]`), started by [`Daemon::serve`].
+    policy: Mutex<Option<PolicyServer>>,
 }
 
 impl Daemon {
@@ -57,7 +71,21 @@ impl Daemon {
             shared,
             notifier,
             load,
+            acme: Mutex::new(None),
+            policy: Mutex::new(None),
         })
+    }
+
+    /// Gives the daemon the MTA-STS policy server (bound) to run beside the server.
+    pub fn attach_policy(&self, policy: PolicyServer) {
+        *self.policy.lock().unwrap_or_else(|e| e.into_inner()) = Some(policy);
+    }
+
+    /// Gives the daemon its ACME loop (bound, with its challenge listener),
+    /// to run beside the server; each certificate it obtains is put into
+    /// service by [`Daemon::reload`].
+    pub fn attach_acme(&self, acme: Acme) {
+        *self.acme.lock().unwrap_or_else(|e| e.into_inner()) = Some(acme);
     }
 
     pub fn shared(&self) -> &Arc<Shared> {
@@ -142,8 +170,8 @@ impl Daemon {
     }
 
     /// Serves until stopped: ready, then the certificate watch
-    /// (`tls.watch_interval`) and the status pings (under systemd) beside the
-    /// server. Signals are not handled here (see [`Signals`]).
+    /// (`tls.watch_interval`), the ACME loop (`[acme]`) and the status pings
+    /// (under systemd) beside the server. Signals are not handled here (see [`Signals`]).
     pub async fn serve(self: &Arc<Self>, server: Server) {
         self.ready();
         if let Some(every) = self.shared.settings.tls.watch_interval {
@@ -153,6 +181,16 @@ impl Daemon {
             );
         }
         tokio::spawn(self.clone().guard_relay());
+        if let Some(acme) = self.acme.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            let daemon = self.clone();
+            let apply = Box::new(move || {
+                let _ = daemon.reload();
+            });
+            tokio::spawn(acme.run(apply, self.shared.shutdown.clone()));
+        }
+        if let Some(policy) = self.policy.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            tokio::spawn(policy.serve(self.shared.clone()));
+        }
         if self.notifier.enabled() {
             let watchdog = notify::watchdog_interval();
             let every = watchdog.map_or(limits::STATUS_INTERVAL, |w| w / 2);
@@ -314,6 +352,14 @@ pub fn runtime(workers: usize) -> std::io::Result<tokio::runtime::Runtime> {
         .build()
 }
 
+/// Counts each ACME order in the metrics, when they are on.
+pub fn order_observer(shared: &Shared) -> Option<crate::proxy::acme::OrderObserver> {
+    let metrics = shared.metrics.clone()?;
+    Some(Arc::new(move |kind, result| {
+        metrics.acme_order(kind, result)
+    }))
+}
+
 /// `tlsfront run` after the command line: starts the record writer and the
 /// runtime, binds, serves until SIGTERM or SIGINT, then drains the records.
 /// `load` reads the configuration again on reload.
@@ -338,7 +384,16 @@ pub fn run(settings: Settings, load: Loader) -> Result<(), RunError> {
     );
     let result = runtime.block_on(async move {
         let server = Server::bind(settings, sink).await?;
+        let acme = Acme::bind(&server.shared.settings, order_observer(&server.shared))?;
         let daemon = Daemon::new(server.shared.clone(), Notifier::from_env(), load);
+        if let Some(acme) = acme {
+            daemon.attach_acme(acme);
+        }
+        if let Some(policy) = PolicyServer::bind(server.shared.settings.mta_sts.as_ref())
+            .map_err(|(addr, source)| RunError::Policy { addr, source })?
+        {
+            daemon.attach_policy(policy);
+        }
         // Before READY: a stop right after it must find the handlers in place.
         let signals = Signals::install().map_err(RunError::Signals)?;
         tokio::spawn(signals.serve(daemon.clone()));

@@ -20,7 +20,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
 use crate::limits;
-use crate::outcome::{Origin, TlsOutcome};
+use crate::outcome::{AcmeResult, KeyType, Origin, TlsOutcome};
 use crate::proxy::admission::Admission;
 use crate::proxy::records::{Observer, Record};
 use crate::proxy::tls::CertEntry;
@@ -53,6 +53,7 @@ pub struct Metrics {
     cert_expiry: Family<Labels3, Gauge>,
     records_dropped: Counter,
     health_checks: Counter,
+    acme_orders: Family<Labels2, Counter>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -84,6 +85,7 @@ impl Metrics {
             cert_expiry: Family::default(),
             records_dropped: Counter::default(),
             health_checks: Counter::default(),
+            acme_orders: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -129,6 +131,11 @@ impl Metrics {
             m.messages.clone(),
         );
         registry.register("active_sessions", "Sessions in progress", m.active.clone());
+        registry.register(
+            "acme_orders",
+            "ACME certificate orders, by key type and result (issued or failed)",
+            m.acme_orders.clone(),
+        );
         registry.register_with_unit(
             "certificate_expiry_timestamp",
             "notAfter of each certificate in service, Unix time",
@@ -235,6 +242,16 @@ impl Metrics {
                 ])
                 .set(e.not_after);
         }
+    }
+
+    /// One ACME order ended.
+    pub fn acme_order(&self, key: KeyType, result: AcmeResult) {
+        self.acme_orders
+            .get_or_create(&[
+                ("key", key.as_str().to_string()),
+                ("result", result.as_str().to_string()),
+            ])
+            .inc();
     }
 
     /// The OpenMetrics text exposition, with `active` sessions as of now.

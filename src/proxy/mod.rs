@@ -4,12 +4,16 @@
 //! [`admission`] applies the caps, [`session`] runs the SMTP dialogue (with
 //! [`tls`] for STARTTLS and implicit TLS over a [`stream`]), [`backend`] is
 //! the legacy MTA, [`records`] writes the outcome, [`metrics`] counts it;
-//! [`notify`] talks to systemd.
+//! [`notify`] talks to systemd; [`acme`] obtains and renews the certificates
+//! when `[acme]` is configured, and [`mta_sts`] serves the MTA-STS policy
+//! (`[mta_sts]`).
 
+pub mod acme;
 pub mod admission;
 pub mod backend;
 pub mod daemon;
 pub mod metrics;
+pub mod mta_sts;
 pub mod notify;
 pub mod records;
 pub mod server;

@@ -102,6 +102,17 @@ impl CertEntry {
     pub fn validity(&self, now: i64) -> cert::Judged {
         cert::judge_validity(&self.leaf, &format!("the leaf ({})", self.subject), now)
     }
+
+    /// The chain as served, leaf first (DER).
+    pub fn chain(&self) -> &[CertificateDer<'static>] {
+        &self.certified.cert
+    }
+
+    /// This certificate's rustls configuration (the MTA-STS policy server
+    /// serves with it too).
+    pub fn server_config(&self) -> Arc<ServerConfig> {
+        self.config.clone()
+    }
 }
 
 #[derive(Debug)]
@@ -185,7 +196,9 @@ impl TlsFront {
         let ticketer = aws_lc_rs::Ticketer::new().map_err(|e| TlsError::Config(e.to_string()))?;
         let cache = ServerSessionMemoryCache::new(4096);
 
-        let generated = tls.certificates.is_empty();
+        // Certificates ACME obtained (`[acme]`) serve beside the files.
+        let acme = crate::proxy::acme::served(settings);
+        let generated = tls.certificates.is_empty() && acme.is_empty();
         let mut loaded: Vec<Loaded> = Vec::new();
         if generated {
             if !tls.generate_self_signed {
@@ -224,6 +237,22 @@ impl TlsFront {
                 names: c.names.clone(),
                 default: c.default,
                 cert_path: c.cert.clone(),
+            });
+        }
+
+        for (cert_path, key_path) in acme {
+            let refused = |problem| TlsError::Certificate {
+                cert: cert_path.clone(),
+                problem,
+            };
+            let chain = cert::read_chain(&cert_path).map_err(refused)?;
+            let key = cert::read_key(&key_path).map_err(refused)?;
+            loaded.push(Loaded {
+                chain,
+                key,
+                names: Vec::new(),
+                default: false,
+                cert_path,
             });
         }
 

@@ -30,7 +30,7 @@ use crate::proxy::backend::tls::{CertPolicy, Presented, Verifier};
 use crate::smtp::client::{self, ReadError};
 use crate::smtp::ehlo;
 use crate::smtp::reply::{Reply, ReplyParser};
-use crate::tools::check::certs::covers;
+use crate::tools::check::{self, certs::covers};
 use crate::tools::legacy::{self, Assessment, Refusal};
 
 /// Debian's bundle of the system's trusted roots (package ca-certificates).
@@ -51,6 +51,8 @@ pub struct Options {
     pub cafile: Option<PathBuf>,
     /// The system roots file (a parameter so tests can point it elsewhere).
     pub system_roots: PathBuf,
+    /// `--dane`, `--mta-sts`: what DNS publishes, judged as `check` does.
+    pub published: Option<check::Options>,
 }
 
 /// Splits `HOST[:PORT]`, `[v6]:PORT` or a bare IPv6 address.
@@ -173,6 +175,8 @@ pub struct Report {
     pub ok: bool,
     /// Why not, one line each.
     pub problems: Vec<String>,
+    /// `--dane`, `--mta-sts`: findings in `check`'s words and codes.
+    pub published: Vec<check::Finding>,
     /// Cannot connect, not SMTP, bad arguments (exit 2).
     pub error: Option<String>,
     pub exit: u8,
@@ -903,6 +907,21 @@ pub async fn run(opts: &Options) -> Report {
             .collect(),
         legacy: r.legacy.clone(),
     });
+    if let Some(published) = &opts.published {
+        let names = if names.is_empty() {
+            vec![opts.host.clone()]
+        } else {
+            names
+        };
+        r.published = check::remote(published, &names, &hs.chain).await;
+        for f in r
+            .published
+            .iter()
+            .filter(|f| f.level == check::Level::Error)
+        {
+            r.problems.push(format!("{}: {}", f.subject, f.message));
+        }
+    }
     r.ok = r.problems.is_empty();
     r.exit = if r.ok { 0 } else { 1 };
     r
@@ -1128,6 +1147,13 @@ impl Report {
                     v(&l.cert_subject),
                     v(&l.key_type)
                 ));
+            }
+        }
+        if !self.published.is_empty() {
+            line(String::new());
+            line("published in DNS (--dane, --mta-sts)".into());
+            for f in &self.published {
+                line(check::render_finding(f));
             }
         }
         line(String::new());

@@ -18,6 +18,13 @@ pub enum Section {
     Config,
     Certificates,
     Backend,
+    /// Certificates obtained by ACME (the state directory).
+    Acme,
+    /// TLSA records against the keys (`--dane`).
+    Dane,
+    /// The MTA-STS record and policy of a domain (`--mta-sts`).
+    #[serde(rename = "mta_sts")]
+    MtaSts,
 }
 
 #[derive(Debug, Clone, Serialize)]

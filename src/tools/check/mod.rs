@@ -5,24 +5,38 @@
 //! EHLO keywords, XCLIENT, and a raw probe of its own STARTTLS that tells
 //! whether modern senders would refuse it and why. Findings are data with
 //! stable codes; rendering them for people or scripts is separate.
+//!
+//! With `[acme]`, the state directory and the last renewal ([`acme`]); on
+//! request, what DNS publishes: TLSA records against the keys (`--dane`,
+//! [`dane`]) and a domain's MTA-STS record and policy (`--mta-sts`,
+//! [`mta_sts`]).
 
 pub mod access;
+pub mod acme;
 pub mod certs;
+pub mod dane;
 pub mod dryrun;
 pub mod findings;
+pub mod mta_sts;
 
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use rustls_pki_types::CertificateDer;
+use rustls_pki_types::pem::PemObject;
 use serde::Serialize;
 
 use crate::cert;
 use crate::config::{
-    BackendSettings, BackendTls, Settings, credential_name, credential_not_loaded,
+    BackendSettings, BackendTls, DnsSettings, Settings, credential_name, credential_not_loaded,
 };
+use crate::dns::Resolver;
 use crate::escape;
 use crate::limits;
 use crate::proxy::backend::guard::{self, RelayVerdict};
 use crate::proxy::backend::{Backend, OpenError, Stage};
+use crate::proxy::tls::TlsFront;
 use crate::smtp::ehlo;
 use crate::tools::check::access::Identity;
 use crate::tools::check::certs::Served;
@@ -81,6 +95,9 @@ impl Report {
             (Section::Config, "config"),
             (Section::Certificates, "certificates"),
             (Section::Backend, "backend"),
+            (Section::Acme, "acme"),
+            (Section::Dane, "dane"),
+            (Section::MtaSts, "mta-sts"),
         ] {
             let lines: Vec<&Finding> = self
                 .findings
@@ -93,18 +110,8 @@ impl Report {
             out.push_str(title);
             out.push('\n');
             for f in lines {
-                let level = match f.level {
-                    Level::Ok => "ok",
-                    Level::Warning => "warning",
-                    Level::Error => "error",
-                };
-                // Messages quote the backend's replies: escaped for the terminal.
-                out.push_str(&format!(
-                    "  {level:<8}{}: {} [{}]\n",
-                    escape::text(&f.subject),
-                    escape::text(&f.message),
-                    f.code
-                ));
+                out.push_str(&render_finding(f));
+                out.push('\n');
             }
         }
         out.push_str(&format!(
@@ -118,7 +125,23 @@ impl Report {
     }
 }
 
-#[derive(Debug, Clone)]
+/// One finding as a line (no line end): level, subject, message, code.
+pub fn render_finding(f: &Finding) -> String {
+    let level = match f.level {
+        Level::Ok => "ok",
+        Level::Warning => "warning",
+        Level::Error => "error",
+    };
+    // Messages quote the backend's replies and DNS data: escaped for the terminal.
+    format!(
+        "  {level:<8}{}: {} [{}]",
+        escape::text(&f.subject),
+        escape::text(&f.message),
+        f.code
+    )
+}
+
+#[derive(Debug, Clone, Default)]
 pub struct Options {
     /// Connect to the backend (off: `--no-backend`).
     pub backend: bool,
@@ -126,6 +149,19 @@ pub struct Options {
     /// is judged (`--service-user`); by default, when `check` runs as root,
     /// the unit's dynamic user.
     pub service_user: Option<String>,
+    /// Look up the TLSA records of the MX names (`--dane`).
+    pub dane: bool,
+    /// Domains whose MTA-STS record and policy are checked (`--mta-sts`).
+    pub mta_sts: Vec<String>,
+    /// Where DNS questions go (`--resolver`, `--trust-anchor`); `None`:
+    /// `[dane]`'s settings, else the system's resolver and the root's anchor.
+    pub dns: Option<DnsSettings>,
+    /// Roots a sender trusts, for the MTA-STS checks: the system bundle and
+    /// `--cafile`.
+    pub system_roots: PathBuf,
+    pub cafile: Option<PathBuf>,
+    /// Port of the MTA-STS policy host (443; tests serve it elsewhere).
+    pub policy_port: u16,
 }
 
 /// Checks everything `run` would start with `settings`, read from `source`.
@@ -151,6 +187,12 @@ pub async fn run(settings: &Settings, source: &str, options: Options) -> Report 
         None => None,
     };
     findings.extend(check_certificates(settings, now, service.as_ref()));
+    if let Some(a) = &settings.acme {
+        findings.extend(acme::check(a, now));
+    }
+    if options.dane || !options.mta_sts.is_empty() {
+        findings.extend(published(settings, &options).await);
+    }
     let backend = if options.backend {
         let (f, report) = check_backend(settings).await;
         let reachable = report.greeting.is_some();
@@ -190,6 +232,118 @@ pub async fn run(settings: &Settings, source: &str, options: Options) -> Report 
         None
     };
     Report::new(findings, backend)
+}
+
+/// `--dane` and `--mta-sts`: what DNS publishes about this host, against
+/// the certificates `run` would serve (and the next keys ACME keeps).
+async fn published(settings: &Settings, options: &Options) -> Vec<Finding> {
+    let dns = options
+        .dns
+        .clone()
+        .or_else(|| settings.dane.as_ref().map(|d| d.dns.clone()))
+        .unwrap_or_default();
+    let about = About::new(Section::Dane, "DNS");
+    let resolver = match Resolver::new(&dns) {
+        Ok(r) => r,
+        Err(e) => return vec![about.error("dns_setup_failed", e.to_string())],
+    };
+    let front = match TlsFront::build(settings) {
+        Ok(Some(front)) => front,
+        Ok(None) => return vec![about.error("no_certificate", "no certificate is served")],
+        Err(e) => return vec![about.error("tls_setup_failed", e.to_string())],
+    };
+    let mut out = Vec::new();
+    if options.dane {
+        let current: Vec<dane::InService> = front
+            .entries()
+            .iter()
+            .map(|e| dane::InService {
+                label: format!("{} {}", e.key_type, e.source),
+                chain: e.chain().to_vec(),
+            })
+            .collect();
+        let next: Vec<dane::NextKey> = settings
+            .acme
+            .iter()
+            .flat_map(|a| {
+                let store = crate::proxy::acme::store::Store::new(&a.state_directory);
+                a.key_types.iter().filter_map(move |k| {
+                    let path = store.files(*k).next_key;
+                    let pem = std::fs::read_to_string(&path).ok()?;
+                    let key = rcgen::KeyPair::from_pem(&pem).ok()?;
+                    Some(dane::NextKey {
+                        label: format!("{k} {}", path.display()),
+                        spki: rcgen::PublicKeyData::subject_public_key_info(&key),
+                    })
+                })
+            })
+            .collect();
+        let names = settings
+            .dane
+            .as_ref()
+            .map(|d| d.names.clone())
+            .unwrap_or_else(|| settings.names.clone());
+        out.extend(dane::evaluate(&resolver, &names, &current, &next).await);
+    }
+    if !options.mta_sts.is_empty() {
+        let roots = Arc::new(roots(&options.system_roots, options.cafile.as_deref()));
+        let served = |name: &str| Some(front.select(Some(name), None).chain().to_vec());
+        for domain in &options.mta_sts {
+            let target = mta_sts::Target {
+                domain,
+                host_names: &settings.names,
+                served: &served,
+                port: options.policy_port,
+            };
+            out.extend(mta_sts::evaluate(&resolver, roots.clone(), &target).await);
+        }
+    }
+    out
+}
+
+/// `probe --dane` and `--mta-sts`: the same judgements for any host, against
+/// the chain it presented (for every name) and the names it was probed by.
+pub async fn remote(
+    options: &Options,
+    names: &[String],
+    chain: &[CertificateDer<'static>],
+) -> Vec<Finding> {
+    let about = About::new(Section::Dane, "DNS");
+    let resolver = match Resolver::new(&options.dns.clone().unwrap_or_default()) {
+        Ok(r) => r,
+        Err(e) => return vec![about.error("dns_setup_failed", e.to_string())],
+    };
+    let mut out = Vec::new();
+    if options.dane {
+        let current = [dane::InService {
+            label: "as presented".into(),
+            chain: chain.to_vec(),
+        }];
+        out.extend(dane::evaluate(&resolver, names, &current, &[]).await);
+    }
+    let roots = Arc::new(roots(&options.system_roots, options.cafile.as_deref()));
+    let served = |_: &str| Some(chain.to_vec());
+    for domain in &options.mta_sts {
+        let target = mta_sts::Target {
+            domain,
+            host_names: names,
+            served: &served,
+            port: options.policy_port,
+        };
+        out.extend(mta_sts::evaluate(&resolver, roots.clone(), &target).await);
+    }
+    out
+}
+
+/// The roots a sender trusts: the system bundle, and `extra` (PEM) if given.
+pub fn roots(system: &Path, extra: Option<&Path>) -> rustls::RootCertStore {
+    let mut store = rustls::RootCertStore::empty();
+    for path in std::iter::once(system).chain(extra) {
+        if let Ok(certs) = CertificateDer::pem_file_iter(path) {
+            store.add_parsable_certificates(certs.filter_map(Result::ok));
+        }
+    }
+    store
 }
 
 fn check_config(s: &Settings, source: &str) -> Vec<Finding> {
