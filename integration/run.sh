@@ -156,7 +156,7 @@ elif ! command -v cargo >/dev/null; then
     PROXY_BIN=$WORK/no-proxy-binary
 else
     log "cargo build --release"
-    if (cd "$ROOT" && timeout 900 cargo build --release --quiet) > "$WORK/cargo-build.log" 2>&1; then
+    if (cd "$ROOT" && timeout 2400 cargo build --release --quiet) > "$WORK/cargo-build.log" 2>&1; then
         record "cargo build --release" PASS
     else
         tail -30 "$WORK/cargo-build.log"
