@@ -361,8 +361,11 @@ def fleet_scenario(rig, backend):
               f"report: {summary['sessions']} sessions, {summary['health_checks']} health checks; "
               f"records: {n_sessions}, {n_checks}")
         check(summary["sources"] == [a.records.path, b.records.path], f"sources {summary['sources']}")
-        check(all(c["ip"] != "127.0.0.1" for c in summary["never_tls_clients"]),
-              f"the balancer counted as a plaintext sender: {summary['never_tls_clients']}")
+        check(all(c["ip"] != "127.0.0.1" for c in summary["plaintext_senders"] + summary["top_senders"]),
+              f"the balancer counted as a sender: {summary['plaintext_senders']} {summary['top_senders']}")
+        per_host = {h["host"]: h["messages"] for h in summary["hosts"]}
+        check(sorted(per_host) == ["mx-a", "mx-b"] and sum(per_host.values()) == accepted,
+              f"report per host {per_host}, {accepted} messages accepted in the records")
         print(f"    fleet: {len(sent)} messages ({retried} retried after mx-a stopped), mx-a out "
               f"{down_at - stopped_at:.1f}s after SIGTERM, {n_checks} health checks recorded apart",
               flush=True)
