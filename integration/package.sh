@@ -143,6 +143,14 @@ fi
 grep -q '^Documentation=file:///usr/share/doc/tlsfront/README.md$' "${units[0]}" &&
     [[ -f /usr/share/doc/tlsfront/README.md ]] || fail "the unit's Documentation= file is not installed"
 ok "Documentation=: man pages and /usr/share/doc/tlsfront/README.md installed"
+# The README's links into docs/ resolve beside the installed README.
+pages=$(grep -o '](docs/[^)#]*' /usr/share/doc/tlsfront/README.md | cut -c3- | sort -u)
+[[ -n $pages ]] || fail "the installed README links to no docs/ page"
+for page in $pages; do
+    [[ -f /usr/share/doc/tlsfront/$page || -f /usr/share/doc/tlsfront/$page.gz ]] ||
+        fail "the README links to $page, which is not installed"
+done
+ok "docs/ installed beside the README: $(wc -w <<<"$pages") linked pages"
 
 # The installed logrotate rule, on a copy aimed at a scratch directory.
 rule=/etc/logrotate.d/tlsfront

@@ -252,7 +252,7 @@ pub fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, Problem> {
             .is_err_and(|e| e.kind() == std::io::ErrorKind::PermissionDenied);
         let hint = if denied {
             ": this user cannot read it; do not chmod it, give it to the service with \
-             LoadCredential=NAME:FILE and key = \"%d/NAME\" (README, Running as a service)"
+             LoadCredential=NAME:FILE and key = \"%d/NAME\" (docs/operations.md, Private keys)"
         } else {
             ""
         };

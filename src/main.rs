@@ -32,7 +32,7 @@ enum Cmd {
     /// Run the proxy in the foreground until SIGTERM or SIGINT.
     #[command(
         after_help = "Default configuration file: /etc/tlsfront/tlsfront.toml (every key is \
-        described in the example conf/tlsfront.toml and the README).\n\n\
+        described in the example conf/tlsfront.toml and docs/configuration.md).\n\n\
         Example without a file:\n  tlsfront run --listen 0.0.0.0:25 --backend 127.0.0.1:10025 \\\n    \
         --cert fullchain.pem --key key.pem --hostname mx.example.com --records records.jsonl\n\n\
         Check a configuration before (re)starting: tlsfront check --config FILE"
@@ -390,7 +390,7 @@ struct ProbeArgs {
     /// First connection without SNI (the second one then sends it).
     #[arg(long)]
     no_sni: bool,
-    /// Print one JSON object (stable keys, listed in the README) instead of text.
+    /// Print one JSON object (stable keys, listed in docs/probe.md) instead of text.
     #[arg(long)]
     json: bool,
     /// Bound on the connect and on each wait for the server, e.g. 10s, 1m.

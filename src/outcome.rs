@@ -377,7 +377,7 @@ mod tests {
     use super::*;
 
     /// Every name of every outcome, spelled out: a rename is a schema change
-    /// and must show up here (and in the README and the JSON schema).
+    /// and must show up here (and in docs/records.md and the JSON schema).
     #[test]
     fn every_variant_and_its_name() {
         fn names<T: Copy + serde::Serialize>(

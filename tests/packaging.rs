@@ -176,7 +176,22 @@ fn package_assets() -> Vec<(String, String)> {
 fn package_assets_exist_and_man_pages_and_completions_are_generated_ones() {
     let assets = package_assets();
     for (src, _) in &assets {
-        if !src.starts_with("target/") {
+        if let Some((dir, suffix)) = src.split_once("/*") {
+            // A pattern of the source tree (docs/*.md): it must match files.
+            if !src.starts_with("target/") {
+                let matched = std::fs::read_dir(root().join(dir))
+                    .unwrap()
+                    .filter(|e| {
+                        e.as_ref()
+                            .unwrap()
+                            .file_name()
+                            .to_string_lossy()
+                            .ends_with(suffix)
+                    })
+                    .count();
+                assert!(matched > 0, "asset {src} matches no file");
+            }
+        } else if !src.starts_with("target/") {
             assert!(root().join(src).is_file(), "asset {src} missing");
         }
     }
@@ -198,6 +213,7 @@ fn package_assets_exist_and_man_pages_and_completions_are_generated_ones() {
         "etc/tlsfront/tlsfront.toml",
         "etc/logrotate.d/tlsfront",
         "usr/share/doc/tlsfront/README.md",
+        "usr/share/doc/tlsfront/docs/",
         "usr/share/man/man1/",
         "usr/share/bash-completion/completions/tlsfront",
         "usr/share/zsh/vendor-completions/_tlsfront",

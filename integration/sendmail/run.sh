@@ -412,7 +412,7 @@ if ((BUILD_OK)); then
     PROXY_PID=$!
     # A second tlsfront, configured by file, that connects to Sendmail from
     # 127.0.0.2 (backend.source_address): Sendmail's built-in trust in
-    # 127.0.0.1 must not extend to Internet clients (README, Deployment 3).
+    # 127.0.0.1 must not extend to Internet clients (README, "The open-relay trap").
     cat > "$WORK/tlsfront-src2.toml" <<EOF
 [server]
 hostname = "$PROXY_HOSTNAME"

@@ -32,7 +32,7 @@ use crate::outcome::{BackendErrorName, CloseReason, HandshakeFailure, Mode, Orig
 use crate::wire::clienthello::HelloSummary;
 use crate::wire::offer::Offer;
 
-/// One connection's record. Field names are a stable interface (see README).
+/// One connection's record. Field names are a stable interface (docs/records.md).
 #[derive(Debug, Clone, Serialize)]
 pub struct Record {
     /// When the session ended (RFC 3339, UTC).
@@ -93,7 +93,7 @@ pub struct Record {
     /// TLS on the backend hop (`backend.tls`), if any.
     pub backend_tls_version: Option<String>,
     pub backend_cipher_suite: Option<String>,
-    /// The last backend failure seen by this session (see README).
+    /// The last backend failure seen by this session (docs/records.md).
     pub backend_error: Option<BackendErrorName>,
     pub close_reason: CloseReason,
     pub duration_ms: f64,

@@ -205,7 +205,7 @@ pub fn service_access(about: &About, what: &str, path: &Path, who: &Identity) ->
         (
             "key_unreadable_by_service",
             "do not chmod it: give it to the service with LoadCredential=NAME:FILE in the unit \
-             and key = \"%d/NAME\" in tlsfront.toml (README, Running as a service)",
+             and key = \"%d/NAME\" in tlsfront.toml (docs/operations.md, Private keys)",
         )
     } else {
         (

@@ -153,7 +153,7 @@ pub fn try_bind(about: &About, what: &str, addr: SocketAddr) -> Finding {
             format!(
                 "{what} {addr}: already in use by PID {} ({}): `run` would fail with \"Address \
                  already in use\"; move that service off the port first (for the legacy MTA: \
-                 README, Deployment step 1)",
+                 README, Deploy in front of Sendmail)",
                 h.pid, h.command
             ),
         ),

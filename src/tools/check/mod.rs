@@ -612,8 +612,8 @@ async fn check_backend(settings: &Settings) -> (Vec<Finding>, BackendReport) {
         out.push(about.ok(
             "backend_offers_xclient",
             format!(
-                "offers {line:?}: it could be told each client's real address (tlsfront does not \
-                 use it yet; today the backend sees tlsfront's address)"
+                "offers {line:?}: with backend.xclient = true it is told each client's real \
+                 address (without it, the backend sees tlsfront's address)"
             ),
         ));
     }
