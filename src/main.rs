@@ -400,7 +400,7 @@ struct ProbeArgs {
     /// First connection without SNI (the second one then sends it).
     #[arg(long)]
     no_sni: bool,
-    /// Print one JSON object (stable keys, listed in the README) instead of text.
+    /// Print one JSON object (stable keys, listed in docs/probe.md) instead of text.
     #[arg(long)]
     json: bool,
     /// Bound on the connect and on each wait for the server, e.g. 10s, 1m.
