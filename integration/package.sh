@@ -3,9 +3,9 @@
 # installed with `dpkg -i`, and the INSTALLED files checked:
 #   - the binary on PATH, `tlsfront check` against the installed conffile
 #     (/etc/tlsfront/tlsfront.toml, the default path): it loads, and its only
-#     errors are those of a fresh install (no certificate yet, the record
-#     directory that systemd creates at the first start); with a test
-#     certificate and record file in their place it passes;
+#     error is that of a fresh install (the record directory that systemd
+#     creates at the first start); with a test certificate given as the
+#     unit's credentials and a record file it passes;
 #   - man pages (`man -w`, rendered) and bash/zsh/fish completions;
 #   - `systemd-analyze verify` on the installed units (the template as an
 #     instance; Documentation= resolved against the installed man pages);
@@ -85,28 +85,32 @@ grep -qx /etc/tlsfront/tlsfront.toml /var/lib/dpkg/info/tlsfront.conffiles || fa
 rc=0
 tlsfront check --no-backend --json >"$tmp/check.json" || rc=$?
 [[ $rc == 1 ]] || { cat "$tmp/check.json"; fail "check on the fresh conffile: exit $rc, expected 1 (errors, config valid)"; }
-# A fresh install has no certificate at certbot's path yet, and systemd
-# creates /var/log/tlsfront only when the service first starts; any other
-# error is a defect of the shipped config.
+# The shipped config names its certificate and key as systemd credentials
+# (%d/mx.pem, %d/mx.key: LoadCredential= in the unit), which a check by hand
+# cannot see (a warning), and systemd creates /var/log/tlsfront only when the
+# service first starts; any other error is a defect of the shipped config.
 python3 - "$tmp/check.json" <<'PY' || fail "check findings on the fresh conffile"
 import json, sys
 report = json.load(open(sys.argv[1]))
 codes = {f["code"]: f["level"] for f in report["findings"]}
 errors = {f["code"] for f in report["findings"] if f["level"] == "error"}
-expected = {"certificate_unreadable", "records_dir_missing"}
+expected = {"records_dir_missing"}
 assert codes.get("config_valid") == "ok", codes
-assert "certificate_unreadable" in errors, errors
+assert codes.get("credential_not_loaded") == "warning", codes
 assert errors <= expected, f"unexpected errors: {errors - expected}"
 print("  errors:", ", ".join(sorted(errors)))
 PY
-ok "tlsfront check on /etc/tlsfront/tlsfront.toml: config valid; errors only for the missing certificate and record directory"
+ok "tlsfront check on /etc/tlsfront/tlsfront.toml: config valid; the credentials not loaded (a warning), errors only for the record directory"
 
-# The same config with a certificate for its host name and a record file
-# that can be created: nothing left to fix.
+# The same config as the unit's ExecStartPre runs it with LoadCredential=
+# lines for a certificate of its host name (systemd's copies in
+# $CREDENTIALS_DIRECTORY), and a record file that can be created: nothing
+# left to fix.
+mkdir -m 0700 "$tmp/credentials"
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 \
-    -keyout "$tmp/key.pem" -out "$tmp/cert.pem" -subj /CN=mx.example.com \
+    -keyout "$tmp/credentials/mx.key" -out "$tmp/credentials/mx.pem" -subj /CN=mx.example.com \
     -addext subjectAltName=DNS:mx.example.com 2>/dev/null
-tlsfront check --no-backend --cert "$tmp/cert.pem" --key "$tmp/key.pem" \
+CREDENTIALS_DIRECTORY=$tmp/credentials tlsfront check --no-backend \
     --records "$tmp/records.jsonl" >"$tmp/check.txt" || { cat "$tmp/check.txt"; fail "check with a certificate"; }
 ok "tlsfront check with a certificate for mx.example.com: $(tail -n 1 "$tmp/check.txt")"
 
@@ -151,6 +155,10 @@ for page in $pages; do
         fail "the README links to $page, which is not installed"
 done
 ok "docs/ installed beside the README: $(wc -w <<<"$pages") linked pages"
+for f in submission.toml tlsfront-alerts.yml; do
+    [[ -f /usr/share/doc/tlsfront/examples/$f ]] || fail "no /usr/share/doc/tlsfront/examples/$f"
+done
+ok "examples: submission.toml, tlsfront-alerts.yml (Prometheus alert rules)"
 
 # The installed logrotate rule, on a copy aimed at a scratch directory.
 rule=/etc/logrotate.d/tlsfront

@@ -9,7 +9,9 @@
 #      itself), the fleet behind HAProxy among them;
 #   5. the HTML report in headless Chromium (installs chromium itself);
 #   6. a short soak (75 s of mixed sessions, memory flat after a warm-up);
-#   7. the systemd units, then the Debian package: built, installed with
+#   7. the example Prometheus alert rules through promtool (installs
+#      Debian's prometheus package, never leaves its server running);
+#   8. the systemd units, then the Debian package: built, installed with
 #      dpkg -i, the installed files checked, purged again.
 # Fails on the first failing stage. Works from any directory; needs root for
 # the real-peer and package stages (apt-get, private Postfix instances,
@@ -93,6 +95,9 @@ TLSFRONT_IT_NO_BUILD=1 bash "$ROOT/integration/report-html/run.sh"
 
 stage "soak, short (integration/soak.sh, 75 s; the full one is 10 minutes)"
 SOAK_SECONDS=75 bash "$ROOT/integration/soak.sh"
+
+stage "Prometheus alert rules (integration/promtool.sh)"
+bash "$ROOT/integration/promtool.sh"
 
 stage "systemd units (integration/systemd-verify.sh)"
 bash "$ROOT/integration/systemd-verify.sh"

@@ -1,5 +1,6 @@
 //! DNS questions with their DNSSEC status: TLSA records for DANE, TXT
-//! records for MTA-STS, addresses for the policy host. A thin wrapper over
+//! records for MTA-STS, addresses for the policy host, MX records for
+//! `probe DOMAIN`. A thin wrapper over
 //! hickory-resolver, which validates DNSSEC itself (from the root's trust
 //! anchor, or the DNSKEYs of a configured file), so the status shown does not
 //! depend on whether the system's resolver validates. The resolver's address
@@ -85,6 +86,17 @@ pub enum DnsError {
     },
     #[error("{name} {kind}: no answer within {}s", limits::DNS_TIMEOUT.as_secs())]
     Timeout { name: String, kind: &'static str },
+    /// NXDOMAIN where the name must exist (a mail domain).
+    #[error("{name} does not exist (NXDOMAIN)")]
+    NoSuchName { name: String },
+}
+
+/// One MX record: the exchange in lower case without the final dot, empty
+/// for the null MX's `.` (RFC 7505).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mx {
+    pub preference: u16,
+    pub exchange: String,
 }
 
 /// `IP` or `IP:PORT` (port 53 by default).
@@ -146,6 +158,23 @@ impl Resolver {
         kind: RecordType,
         label: &'static str,
     ) -> Result<Answer<RData>, DnsError> {
+        Ok(self
+            .query(name, kind, label)
+            .await?
+            .unwrap_or_else(|| Answer {
+                records: Vec::new(),
+                dnssec: Dnssec::Indeterminate,
+                ttl: 0,
+            }))
+    }
+
+    /// As [`Resolver::lookup`], but `None` when the name does not exist.
+    async fn query(
+        &self,
+        name: &str,
+        kind: RecordType,
+        label: &'static str,
+    ) -> Result<Option<Answer<RData>>, DnsError> {
         let fqdn = format!("{}.", name.trim_end_matches('.'));
         let err = |message: String| DnsError::Lookup {
             name: fqdn.clone(),
@@ -161,12 +190,13 @@ impl Resolver {
                 })?;
         let lookup = match answer {
             Ok(l) => l,
-            Err(e) if e.is_no_records_found() || e.is_nx_domain() => {
-                return Ok(Answer {
+            Err(e) if e.is_nx_domain() => return Ok(None),
+            Err(e) if e.is_no_records_found() => {
+                return Ok(Some(Answer {
                     records: Vec::new(),
                     dnssec: Dnssec::Indeterminate,
                     ttl: 0,
-                });
+                }));
             }
             Err(e) => return Err(err(e.to_string())),
         };
@@ -191,10 +221,40 @@ impl Resolver {
             dnssec = Dnssec::Indeterminate;
             ttl = 0;
         }
-        Ok(Answer {
+        Ok(Some(Answer {
             records,
             dnssec,
             ttl,
+        }))
+    }
+
+    /// The MX records of `domain`, as DNS gives them (unsorted); empty when
+    /// it has none, [`DnsError::NoSuchName`] when the domain does not exist.
+    pub async fn mx(&self, domain: &str) -> Result<Answer<Mx>, DnsError> {
+        let a = self
+            .query(domain, RecordType::MX, "MX")
+            .await?
+            .ok_or_else(|| DnsError::NoSuchName {
+                name: format!("{}.", domain.trim_end_matches('.')),
+            })?;
+        Ok(Answer {
+            records: a
+                .records
+                .into_iter()
+                .filter_map(|r| match r {
+                    RData::MX(mx) => Some(Mx {
+                        preference: mx.preference,
+                        exchange: mx
+                            .exchange
+                            .to_ascii()
+                            .trim_end_matches('.')
+                            .to_ascii_lowercase(),
+                    }),
+                    _ => None,
+                })
+                .collect(),
+            dnssec: a.dnssec,
+            ttl: a.ttl,
         })
     }
 

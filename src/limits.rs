@@ -249,6 +249,9 @@ pub const MAX_TLSA_POLL_INTERVAL: Duration = Duration::from_secs(600);
 pub const MIN_TLSA_POLL_INTERVAL: Duration = Duration::from_secs(1);
 /// DNS: one lookup (TLSA, TXT, addresses) with the DNSSEC chain it needs.
 pub const DNS_TIMEOUT: Duration = Duration::from_secs(10);
+/// MX hosts `probe DOMAIN` probes: real domains list a handful; a list of
+/// dozens would keep the probe connecting for many minutes.
+pub const MAX_MX_HOSTS: usize = 10;
 /// MTA-STS: `max_age` of the served policy by default: one week (RFC 8461
 /// §3.2 suggests weeks or more once the policy is stable).
 pub const DEFAULT_MTA_STS_MAX_AGE: u64 = 7 * 86_400;

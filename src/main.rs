@@ -135,14 +135,24 @@ enum Cmd {
         and its certificate: the same findings, codes and words as `tlsfront check`.",
         after_help = "Exit status: 0 a modern sender would deliver over TLS (handshake done, chain \
         trusted or not checked, every name covered), 1 it would fail (no STARTTLS, handshake \
-        impossible, untrusted chain, name not covered), 2 cannot connect, not SMTP, or bad arguments.\n\n\
+        impossible, untrusted chain, name not covered), 2 cannot connect, not SMTP, or bad arguments. \
+        For a mail domain: the worst of its mail hosts; 1 for a null MX, 2 when the domain does \
+        not exist or the MX lookup fails.\n\n\
+        A mail domain (a DNS name without a port, as HOST) is looked up as senders do: its MX \
+        records (through --resolver, DNSSEC status shown), then each MX host in order of \
+        preference, at the addresses the same resolver gives, on port 25 (or --port), with the MX \
+        name as SNI and as the name the certificate must cover. No MX records: the domain itself \
+        (implicit MX, RFC 5321); a null MX (`MX 0 .`, RFC 7505): the domain accepts no mail. \
+        --no-mx probes the name itself; HOST:PORT, an IP address and --implicit are never looked \
+        up.\n\n\
         SNI is --name if given, else HOST when it is a DNS name.\n\n\
         Examples:\n  \
-        tlsfront probe mx.example.com                  # port 25, STARTTLS\n  \
+        tlsfront probe example.com                     # each MX host of example.com, port 25\n  \
+        tlsfront probe mx.example.com --no-mx          # that host, port 25, STARTTLS\n  \
         tlsfront probe 127.0.0.1:10025 --name mx.example.com   # the legacy MTA behind tlsfront\n  \
         tlsfront probe mx.example.com --implicit       # port 465\n  \
-        tlsfront probe mx.example.com --json | jq .problems\n  \
-        tlsfront probe mx.example.com --dane --mta-sts example.com   # TLSA and MTA-STS, as check says"
+        tlsfront probe example.com --json | jq '.hosts[].problems'\n  \
+        tlsfront probe mx.example.com --no-mx --dane --mta-sts example.com   # TLSA and MTA-STS, as check says"
     )]
     Probe(ProbeArgs),
     /// Write the man pages or the shell completions into a directory (for
@@ -338,8 +348,8 @@ struct PublishedArgs {
     /// Check DOMAIN's MTA-STS TXT record and policy against this host (repeatable).
     #[arg(long, value_name = "DOMAIN")]
     mta_sts: Vec<String>,
-    /// DNS resolver for --dane and --mta-sts, IP or IP:PORT [default: [dane]
-    /// resolver, else /etc/resolv.conf].
+    /// DNS resolver for --dane, --mta-sts and probe's MX lookup, IP or
+    /// IP:PORT [default: [dane] resolver, else /etc/resolv.conf].
     #[arg(long, value_name = "ADDR")]
     resolver: Option<String>,
     /// DNSKEY records trusted instead of the root's key (a private or test zone).
@@ -402,6 +412,13 @@ struct ProbeArgs {
     /// Extra trusted roots (PEM), added to /etc/ssl/certs/ca-certificates.crt.
     #[arg(long, value_name = "FILE")]
     cafile: Option<PathBuf>,
+    /// Probe HOST itself, never its MX hosts.
+    #[arg(long)]
+    no_mx: bool,
+    /// Port to connect to, on HOST or on each MX host [default: 25, 465
+    /// with --implicit]; not with HOST:PORT.
+    #[arg(long, value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
+    port: Option<u16>,
 }
 
 #[derive(Args)]
@@ -475,29 +492,49 @@ fn documented() -> clap::Command {
 }
 
 fn probe(args: ProbeArgs) -> ExitCode {
-    let (host, port) = match tlsfront::tools::probe::parse_target(&args.target, args.implicit) {
+    let (host, mut port) = match tlsfront::tools::probe::parse_target(&args.target, args.implicit) {
         Ok(x) => x,
         Err(e) => {
             eprintln!("tlsfront: {e}");
             return ExitCode::from(2);
         }
     };
-    let published = match args.published.dns(None) {
+    let mail_domain =
+        !args.no_mx && !args.implicit && tlsfront::tools::probe::is_mail_domain(&args.target);
+    if let Some(p) = args.port {
+        if tlsfront::tools::probe::names_a_port(&args.target) {
+            eprintln!(
+                "tlsfront: --port {p} and a port in {:?}: give one",
+                args.target
+            );
+            return ExitCode::from(2);
+        }
+        port = p;
+    }
+    if mail_domain && args.name.is_some() {
+        eprintln!(
+            "tlsfront: --name is for one host: each MX host of a mail domain is checked against \
+             its own name (--no-mx to probe {host} itself)"
+        );
+        return ExitCode::from(2);
+    }
+    let dns = match args.published.dns(None) {
         Err(e) => {
             eprintln!("tlsfront: {e}");
             return ExitCode::from(2);
         }
-        Ok(_) if !args.published.dane && args.published.mta_sts.is_empty() => None,
-        Ok(dns) => Some(check::Options {
+        Ok(dns) => dns,
+    };
+    let published =
+        (args.published.dane || !args.published.mta_sts.is_empty()).then(|| check::Options {
             dane: args.published.dane,
             mta_sts: args.published.mta_sts.clone(),
-            dns,
+            dns: dns.clone(),
             system_roots: PathBuf::from(tlsfront::tools::probe::SYSTEM_ROOTS),
             cafile: args.cafile.clone(),
             policy_port: 443,
             ..check::Options::default()
-        }),
-    };
+        });
     let options = tlsfront::tools::probe::Options {
         published,
         host,
@@ -511,6 +548,7 @@ fn probe(args: ProbeArgs) -> ExitCode {
             .unwrap_or_else(tlsfront::tools::probe::default_ehlo_name),
         cafile: args.cafile,
         system_roots: PathBuf::from(tlsfront::tools::probe::SYSTEM_ROOTS),
+        addresses: Vec::new(),
     };
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -522,17 +560,32 @@ fn probe(args: ProbeArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let report = runtime.block_on(tlsfront::tools::probe::run(&options));
-    let text = if args.json {
-        format!("{}\n", report.to_json())
+    let (text, error, exit) = if mail_domain {
+        let d = runtime.block_on(tlsfront::tools::probe::run_domain(
+            &options.host,
+            &options,
+            &dns.unwrap_or_default(),
+        ));
+        let text = if args.json {
+            d.to_json() + "\n"
+        } else {
+            d.render()
+        };
+        (text, d.error, d.exit)
     } else {
-        report.render()
+        let report = runtime.block_on(tlsfront::tools::probe::run(&options));
+        let text = if args.json {
+            report.to_json() + "\n"
+        } else {
+            report.render()
+        };
+        (text, report.error, report.exit)
     };
     let _ = std::io::Write::write_all(&mut std::io::stdout().lock(), text.as_bytes());
-    if let (Some(e), false) = (&report.error, args.json) {
+    if let (Some(e), false) = (&error, args.json) {
         eprintln!("tlsfront: {}", tlsfront::escape::text(e));
     }
-    ExitCode::from(report.exit)
+    ExitCode::from(exit)
 }
 
 fn check(args: CheckArgs) -> ExitCode {

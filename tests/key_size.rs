@@ -79,6 +79,7 @@ fn probe_options(target: std::net::SocketAddr, name: &str) -> probe::Options {
         cafile: None,
         system_roots: PathBuf::from("/nonexistent/roots.pem"),
         published: None,
+        addresses: Vec::new(),
     }
 }
 

@@ -1,4 +1,6 @@
-//! The Prometheus endpoint, scraped over plain TCP after real sessions.
+//! The Prometheus endpoint, scraped over plain TCP after real sessions; the
+//! operator's gauges (build, backend up, last reload) through a daemon run
+//! in process.
 
 mod common;
 
@@ -208,4 +210,146 @@ fn tls10_client_hello() -> Vec<u8> {
     let mut rec = vec![0x16, 0x03, 0x01, (hs.len() >> 8) as u8, hs.len() as u8];
     rec.extend(hs);
     rec
+}
+
+/// Scrapes until `series` reads `want` (bounded), and returns the last body.
+async fn until(addr: std::net::SocketAddr, series: &str, want: f64) -> String {
+    let mut body = String::new();
+    for _ in 0..200 {
+        body = scrape(addr, "/metrics").await.1;
+        if sample(&body, series) == Some(want) {
+            return body;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("{series} never read {want}:\n{body}");
+}
+
+/// A config with the metrics on and the backend probed every 100 ms.
+fn daemon_config(backend: std::net::SocketAddr, pki: &Pki) -> String {
+    format!(
+        "[server]\nhostname = \"mx.tlsfront.test\"\nshutdown_grace = \"1s\"\n\
+         [[listener]]\naddress = [\"127.0.0.1:0\"]\n\
+         [backend]\naddress = \"{backend}\"\nconnect_timeout = \"2s\"\ngreeting_timeout = \"2s\"\n\
+         probe_interval = \"100ms\"\n\
+         {METRICS}\
+         [[tls.certificate]]\ncert = \"{}\"\nkey = \"{}\"\n",
+        pki.ecdsa.0.display(),
+        pki.ecdsa.1.display()
+    )
+}
+
+fn now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+}
+
+/// What an alert needs from the start: the version, every closed series at
+/// zero, reload success and time; then a refused reload reads 0 until one
+/// succeeds, and the backend going away reads as down.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn build_backend_up_reload_and_zero_series() {
+    use tlsfront::config::{Overrides, Settings};
+    use tlsfront::proxy::daemon::Daemon;
+    use tlsfront::proxy::notify::Notifier;
+    use tlsfront::proxy::server::Server;
+
+    let pki = Pki::new(&["mx.tlsfront.test"]);
+    let mta = Mta::start(MtaScript::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("tlsfront.toml");
+    let good = daemon_config(mta.addr, &pki);
+    std::fs::write(&config, &good).unwrap();
+    let load = {
+        let config = config.clone();
+        move || Settings::load(&config, true, &Overrides::default())
+    };
+    let started = now();
+    let settings = load().unwrap();
+    let server = Server::bind(settings, tlsfront::proxy::records::RecordSink::disabled())
+        .await
+        .unwrap();
+    let addr = server.metrics_addr().unwrap();
+    let shutdown = server.shared.shutdown.clone();
+    let daemon = Daemon::new(server.shared.clone(), Notifier::disabled(), Box::new(load));
+    let task = tokio::spawn(server.run());
+
+    // The backend's greeting (the first probe, at start) reads as up.
+    let body = until(addr, "tlsfront_backend_up", 1.0).await;
+    let version = format!(
+        r#"tlsfront_build_info{{version="{}"}}"#,
+        env!("CARGO_PKG_VERSION")
+    );
+    assert_eq!(sample(&body, &version), Some(1.0), "{body}");
+    assert_eq!(sample(&body, "tlsfront_last_reload_success"), Some(1.0));
+    let at_start = sample(&body, "tlsfront_last_reload_timestamp_seconds").unwrap();
+    assert!(at_start >= started.floor() && at_start <= now(), "{body}");
+    // Closed label sets are there at zero before any session.
+    for series in [
+        r#"tlsfront_sessions_total{outcome="established",close_reason="client_quit"}"#,
+        r#"tlsfront_sessions_total{outcome="not_attempted",close_reason="connection_limit"}"#,
+        r#"tlsfront_tls_handshake_failures_total{reason="alert_unknown_ca"}"#,
+        r#"tlsfront_tls_handshake_failures_total{reason="timeout"}"#,
+        r#"tlsfront_backend_errors_total{error="connect_failed"}"#,
+        r#"tlsfront_acme_orders_total{key="ecdsa_p256",result="failed"}"#,
+        "tlsfront_records_dropped_total",
+    ] {
+        assert_eq!(sample(&body, series), Some(0.0), "{series}:\n{body}");
+    }
+
+    // A reload of a broken file is refused: 0, with its time...
+    std::fs::write(&config, "[server\n").unwrap();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert!(daemon.reload().is_err());
+    let body = until(addr, "tlsfront_last_reload_success", 0.0).await;
+    let refused = sample(&body, "tlsfront_last_reload_timestamp_seconds").unwrap();
+    assert!(refused > at_start, "{body}");
+    // ... until one succeeds.
+    std::fs::write(&config, &good).unwrap();
+    daemon.reload().unwrap();
+    until(addr, "tlsfront_last_reload_success", 1.0).await;
+
+    // The backend goes away: the next probe cannot connect.
+    drop(mta);
+    until(addr, "tlsfront_backend_up", 0.0).await;
+
+    shutdown.cancel();
+    tokio::time::timeout(T, task).await.unwrap().unwrap();
+}
+
+/// A backend that answers every connection with a 421 greeting takes no
+/// mail: down (known, not merely "no connection yet").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backend_refusing_in_its_greeting_is_down() {
+    use tlsfront::config::{Overrides, Settings};
+    use tlsfront::proxy::server::Server;
+
+    let pki = Pki::new(&["mx.tlsfront.test"]);
+    let mta = Mta::start(MtaScript {
+        greeting: "421 4.3.2 legacy.test too busy".into(),
+        ..MtaScript::default()
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("tlsfront.toml");
+    std::fs::write(&config, daemon_config(mta.addr, &pki)).unwrap();
+    let settings = Settings::load(&config, true, &Overrides::default()).unwrap();
+    let server = Server::bind(settings, tlsfront::proxy::records::RecordSink::disabled())
+        .await
+        .unwrap();
+    let (addr, shared) = (server.metrics_addr().unwrap(), server.shared.clone());
+    let task = tokio::spawn(server.run());
+    for _ in 0..200 {
+        if shared.backend.up().is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(shared.backend.up(), Some(false));
+    let (_, body) = scrape(addr, "/metrics").await;
+    assert_eq!(sample(&body, "tlsfront_backend_up"), Some(0.0), "{body}");
+    shared.shutdown.cancel();
+    tokio::time::timeout(T, task).await.unwrap().unwrap();
 }

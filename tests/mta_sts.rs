@@ -142,6 +142,7 @@ async fn tlsfront_serves_the_policy_and_check_finds_it_consistent() {
             dane: true,
             ..options(&zone, &anchor, &pki.ca_pem, port)
         }),
+        addresses: Vec::new(),
     };
     let r = tlsfront::tools::probe::run(&probe).await;
     assert!(r.ok, "{}", r.render());

@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use tlsfront::config::{Overrides, Settings};
+use tlsfront::config::{Overrides, Settings, credential_name};
 use tlsfront::outcome::Mode;
 
 fn root() -> &'static Path {
@@ -300,11 +300,31 @@ fn production_example_is_a_dual_stack_mx_with_an_untrusted_source_address() {
     let [cert] = &s.tls.certificates[..] else {
         panic!("one certificate: {:?}", s.tls.certificates)
     };
-    assert!(
-        cert.cert
-            .starts_with("/etc/letsencrypt/live/mx.example.com/")
+    // certbot's key is root's: the unit's DynamicUser gets both files as
+    // systemd credentials, named as the unit's LoadCredential= lines name them.
+    assert_eq!(
+        (credential_name(&cert.cert), credential_name(&cert.key)),
+        (Some("mx.pem"), Some("mx.key")),
+        "{cert:?}"
     );
-    assert!(cert.cert.ends_with("fullchain.pem") && cert.key.ends_with("privkey.pem"));
+    for unit in ["tlsfront.service", "tlsfront@.service"] {
+        let text = read(&format!("systemd/{unit}"));
+        for line in [
+            "#LoadCredential=mx.pem:/etc/letsencrypt/live/mx.example.com/fullchain.pem",
+            "#LoadCredential=mx.key:/etc/letsencrypt/live/mx.example.com/privkey.pem",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{unit}: no {line}");
+        }
+    }
+    let text = read("conf/production.toml");
+    assert!(
+        text.contains("systemctl restart tlsfront"),
+        "credentials need a restart"
+    );
+    assert!(
+        !text.contains("systemctl reload tlsfront"),
+        "credentials need a restart"
+    );
     // The demo stays the loopback demo the README runs.
     let demo = load("conf/tlsfront.toml");
     assert!(demo.listeners.iter().all(|l| l.addr.ip().is_loopback()));

@@ -1,9 +1,11 @@
 //! `tlsfront probe`, run as the built binary: against tlsfront itself
 //! (STARTTLS and implicit TLS, trusted through --cafile, names that match and
 //! one that does not), against real weak `openssl s_server` STARTTLS set-ups
-//! (1024-bit RSA; DHE only with a 1024-bit group), and the exit-2 cases.
+//! (1024-bit RSA; DHE only with a 1024-bit group), the exit-2 cases, and
+//! mail domains looked up in a signed zone served on loopback (tests/zone).
 
 mod common;
+mod zone;
 
 use std::path::{Path, PathBuf};
 
@@ -482,6 +484,10 @@ async fn help_explains_probe() {
         "--cafile",
         "ee key too small",
         "Exit status",
+        "--no-mx",
+        "--port",
+        "implicit MX",
+        "null MX",
     ] {
         assert!(
             out.stdout.contains(needle),
@@ -509,6 +515,7 @@ async fn no_roots_means_not_checked() {
         cafile: None,
         system_roots: pki.dir.path().join("no-such-bundle.crt"),
         published: None,
+        addresses: Vec::new(),
     };
     let r = tokio::time::timeout(T, tlsfront::tools::probe::run(&options))
         .await
@@ -542,4 +549,208 @@ async fn no_starttls_means_clear_for_opportunistic_senders() {
             .contains("STARTTLS is not offered: delivers in clear"),
         "{j:#}"
     );
+}
+
+// ------------------------------------------- mail domains (tests/zone on loopback)
+
+/// A signed zone with the mail domains of the tests, its trust anchor file,
+/// and tlsfront serving a certificate for `mx1.tlsfront.test` only, at
+/// 127.0.0.1, where every host name of the zone points.
+struct MailDns {
+    zone: zone::Zone,
+    anchor: PathBuf,
+    ca: PathBuf,
+    proxy: Proxy,
+    _mta: Mta,
+    _pki: Pki,
+}
+
+impl MailDns {
+    async fn start() -> MailDns {
+        let zone = zone::Zone::start("tlsfront.test.", true).await;
+        // MX hosts published worst first: the order must come from the preference.
+        zone.mx("mail.tlsfront.test", 20, "mx2.tlsfront.test").await;
+        zone.mx("mail.tlsfront.test", 10, "mx1.tlsfront.test").await;
+        zone.mx("nullmx.tlsfront.test", 0, ".").await;
+        for host in ["mx1", "mx2", "plain"] {
+            zone.a(&format!("{host}.tlsfront.test"), "127.0.0.1").await;
+        }
+        let pki = Pki::new(&["mx1.tlsfront.test"]);
+        let ca = ca_file(&pki);
+        let anchor = pki.dir.path().join("anchor.key");
+        zone.trust_anchor(&anchor);
+        let mta = Mta::start(MtaScript::default()).await;
+        let proxy = Proxy::start(mta.addr, Some(&pki), "").await;
+        MailDns {
+            zone,
+            anchor,
+            ca,
+            proxy,
+            _mta: mta,
+            _pki: pki,
+        }
+    }
+
+    /// `probe TARGET` through the zone's server, on tlsfront's port.
+    async fn probe(&self, target: &str, extra: &[&str]) -> Out {
+        let (resolver, anchor, ca) = (self.zone.addr.to_string(), p(&self.anchor), p(&self.ca));
+        let port = self.proxy.starttls.port().to_string();
+        let mut list = vec![
+            target,
+            "--resolver",
+            &resolver,
+            "--trust-anchor",
+            &anchor,
+            "--cafile",
+            &ca,
+            "--port",
+            &port,
+        ];
+        list.extend(extra);
+        probe(&list).await
+    }
+}
+
+/// `probe DOMAIN` probes each MX host in order of preference, at the
+/// address the same resolver gives, with the MX name as SNI and as the name
+/// the certificate must cover: mx1 is covered, mx2 is not (exit 1, the worst).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mail_domain_is_probed_mx_host_by_mx_host() {
+    let dns = MailDns::start().await;
+    let out = dns.probe("mail.tlsfront.test", &["--json"]).await;
+    let j = out.json();
+    assert_eq!(j["mail_hosts"], "mx", "{j:#}");
+    assert_eq!(j["dnssec"], "secure", "{j:#}");
+    assert_eq!(
+        j["mx"],
+        json!([
+            {"preference": 10, "host": "mx1.tlsfront.test"},
+            {"preference": 20, "host": "mx2.tlsfront.test"}
+        ])
+    );
+    let hosts = j["hosts"].as_array().unwrap();
+    assert_eq!(hosts.len(), 2, "{j:#}");
+    let port = u64::from(dns.proxy.starttls.port());
+    for (h, name) in hosts.iter().zip(["mx1.tlsfront.test", "mx2.tlsfront.test"]) {
+        assert_eq!(h["host"], name);
+        assert_eq!(h["port"], port);
+        assert_eq!(h["address"], format!("127.0.0.1:{port}"));
+        assert_eq!(h["tls"]["sni"], name);
+        assert_eq!(h["names"][0]["name"], name);
+    }
+    assert_eq!(hosts[0]["exit"], 0, "{j:#}");
+    assert_eq!(senders(&hosts[0]), ["tls", "verified_tls", "tls"]);
+    assert_eq!(hosts[1]["exit"], 1, "{j:#}");
+    assert_eq!(hosts[1]["names"][0]["matches"], false);
+    assert_eq!(j["exit"], 1);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+
+    // The text: the MX list, one section per host, the overall line.
+    let out = dns.probe("mail.tlsfront.test.", &[]).await;
+    assert_eq!(out.code, 1, "{}\n{}", out.stdout, out.stderr);
+    let text = &out.stdout;
+    assert!(
+        text.starts_with(
+            "mail domain mail.tlsfront.test: MX 10 mx1.tlsfront.test, 20 mx2.tlsfront.test (DNSSEC secure)\n"
+        ),
+        "{text}"
+    );
+    let first = text.find("=== MX 10 mx1.tlsfront.test").unwrap();
+    let second = text.find("=== MX 20 mx2.tlsfront.test").unwrap();
+    assert!(first < second, "{text}");
+    assert!(
+        text.trim_end().ends_with(
+            "overall: 2 mail hosts: mx1.tlsfront.test OK; mx2.tlsfront.test verifying senders FAIL; exit 1 (the worst)"
+        ),
+        "{text}"
+    );
+    dns.proxy.stop().await;
+}
+
+/// No MX records: the domain itself is the mail host (RFC 5321 §5.1); --no-mx
+/// probes a name without looking up its MX records; HOST:PORT is one host.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn implicit_mx_and_no_mx() {
+    let dns = MailDns::start().await;
+    let out = dns.probe("plain.tlsfront.test", &["--json"]).await;
+    let j = out.json();
+    assert_eq!(j["mail_hosts"], "implicit", "{j:#}");
+    assert_eq!(j["mx"], json!([]));
+    let hosts = j["hosts"].as_array().unwrap();
+    assert_eq!(hosts.len(), 1, "{j:#}");
+    assert_eq!(hosts[0]["host"], "plain.tlsfront.test");
+    assert_eq!(hosts[0]["tls"]["sni"], "plain.tlsfront.test");
+    // The certificate names mx1 only.
+    assert_eq!(hosts[0]["exit"], 1, "{j:#}");
+    assert_eq!(out.code, 1);
+
+    // --no-mx: the name itself, resolved by the system (localhost), one report.
+    let out = dns
+        .probe(
+            "localhost",
+            &["--no-mx", "--name", "mx1.tlsfront.test", "--json"],
+        )
+        .await;
+    let j = out.json();
+    assert_eq!(j["host"], "localhost", "{j:#}");
+    assert_eq!(j["mail_hosts"], Value::Null);
+    assert_eq!(j["tls"]["sni"], "mx1.tlsfront.test");
+    // A mail domain has no single --name, and --port does not go with HOST:PORT.
+    let out = dns.probe("mail.tlsfront.test", &["--name", "x.test"]).await;
+    assert_eq!(out.code, 2);
+    assert!(
+        out.stderr.contains("--name is for one host"),
+        "{}",
+        out.stderr
+    );
+    let out = dns.probe("localhost:25", &[]).await;
+    assert_eq!(out.code, 2);
+    assert!(out.stderr.contains("give one"), "{}", out.stderr);
+    dns.proxy.stop().await;
+}
+
+/// A null MX (RFC 7505): the domain accepts no mail, exit 1, nothing probed.
+/// A domain that does not exist: exit 2 and an error that says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn null_mx_and_nxdomain() {
+    let dns = MailDns::start().await;
+    let out = dns.probe("nullmx.tlsfront.test", &["--json"]).await;
+    assert_eq!(out.code, 1, "{}\n{}", out.stdout, out.stderr);
+    let j = out.json();
+    assert_eq!(j["mail_hosts"], "null", "{j:#}");
+    assert_eq!(j["hosts"], json!([]));
+    assert!(
+        j["error"]
+            .as_str()
+            .unwrap()
+            .contains("accepts no mail (null MX, RFC 7505)"),
+        "{j:#}"
+    );
+    let out = dns.probe("nullmx.tlsfront.test", &[]).await;
+    assert_eq!(out.code, 1);
+    assert!(
+        out.stdout
+            .starts_with("mail domain nullmx.tlsfront.test: null MX"),
+        "{}",
+        out.stdout
+    );
+    assert!(out.stderr.contains("accepts no mail"), "{}", out.stderr);
+
+    let out = dns.probe("nosuch.tlsfront.test", &["--json"]).await;
+    assert_eq!(out.code, 2, "{}\n{}", out.stdout, out.stderr);
+    let j = out.json();
+    assert_eq!(j["mail_hosts"], Value::Null, "{j:#}");
+    assert_eq!(
+        j["error"],
+        "mail domain nosuch.tlsfront.test. does not exist (NXDOMAIN): mail to it bounces",
+        "{j:#}"
+    );
+    let out = dns.probe("nosuch.tlsfront.test", &[]).await;
+    assert_eq!(out.code, 2);
+    assert!(
+        out.stderr.contains("does not exist (NXDOMAIN)"),
+        "{}",
+        out.stderr
+    );
+    dns.proxy.stop().await;
 }

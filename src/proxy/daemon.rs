@@ -126,6 +126,9 @@ impl Daemon {
                 Err(e)
             }
         };
+        if let Some(m) = &self.shared.metrics {
+            m.reload(result.is_ok());
+        }
         self.notifier.notify("READY=1\nSTATUS=serving");
         result
     }

@@ -6,6 +6,12 @@
 //! the records (outcome, close reason, failure reason, TLS names, backend
 //! error) and from the configured certificates, never from client text (HELO,
 //! SNI), so the number of series stays bounded whatever clients send.
+//!
+//! Beside the records: the build's version, whether the backend answered the
+//! last connection attempt (read from [`Backend`] at scrape time) and the
+//! last reload's result (set by the daemon). Every series of a closed label
+//! set is there from the start at zero, so `rate()` and alerts see a series
+//! before its first event.
 
 use std::sync::Arc;
 
@@ -20,8 +26,11 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
 use crate::limits;
-use crate::outcome::{AcmeResult, KeyType, Origin, TlsOutcome};
+use crate::outcome::{
+    AcmeResult, BackendFailure, CloseReason, HandshakeFailure, KeyType, Origin, TlsOutcome,
+};
 use crate::proxy::admission::Admission;
+use crate::proxy::backend::Backend;
 use crate::proxy::records::{Observer, Record};
 use crate::proxy::tls::CertEntry;
 
@@ -54,6 +63,9 @@ pub struct Metrics {
     records_dropped: Counter,
     health_checks: Counter,
     acme_orders: Family<Labels2, Counter>,
+    backend_up: Gauge,
+    last_reload_success: Gauge,
+    last_reload_timestamp: Gauge,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -86,8 +98,36 @@ impl Metrics {
             records_dropped: Counter::default(),
             health_checks: Counter::default(),
             acme_orders: Family::default(),
+            backend_up: Gauge::default(),
+            last_reload_success: Gauge::default(),
+            last_reload_timestamp: Gauge::default(),
             registry: Registry::default(),
         };
+        let build_info = Family::<Labels1, Gauge>::default();
+        build_info
+            .get_or_create(&[("version", env!("CARGO_PKG_VERSION").to_string())])
+            .set(1);
+        registry.register(
+            "build_info",
+            "Always 1; the version of the running tlsfront in its label",
+            build_info,
+        );
+        registry.register(
+            "backend_up",
+            "1 when the last new backend connection (a session's, the periodic probe's, the relay guard's) got the backend's 220 greeting, 0 when it failed or none has ended yet",
+            m.backend_up.clone(),
+        );
+        registry.register(
+            "last_reload_success",
+            "1 when the last reload (SIGHUP, changed certificate files, an ACME certificate) put its certificates into service, 0 when it was refused; 1 at start",
+            m.last_reload_success.clone(),
+        );
+        registry.register_with_unit(
+            "last_reload_timestamp",
+            "When the last reload was tried (or the process started), Unix time",
+            Unit::Seconds,
+            m.last_reload_timestamp.clone(),
+        );
         registry.register(
             "sessions",
             "Sessions ended, by TLS outcome and close reason",
@@ -152,14 +192,40 @@ impl Metrics {
             "A trusted balancer's own connections (PROXY header naming no client): not in the session counts",
             m.health_checks.clone(),
         );
-        // Both verdicts exist from the start, so rate() works before the first message.
-        for result in ["accepted", "rejected"] {
-            let _ = m.messages.get_or_create(&[("result", result.to_string())]);
+        // The start's configuration load is the first load.
+        m.reload(true);
+        // Every closed label set from the start at zero, so rate() and alerts
+        // work before the first event. (The TLS parameters of tls_sessions and
+        // the backend's refusal codes are open sets: they appear when seen.)
+        let zero = |family: &Family<Labels1, Counter>, name: &'static str, values: &[&str]| {
+            for v in values {
+                let _ = family.get_or_create(&[(name, v.to_string())]);
+            }
+        };
+        zero(&m.messages, "result", &["accepted", "rejected"]);
+        zero(&m.backend_connections, "connection", &["new", "reused"]);
+        zero(&m.backend_errors, "error", BackendFailure::NAMES);
+        zero(&m.handshake_failures, "reason", HandshakeFailure::NAMES);
+        // A failed or timed-out handshake without a finer reason counts under the outcome.
+        zero(
+            &m.handshake_failures,
+            "reason",
+            &[TlsOutcome::Failed.as_str(), TlsOutcome::Timeout.as_str()],
+        );
+        for outcome in TlsOutcome::NAMES {
+            for close_reason in CloseReason::NAMES {
+                let _ = m.sessions.get_or_create(&[
+                    ("outcome", outcome.to_string()),
+                    ("close_reason", close_reason.to_string()),
+                ]);
+            }
         }
-        for connection in ["new", "reused"] {
-            let _ = m
-                .backend_connections
-                .get_or_create(&[("connection", connection.to_string())]);
+        for key in KeyType::NAMES {
+            for result in AcmeResult::NAMES {
+                let _ = m
+                    .acme_orders
+                    .get_or_create(&[("key", key.to_string()), ("result", result.to_string())]);
+            }
         }
         Metrics { registry, ..m }
     }
@@ -244,6 +310,19 @@ impl Metrics {
         }
     }
 
+    /// A reload ended (or the configuration was loaded at start): its result and time.
+    pub fn reload(&self, success: bool) {
+        self.last_reload_success.set(i64::from(success));
+        self.last_reload_timestamp
+            .set(jiff::Timestamp::now().as_second());
+    }
+
+    /// The backend's state as of the last new connection to it: `None`
+    /// (none has ended yet) reads as down.
+    pub fn set_backend_up(&self, up: Option<bool>) {
+        self.backend_up.set(i64::from(up == Some(true)));
+    }
+
     /// One ACME order ended.
     pub fn acme_order(&self, key: KeyType, result: AcmeResult) {
         self.acme_orders
@@ -324,7 +403,12 @@ fn respond(head: &[u8], body: impl FnOnce() -> String) -> Vec<u8> {
 /// Serves `GET /metrics`, one request per connection, until the task is
 /// aborted (the server does so once its sessions are over, so a shutdown's
 /// drain can still be watched).
-pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>, admission: Arc<Admission>) {
+pub async fn serve(
+    listener: TcpListener,
+    metrics: Arc<Metrics>,
+    admission: Arc<Admission>,
+    backend: Arc<Backend>,
+) {
     let slots = Arc::new(Semaphore::new(limits::MAX_METRICS_CONNECTIONS));
     loop {
         // A free slot before accepting: with every slot taken, a scrape waits
@@ -341,11 +425,11 @@ pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>, admission: Arc<
                 continue;
             }
         };
-        let (metrics, admission) = (metrics.clone(), admission.clone());
+        let (metrics, admission, backend) = (metrics.clone(), admission.clone(), backend.clone());
         tokio::spawn(async move {
             let served = tokio::time::timeout(
                 limits::METRICS_TIMEOUT,
-                answer(stream, &metrics, &admission),
+                answer(stream, &metrics, &admission, &backend),
             )
             .await;
             if !matches!(served, Ok(Ok(()))) {
@@ -360,6 +444,7 @@ async fn answer(
     mut stream: TcpStream,
     metrics: &Metrics,
     admission: &Admission,
+    backend: &Backend,
 ) -> std::io::Result<()> {
     let head =
         match tokio::time::timeout(limits::METRICS_HEADER_TIMEOUT, read_head(&mut stream)).await {
@@ -368,7 +453,10 @@ async fn answer(
             Ok(Err(e)) => return Err(e),
             Err(_) => return Err(std::io::ErrorKind::TimedOut.into()),
         };
-    let reply = respond(&head, || metrics.render(admission.active()));
+    let reply = respond(&head, || {
+        metrics.set_backend_up(backend.up());
+        metrics.render(admission.active())
+    });
     stream.write_all(&reply).await?;
     stream.shutdown().await
 }
@@ -462,6 +550,69 @@ mod tests {
             "{text}"
         );
         assert!(text.ends_with("# EOF\n"), "{text}");
+    }
+
+    #[test]
+    fn closed_label_sets_start_at_zero() {
+        let text = Metrics::new().render(0);
+        let series = |prefix: &str| -> Vec<&str> {
+            text.lines().filter(|l| l.starts_with(prefix)).collect()
+        };
+        for (prefix, n) in [
+            (
+                "tlsfront_sessions_total{",
+                TlsOutcome::ALL.len() * CloseReason::ALL.len(),
+            ),
+            (
+                "tlsfront_tls_handshake_failures_total{",
+                HandshakeFailure::ALL.len() + 2,
+            ),
+            ("tlsfront_backend_errors_total{", BackendFailure::ALL.len()),
+            (
+                "tlsfront_acme_orders_total{",
+                KeyType::ALL.len() * AcmeResult::ALL.len(),
+            ),
+            ("tlsfront_messages_total{", 2),
+            ("tlsfront_backend_sessions_total{", 2),
+        ] {
+            let lines = series(prefix);
+            assert_eq!(lines.len(), n, "{prefix}: {lines:#?}");
+            assert!(lines.iter().all(|l| l.ends_with(" 0")), "{lines:#?}");
+        }
+        assert!(has(
+            &text,
+            &format!(
+                r#"tlsfront_build_info{{version="{}"}} 1"#,
+                env!("CARGO_PKG_VERSION")
+            )
+        ));
+        // The load at start is the first load; no backend connection yet.
+        assert!(has(&text, "tlsfront_last_reload_success 1"), "{text}");
+        assert!(has(&text, "tlsfront_backend_up 0"), "{text}");
+    }
+
+    #[test]
+    fn reloads_and_backend_state() {
+        let m = Metrics::new();
+        m.reload(false);
+        m.set_backend_up(Some(true));
+        let text = m.render(0);
+        assert!(has(&text, "tlsfront_last_reload_success 0"), "{text}");
+        assert!(has(&text, "tlsfront_backend_up 1"), "{text}");
+        m.reload(true);
+        m.set_backend_up(Some(false));
+        let text = m.render(0);
+        assert!(has(&text, "tlsfront_last_reload_success 1"), "{text}");
+        assert!(has(&text, "tlsfront_backend_up 0"), "{text}");
+        let at = text
+            .lines()
+            .find_map(|l| l.strip_prefix("tlsfront_last_reload_timestamp_seconds "))
+            .and_then(|v| v.parse::<i64>().ok())
+            .unwrap_or_else(|| panic!("{text}"));
+        assert!(
+            (at - jiff::Timestamp::now().as_second()).abs() < 5,
+            "{text}"
+        );
     }
 
     #[test]

@@ -178,6 +178,7 @@ impl Server {
                 listener,
                 m.clone(),
                 admission.clone(),
+                shared.backend.clone(),
             ))),
             _ => None,
         };

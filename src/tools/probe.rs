@@ -7,6 +7,9 @@
 //! modern handshake is impossible, a second connection runs the raw TLS 1.2
 //! probe of [`crate::tools::legacy`] (shared with `tlsfront check`) to say what
 //! the server offers and why a modern sender refuses it.
+//!
+//! Given a mail domain, [`run_domain`] finds its mail hosts as a sender does
+//! (MX records through [`crate::dns`], implicit MX, null MX) and probes each.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -53,6 +56,9 @@ pub struct Options {
     pub system_roots: PathBuf,
     /// `--dane`, `--mta-sts`: what DNS publishes, judged as `check` does.
     pub published: Option<check::Options>,
+    /// The addresses to connect to (an MX host's, from the resolver that
+    /// found it); empty: `host` through the system's resolver.
+    pub addresses: Vec<IpAddr>,
 }
 
 /// Splits `HOST[:PORT]`, `[v6]:PORT` or a bare IPv6 address.
@@ -553,15 +559,22 @@ async fn starttls(
 }
 
 async fn connect(opts: &Options) -> Result<(TcpStream, SocketAddr), String> {
-    let addrs: Vec<SocketAddr> = match tokio::time::timeout(
-        opts.timeout,
-        tokio::net::lookup_host((opts.host.as_str(), opts.port)),
-    )
-    .await
-    {
-        Err(_) => return Err(format!("resolving {} timed out", opts.host)),
-        Ok(Err(e)) => return Err(format!("cannot resolve {}: {e}", opts.host)),
-        Ok(Ok(a)) => a.collect(),
+    let addrs: Vec<SocketAddr> = if !opts.addresses.is_empty() {
+        opts.addresses
+            .iter()
+            .map(|ip| SocketAddr::new(*ip, opts.port))
+            .collect()
+    } else {
+        match tokio::time::timeout(
+            opts.timeout,
+            tokio::net::lookup_host((opts.host.as_str(), opts.port)),
+        )
+        .await
+        {
+            Err(_) => return Err(format!("resolving {} timed out", opts.host)),
+            Ok(Err(e)) => return Err(format!("cannot resolve {}: {e}", opts.host)),
+            Ok(Ok(a)) => a.collect(),
+        }
     };
     let mut last = format!("{} has no address", opts.host);
     for addr in addrs {
@@ -731,6 +744,253 @@ async fn to_tls(opts: &Options, d: &mut Dialogue) -> Result<(TcpStream, BytesMut
         Ok((stream, BytesMut::new()))
     } else {
         starttls(stream, opts, d).await
+    }
+}
+
+/// Whether `target` names its port (`HOST:PORT`, `[v6]:PORT`).
+pub fn names_a_port(target: &str) -> bool {
+    match target.strip_prefix('[') {
+        Some(rest) => rest
+            .split_once(']')
+            .is_some_and(|(_, p)| p.starts_with(':')),
+        None => target.matches(':').count() == 1,
+    }
+}
+
+/// Whether `target` names a mail domain, whose MX hosts a sender looks up:
+/// a DNS name without a port (an IP address or `HOST:PORT` is one host).
+pub fn is_mail_domain(target: &str) -> bool {
+    !target.contains(':') && is_dns_name(target.trim_end_matches('.'))
+}
+
+/// Where mail for a domain goes, as a sender reads its MX answer (RFC 5321
+/// §5.1, RFC 7505).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MailHosts {
+    /// The MX hosts by preference, lowest first (equal ones in DNS order).
+    Mx(Vec<MxHost>),
+    /// No MX records: the domain itself is the mail host (implicit MX).
+    Implicit,
+    /// Only `MX 0 .`: the domain accepts no mail.
+    Null,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MxHost {
+    pub preference: u16,
+    pub host: String,
+}
+
+/// The mail hosts an MX answer gives. A `.` beside real MX hosts (against
+/// RFC 7505) is skipped, as it names no host to deliver to; a host listed
+/// twice keeps its lowest preference.
+pub fn mail_hosts(records: &[crate::dns::Mx]) -> MailHosts {
+    if records.is_empty() {
+        return MailHosts::Implicit;
+    }
+    let mut hosts: Vec<MxHost> = records
+        .iter()
+        .filter(|r| !r.exchange.is_empty())
+        .map(|r| MxHost {
+            preference: r.preference,
+            host: r.exchange.clone(),
+        })
+        .collect();
+    if hosts.is_empty() {
+        return MailHosts::Null;
+    }
+    hosts.sort_by_key(|h| h.preference);
+    let mut seen = std::collections::HashSet::new();
+    hosts.retain(|h| seen.insert(h.host.clone()));
+    MailHosts::Mx(hosts)
+}
+
+/// A mail domain, probed mail host by mail host.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct DomainReport {
+    pub domain: String,
+    /// `mx`, `implicit` (no MX records: the domain itself) or `null` (RFC
+    /// 7505); null when the lookup failed.
+    pub mail_hosts: Option<&'static str>,
+    /// The MX records by preference (empty unless `mx`).
+    pub mx: Vec<MxHost>,
+    /// The DNSSEC status of the MX answer (DANE needs `secure`).
+    pub dnssec: Option<&'static str>,
+    /// One probe per mail host, in order of preference.
+    pub hosts: Vec<Report>,
+    /// MX hosts past [`limits::MAX_MX_HOSTS`], not probed.
+    pub not_probed: Vec<String>,
+    /// The lookup failed, or the domain accepts no mail.
+    pub error: Option<String>,
+    /// The worst exit status of the hosts: 1 for a null MX, 2 when the
+    /// lookup failed.
+    pub exit: u8,
+}
+
+/// Looks up `domain`'s mail hosts through `dns` and probes each as a sender
+/// reaches it: on `opts.port`, at the addresses the same resolver gives, the
+/// host's name as SNI and as the name the certificate must cover.
+pub async fn run_domain(
+    domain: &str,
+    opts: &Options,
+    dns: &crate::dns::DnsSettings,
+) -> DomainReport {
+    let domain = domain.trim_end_matches('.').to_ascii_lowercase();
+    let mut d = DomainReport {
+        domain: domain.clone(),
+        ..DomainReport::default()
+    };
+    let fail = |mut d: DomainReport, message: String, exit: u8| {
+        d.error = Some(message);
+        d.exit = exit;
+        d
+    };
+    let resolver = match crate::dns::Resolver::new(dns) {
+        Ok(r) => r,
+        Err(e) => return fail(d, e.to_string(), 2),
+    };
+    let answer = match resolver.mx(&domain).await {
+        Ok(a) => a,
+        Err(crate::dns::DnsError::NoSuchName { name }) => {
+            return fail(
+                d,
+                format!("mail domain {name} does not exist (NXDOMAIN): mail to it bounces"),
+                2,
+            );
+        }
+        Err(e) => return fail(d, format!("MX lookup failed: {e}"), 2),
+    };
+    let mut hosts = match mail_hosts(&answer.records) {
+        MailHosts::Null => {
+            d.mail_hosts = Some("null");
+            d.dnssec = Some(answer.dnssec.as_str());
+            return fail(
+                d,
+                format!("{domain} accepts no mail (null MX, RFC 7505): senders bounce at once"),
+                1,
+            );
+        }
+        MailHosts::Implicit => {
+            d.mail_hosts = Some("implicit");
+            vec![domain.clone()]
+        }
+        MailHosts::Mx(mx) => {
+            d.mail_hosts = Some("mx");
+            d.dnssec = Some(answer.dnssec.as_str());
+            d.mx = mx.clone();
+            mx.into_iter().map(|m| m.host).collect()
+        }
+    };
+    if hosts.len() > limits::MAX_MX_HOSTS {
+        d.not_probed = hosts.split_off(limits::MAX_MX_HOSTS);
+    }
+    for host in hosts {
+        let report = match resolver.addresses(&host).await {
+            Ok(addresses) if !addresses.is_empty() => {
+                let o = Options {
+                    host,
+                    name: None,
+                    addresses,
+                    ..opts.clone()
+                };
+                run(&o).await
+            }
+            found => Report {
+                error: Some(match found {
+                    Err(e) => format!("cannot resolve {host}: {e}"),
+                    Ok(_) => format!("{host} has no address (no A or AAAA record)"),
+                }),
+                host,
+                port: opts.port,
+                mode: "starttls",
+                exit: 2,
+                ..Report::default()
+            },
+        };
+        d.exit = d.exit.max(report.exit);
+        d.hosts.push(report);
+    }
+    d
+}
+
+impl DomainReport {
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).unwrap_or_default()
+    }
+
+    /// The mail hosts found, one section per host probed, and an overall
+    /// line. Every line is escaped, as in [`Report::render`].
+    pub fn render(&self) -> String {
+        fn line(o: &mut String, s: &str) {
+            o.push_str(&crate::escape::text(s));
+            o.push('\n');
+        }
+        let mut o = String::new();
+        let dnssec = self
+            .dnssec
+            .map(|s| format!(" (DNSSEC {s})"))
+            .unwrap_or_default();
+        let head = match self.mail_hosts {
+            Some("mx") => format!(
+                "mail domain {}: MX {}{dnssec}",
+                self.domain,
+                self.mx
+                    .iter()
+                    .map(|m| format!("{} {}", m.preference, m.host))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            Some("implicit") => format!(
+                "mail domain {}: no MX records, the domain itself is the mail host (implicit MX)",
+                self.domain
+            ),
+            Some(_) => format!("mail domain {}: null MX{dnssec}", self.domain),
+            None => format!("mail domain {}", self.domain),
+        };
+        line(&mut o, &head);
+        if !self.not_probed.is_empty() {
+            let more = format!(
+                "  not probed (more than {} MX hosts): {}",
+                limits::MAX_MX_HOSTS,
+                self.not_probed.join(", ")
+            );
+            line(&mut o, &more);
+        }
+        for (i, r) in self.hosts.iter().enumerate() {
+            o.push('\n');
+            let title = match self.mx.get(i) {
+                Some(m) => format!("=== MX {} {}", m.preference, m.host),
+                None => format!("=== {} (implicit MX)", r.host),
+            };
+            line(&mut o, &title);
+            o.push_str(&r.render());
+        }
+        o.push('\n');
+        if let Some(e) = &self.error {
+            line(&mut o, &format!("overall: {e}"));
+            return o;
+        }
+        let each = self
+            .hosts
+            .iter()
+            .map(|r| {
+                let verdict = match r.exit {
+                    0 => "OK",
+                    1 => "verifying senders FAIL",
+                    _ => "probe failed",
+                };
+                format!("{} {verdict}", r.host)
+            })
+            .collect::<Vec<_>>()
+            .join("; ");
+        let overall = format!(
+            "overall: {} mail host{}: {each}; exit {} (the worst)",
+            self.hosts.len(),
+            if self.hosts.len() == 1 { "" } else { "s" },
+            self.exit
+        );
+        line(&mut o, &overall);
+        o
     }
 }
 
@@ -1329,5 +1589,60 @@ mod tests {
         assert!(explain(Refusal::WeakRsa, &l).contains("EE certificate key too weak"));
         assert!(explain(Refusal::WeakDh, &l).contains("1024-bit DH group"));
         assert!(explain(Refusal::OldProtocol, &l).contains("unsupported protocol"));
+    }
+
+    #[test]
+    fn a_mail_domain_is_a_dns_name_without_port() {
+        assert!(is_mail_domain("example.com"));
+        assert!(is_mail_domain("example.com."));
+        for host in [
+            "example.com:25",
+            "127.0.0.1",
+            "::1",
+            "[::1]",
+            "[::1]:25",
+            "bad name",
+        ] {
+            assert!(!is_mail_domain(host), "{host}");
+        }
+        for (target, port) in [
+            ("example.com", false),
+            ("example.com:25", true),
+            ("::1", false),
+            ("[::1]", false),
+            ("[::1]:25", true),
+        ] {
+            assert_eq!(names_a_port(target), port, "{target}");
+        }
+    }
+
+    #[test]
+    fn mail_hosts_by_preference_implicit_and_null() {
+        let mx = |preference, exchange: &str| crate::dns::Mx {
+            preference,
+            exchange: exchange.into(),
+        };
+        let host = |preference, host: &str| MxHost {
+            preference,
+            host: host.into(),
+        };
+        assert_eq!(mail_hosts(&[]), MailHosts::Implicit);
+        assert_eq!(mail_hosts(&[mx(0, "")]), MailHosts::Null);
+        // Lowest preference first; equal ones keep the DNS order; a host
+        // listed twice keeps its lowest preference; a stray "." is skipped.
+        assert_eq!(
+            mail_hosts(&[
+                mx(20, "b.test"),
+                mx(10, "c.test"),
+                mx(20, "a.test"),
+                mx(30, "c.test"),
+                mx(0, ""),
+            ]),
+            MailHosts::Mx(vec![
+                host(10, "c.test"),
+                host(20, "b.test"),
+                host(20, "a.test")
+            ])
+        );
     }
 }

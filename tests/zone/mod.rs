@@ -1,4 +1,4 @@
-//! A DNS zone served on loopback for the DANE, MTA-STS and ACME tests: one
+//! A DNS zone served on loopback for the DANE, MTA-STS, ACME and probe MX tests: one
 //! zone, DNSSEC-signed (NSEC) by hickory-server in process, on UDP and TCP
 //! at the same port. Records can be added and removed while it serves; the
 //! zone is signed again after each change. `trust_anchor` writes the zone's
@@ -21,7 +21,7 @@ use hickory_resolver::proto::dnssec::crypto::EcdsaSigningKey;
 use hickory_resolver::proto::dnssec::rdata::DNSKEY;
 use hickory_resolver::proto::dnssec::{Algorithm, DnssecSigner, SigningKey};
 use hickory_resolver::proto::rr::rdata::tlsa::{CertUsage, Matching, Selector};
-use hickory_resolver::proto::rr::rdata::{A, SOA, TLSA, TXT};
+use hickory_resolver::proto::rr::rdata::{A, MX, SOA, TLSA, TXT};
 use hickory_resolver::proto::rr::{LowerName, Name, RData, Record, RecordType, RrKey};
 use hickory_server::Server;
 use hickory_server::dnssec::NxProofKind;
@@ -153,6 +153,16 @@ impl Zone {
 
     pub async fn a(&self, name: &str, ip: &str) {
         self.add(name, 1, RData::A(A::from_str(ip).unwrap())).await;
+    }
+
+    /// `NAME. IN MX PREFERENCE EXCHANGE`; `.` is the null MX's exchange.
+    pub async fn mx(&self, name: &str, preference: u16, exchange: &str) {
+        let exchange = match exchange {
+            "." => Name::root(),
+            e => self.name(e),
+        };
+        self.add(name, 1, RData::MX(MX::new(preference, exchange)))
+            .await;
     }
 
     /// `_25._tcp.HOST. TTL IN TLSA USAGE SELECTOR MATCHING HEX`.

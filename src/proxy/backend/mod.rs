@@ -6,6 +6,7 @@ pub mod guard;
 pub mod tls;
 
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -161,7 +162,13 @@ pub struct Backend {
     caps: RwLock<Capabilities>,
     /// Connections left clean by finished sessions.
     idle: Mutex<Pool>,
+    /// How the last new connection went (see [`Backend::up`]).
+    health: AtomicU8,
 }
+
+const HEALTH_UNKNOWN: u8 = 0;
+const HEALTH_UP: u8 = 1;
+const HEALTH_DOWN: u8 = 2;
 
 #[derive(Debug, Default)]
 struct Pool {
@@ -217,7 +224,22 @@ impl Backend {
                 learned: false,
             }),
             idle: Mutex::new(Pool::default()),
+            health: AtomicU8::new(HEALTH_UNKNOWN),
         })
+    }
+
+    /// Whether the last new connection (a session's, the periodic probe's,
+    /// the relay guard's) got a 220 greeting: `Some(false)` when it could not
+    /// connect, the PROXY header or the TLS hop failed, or the greeting was
+    /// missing, late or not 220; `None` before the first one ended. What
+    /// follows the greeting (a refused EHLO) depends on the client, not on
+    /// the backend's health, and reused connections try nothing new.
+    pub fn up(&self) -> Option<bool> {
+        match self.health.load(Ordering::Relaxed) {
+            HEALTH_UP => Some(true),
+            HEALTH_DOWN => Some(false),
+            _ => None,
+        }
     }
 
     /// Whether finished sessions may leave their connection for the next one.
@@ -423,14 +445,12 @@ impl Backend {
         })
     }
 
-    /// Connects, reads the greeting and introduces the client's HELO name
-    /// (EHLO, falling back to HELO if EHLO is refused). With `client`, the
-    /// client's identity is passed on as configured (PROXY header, XCLIENT).
-    pub async fn open_session(
+    /// Connects, sends the PROXY header, starts implicit TLS and reads the
+    /// greeting: the steps that tell whether the backend is up.
+    async fn greeted(
         &self,
-        helo_name: &[u8],
         client: Option<&ClientIdentity>,
-    ) -> Result<BackendConn, OpenError> {
+    ) -> Result<(BackendConn, Reply), OpenError> {
         let mut conn = self.connect().await?;
         if let (Some(version), Some(id)) = (self.settings.proxy_protocol, client) {
             let header = proxyproto::encode(version, id.client, id.local);
@@ -447,10 +467,27 @@ impl Backend {
         let greeting = conn
             .read_reply(Stage::Greeting, self.settings.greeting_timeout)
             .await?;
+        Ok((conn, greeting))
+    }
+
+    /// Connects, reads the greeting and introduces the client's HELO name
+    /// (EHLO, falling back to HELO if EHLO is refused). With `client`, the
+    /// client's identity is passed on as configured (PROXY header, XCLIENT).
+    pub async fn open_session(
+        &self,
+        helo_name: &[u8],
+        client: Option<&ClientIdentity>,
+    ) -> Result<BackendConn, OpenError> {
+        let greeted = self.greeted(client).await;
+        let up = matches!(&greeted, Ok((_, g)) if g.code == 220);
+        self.health
+            .store(if up { HEALTH_UP } else { HEALTH_DOWN }, Ordering::Relaxed);
+        let (mut conn, greeting) = greeted?;
         if greeting.code != 220 {
             return Err(OpenError::Refused(greeting));
         }
         conn.greeting = Some(greeting);
+        let tls_config = self.tls_config.as_ref();
         let mut line = ehlo_line(helo_name);
         let mut reply = conn.command(&line, Stage::Ehlo).await?;
         if let (BackendTls::Starttls, Some(config)) = (self.settings.tls, tls_config) {
