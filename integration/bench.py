@@ -12,7 +12,7 @@ default cap of 50 per client; only its global cap is raised (12 000) for the
 10 000-session case. tlsfront writes its records, as deployed (one JSON line
 per connection); nginx's mail proxy has no per-session log.
 
-What it measures (the README's Performance section shows it):
+What it measures (docs/benchmarks.md shows it):
   sweep      sessions/s, server CPU ms per session (/proc), session latency
              p50/p99, at concurrency 1 .. 1024 (TLS 1.3, ECDSA P-256,
              X25519, full handshakes, one 10 KB message); peak = the best
