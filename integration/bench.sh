@@ -2,9 +2,11 @@
 # The performance comparison: tlsfront against nginx's mail proxy, both with
 # the same certificate in front of the same sink (Postfix's smtp-sink), driven
 # by the same load generator (benches/loadgen.rs), every figure measured in ONE
-# run on this machine (integration/bench.py says what and how). Takes about 20
-# minutes; not part of the test command. Wants a quiet machine: it prints how
-# much of the server's core other processes took.
+# run on this machine (integration/bench.py says what and how). Takes about 16
+# minutes; not part of the test command. Wants a quiet machine: it first waits
+# (at most BENCH_QUIET_WAIT seconds, 900 by default) for the load average to
+# fall under 0.7, then prints the load average at the start and the end and
+# how much of the server's core other processes took.
 #   bash integration/bench.sh                  # as root; installs what it needs
 #   BENCH_QUICK=1 bash integration/bench.sh    # short runs, one repeat (to try it)
 set -euo pipefail
