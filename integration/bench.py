@@ -558,16 +558,17 @@ def report(res, servers, peak, rate, started, load0, waited):
 
 BENCH = None
 
-try:
-    main()
-finally:
-    for p in PROCS:
-        if p.poll() is None:
-            p.send_signal(signal.SIGTERM)
-            try:
-                p.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                p.kill()
-    if BENCH:
-        import shutil
-        shutil.rmtree(BENCH.work, ignore_errors=True)
+if __name__ == "__main__":  # (qb-style scripts import the helpers above)
+    try:
+        main()
+    finally:
+        for p in PROCS:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+                try:
+                    p.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+        if BENCH:
+            import shutil
+            shutil.rmtree(BENCH.work, ignore_errors=True)

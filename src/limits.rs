@@ -172,6 +172,11 @@ pub const MAX_RECORD_BYTES: usize = 8 * 1024;
 /// counted, so a stalled disk never holds sessions or grows memory without
 /// bound (at most 64 MiB even if each record were at `MAX_RECORD_BYTES`).
 pub const MAX_QUEUED_RECORDS: usize = 8 * 1024;
+/// The writer thread's pause after each batch of records: they gather
+/// meanwhile and go out in one write (at 1 000 sessions/s, 20 per write
+/// instead of one wake-up per session). The queue above holds 400 ms of
+/// records even at 20 000 sessions/s, so the pause never drops one.
+pub const RECORD_BATCH_WAIT: Duration = Duration::from_millis(20);
 /// At most one warning about dropped records per this interval (with the count).
 pub const RECORD_DROP_WARN_INTERVAL: Duration = Duration::from_secs(10);
 /// A certificate with less than this left is a warning: `check`'s

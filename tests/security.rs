@@ -268,6 +268,60 @@ async fn a_message_is_never_accepted_on_a_reply_stream_out_of_step() {
     proxy.stop().await;
 }
 
+/// A late twin of the RCPT reply while the client goes straight on to DATA:
+/// the NOOP that precedes DATA (in the same write to a backend that offers
+/// PIPELINING, in its own round trip to one that does not) takes the twin,
+/// and the NOOP's own 250 must never reach the client as DATA's reply.
+async fn late_twin_before_data(pipelining: bool) {
+    let mut script = MtaScript {
+        double_reply_once: Some("RCPT".into()),
+        ..MtaScript::default()
+    };
+    if !pipelining {
+        script.ehlo.retain(|k| k != "PIPELINING");
+    }
+    let mta = Mta::start(script).await;
+    let proxy = Proxy::launch(mta.addr, None, "", false).await;
+    let mut c = Client::greeted(proxy.starttls).await;
+    c.send("EHLO client.test").await;
+    c.expect(250).await;
+    c.send("MAIL FROM:<a@client.test>").await;
+    c.expect(250).await;
+    c.send("RCPT TO:<b@legacy.test>").await;
+    c.expect(250).await;
+    c.send("DATA").await;
+    let r = c.reply().await;
+    assert_eq!(
+        r.code, 451,
+        "DATA answered out of step: {} {}",
+        r.code, r.text
+    );
+    c.send("QUIT").await;
+    let _ = c.try_reply().await;
+    let rec = &proxy.records(1).await[0];
+    assert_eq!(rec["backend_error"], "unsolicited_reply", "{rec}");
+    assert_eq!(rec["messages_accepted"], 0, "{rec}");
+    let commands = mta.commands();
+    let noop = commands.iter().position(|l| l == "NOOP");
+    let data = commands.iter().position(|l| l == "DATA");
+    assert!(noop.is_some(), "no NOOP before DATA: {commands:?}");
+    if let Some(data) = data {
+        assert!(noop < Some(data), "{commands:?}");
+    }
+    assert!(mta.messages().is_empty());
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn a_late_twin_never_answers_data_on_a_pipelining_backend() {
+    late_twin_before_data(true).await;
+}
+
+#[tokio::test]
+async fn a_late_twin_never_answers_data_on_a_backend_without_pipelining() {
+    late_twin_before_data(false).await;
+}
+
 #[tokio::test]
 async fn configured_backend_starttls_never_falls_back_to_helo_in_clear() {
     let pki = Pki::new(&["mx.tlsfront.test", "legacy.test"]);

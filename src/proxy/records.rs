@@ -25,7 +25,7 @@ use tokio::sync::mpsc;
 use tokio::sync::mpsc::error::TrySendError;
 
 use crate::limits::{
-    MAX_QUEUED_RECORDS, MAX_RECORD_BYTES, MAX_RECORD_LIST, MAX_RECORD_STRING,
+    self, MAX_QUEUED_RECORDS, MAX_RECORD_BYTES, MAX_RECORD_LIST, MAX_RECORD_STRING,
     RECORD_DROP_WARN_INTERVAL,
 };
 use crate::outcome::{BackendErrorName, CloseReason, HandshakeFailure, Mode, Origin, TlsOutcome};
@@ -653,6 +653,10 @@ pub fn start_writer(
                 }
                 // Drops the senders could not tell yet (rate-limited).
                 writer_drops.warn(false);
+                // Records then gather for a moment while this thread sleeps:
+                // a busy server writes them in batches, instead of waking
+                // this thread (a futex and two context switches) per session.
+                std::thread::sleep(limits::RECORD_BATCH_WAIT);
             }
             writer_drops.warn(true);
         })

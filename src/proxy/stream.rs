@@ -24,6 +24,12 @@ pub struct Prefixed<S> {
     start: usize,
     end: usize,
     read_ahead: bool,
+    /// Writes held back while `cork` is on, or not yet taken by the socket;
+    /// see [`Prefixed::corked`].
+    held: Vec<u8>,
+    cork: bool,
+    /// A read that must wait for the peer first sends what is held.
+    drain_on_wait: bool,
     inner: S,
 }
 
@@ -35,8 +41,30 @@ impl<S> Prefixed<S> {
             start: 0,
             end: 0,
             read_ahead: false,
+            held: Vec::new(),
+            cork: false,
+            drain_on_wait: true,
             inner,
         }
+    }
+
+    /// Holds writes back until they must go: when a read has to wait for
+    /// the peer (who may be waiting for them), at the next write once the
+    /// cork is off, or at shutdown; a flush alone does not send them. Used
+    /// for the TLS handshake, so its last bytes (TLS 1.3's session tickets,
+    /// which no client waits for) leave with the first reply instead of in a
+    /// write of their own.
+    pub fn corked(mut self) -> Self {
+        self.cork = true;
+        self
+    }
+
+    /// Ends the cork; what it holds goes out with the next write, or at once
+    /// when a read has to wait, unless `lazy`: then only with the next write
+    /// (or flush, or shutdown). Lazy is for bytes no peer waits for.
+    pub fn uncork(&mut self, lazy: bool) {
+        self.cork = false;
+        self.drain_on_wait = !lazy;
     }
 
     /// Turns bulk reads on (during message content) or off; the buffer is
@@ -55,13 +83,67 @@ impl<S> Prefixed<S> {
     }
 }
 
-impl<S: AsyncRead + Unpin> AsyncRead for Prefixed<S> {
+impl<S: AsyncWrite + Unpin> Prefixed<S> {
+    /// Writes what is held until it is all written (or the socket is full).
+    fn poll_drain(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while !self.held.is_empty() {
+            let n = std::task::ready!(Pin::new(&mut self.inner).poll_write(cx, &self.held))?;
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            self.held.drain(..n);
+        }
+        // Released: a session keeps no write buffer of its own.
+        self.held = Vec::new();
+        self.drain_on_wait = true;
+        Poll::Ready(Ok(()))
+    }
+
+    /// Takes `bufs` in full: held while corked, else sent after what is held.
+    fn hold_then_drain<'b>(
+        &mut self,
+        cx: &mut Context<'_>,
+        bufs: impl Iterator<Item = &'b [u8]>,
+    ) -> Poll<io::Result<usize>> {
+        let before = self.held.len();
+        for b in bufs {
+            self.held.extend_from_slice(b);
+        }
+        let total = self.held.len() - before;
+        if !self.cork {
+            // Taken whatever the socket says: the bytes are held, and the
+            // flush that follows every reply writes them out.
+            if let Poll::Ready(Err(e)) = self.poll_drain(cx) {
+                return Poll::Ready(Err(e));
+            }
+        }
+        Poll::Ready(Ok(total))
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for Prefixed<S> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = &mut *self;
+        let ready = this.poll_read_inner(cx, buf);
+        // About to wait for the peer: what is held may be what it waits for.
+        if ready.is_pending() && this.drain_on_wait && !this.held.is_empty() {
+            std::task::ready!(this.poll_drain(cx))?;
+        }
+        ready
+    }
+}
+
+impl<S: AsyncRead + Unpin> Prefixed<S> {
+    fn poll_read_inner(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self;
         if !this.prefix.is_empty() {
             let n = this.prefix.len().min(buf.remaining());
             buf.put_slice(&this.prefix[..n]);
@@ -103,12 +185,20 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Prefixed<S> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
+        if self.cork || !self.held.is_empty() {
+            return self.hold_then_drain(cx, std::iter::once(buf));
+        }
         Pin::new(&mut self.inner).poll_write(cx, buf)
     }
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.cork {
+            return Poll::Ready(Ok(()));
+        }
+        std::task::ready!(self.poll_drain(cx))?;
         Pin::new(&mut self.inner).poll_flush(cx)
     }
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        std::task::ready!(self.poll_drain(cx))?;
         Pin::new(&mut self.inner).poll_shutdown(cx)
     }
     fn poll_write_vectored(
@@ -116,6 +206,9 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Prefixed<S> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
+        if self.cork || !self.held.is_empty() {
+            return self.hold_then_drain(cx, bufs.iter().map(|b| &b[..]));
+        }
         Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
     }
     fn is_write_vectored(&self) -> bool {
@@ -184,6 +277,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for ClientIo<S> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     #[tokio::test]
@@ -215,6 +309,59 @@ mod tests {
         assert_eq!(&out[..5], b"hello");
         assert_eq!(&out[5..], &data[..]);
         assert!(p.ahead.is_empty(), "buffer released once drained and off");
+    }
+
+    /// Bytes the peer `b` has received so far, without waiting.
+    fn received(b: &mut tokio::io::DuplexStream) -> Vec<u8> {
+        let mut out = vec![0u8; 4096];
+        let waker = std::task::Waker::noop();
+        let mut cx = Context::from_waker(waker);
+        let mut rb = ReadBuf::new(&mut out);
+        match Pin::new(b).poll_read(&mut cx, &mut rb) {
+            Poll::Ready(Ok(())) => rb.filled().to_vec(),
+            _ => Vec::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn cork_holds_writes_until_a_read_waits_or_the_next_write() {
+        let (a, mut b) = tokio::io::duplex(64 * 1024);
+        let mut p = Prefixed::new(Bytes::new(), a).corked();
+        p.write_all(b"flight").await.unwrap();
+        p.flush().await.unwrap();
+        assert!(
+            received(&mut b).is_empty(),
+            "a flush alone sends nothing while corked"
+        );
+        // A read that must wait sends what is held: the peer may wait for it.
+        let mut one = [0u8; 1];
+        let read = tokio::time::timeout(Duration::from_millis(50), p.read(&mut one)).await;
+        assert!(read.is_err(), "nothing to read yet");
+        assert_eq!(received(&mut b), b"flight");
+
+        // Lazy: held across a waiting read, sent with the next write.
+        p.write_all(b"tickets").await.unwrap();
+        p.uncork(true);
+        let read = tokio::time::timeout(Duration::from_millis(50), p.read(&mut one)).await;
+        assert!(read.is_err());
+        assert!(
+            received(&mut b).is_empty(),
+            "lazy bytes wait for the next write"
+        );
+        p.write_all(b"+reply").await.unwrap();
+        p.flush().await.unwrap();
+        assert_eq!(received(&mut b), b"tickets+reply");
+        assert!(
+            p.held.is_empty() && p.held.capacity() == 0,
+            "buffer released"
+        );
+
+        // Shutdown sends what is held.
+        let mut q = Prefixed::new(Bytes::new(), p.inner).corked();
+        q.write_all(b"alert").await.unwrap();
+        q.uncork(true);
+        q.shutdown().await.unwrap();
+        assert_eq!(received(&mut b), b"alert");
     }
 
     #[tokio::test]

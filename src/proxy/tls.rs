@@ -563,9 +563,12 @@ impl TlsFront {
         // 2. rustls does the handshake on the replayed hello, even for input
         // already known to be bad, so the client gets a proper alert.
         let acceptor = TlsAcceptor::from(entry.config.clone());
-        let prefixed = Prefixed::new(buf.freeze(), stream);
-        let mut accepting =
-            std::pin::pin!(tokio::time::timeout_at(deadline, acceptor.accept(prefixed)));
+        // Corked: the session tickets wait for the first reply (see `corked`).
+        let prefixed = Prefixed::new(buf.freeze(), stream).corked();
+        let mut accepting = std::pin::pin!(tokio::time::timeout_at(
+            deadline,
+            acceptor.accept(prefixed).into_fallible()
+        ));
         // The first poll answers the replayed hello: the costly part.
         let first = turns
             .take(std::future::poll_fn(|cx| {
@@ -577,15 +580,26 @@ impl TlsFront {
             std::task::Poll::Pending => accepting.await,
         };
         let result = match accepted {
-            Ok(Ok(tls)) => {
+            Ok(Ok(mut tls)) => {
+                // TLS 1.3: what is held are the session tickets, which no
+                // client waits for: they leave with the first reply. (A TLS
+                // 1.2 client waits for the server's last flight.)
+                let tls13 =
+                    tls.get_ref().1.protocol_version() == Some(rustls::ProtocolVersion::TLSv1_3);
+                tls.get_mut().0.uncork(tls13);
                 let negotiated = Negotiated::of(tls.get_ref().1);
                 Ok((tls, negotiated))
             }
-            Ok(Err(e)) => Err(Box::new(Failed {
-                reason: precheck.unwrap_or_else(|| HandshakeFailure::from_io(&e)),
-                detail: e.to_string(),
-                hello: summary(),
-            })),
+            Ok(Err((e, mut io))) => {
+                // The alert rustls wrote for the failure is still held.
+                io.uncork(false);
+                let _ = tokio::time::timeout(limits::CLIENT_SHUTDOWN_TIMEOUT, io.flush()).await;
+                Err(Box::new(Failed {
+                    reason: precheck.unwrap_or_else(|| HandshakeFailure::from_io(&e)),
+                    detail: e.to_string(),
+                    hello: summary(),
+                }))
+            }
             Err(_) => Err(Box::new(Failed {
                 reason: HandshakeFailure::Timeout,
                 detail: format!("handshake not finished after {:?}", self.handshake_timeout),

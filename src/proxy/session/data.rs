@@ -38,21 +38,9 @@ where
             return self.answer(&Local::NoMemoryForMessage).await;
         };
         // The replies to MAIL and RCPT must really have been theirs before
-        // the message goes: a stale 250 taken for a refused recipient would
-        // otherwise leave that recipient without a bounce.
-        if let Some(conn) = self.backend.as_mut() {
-            let addr = conn.addr;
-            match conn.confirm_in_step(Stage::NoopBeforeData).await {
-                Ok(true) => {}
-                Ok(false) => {
-                    let stage = Stage::NoopBeforeData;
-                    return self
-                        .backend_lost(&BackendError::Closed { addr, stage })
-                        .await;
-                }
-                Err(e) => return self.backend_lost(&e).await,
-            }
-        }
+        // the message goes (a stale 250 taken for a refused recipient would
+        // leave that recipient without a bounce): the backend's DATA proves
+        // it with a NOOP first, see `BackendConn::data`.
         let Some(reply) = self.relay(line, Verb::Data).await? else {
             return Ok(());
         };

@@ -358,8 +358,22 @@ where
 {
     async fn close(&mut self, reason: CloseReason) {
         self.record.close_reason = reason;
-        if self.io.is_some() {
-            let _ = self.release_held().await;
+        match self.io.as_mut() {
+            // Under TLS the last replies are only queued in rustls (encrypted,
+            // not yet written): the shutdown below writes them together with
+            // the close_notify alert, one write instead of two.
+            Some(ClientIo::Tls(tls)) if !self.held.is_empty() => {
+                let held = std::mem::take(&mut self.held);
+                let _ = std::io::Write::write_all(&mut tls.get_mut().1.writer(), &held);
+            }
+            Some(_) => {
+                let _ = self.release_held().await;
+            }
+            None => {}
+        }
+        // The client first: its last reply does not wait for the backend's QUIT.
+        if let Some(io) = self.io.as_mut() {
+            let _ = tokio::time::timeout(limits::CLIENT_SHUTDOWN_TIMEOUT, io.shutdown()).await;
         }
         if let Some(conn) = self.backend.take() {
             let mut conn = *conn;
@@ -383,9 +397,6 @@ where
             if let Some(conn) = unkept {
                 conn.quit().await;
             }
-        }
-        if let Some(io) = self.io.as_mut() {
-            let _ = tokio::time::timeout(limits::CLIENT_SHUTDOWN_TIMEOUT, io.shutdown()).await;
         }
     }
 
@@ -427,7 +438,9 @@ where
             Decision::StartTls => return Ok(Step::StartTls),
             Decision::Rset => self.rset(line).await?,
             Decision::Quit => {
-                self.answer(&Local::Bye).await?;
+                // Held, not sent: `close` sends it, under TLS in one write
+                // with the close_notify alert.
+                self.held.extend_from_slice(&Local::Bye.render());
                 return Ok(Step::Close(CloseReason::ClientQuit));
             }
             Decision::Relay {

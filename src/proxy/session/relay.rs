@@ -83,7 +83,12 @@ where
         if verb.leaves_backend_state() {
             conn.mark_stateful();
         }
-        match conn.command(line, Stage::Command).await {
+        let reply = if verb == Verb::Data {
+            conn.data(line).await
+        } else {
+            conn.command(line, Stage::Command).await
+        };
+        match reply {
             Ok(reply) => {
                 self.send(&reply.raw).await?;
                 if reply.code == 421 {
