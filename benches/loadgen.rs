@@ -4,7 +4,8 @@
 //!
 //!   cargo bench --bench loadgen -- --target 127.0.0.1:2525 --concurrency 50 \
 //!       --sessions 2000 --messages 1 --size 10240 [--tls 1.3|1.2|none] [--no-sni] \
-//!       [--implicit] [--idle N --hold 30s] [--insecure | --cafile ca.pem] [--name mx.example] \
+//!       [--implicit] [--idle N --hold 30s] [--insecure | --cafile ca.pem | --no-verify] \
+//!       [--name mx.example] \
 //!       [--resume] [--pipelining] [--duration 10s] [--rate 500] [--sources 64] \
 //!       [--groups X25519,X25519MLKEM768] [--trickle 20s]
 //!
@@ -57,6 +58,9 @@ pub struct Options {
     pub sni: bool,
     pub name: String,
     pub roots: Option<Vec<CertificateDer<'static>>>,
+    /// Skip even the server's handshake signature (`--no-verify`): the
+    /// client is not under test, and this frees its core for the server.
+    pub no_verify: bool,
     /// Idle mode: open this many TLS sessions and hold them.
     pub idle: usize,
     pub hold: Duration,
@@ -90,6 +94,7 @@ impl Default for Options {
             sni: true,
             name: "localhost".into(),
             roots: None,
+            no_verify: false,
             idle: 0,
             hold: Duration::from_secs(10),
             timeout: Duration::from_secs(30),
@@ -285,6 +290,14 @@ fn client_config(opts: &Options) -> Option<Arc<rustls::ClientConfig>> {
         .with_protocol_versions(&[version])
         .ok()?;
     let mut config = match &opts.roots {
+        _ if opts.no_verify => builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(NoVerify(
+                rustls::crypto::aws_lc_rs::default_provider()
+                    .signature_verification_algorithms
+                    .supported_schemes(),
+            )))
+            .with_no_client_auth(),
         Some(roots) => {
             let mut store = rustls::RootCertStore::empty();
             for r in roots {
@@ -302,6 +315,43 @@ fn client_config(opts: &Options) -> Option<Arc<rustls::ClientConfig>> {
         config.resumption = rustls::client::Resumption::disabled();
     }
     Some(Arc::new(config))
+}
+
+/// Accepts every certificate and handshake signature unchecked: a load
+/// generator's shortcut (`--no-verify`), never a client's.
+#[derive(Debug)]
+struct NoVerify(Vec<rustls::SignatureScheme>);
+
+impl rustls::client::danger::ServerCertVerifier for NoVerify {
+    fn verify_server_cert(
+        &self,
+        _: &CertificateDer<'_>,
+        _: &[CertificateDer<'_>],
+        _: &ServerName<'_>,
+        _: &[u8],
+        _: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+    fn verify_tls12_signature(
+        &self,
+        _: &[u8],
+        _: &CertificateDer<'_>,
+        _: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
+    }
+    fn verify_tls13_signature(
+        &self,
+        _: &[u8],
+        _: &CertificateDer<'_>,
+        _: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
+    }
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.clone()
+    }
 }
 
 /// The loopback source address of connection number `n`, when spread.
@@ -709,6 +759,7 @@ fn parse_args() -> Result<Options, String> {
             "--pipelining" => o.pipelining = true,
             "--name" => o.name = val()?,
             "--insecure" => o.roots = None,
+            "--no-verify" => o.no_verify = true,
             "--cafile" => {
                 let path = val()?;
                 let roots = rustls::pki_types::pem::PemObject::pem_file_iter(&path)
@@ -750,7 +801,7 @@ fn parse_args() -> Result<Options, String> {
 /// The ceiling: full rustls handshakes per second on one core, in process,
 /// with the certificate kind a bench uses (no sockets, no SMTP).
 /// The in-process rustls ceiling: TLS 1.3 server handshakes per second of
-/// server-side time, with the server configured as tlsfront configures it
+/// server-side CPU time, with the server configured as tlsfront configures it
 /// (default aws-lc-rs provider, stateless ticketer, session cache). Client and
 /// server run in one thread with no sockets; only the server's calls are
 /// timed, so the figure is what one core could do if it did nothing but
@@ -796,6 +847,7 @@ fn ceiling(seconds: u64, rsa: bool, resume: bool, groups: Option<&str>) -> (f64,
     let client = Arc::new(client);
     let name = ServerName::try_from("mx.bench.test").expect("name");
     let started = Instant::now();
+    let cpu_started = thread_cpu();
     let mut server_time = Duration::ZERO;
     let mut n = 0u64;
     let mut buf = Vec::with_capacity(8192);
@@ -820,9 +872,31 @@ fn ceiling(seconds: u64, rsa: bool, resume: bool, groups: Option<&str>) -> (f64,
         n += 1;
     }
     (
-        n as f64 / server_time.as_secs_f64(),
+        n as f64 / server_cpu(server_time, started.elapsed(), cpu_started),
         n as f64 / started.elapsed().as_secs_f64(),
     )
+}
+
+/// CPU time this thread has run, in nanoseconds (Linux schedstat), if known.
+fn thread_cpu() -> Option<u64> {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// The server's share of this thread's CPU time: the thread's CPU time (so
+/// time other processes took from this core does not count) split by the
+/// wall-clock share of the server's calls. Falls back to wall time.
+fn server_cpu(server_wall: Duration, wall: Duration, cpu_started: Option<u64>) -> f64 {
+    match (cpu_started, thread_cpu()) {
+        (Some(a), Some(b)) if b > a => {
+            (b - a) as f64 / 1e9 * server_wall.as_secs_f64() / wall.as_secs_f64()
+        }
+        _ => server_wall.as_secs_f64(),
+    }
 }
 
 fn main() {

@@ -15,12 +15,13 @@ async fn loadgen_smoke_through_tlsfront() {
     let pki = Pki::new(&["mx.tlsfront.test"]);
     let mta = Mta::start(MtaScript::default()).await;
     let proxy = Proxy::start(mta.addr, Some(&pki), "").await;
-    for (tls, implicit, pipelining) in [
-        (Some(&rustls::version::TLS13), false, false),
-        (Some(&rustls::version::TLS12), false, false),
-        (Some(&rustls::version::TLS13), true, false),
-        (None, false, false),
-        (Some(&rustls::version::TLS13), false, true),
+    for (tls, implicit, pipelining, no_verify) in [
+        (Some(&rustls::version::TLS13), false, false, false),
+        (Some(&rustls::version::TLS12), false, false, false),
+        (Some(&rustls::version::TLS13), true, false, false),
+        (None, false, false, false),
+        (Some(&rustls::version::TLS13), false, true, false),
+        (Some(&rustls::version::TLS13), false, false, true),
     ] {
         let opts = loadgen::Options {
             target: if implicit {
@@ -37,6 +38,7 @@ async fn loadgen_smoke_through_tlsfront() {
             pipelining,
             name: "mx.tlsfront.test".into(),
             roots: Some(vec![pki.ca_der.clone()]),
+            no_verify,
             ..loadgen::Options::default()
         };
         let mut stats = loadgen::run(opts).await;
@@ -49,7 +51,7 @@ async fn loadgen_smoke_through_tlsfront() {
         }
         assert_eq!(report.contains("MAIL+RCPT+DATA"), pipelining, "{report}");
     }
-    assert_eq!(mta.messages().len(), 60);
+    assert_eq!(mta.messages().len(), 72);
     proxy.stop().await;
 }
 
