@@ -18,5 +18,6 @@ pub mod notify;
 pub mod records;
 pub mod server;
 pub mod session;
+pub mod small_http;
 pub mod stream;
 pub mod tls;

@@ -8,15 +8,14 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::MtaStsSettings;
-use crate::limits;
 use crate::mta_sts::{self, POLICY_PATH};
 use crate::proxy::session::Shared;
+use crate::proxy::small_http;
 
 /// The policy server, bound.
 pub struct PolicyServer {
@@ -48,7 +47,6 @@ impl PolicyServer {
     /// Serves until `shutdown`, with the certificates in service when each
     /// connection comes (a renewal applies to the next one).
     pub async fn serve(self, shared: Arc<Shared>) {
-        let slots = Arc::new(Semaphore::new(limits::MAX_CHALLENGE_CONNECTIONS));
         let hosts: Arc<Vec<String>> = Arc::new(
             self.domains
                 .iter()
@@ -57,41 +55,11 @@ impl PolicyServer {
         );
         let body: Arc<str> = self.body.into();
         let shutdown: CancellationToken = shared.shutdown.clone();
-        let mut tasks = tokio::task::JoinSet::new();
-        for listener in self.listeners {
-            let (shared, slots, hosts, body, shutdown) = (
-                shared.clone(),
-                slots.clone(),
-                hosts.clone(),
-                body.clone(),
-                shutdown.clone(),
-            );
-            tasks.spawn(async move {
-                loop {
-                    let conn = tokio::select! {
-                        c = listener.accept() => c,
-                        _ = shutdown.cancelled() => return,
-                    };
-                    let Ok((stream, _)) = conn else {
-                        tokio::time::sleep(limits::ACCEPT_BACKOFF.0).await;
-                        continue;
-                    };
-                    let Ok(permit) = slots.clone().try_acquire_owned() else {
-                        continue;
-                    };
-                    let (shared, hosts, body) = (shared.clone(), hosts.clone(), body.clone());
-                    tokio::spawn(async move {
-                        let _ = tokio::time::timeout(
-                            limits::CHALLENGE_TIMEOUT,
-                            answer(stream, &shared, &hosts, &body),
-                        )
-                        .await;
-                        drop(permit);
-                    });
-                }
-            });
-        }
-        while tasks.join_next().await.is_some() {}
+        small_http::serve(self.listeners, shutdown, move |stream| {
+            let (shared, hosts, body) = (shared.clone(), hosts.clone(), body.clone());
+            async move { answer(stream, &shared, &hosts, &body).await }
+        })
+        .await
     }
 }
 
@@ -114,15 +82,7 @@ async fn answer(
         .map(str::to_ascii_lowercase);
     let config = front.select(sni.as_deref(), None).server_config();
     let mut tls = start.into_stream(config).await?;
-    let mut buf = Vec::with_capacity(1024);
-    let mut chunk = [0u8; 1024];
-    while !buf.windows(4).any(|w| w == b"\r\n\r\n") && buf.len() < limits::MAX_CHALLENGE_REQUEST {
-        let n = tls.read(&mut chunk).await?;
-        if n == 0 {
-            break;
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    }
+    let buf = small_http::read_head(&mut tls).await?;
     let ok = request_ok(&buf, hosts);
     let (status, text) = if ok {
         ("200 OK", body)

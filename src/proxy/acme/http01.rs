@@ -10,12 +10,11 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-use crate::limits;
+use crate::proxy::small_http;
 
 pub const CHALLENGE_PATH: &str = "/.well-known/acme-challenge/";
 
@@ -112,49 +111,15 @@ pub async fn serve(
     table: Arc<Challenges>,
     shutdown: CancellationToken,
 ) {
-    let slots = Arc::new(Semaphore::new(limits::MAX_CHALLENGE_CONNECTIONS));
-    let mut tasks = tokio::task::JoinSet::new();
-    for listener in listeners {
-        let (table, shutdown, slots) = (table.clone(), shutdown.clone(), slots.clone());
-        tasks.spawn(async move {
-            loop {
-                let conn = tokio::select! {
-                    c = listener.accept() => c,
-                    _ = shutdown.cancelled() => return,
-                };
-                let Ok((stream, _)) = conn else {
-                    tokio::time::sleep(limits::ACCEPT_BACKOFF.0).await;
-                    continue;
-                };
-                // Over the cap, a scanner's connection is simply closed.
-                let Ok(permit) = slots.clone().try_acquire_owned() else {
-                    continue;
-                };
-                let table = table.clone();
-                tokio::spawn(async move {
-                    let _ = tokio::time::timeout(limits::CHALLENGE_TIMEOUT, answer(stream, &table))
-                        .await;
-                    drop(permit);
-                });
-            }
-        });
-    }
-    while tasks.join_next().await.is_some() {}
+    small_http::serve(listeners, shutdown, move |stream| {
+        let table = table.clone();
+        async move { answer(stream, &table).await }
+    })
+    .await
 }
 
 async fn answer(mut stream: TcpStream, table: &Challenges) -> std::io::Result<()> {
-    let mut buf = Vec::with_capacity(1024);
-    let mut chunk = [0u8; 1024];
-    while !buf.windows(4).any(|w| w == b"\r\n\r\n") && !buf.windows(2).any(|w| w == b"\n\n") {
-        if buf.len() >= limits::MAX_CHALLENGE_REQUEST {
-            break;
-        }
-        let n = stream.read(&mut chunk).await?;
-        if n == 0 {
-            break;
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    }
+    let buf = small_http::read_head(&mut stream).await?;
     let (status, body) = match respond(&buf, table) {
         Some(key_authorization) => ("200 OK", key_authorization),
         None => ("404 Not Found", "not found\n".to_string()),
@@ -189,6 +154,7 @@ fn respond(head: &[u8], table: &Challenges) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::io::AsyncReadExt;
 
     #[test]
     fn only_a_pending_token_is_answered() {
