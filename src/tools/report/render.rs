@@ -27,42 +27,33 @@ pub(super) fn text(s: &Summary) -> String {
         format!("tlsfront report: {}{from}", count(s.sessions, "session")),
     );
     line(&mut out, format!("Covers {}", s.covered.describe()));
-    if s.outside_range > 0 {
-        line(
-            &mut out,
-            format!(
-                "{} outside --since/--until left out",
-                count(s.outside_range, "session")
-            ),
-        );
-    }
-    if s.duplicates > 0 {
-        line(
-            &mut out,
-            format!(
-                "{} counted once (same host and session)",
-                count(s.duplicates, "duplicate record")
-            ),
-        );
-    }
-    if s.health_checks > 0 {
-        line(
-            &mut out,
-            format!(
-                "{} from a balancer not counted (no sender)",
-                count(s.health_checks, "health check")
-            ),
-        );
-    }
-    if s.malformed_lines > 0 {
-        line(
-            &mut out,
-            format!(
-                "{} skipped (first at {})",
-                count(s.malformed_lines, "malformed line"),
-                s.first_malformed.as_deref().unwrap_or("?")
-            ),
-        );
+    // What was left out or counted once, each said only when it happened.
+    let malformed = format!(
+        "skipped (first at {})",
+        s.first_malformed.as_deref().unwrap_or("?")
+    );
+    let left_out = [
+        (
+            s.outside_range,
+            "session",
+            "outside --since/--until left out",
+        ),
+        (
+            s.duplicates,
+            "duplicate record",
+            "counted once (same host and session)",
+        ),
+        (
+            s.health_checks,
+            "health check",
+            "from a balancer not counted (no sender)",
+        ),
+        (s.malformed_lines, "malformed line", malformed.as_str()),
+    ];
+    for (n, what, said) in left_out {
+        if n > 0 {
+            line(&mut out, format!("{} {said}", count(n, what)));
+        }
     }
 
     section(&mut out, "Sessions");
