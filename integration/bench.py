@@ -33,7 +33,11 @@ What it measures (docs/benchmarks.md shows it):
 Every process started here is stopped by PID. BENCH_QUICK=1: shorter runs,
 one repeat (for trying the script, not for figures)."""
 
-import json, os, resource, signal, socket, statistics, subprocess, sys, tempfile, textwrap, time
+import json, os, resource, signal, statistics, subprocess, sys, tempfile, textwrap, time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
+from procs import free_port, rss_kib, wait_port  # noqa: E402
+import procs  # noqa: E402
 
 ROOT = sys.argv[1]
 QUICK = os.environ.get("BENCH_QUICK") == "1"
@@ -52,10 +56,6 @@ def log(msg):
     print(msg, flush=True)
 
 
-def free_port():
-    s = socket.socket(); s.bind(("127.0.0.1", 0)); p = s.getsockname()[1]; s.close(); return p
-
-
 def start(cmd, cpus, **kw):
     p = subprocess.Popen(["taskset", "-c", cpus] + cmd, stdout=kw.pop("stdout", subprocess.DEVNULL),
                          stderr=kw.pop("stderr", subprocess.DEVNULL), **kw)
@@ -72,20 +72,8 @@ def stop(p):
             p.kill(); p.wait(timeout=10)
 
 
-def wait_port(port, timeout=30):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close(); return
-        except OSError:
-            time.sleep(0.1)
-    raise SystemExit(f"port {port} never answered")
-
-
 def loadgen():
-    import glob
-    cands = [p for p in glob.glob(f"{ROOT}/target/profiling/deps/loadgen-*") if not p.endswith(".d")]
-    return max(cands, key=os.path.getmtime)
+    return procs.loadgen(ROOT, "profiling")
 
 
 def cpu_s(pids):
@@ -99,19 +87,6 @@ def cpu_s(pids):
         except OSError:
             pass
     return total / TICK
-
-
-def rss_kib(pids):
-    total = 0
-    for pid in pids:
-        try:
-            with open(f"/proc/{pid}/status") as f:
-                for l in f:
-                    if l.startswith("VmRSS:"):
-                        total += int(l.split()[1])
-        except OSError:
-            pass
-    return total
 
 
 def cpu_busy():

@@ -22,6 +22,10 @@ check. Python stdlib only; every process it starts is stopped by PID."""
 
 import json, os, random, signal, socket, ssl, statistics, subprocess, sys, tempfile, threading, time
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
+from procs import free_port, wait_port  # noqa: E402
+import procs  # noqa: E402
+
 ROOT = sys.argv[1]
 SECONDS = int(os.environ.get("SOAK_SECONDS", "600"))
 WARMUP = max(15, min(90, SECONDS // 5))
@@ -38,32 +42,12 @@ def log(msg):
     print(f"[soak {time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
-def free_port():
-    s = socket.socket(); s.bind(("127.0.0.1", 0)); p = s.getsockname()[1]; s.close(); return p
-
-
-def wait_port(port, timeout=30):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close(); return
-        except OSError:
-            time.sleep(0.1)
-    raise SystemExit(f"port {port} never answered")
-
-
 def loadgen():
-    import glob
-    cands = [p for p in glob.glob(f"{ROOT}/target/release/deps/loadgen-*") if not p.endswith(".d")]
-    return max(cands, key=os.path.getmtime)
+    return procs.loadgen(ROOT, "release")
 
 
 def rss_kib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for l in f:
-            if l.startswith("VmRSS:"):
-                return int(l.split()[1])
-    return 0
+    return procs.rss_kib([pid])
 
 
 def fds(pid):
