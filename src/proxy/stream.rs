@@ -11,6 +11,9 @@ use tokio_rustls::server::TlsStream;
 
 use crate::limits::DATA_READ_AHEAD as READ_AHEAD;
 
+/// Bytes held for a peer that does not read, at most (beyond one write).
+const MAX_HELD: usize = 64 * 1024;
+
 /// A stream whose first bytes were already read (the ClientHello tlsfront
 /// inspected): reads return those first, then continue from the inner stream.
 /// It sits under TLS, so it can also read ahead in bulk (message content).
@@ -100,11 +103,16 @@ impl<S: AsyncWrite + Unpin> Prefixed<S> {
     }
 
     /// Takes `bufs` in full: held while corked, else sent after what is held.
+    /// Uncorked, no more is taken while `MAX_HELD` bytes wait for a peer
+    /// that does not read, so the buffer stays bounded.
     fn hold_then_drain<'b>(
         &mut self,
         cx: &mut Context<'_>,
         bufs: impl Iterator<Item = &'b [u8]>,
     ) -> Poll<io::Result<usize>> {
+        if !self.cork && self.held.len() >= MAX_HELD {
+            std::task::ready!(self.poll_drain(cx))?;
+        }
         let before = self.held.len();
         for b in bufs {
             self.held.extend_from_slice(b);
@@ -355,6 +363,24 @@ mod tests {
             p.held.is_empty() && p.held.capacity() == 0,
             "buffer released"
         );
+
+        // A peer that does not read: writes wait instead of piling up.
+        let (a, _b) = tokio::io::duplex(16);
+        let mut r = Prefixed::new(Bytes::new(), a).corked();
+        r.write_all(b"tickets").await.unwrap();
+        r.uncork(true);
+        let chunk = [0u8; 4096];
+        let writes = async {
+            for _ in 0..256 {
+                r.write_all(&chunk).await.unwrap();
+            }
+        };
+        let write = tokio::time::timeout(Duration::from_millis(50), writes).await;
+        assert!(
+            write.is_err(),
+            "a megabyte taken by a peer that reads nothing"
+        );
+        assert!(r.held.len() <= MAX_HELD + chunk.len(), "{}", r.held.len());
 
         // Shutdown sends what is held.
         let mut q = Prefixed::new(Bytes::new(), p.inner).corked();
