@@ -33,7 +33,7 @@ What it measures (docs/benchmarks.md shows it):
 Every process started here is stopped by PID. BENCH_QUICK=1: shorter runs,
 one repeat (for trying the script, not for figures)."""
 
-import json, os, resource, signal, statistics, subprocess, sys, tempfile, textwrap, time
+import json, os, resource, statistics, subprocess, sys, tempfile, textwrap, time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
 from procs import free_port, rss_kib, wait_port  # noqa: E402
@@ -64,12 +64,7 @@ def start(cmd, cpus, **kw):
 
 
 def stop(p):
-    if p.poll() is None:
-        p.send_signal(signal.SIGTERM)
-        try:
-            p.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            p.kill(); p.wait(timeout=10)
+    procs.stop(p, timeout=30)
 
 
 def loadgen():
@@ -544,12 +539,7 @@ if __name__ == "__main__":  # (qb-style scripts import the helpers above)
         main()
     finally:
         for p in PROCS:
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-                try:
-                    p.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    p.kill()
+            procs.stop(p)
         if BENCH:
             import shutil
             shutil.rmtree(BENCH.work, ignore_errors=True)

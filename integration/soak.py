@@ -20,7 +20,7 @@ error, every session closed at the end (tlsfront_active_sessions back to 0),
 tlsfront still serving. Prints the samples' summary; exit 1 on a failed
 check. Python stdlib only; every process it starts is stopped by PID."""
 
-import json, os, random, signal, socket, ssl, statistics, subprocess, sys, tempfile, threading, time
+import json, os, random, socket, statistics, subprocess, sys, tempfile, threading, time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
 from procs import free_port, wait_port  # noqa: E402
@@ -275,9 +275,4 @@ try:
 finally:
     STOP.set()
     for p in PROCS:
-        if p.poll() is None:
-            p.send_signal(signal.SIGTERM)
-            try:
-                p.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        procs.stop(p)

@@ -1,8 +1,9 @@
 """Process and port helpers shared by the standalone rigs (bench.py,
 soak.py): a free loopback port, waiting (bounded) for a port to answer, the
-load generator built under a cargo profile, a process group's RSS."""
+load generator built under a cargo profile, a process group's RSS, stopping
+every process a rig started."""
 
-import glob, os, socket, time
+import glob, os, signal, socket, subprocess, time
 
 
 def free_port():
@@ -45,3 +46,14 @@ def rss_kib(pids):
         except OSError:
             pass
     return total
+
+
+def stop(p, timeout=10):
+    """SIGTERM, then SIGKILL after `timeout` s, for one process still running."""
+    if p.poll() is None:
+        p.send_signal(signal.SIGTERM)
+        try:
+            p.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait(timeout=10)

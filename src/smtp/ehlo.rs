@@ -50,6 +50,14 @@ pub fn relayable(line: &str, tls_active: bool, auth_before_tls: bool) -> bool {
     *known != "AUTH" || tls_active || auth_before_tls
 }
 
+/// Whether an EHLO reply offers `keyword` (without copying its lines).
+pub fn offers(reply_lines: &[Bytes], wanted: &str) -> bool {
+    reply_lines
+        .iter()
+        .skip(1)
+        .any(|l| keyword(String::from_utf8_lossy(l).trim()).eq_ignore_ascii_case(wanted))
+}
+
 /// The keywords of the backend's EHLO reply (every line after the first).
 pub fn keywords_of(reply_lines: &[Bytes]) -> Vec<String> {
     reply_lines
@@ -97,6 +105,25 @@ pub fn render(hostname: &str, backend_keywords: &[String], offer: Offer) -> Byte
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn offers_reads_keywords_past_the_greeting_line() {
+        let lines: Vec<Bytes> = [
+            "pipelining.example Hello",
+            "8BITMIME",
+            "pipelining",
+            "SIZE 100",
+        ]
+        .iter()
+        .map(|l| Bytes::copy_from_slice(l.as_bytes()))
+        .collect();
+        assert!(offers(&lines, "PIPELINING"));
+        assert!(offers(&lines, "SIZE"));
+        assert!(
+            !offers(&lines[..2], "PIPELINING"),
+            "the greeting line is no keyword"
+        );
+    }
 
     fn kws(list: &[&str]) -> Vec<String> {
         list.iter().map(|s| s.to_string()).collect()

@@ -729,11 +729,9 @@ impl BackendConn {
 
     /// Whether this session's EHLO reply offered PIPELINING (RFC 2920).
     fn pipelining(&self) -> bool {
-        self.ehlo.as_ref().is_some_and(|r| {
-            ehlo::keywords_of(&r.lines)
-                .iter()
-                .any(|k| ehlo::keyword(k).eq_ignore_ascii_case("PIPELINING"))
-        })
+        self.ehlo
+            .as_ref()
+            .is_some_and(|r| ehlo::offers(&r.lines, "PIPELINING"))
     }
 
     /// DATA, after the NOOP that proves the replies to MAIL and RCPT were
