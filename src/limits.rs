@@ -92,6 +92,11 @@ pub const DEFAULT_BACKEND_REUSE_MAX_SESSIONS: u32 = 100;
 pub const BACKEND_REUSE_MAX_SESSIONS_RANGE: RangeInclusive<u32> = 1..=100_000;
 /// Idle backend connections kept at most (the oldest go first).
 pub const MAX_IDLE_BACKEND_CONNECTIONS: usize = 64;
+/// Backend connections open at once (in use and kept), by default: Postfix's
+/// `default_process_limit`, the smtpd processes a stock Postfix runs.
+pub const DEFAULT_BACKEND_MAX_CONNECTIONS: usize = 100;
+/// `backend.max_connections`: one at least; past 100 000 it is a typo.
+pub const BACKEND_MAX_CONNECTIONS_RANGE: RangeInclusive<usize> = 1..=100_000;
 /// Extension verbs relayed to the backend by default (`smtp.relay_verbs`):
 /// ETRN asks the backend to flush a queue and leaves no session state.
 pub const DEFAULT_RELAY_VERBS: &[&str] = &["ETRN"];

@@ -306,6 +306,8 @@ named! {
         UnsolicitedReply => "unsolicited_reply",
         /// `xclient`/`proxy_protocol` could not be put in effect.
         IdentityNotPassed => "identity_not_passed",
+        /// `backend.max_connections` stayed in use for `connect_timeout`.
+        Busy => "busy",
     }
 }
 

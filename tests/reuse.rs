@@ -1,7 +1,10 @@
 //! Backend connection reuse (`backend.reuse_idle_time`): a clean session
 //! leaves its backend connection for the next one, which re-introduces itself
 //! with EHLO; anything unclean, expired, dead or bound to a client identity
-//! is never reused.
+//! is never reused. And the limit on backend connections
+//! (`backend.max_connections`): past it sessions wait their turn, a session
+//! between transactions gives its connection to the one waiting, and a wait
+//! that outlasts `connect_timeout` ends in a 451.
 
 mod common;
 
@@ -233,4 +236,137 @@ async fn a_kept_connection_the_backend_closed_is_replaced_transparently() {
     }
     proxy.stop().await;
     assert_eq!(backend.await.unwrap(), 3);
+}
+
+/// EHLO and MAIL on a new session; returns it with MAIL's reply unread.
+async fn mail_from(proxy: &Proxy, helo: &str) -> Client {
+    let mut c = Client::greeted(proxy.starttls).await;
+    c.send(&format!("EHLO {helo}")).await;
+    c.expect(250).await;
+    c.send(&format!("MAIL FROM:<a@{helo}>")).await;
+    c
+}
+
+/// RCPT, DATA and a message, MAIL already accepted: the end of data's reply.
+async fn rest_of_message(c: &mut Client, id: &str) -> Reply {
+    c.send("RCPT TO:<user@legacy.test>").await;
+    c.expect(250).await;
+    c.send("DATA").await;
+    c.expect(354).await;
+    c.send_raw(&sample_message(id)).await;
+    c.send_raw(b".\r\n").await;
+    c.reply().await
+}
+
+/// The value of `series` once it equals `want` (polled, at most 5 s).
+async fn gauge_reaches(proxy: &Proxy, series: &str, want: f64) -> String {
+    let mut body = String::new();
+    for _ in 0..100 {
+        body = proxy.scrape("/metrics").await.1;
+        if sample(&body, series) == Some(want) {
+            return body;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{series} never reached {want}: {body}");
+}
+
+#[tokio::test]
+async fn past_max_connections_sessions_wait_and_an_idle_session_lends_its_connection() {
+    for (reuse, extra) in [
+        (true, "max_connections = 1\n"),
+        (false, "max_connections = 1\nreuse_idle_time = \"0s\"\n"),
+    ] {
+        let mta = Mta::start(MtaScript::default()).await;
+        let proxy = Proxy::start(
+            mta.addr,
+            None,
+            &format!("{extra}[metrics]\nlisten = \"127.0.0.1:0\"\n"),
+        )
+        .await;
+        let probes = mta.wait_connections(1).await;
+
+        let mut a = mail_from(&proxy, "first.test").await;
+        a.expect(250).await;
+        // The only connection is a's: b's MAIL waits for it.
+        let mut b = mail_from(&proxy, "second.test").await;
+        gauge_reaches(&proxy, "tlsfront_backend_waiting_sessions", 1.0).await;
+        let body = proxy.scrape("/metrics").await.1;
+        assert_eq!(
+            sample(&body, "tlsfront_backend_connections"),
+            Some(1.0),
+            "{body}"
+        );
+        assert!(
+            !mta.commands()
+                .iter()
+                .any(|c| c == "MAIL FROM:<a@second.test>"),
+            "b reached the backend while a held its only connection: {:?}",
+            mta.commands()
+        );
+        // a's message ends its transaction; a stays connected but lends its
+        // connection (kept: handed over; not kept: closed, and b opens one).
+        assert_eq!(rest_of_message(&mut a, "one").await.code, 250);
+        b.expect(250).await;
+        assert_eq!(rest_of_message(&mut b, "two").await.code, 250);
+        // Now a waits for b's, which b gives back at QUIT.
+        a.send("MAIL FROM:<a@first.test>").await;
+        b.send("QUIT").await;
+        b.expect(221).await;
+        a.expect(250).await;
+        assert_eq!(rest_of_message(&mut a, "three").await.code, 250);
+        a.send("QUIT").await;
+        a.expect(221).await;
+
+        assert_eq!(mta.messages().len(), 3, "{extra}");
+        let opened = mta.connections() - probes;
+        assert_eq!(
+            opened,
+            if reuse { 1 } else { 3 },
+            "{extra}: {:?}",
+            mta.commands()
+        );
+        let recs = proxy.records(2).await;
+        for r in &recs {
+            assert!(r["backend_error"].is_null(), "{r}");
+        }
+        gauge_reaches(&proxy, "tlsfront_backend_waiting_sessions", 0.0).await;
+        proxy.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn a_session_that_waits_past_connect_timeout_gets_451_busy() {
+    let mta = Mta::start(MtaScript::default()).await;
+    let proxy = Proxy::start(mta.addr, None, "max_connections = 1\n").await;
+    mta.wait_connections(1).await;
+
+    let mut a = mail_from(&proxy, "first.test").await;
+    a.expect(250).await;
+    let started = std::time::Instant::now();
+    let mut b = mail_from(&proxy, "second.test").await;
+    let r = b.reply().await;
+    assert_eq!(r.code, 451, "{}", r.text);
+    assert!(r.text.contains("4.4.1"), "{}", r.text);
+    // The proxy's test configuration waits 2 s (connect_timeout).
+    assert!(
+        started.elapsed() >= Duration::from_millis(1900),
+        "{:?}",
+        started.elapsed()
+    );
+    b.send("QUIT").await;
+    b.expect(221).await;
+    // a was never disturbed.
+    assert_eq!(rest_of_message(&mut a, "one").await.code, 250);
+    a.send("QUIT").await;
+    a.expect(221).await;
+    let recs = proxy.records(2).await;
+    let busy = recs
+        .iter()
+        .find(|r| r["helo"] == "second.test")
+        .expect("b's record");
+    assert_eq!(busy["backend_error"], "busy", "{busy}");
+    assert_eq!(busy["messages_accepted"], 0, "{busy}");
+    assert_eq!(mta.messages().len(), 1);
+    proxy.stop().await;
 }

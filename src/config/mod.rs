@@ -204,6 +204,9 @@ pub struct BackendSettings {
     pub reuse_idle: Duration,
     /// Client sessions one backend connection serves at most.
     pub reuse_max_sessions: u32,
+    /// Backend connections open at once, kept ones included: past it,
+    /// sessions wait their turn (up to `connect_timeout`).
+    pub max_connections: usize,
 }
 
 /// How the backend hop is protected (`backend.tls`).
@@ -581,6 +584,7 @@ mod tests {
                 *BACKEND_REUSE_MAX_SESSIONS_RANGE.start() as usize
                     ..=*BACKEND_REUSE_MAX_SESSIONS_RANGE.end() as usize,
             ),
+            ("backend", "max_connections", BACKEND_MAX_CONNECTIONS_RANGE),
         ];
         for (section, key, range) in ranges {
             let (lo, hi) = (*range.start(), *range.end());

@@ -128,6 +128,7 @@ pub struct RawBackend {
     pub tls_name: Option<String>,
     pub reuse_idle_time: Option<String>,
     pub reuse_max_sessions: Option<u32>,
+    pub max_connections: Option<usize>,
     #[serde(default)]
     pub allow_without_identity: bool,
 }

@@ -497,6 +497,13 @@ fn backend(
             &limits::BACKEND_REUSE_MAX_SESSIONS_RANGE,
             "",
         )?,
+        max_connections: v.within(
+            "backend.max_connections",
+            b.max_connections,
+            limits::DEFAULT_BACKEND_MAX_CONNECTIONS,
+            &limits::BACKEND_MAX_CONNECTIONS_RANGE,
+            "",
+        )?,
     })
 }
 

@@ -64,6 +64,8 @@ pub struct Metrics {
     health_checks: Counter,
     acme_orders: Family<Labels2, Counter>,
     backend_up: Gauge,
+    backend_open: Gauge,
+    backend_waiting: Gauge,
     last_reload_success: Gauge,
     last_reload_timestamp: Gauge,
 }
@@ -99,6 +101,8 @@ impl Metrics {
             health_checks: Counter::default(),
             acme_orders: Family::default(),
             backend_up: Gauge::default(),
+            backend_open: Gauge::default(),
+            backend_waiting: Gauge::default(),
             last_reload_success: Gauge::default(),
             last_reload_timestamp: Gauge::default(),
             registry: Registry::default(),
@@ -116,6 +120,16 @@ impl Metrics {
             "backend_up",
             "1 when the last new backend connection (a session's, the periodic probe's, the relay guard's) got the backend's 220 greeting, 0 when it failed or none has ended yet",
             m.backend_up.clone(),
+        );
+        registry.register(
+            "backend_connections",
+            "Backend connections open for sessions, in use and kept (at most backend.max_connections)",
+            m.backend_open.clone(),
+        );
+        registry.register(
+            "backend_waiting_sessions",
+            "Sessions waiting for a backend connection because backend.max_connections are open",
+            m.backend_waiting.clone(),
         );
         registry.register(
             "last_reload_success",
@@ -323,6 +337,12 @@ impl Metrics {
         self.backend_up.set(i64::from(up == Some(true)));
     }
 
+    /// Backend connections open for sessions, and sessions waiting for one.
+    pub fn set_backend_connections(&self, (open, waiting): (usize, usize)) {
+        self.backend_open.set(open as i64);
+        self.backend_waiting.set(waiting as i64);
+    }
+
     /// One ACME order ended.
     pub fn acme_order(&self, key: KeyType, result: AcmeResult) {
         self.acme_orders
@@ -455,6 +475,7 @@ async fn answer(
         };
     let reply = respond(&head, || {
         metrics.set_backend_up(backend.up());
+        metrics.set_backend_connections(backend.connections());
         metrics.render(admission.active())
     });
     stream.write_all(&reply).await?;
@@ -596,9 +617,12 @@ mod tests {
         let m = Metrics::new();
         m.reload(false);
         m.set_backend_up(Some(true));
+        m.set_backend_connections((7, 3));
         let text = m.render(0);
         assert!(has(&text, "tlsfront_last_reload_success 0"), "{text}");
         assert!(has(&text, "tlsfront_backend_up 1"), "{text}");
+        assert!(has(&text, "tlsfront_backend_connections 7"), "{text}");
+        assert!(has(&text, "tlsfront_backend_waiting_sessions 3"), "{text}");
         m.reload(true);
         m.set_backend_up(Some(false));
         let text = m.render(0);

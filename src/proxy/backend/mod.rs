@@ -5,15 +5,17 @@
 pub mod guard;
 pub mod tls;
 
+use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use thiserror::Error;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpSocket, TcpStream};
+use tokio::sync::oneshot;
 
 use crate::config::{BackendSettings, BackendTls};
 use crate::limits;
@@ -58,6 +60,15 @@ pub enum BackendError {
     /// could not be passed, and `allow_without_identity` is off.
     #[error("cannot pass the client's identity to {addr}: {message}")]
     Identity { addr: SocketAddr, message: String },
+    /// `backend.max_connections` were all in use and none came free in time.
+    #[error(
+        "all {limit} connections to {addr} stayed in use for {waited:?} (backend.max_connections)"
+    )]
+    Busy {
+        addr: SocketAddr,
+        limit: usize,
+        waited: Duration,
+    },
 }
 
 impl BackendError {
@@ -81,6 +92,7 @@ impl BackendError {
             BackendError::Tls { .. } => F::TlsFailed,
             BackendError::Unsolicited { .. } => F::UnsolicitedReply,
             BackendError::Identity { .. } => F::IdentityNotPassed,
+            BackendError::Busy { .. } => F::Busy,
         }
     }
 }
@@ -160,8 +172,8 @@ pub struct Backend {
     /// Built from `settings` with them: `Some` exactly when `settings.tls` asks for TLS.
     tls_config: Option<Arc<rustls::ClientConfig>>,
     caps: RwLock<Capabilities>,
-    /// Connections left clean by finished sessions.
-    idle: Mutex<Pool>,
+    /// Connections open, kept and waited for.
+    pool: Arc<Mutex<Pool>>,
     /// How the last new connection went (see [`Backend::up`]).
     health: AtomicU8,
 }
@@ -170,12 +182,81 @@ const HEALTH_UNKNOWN: u8 = 0;
 const HEALTH_UP: u8 = 1;
 const HEALTH_DOWN: u8 = 2;
 
+/// The sessions' connections to the backend: at most `max_connections`
+/// open at once (in use and kept together), each holding a [`Slot`]. A
+/// session that finds none free waits in line; a connection put back or
+/// closed goes straight to the first in line, so no newcomer overtakes it.
 #[derive(Debug, Default)]
 struct Pool {
-    /// Oldest first.
+    /// Kept connections left clean by finished sessions, oldest first.
     conns: Vec<Idle>,
     /// A task is closing expired connections (one while the pool is in use).
     reaper: bool,
+    /// Slots taken: connections open or being opened for sessions.
+    open: usize,
+    /// Sessions waiting for a connection, first come first served.
+    waiting: VecDeque<oneshot::Sender<Grant>>,
+}
+
+/// What a session gets from the pool.
+#[derive(Debug)]
+enum Grant {
+    /// A kept connection (its slot inside), to be introduced with EHLO.
+    Kept(Box<BackendConn>),
+    /// Room to open a new connection.
+    Slot(Slot),
+}
+
+/// One of `backend.max_connections`, held by a connection (or a session
+/// opening one) and given back, to the first waiting session if any, when
+/// dropped. Weak: kept connections hold slots and the pool holds them.
+#[derive(Debug)]
+struct Slot {
+    pool: Option<Weak<Mutex<Pool>>>,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        if let Some(pool) = self.pool.take().and_then(|p| p.upgrade()) {
+            let freed = Slot {
+                pool: Some(Arc::downgrade(&pool)),
+            };
+            give_back(&pool, Grant::Slot(freed), None);
+        }
+    }
+}
+
+fn lock(pool: &Mutex<Pool>) -> std::sync::MutexGuard<'_, Pool> {
+    pool.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Hands a connection or a slot to the first session still waiting; with
+/// nobody waiting, a connection is kept (the oldest beyond `keep` evicted
+/// and returned for QUIT) and a slot is counted free. Nothing is dropped
+/// while the lock is held (a dropped slot would take it again).
+fn give_back(pool: &Mutex<Pool>, mut grant: Grant, keep: Option<usize>) -> Option<BackendConn> {
+    let mut p = lock(pool);
+    while let Some(next) = p.waiting.pop_front() {
+        match next.send(grant) {
+            Ok(()) => return None,
+            // That session stopped waiting (its deadline passed): the next.
+            Err(back) => grant = back,
+        }
+    }
+    match grant {
+        Grant::Slot(mut slot) => {
+            slot.pool = None;
+            p.open -= 1;
+            None
+        }
+        Grant::Kept(conn) => {
+            p.conns.push(Idle {
+                conn: *conn,
+                since: Instant::now(),
+            });
+            (p.conns.len() > keep.unwrap_or(0)).then(|| p.conns.remove(0).conn)
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -223,7 +304,7 @@ impl Backend {
                 keywords: ehlo::CONSERVATIVE.iter().map(|s| s.to_string()).collect(),
                 learned: false,
             }),
-            idle: Mutex::new(Pool::default()),
+            pool: Arc::new(Mutex::new(Pool::default())),
             health: AtomicU8::new(HEALTH_UNKNOWN),
         })
     }
@@ -256,31 +337,106 @@ impl Backend {
     /// kept, else a new one. A kept connection that turns out dead or answers
     /// the EHLO with anything but 250 is dropped and a new one opened, so the
     /// client sees exactly what a fresh connection would give it.
+    ///
+    /// With `backend.max_connections` open, the session waits its turn (at
+    /// most `connect_timeout`) for one to be put back or closed.
     pub async fn session(
         self: &Arc<Self>,
         helo_name: &[u8],
         client: Option<&ClientIdentity>,
     ) -> Result<BackendConn, OpenError> {
-        if self.reuse_enabled() {
-            while let Some(mut conn) = self.take_idle() {
-                if !conn.still_idle() {
-                    continue;
-                }
-                match conn.command(&ehlo_line(helo_name), Stage::Ehlo).await {
-                    Ok(reply) if reply.code == 250 => {
-                        self.learn(&reply);
-                        conn.ehlo = Some(reply);
-                        conn.sessions += 1;
-                        return Ok(conn);
+        let mut grant = self.grant().await?;
+        loop {
+            let slot = match grant {
+                Grant::Slot(slot) => Some(slot),
+                Grant::Kept(mut conn) => {
+                    let slot = conn.slot.take();
+                    if conn.still_idle() {
+                        conn.slot = slot;
+                        match conn.command(&ehlo_line(helo_name), Stage::Ehlo).await {
+                            Ok(reply) if reply.code == 250 => {
+                                self.learn(&reply);
+                                conn.ehlo = Some(reply);
+                                conn.sessions += 1;
+                                return Ok(*conn);
+                            }
+                            // Its slot goes with it to a new connection.
+                            Ok(_) => {
+                                let slot = conn.slot.take();
+                                tokio::spawn(conn.quit());
+                                slot
+                            }
+                            Err(_) => conn.slot.take(),
+                        }
+                    } else {
+                        slot
                     }
-                    Ok(_) => {
-                        tokio::spawn(conn.quit());
-                    }
-                    Err(_) => {}
                 }
+            };
+            // Every kept connection was a session's, with its slot: this
+            // is only in case one ever is not.
+            let Some(slot) = slot else {
+                grant = self.grant().await?;
+                continue;
+            };
+            // Another kept connection before a new one, if there is one.
+            if let Some(conn) = self.take_idle() {
+                drop(slot);
+                grant = Grant::Kept(Box::new(conn));
+                continue;
             }
+            let mut conn = self.open_session(helo_name, client).await?;
+            conn.slot = Some(slot);
+            return Ok(conn);
         }
-        self.open_session(helo_name, client).await
+    }
+
+    /// A kept connection, else room for a new one, else a place in line.
+    async fn grant(&self) -> Result<Grant, BackendError> {
+        let waiter = {
+            let mut p = lock(&self.pool);
+            if let Some(conn) = self.take_fresh(&mut p) {
+                return Ok(Grant::Kept(Box::new(conn)));
+            }
+            if p.open < self.settings.max_connections {
+                p.open += 1;
+                return Ok(Grant::Slot(Slot {
+                    pool: Some(Arc::downgrade(&self.pool)),
+                }));
+            }
+            // Those whose deadline passed leave the line here (timeouts are
+            // all alike, so they are at its front).
+            while p.waiting.front().is_some_and(|w| w.is_closed()) {
+                p.waiting.pop_front();
+            }
+            let (tx, rx) = oneshot::channel();
+            p.waiting.push_back(tx);
+            rx
+        };
+        let wait = self.settings.connect_timeout;
+        match tokio::time::timeout(wait, waiter).await {
+            Ok(Ok(grant)) => Ok(grant),
+            // The sender is dropped only with the pool, at shutdown.
+            Ok(Err(_)) | Err(_) => Err(BackendError::Busy {
+                addr: self.settings.addr,
+                limit: self.settings.max_connections,
+                waited: wait,
+            }),
+        }
+    }
+
+    /// Connections open for sessions (in use and kept) and sessions waiting
+    /// for one: the metrics' gauges.
+    pub fn connections(&self) -> (usize, usize) {
+        let p = lock(&self.pool);
+        let waiting = p.waiting.iter().filter(|w| !w.is_closed()).count();
+        (p.open, waiting)
+    }
+
+    /// Whether sessions are waiting for a connection: a session between
+    /// transactions then gives its own back.
+    pub fn wanted(&self) -> bool {
+        lock(&self.pool).waiting.iter().any(|w| !w.is_closed())
     }
 
     /// Offers back a connection whose session ended with no transaction open.
@@ -296,27 +452,22 @@ impl Backend {
         if !keep {
             return Some(conn);
         }
-        let (evicted, start_reaper) = {
-            let mut pool = self.pool();
-            pool.conns.push(Idle {
-                conn,
-                since: Instant::now(),
-            });
-            let evicted = (pool.conns.len() > limits::MAX_IDLE_BACKEND_CONNECTIONS)
-                .then(|| pool.conns.remove(0));
-            (evicted, !std::mem::replace(&mut pool.reaper, true))
-        };
+        let evicted = give_back(
+            &self.pool,
+            Grant::Kept(Box::new(conn)),
+            Some(limits::MAX_IDLE_BACKEND_CONNECTIONS),
+        );
         if let Some(old) = evicted {
-            tokio::spawn(old.conn.quit());
+            tokio::spawn(old.quit());
         }
+        let start_reaper = {
+            let mut p = lock(&self.pool);
+            !p.conns.is_empty() && !std::mem::replace(&mut p.reaper, true)
+        };
         if start_reaper {
             tokio::spawn(self.clone().reap());
         }
         None
-    }
-
-    fn pool(&self) -> std::sync::MutexGuard<'_, Pool> {
-        self.idle.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Closes kept connections as they expire; ends when none is left (the
@@ -325,7 +476,7 @@ impl Backend {
         let limit = self.settings.reuse_idle;
         loop {
             let (expired, next) = {
-                let mut pool = self.pool();
+                let mut pool = lock(&self.pool);
                 let fresh = pool
                     .conns
                     .iter()
@@ -348,7 +499,7 @@ impl Backend {
 
     /// At shutdown: says QUIT on every kept connection and waits (briefly) for it.
     pub async fn quit_idle(&self) {
-        let all = std::mem::take(&mut self.pool().conns);
+        let all = std::mem::take(&mut lock(&self.pool).conns);
         let quits: Vec<_> = all
             .into_iter()
             .map(|i| tokio::spawn(i.conn.quit()))
@@ -360,14 +511,19 @@ impl Backend {
 
     /// The newest kept connection that has not expired.
     fn take_idle(&self) -> Option<BackendConn> {
-        let mut pool = self.pool();
-        while let Some(i) = pool.conns.pop() {
-            if i.since.elapsed() < self.settings.reuse_idle {
-                return Some(i.conn);
-            }
-            // Expired (the reaper is about to close it): dropping closes it.
-        }
-        None
+        self.take_fresh(&mut lock(&self.pool))
+    }
+
+    /// The newest kept connection, if it has not expired. The kept ones are
+    /// in the order they came back, so when the newest has expired all have:
+    /// the reaper closes them (not here: a connection dropped under the lock
+    /// would take it again to give its slot back).
+    fn take_fresh(&self, p: &mut Pool) -> Option<BackendConn> {
+        let fresh = self.reuse_enabled()
+            && p.conns
+                .last()
+                .is_some_and(|i| i.since.elapsed() < self.settings.reuse_idle);
+        fresh.then(|| p.conns.pop()).flatten().map(|i| i.conn)
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -442,6 +598,7 @@ impl Backend {
             sessions: 1,
             clean: true,
             stateful: false,
+            slot: None,
         })
     }
 
@@ -672,6 +829,9 @@ pub struct BackendConn {
     /// extension verb) went over this connection: it is never reused, since
     /// EHLO does not reset it everywhere (Postfix keeps SASL state across EHLO).
     stateful: bool,
+    /// Its place among `backend.max_connections` (a session's connection;
+    /// the probe's and `check`'s have none).
+    slot: Option<Slot>,
 }
 
 impl BackendConn {

@@ -416,8 +416,36 @@ where
         // Boxed: the command's state (backend dialogue, DATA) exists only
         // while a command runs, not while the session waits for the next.
         match Box::pin(self.command(&line)).await {
+            Ok(Step::Continue) => {
+                self.lend_backend();
+                Step::Continue
+            }
             Ok(step) => step,
             Err(reason) => Step::Close(reason),
+        }
+    }
+
+    /// Between transactions, a session whose backend connection others wait
+    /// for (`backend.max_connections` are open) gives it up: an idle client
+    /// must not hold the legacy MTA's capacity. Its next MAIL takes its turn.
+    fn lend_backend(&mut self) {
+        if self.phase.in_transaction()
+            || self.backend.is_none()
+            || self.shared.shutdown.is_cancelled()
+            || !self.shared.backend.wanted()
+        {
+            return;
+        }
+        let Some(conn) = self.backend.take() else {
+            return;
+        };
+        let mut conn = *conn;
+        let unkept = match conn.expect_quiet(Stage::EndOfSession) {
+            Ok(()) => self.shared.backend.put_back(conn),
+            Err(_) => Some(conn),
+        };
+        if let Some(conn) = unkept {
+            tokio::spawn(conn.quit());
         }
     }
 
