@@ -449,6 +449,7 @@ mod tests {
                 "tls_failed",
                 "unsolicited_reply",
                 "identity_not_passed",
+                "busy",
             ]
         );
         let failures = names(HandshakeFailure::ALL, HandshakeFailure::as_str);
