@@ -221,7 +221,7 @@ impl Drop for Slot {
             let freed = Slot {
                 pool: Some(Arc::downgrade(&pool)),
             };
-            give_back(&pool, Grant::Slot(freed), None);
+            give_back(&pool, Grant::Slot(freed), 0);
         }
     }
 }
@@ -234,7 +234,7 @@ fn lock(pool: &Mutex<Pool>) -> std::sync::MutexGuard<'_, Pool> {
 /// nobody waiting, a connection is kept (the oldest beyond `keep` evicted
 /// and returned for QUIT) and a slot is counted free. Nothing is dropped
 /// while the lock is held (a dropped slot would take it again).
-fn give_back(pool: &Mutex<Pool>, mut grant: Grant, keep: Option<usize>) -> Option<BackendConn> {
+fn give_back(pool: &Mutex<Pool>, mut grant: Grant, keep: usize) -> Option<BackendConn> {
     let mut p = lock(pool);
     while let Some(next) = p.waiting.pop_front() {
         match next.send(grant) {
@@ -246,7 +246,8 @@ fn give_back(pool: &Mutex<Pool>, mut grant: Grant, keep: Option<usize>) -> Optio
     match grant {
         Grant::Slot(mut slot) => {
             slot.pool = None;
-            p.open -= 1;
+            debug_assert!(p.open > 0, "a slot given back that was never taken");
+            p.open = p.open.saturating_sub(1);
             None
         }
         Grant::Kept(conn) => {
@@ -254,7 +255,7 @@ fn give_back(pool: &Mutex<Pool>, mut grant: Grant, keep: Option<usize>) -> Optio
                 conn: *conn,
                 since: Instant::now(),
             });
-            (p.conns.len() > keep.unwrap_or(0)).then(|| p.conns.remove(0).conn)
+            (p.conns.len() > keep).then(|| p.conns.remove(0).conn)
         }
     }
 }
@@ -455,7 +456,7 @@ impl Backend {
         let evicted = give_back(
             &self.pool,
             Grant::Kept(Box::new(conn)),
-            Some(limits::MAX_IDLE_BACKEND_CONNECTIONS),
+            limits::MAX_IDLE_BACKEND_CONNECTIONS,
         );
         if let Some(old) = evicted {
             tokio::spawn(old.quit());
@@ -1067,5 +1068,85 @@ impl BackendConn {
     /// Ends the session politely, without waiting long for the goodbye.
     pub async fn quit(mut self) {
         client::quit(&mut self.stream).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn backend(extra: &str) -> Arc<Backend> {
+        let text = format!(
+            "[server]\nhostname = \"mx.test\"\n[[listener]]\naddress = [\"127.0.0.1:2525\"]\n\
+             [backend]\naddress = \"127.0.0.1:10025\"\n{extra}"
+        );
+        let raw = crate::config::parse(&text, "t.toml").unwrap();
+        let settings = crate::config::validate(raw, &Default::default(), "t.toml")
+            .unwrap()
+            .backend;
+        Backend::plain(settings)
+    }
+
+    fn slot(g: Grant) -> Slot {
+        match g {
+            Grant::Slot(s) => s,
+            Grant::Kept(_) => panic!("no connection was kept"),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn slots_go_to_the_waiting_in_the_order_they_came() {
+        let b = backend("max_connections = 2\nconnect_timeout = \"10s\"\n");
+        let first = slot(b.grant().await.unwrap());
+        let second = slot(b.grant().await.unwrap());
+        assert_eq!(b.connections(), (2, 0));
+        // Three wait, the second of them gives up before a slot is free.
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let mut waiting = Vec::new();
+        for (n, patience) in [(1, 10), (2, 1), (3, 10)] {
+            let (b, tx) = (b.clone(), tx.clone());
+            let wait = async move {
+                let got = tokio::time::timeout(Duration::from_secs(patience), b.grant()).await;
+                let _ = tx.send((n, got.map(|g| g.map(slot))));
+            };
+            waiting.push(tokio::spawn(wait));
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(b.connections(), (2, 3));
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let (n, gave_up) = rx.recv().await.unwrap();
+        assert!(n == 2 && gave_up.is_err(), "{n}");
+        assert_eq!(b.connections(), (2, 2));
+        // A slot freed goes to the first still waiting, the next to the third.
+        drop(first);
+        let (n, got) = rx.recv().await.unwrap();
+        assert_eq!(n, 1);
+        let third_gets = got.unwrap().unwrap();
+        drop(second);
+        let (n, got) = rx.recv().await.unwrap();
+        assert_eq!(n, 3);
+        let last = got.unwrap().unwrap();
+        assert_eq!(b.connections(), (2, 0));
+        drop((third_gets, last));
+        assert_eq!(b.connections(), (0, 0), "every slot counted free");
+        for w in waiting {
+            w.await.unwrap();
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_wait_past_connect_timeout_is_busy() {
+        let b = backend("max_connections = 1\nconnect_timeout = \"3s\"\n");
+        let _held = slot(b.grant().await.unwrap());
+        let started = tokio::time::Instant::now();
+        match b.grant().await {
+            Err(e @ BackendError::Busy { limit: 1, .. }) => {
+                assert_eq!(e.failure(), BackendFailure::Busy);
+                assert!(e.to_string().contains("backend.max_connections"), "{e}");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(started.elapsed(), Duration::from_secs(3));
+        assert!(!b.wanted(), "who gave up is no longer waiting");
     }
 }
