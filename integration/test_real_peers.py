@@ -35,7 +35,8 @@ import sys
 
 from realpeers import direct, fleet, relayguard, security
 from realpeers.delivery import (
-    PROXY_DELIVERIES, backend_down_scenarios, backend_rejection_passthrough, concurrent_sessions,
+    PROXY_DELIVERIES, backend_down_scenarios, backend_limit_scenarios, backend_rejection_passthrough,
+    concurrent_sessions,
     eightbit_body, ipv6_scenarios, two_messages_one_session, via_proxy,
 )
 from realpeers.harness import Runner, start_or_fail
@@ -110,6 +111,7 @@ def main():
     ipv6_scenarios(runner, rig, rsa)
     matrix_scenarios(runner, rig, rsa)
     backend_down_scenarios(runner, rig)
+    backend_limit_scenarios(runner, rig, rsa)
     # Security scenarios: the SASL backend, inherited state.
     security.scenarios(runner, rig)
     # Two tlsfront hosts behind HAProxy.

@@ -370,3 +370,36 @@ async fn a_session_that_waits_past_connect_timeout_gets_451_busy() {
     assert_eq!(mta.messages().len(), 1);
     proxy.stop().await;
 }
+
+#[tokio::test]
+async fn a_session_idle_between_transactions_lends_its_connection_while_it_waits() {
+    let mta = Mta::start(MtaScript::default()).await;
+    let proxy = Proxy::start(mta.addr, None, "max_connections = 1\n").await;
+    let probes = mta.wait_connections(1).await;
+
+    // a delivers, then sits idle holding the only connection.
+    let mut a = mail_from(&proxy, "first.test").await;
+    a.expect(250).await;
+    assert_eq!(rest_of_message(&mut a, "one").await.code, 250);
+    // b arrives after a went idle: a's wait for its next command lends it.
+    let started = std::time::Instant::now();
+    let mut b = mail_from(&proxy, "second.test").await;
+    b.expect(250).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "b waited {:?} (connect_timeout is 2 s)",
+        started.elapsed()
+    );
+    assert_eq!(rest_of_message(&mut b, "two").await.code, 250);
+    b.send("QUIT").await;
+    b.expect(221).await;
+    // a's next message takes its turn and gets the connection back.
+    a.send("MAIL FROM:<a@first.test>").await;
+    a.expect(250).await;
+    assert_eq!(rest_of_message(&mut a, "three").await.code, 250);
+    a.send("QUIT").await;
+    a.expect(221).await;
+    assert_eq!(mta.messages().len(), 3);
+    assert_eq!(mta.connections(), probes + 1, "{:?}", mta.commands());
+    proxy.stop().await;
+}

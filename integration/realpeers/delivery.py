@@ -2,11 +2,14 @@
 smtplib, the Postfix sender), checked at the backend byte for byte and in
 the proxy's record; several transactions in one session, a backend's
 refusal passed through unchanged, 8-bit bodies, concurrent sessions, a
-backend that is down, and a proxy listening on [::1]."""
+backend that is down, a proxy listening on [::1], and a burst of senders
+against backend.max_connections."""
 
 import os
+import re
 import smtplib
 import socket
+import subprocess
 import threading
 import time
 
@@ -319,3 +322,109 @@ def ipv6_scenarios(runner, rig, backend):
         msg = proxy.stop()
         runner.report(f"{prefix} exits on SIGTERM", "FAIL" if msg else "PASS", msg or proxy.exit_note)
 
+
+
+def backend_connections_of(pid, port):
+    """Established connections process `pid` holds to 127.0.0.1:`port` (ss)."""
+    out = subprocess.run(["ss", "-Htnp", "state", "established", "dst", f"127.0.0.1:{port}"],
+                         capture_output=True, text=True, timeout=5).stdout
+    return sum(1 for line in out.splitlines() if re.search(rf"pid={pid}\b", line))
+
+
+def burst_within_backend_limit(rig, proxy, backend, limit, n=8):
+    """One sender keeps its session open after a message while n more arrive at
+    once: Postfix never sees more than `limit` connections from this tlsfront
+    (sampled with ss), every message is delivered once, nobody gets a 4xx (the
+    idle session lends its connection and takes its turn for its second
+    message)."""
+    mark = proxy.records.mark()
+    msgs = []
+
+    def message(tag):
+        lp = uniq(f"{tag}-{backend['name']}")
+        rcpt = f"{lp}@tlsfront.test"
+        mid, data = make_message(lp, rcpt)
+        msgs.append((mid, data))
+        return rcpt, data
+
+    holder = smtplib_session(rig, proxy.port, "holder.client.test")
+    seen, stop = [0], threading.Event()
+
+    def sample():
+        while not stop.is_set():
+            seen[0] = max(seen[0], backend_connections_of(proxy.proc.pid, backend["port"]))
+            time.sleep(0.01)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    errors, jobs = [], [message(f"burst{i}") for i in range(n)]
+    try:
+        rcpt, data = message("held")
+        check(not holder.sendmail("sender@client.test", [rcpt], data), "recipient refused")
+        barrier = threading.Barrier(n, timeout=CLIENT_TIMEOUT)
+
+        def worker(i, rcpt, data):
+            try:
+                s = smtplib_session(rig, proxy.port, f"burst{i}.client.test")
+                try:
+                    barrier.wait()
+                    check(not s.sendmail("sender@client.test", [rcpt], data), "recipient refused")
+                    s.quit()
+                finally:
+                    s.close()
+            except Exception as e:
+                errors.append(f"burst{i}: {type(e).__name__}: {e}")
+
+        threads = [threading.Thread(target=worker, args=(i, r, d), daemon=True)
+                   for i, (r, d) in enumerate(jobs)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(CLIENT_TIMEOUT * 2)
+        check(not any(t.is_alive() for t in threads), "a client thread did not finish")
+        check(not errors, "; ".join(errors))
+        rcpt, data = message("held-again")
+        check(not holder.sendmail("sender@client.test", [rcpt], data), "recipient refused")
+        holder.quit()
+    finally:
+        stop.set()
+        sampler.join(5)
+        holder.close()
+    for mid, data in msgs:
+        assert_same_message(wait_delivered(backend, mid), data)
+    check(1 <= seen[0] <= limit,
+          f"tlsfront held {seen[0]} connections to the backend at once (limit {limit})")
+    recs = proxy.records.since(mark)
+    deadline = time.monotonic() + RECORD_TIMEOUT
+    while time.monotonic() < deadline and len(recs) < n + 1:
+        time.sleep(0.2)
+        recs = proxy.records.since(mark)
+    check(len(recs) == n + 1, f"expected {n + 1} records, got {len(recs)}")
+    for r in recs:
+        check(r.get("backend_error") is None, f"backend_error in {r}")
+    print(f"    (info) at most {seen[0]} backend connections seen at once (limit {limit})",
+          flush=True)
+
+
+def backend_limit_scenarios(runner, rig, backend, limit=2):
+    """A proxy with backend.max_connections = `limit` before the real Postfix."""
+    certs = rig["certs"]
+    p1, p2 = free_ports(2)
+    proxy = Proxy(rig, "backend-limit", backend["port"], f"{certs}/proxy-ecdsa-fullchain.pem",
+                  f"{certs}/proxy-ecdsa-key.pem", p1, p2)
+    conf = os.path.join(proxy.dir, "limit.toml")
+    with open(conf, "w") as f:
+        f.write(f"[backend]\nmax_connections = {limit}\n")
+    proxy.cmd += ["--config", conf]
+    prefix = f"proxy[legacy-rsa, backend.max_connections = {limit}]"
+    names = [f"{prefix} a burst of senders waits its turn: every message delivered, never more "
+             f"than {limit} backend connections"]
+    if runner.filter and not any(runner.filter.search(x) for x in names):
+        return
+    if not start_or_fail(runner, proxy, prefix, names):
+        return
+    try:
+        runner.scenario(names[0], burst_within_backend_limit, rig, proxy, backend, limit)
+    finally:
+        msg = proxy.stop()
+        runner.report(f"{prefix} exits on SIGTERM", "FAIL" if msg else "PASS", msg or proxy.exit_note)

@@ -176,6 +176,9 @@ pub struct Backend {
     pool: Arc<Mutex<Pool>>,
     /// How the last new connection went (see [`Backend::up`]).
     health: AtomicU8,
+    /// Woken when a session starts waiting for a connection: sessions idle
+    /// between transactions then lend theirs.
+    wanted: tokio::sync::Notify,
 }
 
 const HEALTH_UNKNOWN: u8 = 0;
@@ -307,6 +310,7 @@ impl Backend {
             }),
             pool: Arc::new(Mutex::new(Pool::default())),
             health: AtomicU8::new(HEALTH_UNKNOWN),
+            wanted: tokio::sync::Notify::new(),
         })
     }
 
@@ -414,6 +418,7 @@ impl Backend {
             p.waiting.push_back(tx);
             rx
         };
+        self.wanted.notify_waiters();
         let wait = self.settings.connect_timeout;
         match tokio::time::timeout(wait, waiter).await {
             Ok(Ok(grant)) => Ok(grant),
@@ -438,6 +443,12 @@ impl Backend {
     /// transactions then gives its own back.
     pub fn wanted(&self) -> bool {
         lock(&self.pool).waiting.iter().any(|w| !w.is_closed())
+    }
+
+    /// Completes when a session starts waiting for a connection (enable it,
+    /// then check [`Backend::wanted`], so no start is missed in between).
+    pub fn when_wanted(&self) -> tokio::sync::futures::Notified<'_> {
+        self.wanted.notified()
     }
 
     /// Offers back a connection whose session ended with no transaction open.

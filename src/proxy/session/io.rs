@@ -110,25 +110,42 @@ where
         } else {
             self.shared.shutdown.clone()
         };
-        let io = self.io.as_mut().expect("client stream present");
-        let rbuf = &mut self.rbuf;
-        let read = std::future::poll_fn(|cx| {
-            if in_data {
-                // Cancel-safe, so a fresh future per poll is fine.
-                return std::pin::pin!(io.read_buf(&mut *rbuf)).poll(cx);
+        let until = Instant::now() + wait;
+        let backend = self.shared.backend.clone();
+        let result = loop {
+            // Idle between transactions with a backend connection: lent as
+            // soon as another session waits for one (`backend.max_connections`).
+            let lend = !in_data && self.backend.is_some() && !self.phase.in_transaction();
+            let mut wanted = std::pin::pin!(backend.when_wanted());
+            if lend {
+                wanted.as_mut().enable();
+                if backend.wanted() && self.lend_backend() {
+                    continue;
+                }
             }
-            let mut chunk = [std::mem::MaybeUninit::<u8>::uninit(); limits::COMMAND_READ];
-            let mut chunk = ReadBuf::uninit(&mut chunk);
-            std::task::ready!(Pin::new(&mut *io).poll_read(cx, &mut chunk))?;
-            rbuf.extend_from_slice(chunk.filled());
-            Poll::Ready(Ok(chunk.filled().len()))
-        });
-        let read = tokio::time::timeout(wait, read);
-        let result = tokio::select! {
-            r = read => r,
-                        _ = stop.cancelled(), if !in_data => {
-                self.answer(&Local::ShuttingDown).await?;
-                return Err(CloseReason::Shutdown);
+            let io = self.io.as_mut().expect("client stream present");
+            let rbuf = &mut self.rbuf;
+            let read = std::future::poll_fn(|cx| {
+                if in_data {
+                    // Cancel-safe, so a fresh future per poll is fine.
+                    return std::pin::pin!(io.read_buf(&mut *rbuf)).poll(cx);
+                }
+                let mut chunk = [std::mem::MaybeUninit::<u8>::uninit(); limits::COMMAND_READ];
+                let mut chunk = ReadBuf::uninit(&mut chunk);
+                std::task::ready!(Pin::new(&mut *io).poll_read(cx, &mut chunk))?;
+                rbuf.extend_from_slice(chunk.filled());
+                Poll::Ready(Ok(chunk.filled().len()))
+            });
+            tokio::select! {
+                r = tokio::time::timeout_at(until, read) => break r,
+                _ = stop.cancelled(), if !in_data => {
+                    self.answer(&Local::ShuttingDown).await?;
+                    return Err(CloseReason::Shutdown);
+                }
+                // The read is cancel-safe: nothing read is lost by going round.
+                _ = wanted, if lend => {
+                    self.lend_backend();
+                }
             }
         };
         match result {

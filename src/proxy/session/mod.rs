@@ -417,6 +417,8 @@ where
         // while a command runs, not while the session waits for the next.
         match Box::pin(self.command(&line)).await {
             Ok(Step::Continue) => {
+                // The wait for the next command lends it too, should someone
+                // start waiting then.
                 self.lend_backend();
                 Step::Continue
             }
@@ -428,16 +430,17 @@ where
     /// Between transactions, a session whose backend connection others wait
     /// for (`backend.max_connections` are open) gives it up: an idle client
     /// must not hold the legacy MTA's capacity. Its next MAIL takes its turn.
-    fn lend_backend(&mut self) {
+    /// Whether it gave it up.
+    pub(super) fn lend_backend(&mut self) -> bool {
         if self.phase.in_transaction()
             || self.backend.is_none()
             || self.shared.shutdown.is_cancelled()
             || !self.shared.backend.wanted()
         {
-            return;
+            return false;
         }
         let Some(conn) = self.backend.take() else {
-            return;
+            return false;
         };
         let mut conn = *conn;
         let unkept = match conn.expect_quiet(Stage::EndOfSession) {
@@ -447,6 +450,7 @@ where
         if let Some(conn) = unkept {
             tokio::spawn(conn.quit());
         }
+        true
     }
 
     /// Carries out what `decide` says one command line gets.
