@@ -123,7 +123,7 @@ impl Metrics {
         );
         registry.register(
             "backend_connections",
-            "Backend connections open for sessions, in use and kept (at most backend.max_connections)",
+            "Backend connections open: in use by sessions, kept, and the periodic probe's (at most backend.max_connections)",
             m.backend_open.clone(),
         );
         registry.register(
@@ -337,7 +337,7 @@ impl Metrics {
         self.backend_up.set(i64::from(up == Some(true)));
     }
 
-    /// Backend connections open for sessions, and sessions waiting for one.
+    /// Backend connections open, and sessions waiting for one.
     pub fn set_backend_connections(&self, (open, waiting): (usize, usize)) {
         self.backend_open.set(open as i64);
         self.backend_waiting.set(waiting as i64);

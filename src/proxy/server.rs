@@ -154,7 +154,7 @@ impl Server {
                     .probe(&probe_shared.settings.hostname)
                     .await
                 {
-                    Ok(kw) if first => {
+                    Ok(Some(kw)) if first => {
                         tracing::info!(backend = %probe_shared.backend.addr(), keywords = ?kw, "backend reachable")
                     }
                     Ok(_) => {}

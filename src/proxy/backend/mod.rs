@@ -195,7 +195,7 @@ struct Pool {
     conns: Vec<Idle>,
     /// A task is closing expired connections (one while the pool is in use).
     reaper: bool,
-    /// Slots taken: connections open or being opened for sessions.
+    /// Slots taken: connections open or being opened (sessions, the probe).
     open: usize,
     /// Sessions waiting for a connection, first come first served.
     waiting: VecDeque<oneshot::Sender<Grant>>,
@@ -403,11 +403,8 @@ impl Backend {
             if let Some(conn) = self.take_fresh(&mut p) {
                 return Ok(Grant::Kept(Box::new(conn)));
             }
-            if p.open < self.settings.max_connections {
-                p.open += 1;
-                return Ok(Grant::Slot(Slot {
-                    pool: Some(Arc::downgrade(&self.pool)),
-                }));
+            if let Some(slot) = self.take_slot(&mut p) {
+                return Ok(Grant::Slot(slot));
             }
             // Those whose deadline passed leave the line here (timeouts are
             // all alike, so they are at its front).
@@ -431,7 +428,7 @@ impl Backend {
         }
     }
 
-    /// Connections open for sessions (in use and kept) and sessions waiting
+    /// Connections open (in use by sessions, kept, the probe's) and sessions waiting
     /// for one: the metrics' gauges.
     pub fn connections(&self) -> (usize, usize) {
         let p = lock(&self.pool);
@@ -794,11 +791,31 @@ impl Backend {
         Ok(Ok(()))
     }
 
-    /// Learns the backend's EHLO keywords with a short session of its own.
-    pub async fn probe(&self, our_name: &str) -> Result<Vec<String>, OpenError> {
+    /// Learns the backend's EHLO keywords with a short session of its own,
+    /// in one of `backend.max_connections`. `Ok(None)`: skipped, since all
+    /// are in use (sessions re-learn the keywords with every EHLO then).
+    pub async fn probe(&self, our_name: &str) -> Result<Option<Vec<String>>, OpenError> {
+        let Some(slot) = self.free_slot() else {
+            return Ok(None);
+        };
         let conn = self.open_session(our_name.as_bytes(), None).await?;
         conn.quit().await;
-        Ok(self.capabilities().keywords)
+        drop(slot);
+        Ok(Some(self.capabilities().keywords))
+    }
+
+    /// One of `backend.max_connections` if one is free, without waiting.
+    fn free_slot(&self) -> Option<Slot> {
+        self.take_slot(&mut lock(&self.pool))
+    }
+
+    fn take_slot(&self, p: &mut Pool) -> Option<Slot> {
+        (p.open < self.settings.max_connections).then(|| {
+            p.open += 1;
+            Slot {
+                pool: Some(Arc::downgrade(&self.pool)),
+            }
+        })
     }
 }
 
@@ -1087,9 +1104,13 @@ mod tests {
     use super::*;
 
     fn backend(extra: &str) -> Arc<Backend> {
+        backend_at("127.0.0.1:10025", extra)
+    }
+
+    fn backend_at(addr: &str, extra: &str) -> Arc<Backend> {
         let text = format!(
             "[server]\nhostname = \"mx.test\"\n[[listener]]\naddress = [\"127.0.0.1:2525\"]\n\
-             [backend]\naddress = \"127.0.0.1:10025\"\n{extra}"
+             [backend]\naddress = \"{addr}\"\n{extra}"
         );
         let raw = crate::config::parse(&text, "t.toml").unwrap();
         let settings = crate::config::validate(raw, &Default::default(), "t.toml")
@@ -1143,6 +1164,28 @@ mod tests {
         for w in waiting {
             w.await.unwrap();
         }
+    }
+
+    #[tokio::test]
+    async fn the_probe_takes_a_free_slot_or_is_skipped() {
+        // Nothing listens on the backend's port: a probe that connects fails.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let b = backend_at(&format!("127.0.0.1:{port}"), "max_connections = 1\n");
+        let held = slot(b.grant().await.unwrap());
+        assert!(
+            matches!(b.probe("mx.test").await, Ok(None)),
+            "skipped, not tried"
+        );
+        drop(held);
+        assert!(
+            b.probe("mx.test").await.is_err(),
+            "tried once a slot was free"
+        );
+        assert_eq!(b.connections(), (0, 0), "the probe's slot given back");
     }
 
     #[tokio::test(start_paused = true)]
