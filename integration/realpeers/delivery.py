@@ -190,21 +190,15 @@ def eightbit_body(rig, proxy, backend):
     assert_record(proxy.records.wait_one(mark), **proxied_want(rig, helo))
 
 
-def concurrent_sessions(rig, proxy, backend, n=5):
-    """n simultaneous verified sessions: every message delivered intact and
-    one correct record per connection."""
-    mark = proxy.records.mark()
-    jobs, errors = [], []
-    for i in range(n):
-        lp = uniq(f"conc{i}-{backend['name']}")
-        rcpt = f"{lp}@tlsfront.test"
-        mid, data = make_message(lp, rcpt)
-        jobs.append((f"conc{i}.client.test", rcpt, mid, data))
-    barrier = threading.Barrier(n, timeout=CLIENT_TIMEOUT)
+def deliver_at_once(rig, port, sends):
+    """Opens one verified session per (helo, rcpt, data), all before any
+    sends (a barrier), then one message each and QUIT; fails on any error."""
+    errors = []
+    barrier = threading.Barrier(len(sends), timeout=CLIENT_TIMEOUT)
 
     def worker(helo, rcpt, data):
         try:
-            s = smtplib_session(rig, proxy.port, helo)
+            s = smtplib_session(rig, port, helo)
             try:
                 barrier.wait()  # all sessions open at once
                 check(not s.sendmail("sender@client.test", [rcpt], data), "recipient refused")
@@ -214,13 +208,26 @@ def concurrent_sessions(rig, proxy, backend, n=5):
         except Exception as e:
             errors.append(f"{helo}: {type(e).__name__}: {e}")
 
-    threads = [threading.Thread(target=worker, args=(h, r, d), daemon=True) for h, r, _, d in jobs]
+    threads = [threading.Thread(target=worker, args=job, daemon=True) for job in sends]
     for t in threads:
         t.start()
     for t in threads:
         t.join(CLIENT_TIMEOUT * 2)
     check(not any(t.is_alive() for t in threads), "a client thread did not finish")
     check(not errors, "; ".join(errors))
+
+
+def concurrent_sessions(rig, proxy, backend, n=5):
+    """n simultaneous verified sessions: every message delivered intact and
+    one correct record per connection."""
+    mark = proxy.records.mark()
+    jobs = []
+    for i in range(n):
+        lp = uniq(f"conc{i}-{backend['name']}")
+        rcpt = f"{lp}@tlsfront.test"
+        mid, data = make_message(lp, rcpt)
+        jobs.append((f"conc{i}.client.test", rcpt, mid, data))
+    deliver_at_once(rig, proxy.port, [(h, r, d) for h, r, _, d in jobs])
     for _, _, mid, data in jobs:
         assert_same_message(wait_delivered(backend, mid), data)
     deadline = time.monotonic() + RECORD_TIMEOUT
@@ -357,32 +364,12 @@ def burst_within_backend_limit(rig, proxy, backend, limit, n=8):
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
-    errors, jobs = [], [message(f"burst{i}") for i in range(n)]
+    jobs = [message(f"burst{i}") for i in range(n)]
     try:
         rcpt, data = message("held")
         check(not holder.sendmail("sender@client.test", [rcpt], data), "recipient refused")
-        barrier = threading.Barrier(n, timeout=CLIENT_TIMEOUT)
-
-        def worker(i, rcpt, data):
-            try:
-                s = smtplib_session(rig, proxy.port, f"burst{i}.client.test")
-                try:
-                    barrier.wait()
-                    check(not s.sendmail("sender@client.test", [rcpt], data), "recipient refused")
-                    s.quit()
-                finally:
-                    s.close()
-            except Exception as e:
-                errors.append(f"burst{i}: {type(e).__name__}: {e}")
-
-        threads = [threading.Thread(target=worker, args=(i, r, d), daemon=True)
-                   for i, (r, d) in enumerate(jobs)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(CLIENT_TIMEOUT * 2)
-        check(not any(t.is_alive() for t in threads), "a client thread did not finish")
-        check(not errors, "; ".join(errors))
+        deliver_at_once(rig, proxy.port,
+                        [(f"burst{i}.client.test", r, d) for i, (r, d) in enumerate(jobs)])
         rcpt, data = message("held-again")
         check(not holder.sendmail("sender@client.test", [rcpt], data), "recipient refused")
         holder.quit()

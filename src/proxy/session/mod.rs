@@ -416,12 +416,6 @@ where
         // Boxed: the command's state (backend dialogue, DATA) exists only
         // while a command runs, not while the session waits for the next.
         match Box::pin(self.command(&line)).await {
-            Ok(Step::Continue) => {
-                // The wait for the next command lends it too, should someone
-                // start waiting then.
-                self.lend_backend();
-                Step::Continue
-            }
             Ok(step) => step,
             Err(reason) => Step::Close(reason),
         }
@@ -430,7 +424,8 @@ where
     /// Between transactions, a session whose backend connection others wait
     /// for (`backend.max_connections` are open) gives it up: an idle client
     /// must not hold the legacy MTA's capacity. Its next MAIL takes its turn.
-    /// Whether it gave it up.
+    /// Whether it gave it up. Called by `fill` as the wait for the next
+    /// command starts and whenever someone joins the line during it.
     pub(super) fn lend_backend(&mut self) -> bool {
         if self.phase.in_transaction()
             || self.backend.is_none()
