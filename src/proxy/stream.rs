@@ -5,7 +5,7 @@ use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use bytes::{Buf, Bytes};
+use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_rustls::server::TlsStream;
 
@@ -20,12 +20,11 @@ const MAX_HELD: usize = 64 * 1024;
 #[derive(Debug)]
 pub struct Prefixed<S> {
     prefix: Bytes,
-    /// Read-ahead buffer: `ahead[start..end]` is read but not yet returned.
-    /// Allocated only while read-ahead is on (or bytes remain), so idle
-    /// sessions do not carry it.
-    ahead: Vec<u8>,
-    start: usize,
-    end: usize,
+    /// Read-ahead buffer: bytes read but not yet returned. Allocated only
+    /// while read-ahead is on (or bytes remain), so idle sessions do not
+    /// carry it; read into without zeroing it first (zeroing 64 KiB per
+    /// message was 1.5 % of a TLS session's CPU in a profile).
+    ahead: BytesMut,
     read_ahead: bool,
     /// Writes held back while `cork` is on, or not yet taken by the socket;
     /// see [`Prefixed::corked`].
@@ -40,9 +39,7 @@ impl<S> Prefixed<S> {
     pub fn new(prefix: Bytes, inner: S) -> Self {
         Prefixed {
             prefix,
-            ahead: Vec::new(),
-            start: 0,
-            end: 0,
+            ahead: BytesMut::new(),
             read_ahead: false,
             held: Vec::new(),
             cork: false,
@@ -74,15 +71,9 @@ impl<S> Prefixed<S> {
     /// released once it is drained.
     pub fn set_read_ahead(&mut self, on: bool) {
         self.read_ahead = on;
-        if !on && self.start == self.end {
-            self.release();
+        if !on && self.ahead.is_empty() {
+            self.ahead = BytesMut::new();
         }
-    }
-
-    fn release(&mut self) {
-        self.ahead = Vec::new();
-        self.start = 0;
-        self.end = 0;
     }
 }
 
@@ -163,25 +154,26 @@ impl<S: AsyncRead + Unpin> Prefixed<S> {
             }
             return Poll::Ready(Ok(()));
         }
-        if this.start == this.end {
+        if this.ahead.is_empty() {
             if !this.read_ahead || buf.remaining() >= READ_AHEAD {
                 return Pin::new(&mut this.inner).poll_read(cx, buf);
             }
-            if this.ahead.len() < READ_AHEAD {
-                this.ahead = vec![0; READ_AHEAD];
-            }
-            let mut bulk = ReadBuf::new(&mut this.ahead);
-            std::task::ready!(Pin::new(&mut this.inner).poll_read(cx, &mut bulk))?;
-            (this.start, this.end) = (0, bulk.filled().len());
-            if this.end == 0 {
+            // Empty, so this takes the allocation back from its start.
+            this.ahead.reserve(READ_AHEAD);
+            let n = std::task::ready!(tokio_util::io::poll_read_buf(
+                Pin::new(&mut this.inner),
+                cx,
+                &mut this.ahead
+            ))?;
+            if n == 0 {
                 return Poll::Ready(Ok(())); // end of stream
             }
         }
-        let n = (this.end - this.start).min(buf.remaining());
-        buf.put_slice(&this.ahead[this.start..this.start + n]);
-        this.start += n;
-        if this.start == this.end && !this.read_ahead {
-            this.release();
+        let n = this.ahead.len().min(buf.remaining());
+        buf.put_slice(&this.ahead[..n]);
+        this.ahead.advance(n);
+        if this.ahead.is_empty() && !this.read_ahead {
+            this.ahead = BytesMut::new();
         }
         Poll::Ready(Ok(()))
     }
@@ -316,7 +308,11 @@ mod tests {
         p.set_read_ahead(false);
         assert_eq!(&out[..5], b"hello");
         assert_eq!(&out[5..], &data[..]);
-        assert!(p.ahead.is_empty(), "buffer released once drained and off");
+        assert_eq!(
+            p.ahead.capacity(),
+            0,
+            "buffer released once drained and off"
+        );
     }
 
     /// Bytes the peer `b` has received so far, without waiting.

@@ -4,7 +4,7 @@
 //! bare `ddd`). The raw bytes are kept so the client receives the backend's
 //! reply exactly as sent, normalised only to CRLF line endings.
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use thiserror::Error;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,7 +64,9 @@ pub struct ReplyParser {
     max_line: usize,
     max_total: usize,
     code: Option<u16>,
-    lines: Vec<Bytes>,
+    /// Where each line's text lies in `raw`: the lines are slices of the
+    /// reply's one buffer, not copies of their own.
+    lines: Vec<std::ops::Range<usize>>,
     raw: BytesMut,
 }
 
@@ -89,8 +91,7 @@ impl ReplyParser {
                 }
                 return Ok(None);
             };
-            let line = buf.split_to(lf + 1);
-            let mut content = &line[..lf];
+            let mut content = &buf[..lf];
             if let [rest @ .., b'\r'] = content {
                 content = rest;
             }
@@ -107,14 +108,18 @@ impl ReplyParser {
             if self.raw.len() + content.len() + 2 > self.max_total {
                 return Err(ReplyError::TooLarge(self.max_total));
             }
+            // The text is the tail of the line's content.
+            let start = self.raw.len() + content.len() - text.len();
             self.raw.extend_from_slice(content);
+            self.lines.push(start..start + text.len());
             self.raw.extend_from_slice(b"\r\n");
-            self.lines.push(Bytes::copy_from_slice(text));
+            buf.advance(lf + 1);
             if last {
+                let raw = std::mem::take(&mut self.raw).freeze();
                 let reply = Reply {
                     code,
-                    lines: std::mem::take(&mut self.lines),
-                    raw: std::mem::take(&mut self.raw).freeze(),
+                    lines: self.lines.drain(..).map(|r| raw.slice(r)).collect(),
+                    raw,
                 };
                 self.code = None;
                 return Ok(Some(reply));
@@ -207,6 +212,7 @@ mod tests {
         let r = parse_all(b"354\n").unwrap();
         assert_eq!(r[0].code, 354);
         assert_eq!(&r[0].raw[..], b"354\r\n");
+        assert_eq!(r[0].lines, vec![Bytes::new()]);
     }
 
     #[test]
@@ -216,7 +222,9 @@ mod tests {
         assert_eq!(p.parse(&mut buf), Ok(None));
         buf.extend_from_slice(b"\r\n");
         let r = p.parse(&mut buf).unwrap().unwrap();
-        assert_eq!(r.lines.len(), 2);
+        assert_eq!(r.lines, vec![Bytes::from("a"), Bytes::from("b")]);
+        assert_eq!(&r.raw[..], b"250-a\r\n250 b\r\n");
+        assert!(buf.is_empty(), "the reply's bytes are consumed");
     }
 
     #[test]

@@ -321,7 +321,7 @@ pub fn scheme_name(code: u16) -> String {
 
 /// Legacy suites rustls never implemented but old clients offer: naming them
 /// is what turns "no shared cipher" into an explanation.
-const LEGACY_SUITES: &[(u16, &str)] = &[
+pub(crate) const LEGACY_SUITES: &[(u16, &str)] = &[
     (0x0004, "TLS_RSA_WITH_RC4_128_MD5"),
     (0x0005, "TLS_RSA_WITH_RC4_128_SHA"),
     (0x000a, "TLS_RSA_WITH_3DES_EDE_CBC_SHA"),

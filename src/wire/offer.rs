@@ -13,6 +13,7 @@
 //! The classes are judged from names, so the same functions read the full
 //! `client_hello` lists of records written before the offer existed.
 
+use std::collections::HashMap;
 use std::sync::OnceLock;
 
 use serde::{Deserialize, Deserializer, Serialize};
@@ -67,6 +68,24 @@ named! {
 }
 
 impl SuiteClass {
+    /// The class of a suite by its code point. Every handshake's record
+    /// classifies the client's suites (30 or more from OpenSSL), so the
+    /// named ones are judged once, not by name matching each time.
+    pub fn of_code(code: u16) -> Option<SuiteClass> {
+        static NAMED: OnceLock<HashMap<u16, Option<SuiteClass>>> = OnceLock::new();
+        let named = NAMED.get_or_init(|| {
+            (0..=u16::MAX)
+                .filter(|c| rustls::CipherSuite::from(*c).as_str().is_some())
+                .chain(clienthello::LEGACY_SUITES.iter().map(|(c, _)| *c))
+                .map(|c| (c, SuiteClass::of_name(&clienthello::suite_name(c))))
+                .collect()
+        });
+        match named.get(&code) {
+            Some(class) => *class,
+            None => SuiteClass::of_name(&clienthello::suite_name(code)),
+        }
+    }
+
     /// The class of a suite by its name (`suite_name`'s), `None` for the
     /// signalling values (renegotiation info, fallback) that are no suite.
     pub fn of_name(name: &str) -> Option<SuiteClass> {
@@ -296,7 +315,7 @@ impl Offer {
             push_once(&mut offer.sigs, class);
         }
         for c in &hello.cipher_suites {
-            if let Some(class) = SuiteClass::of_name(&clienthello::suite_name(*c)) {
+            if let Some(class) = SuiteClass::of_code(*c) {
                 push_once(&mut offer.suites, class);
             }
         }
@@ -343,6 +362,17 @@ impl Offer {
 mod tests {
     use super::*;
     use crate::wire::clienthello::{Peek, peek, tests::build_hello};
+
+    #[test]
+    fn a_suite_class_by_code_is_its_class_by_name() {
+        for code in 0..=u16::MAX {
+            assert_eq!(
+                SuiteClass::of_code(code),
+                SuiteClass::of_name(&clienthello::suite_name(code)),
+                "0x{code:04x}"
+            );
+        }
+    }
 
     #[test]
     fn suites_fall_into_classes_by_name() {
