@@ -76,7 +76,10 @@ where
         line: &[u8],
         verb: Verb,
     ) -> Result<Option<Reply>, CloseReason> {
-        if !self.ensure_backend().await? {
+        // Boxed, and only when a connection must be found: opening one (a
+        // wait in line, connect, greeting, EHLO, TLS) is most of this
+        // future's size, and every command's future would carry it.
+        if self.backend.is_none() && !Box::pin(self.ensure_backend()).await? {
             return Ok(None);
         }
         let conn = self.backend.as_mut().expect("ensured");
