@@ -72,8 +72,12 @@ impl<S> Prefixed<S> {
     pub fn set_read_ahead(&mut self, on: bool) {
         self.read_ahead = on;
         if !on && self.ahead.is_empty() {
-            self.ahead = BytesMut::new();
+            self.release();
         }
+    }
+
+    fn release(&mut self) {
+        self.ahead = BytesMut::new();
     }
 }
 
@@ -173,7 +177,7 @@ impl<S: AsyncRead + Unpin> Prefixed<S> {
         buf.put_slice(&this.ahead[..n]);
         this.ahead.advance(n);
         if this.ahead.is_empty() && !this.read_ahead {
-            this.ahead = BytesMut::new();
+            this.release();
         }
         Poll::Ready(Ok(()))
     }

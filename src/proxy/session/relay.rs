@@ -20,12 +20,9 @@ impl<S> Session<S>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
-    /// Makes sure a backend session exists. `Ok(false)`: the client already
-    /// got a reply explaining why not.
-    pub(super) async fn ensure_backend(&mut self) -> Result<bool, CloseReason> {
-        if self.backend.is_some() {
-            return Ok(true);
-        }
+    /// Opens the backend session this session has not got yet. `Ok(false)`:
+    /// the client already got a reply explaining why not.
+    async fn open_backend(&mut self) -> Result<bool, CloseReason> {
         let helo = self
             .helo
             .clone()
@@ -79,10 +76,10 @@ where
         // Boxed, and only when a connection must be found: opening one (a
         // wait in line, connect, greeting, EHLO, TLS) is most of this
         // future's size, and every command's future would carry it.
-        if self.backend.is_none() && !Box::pin(self.ensure_backend()).await? {
+        if self.backend.is_none() && !Box::pin(self.open_backend()).await? {
             return Ok(None);
         }
-        let conn = self.backend.as_mut().expect("ensured");
+        let conn = self.backend.as_mut().expect("opened");
         if verb.leaves_backend_state() {
             conn.mark_stateful();
         }
