@@ -118,8 +118,6 @@ pub enum Stage {
     EndOfData,
     NoopBeforeData,
     NoopAfterData,
-    /// A kept connection, between sessions.
-    Idle,
     EndOfSession,
 }
 
@@ -141,7 +139,6 @@ impl std::fmt::Display for Stage {
             Stage::EndOfData => "end of data",
             Stage::NoopBeforeData => "NOOP before DATA",
             Stage::NoopAfterData => "NOOP after end of data",
-            Stage::Idle => "idle",
             Stage::EndOfSession => "end of session",
         })
     }
@@ -354,27 +351,23 @@ impl Backend {
         loop {
             let slot = match grant {
                 Grant::Slot(slot) => Some(slot),
+                // `command` first checks that the backend sent nothing (no
+                // 421, no EOF) while the connection sat idle.
                 Grant::Kept(mut conn) => {
-                    let slot = conn.slot.take();
-                    if conn.still_idle() {
-                        conn.slot = slot;
-                        match conn.command(&ehlo_line(helo_name), Stage::Ehlo).await {
-                            Ok(reply) if reply.code == 250 => {
-                                self.learn(&reply);
-                                conn.ehlo = Some(reply);
-                                conn.sessions += 1;
-                                return Ok(*conn);
-                            }
-                            // Its slot goes with it to a new connection.
-                            Ok(_) => {
-                                let slot = conn.slot.take();
-                                tokio::spawn(conn.quit());
-                                slot
-                            }
-                            Err(_) => conn.slot.take(),
+                    match conn.command(&ehlo_line(helo_name), Stage::Ehlo).await {
+                        Ok(reply) if reply.code == 250 => {
+                            self.learn(&reply);
+                            conn.ehlo = Some(reply);
+                            conn.sessions += 1;
+                            return Ok(*conn);
                         }
-                    } else {
-                        slot
+                        // Its slot goes with it to a new connection.
+                        Ok(_) => {
+                            let slot = conn.slot.take();
+                            tokio::spawn(conn.quit());
+                            slot
+                        }
+                        Err(_) => conn.slot.take(),
                     }
                 }
             };
@@ -1085,12 +1078,6 @@ impl BackendConn {
     /// Taken from the idle connections rather than opened for this session.
     pub fn reused(&self) -> bool {
         self.sessions > 1
-    }
-
-    /// A kept connection is still usable: the backend has sent nothing (no
-    /// 421, no EOF) while it sat idle. Never waits.
-    fn still_idle(&mut self) -> bool {
-        self.expect_quiet(Stage::Idle).is_ok()
     }
 
     /// Ends the session politely, without waiting long for the goodbye.
