@@ -32,6 +32,16 @@
 //! prints the in-process rustls ceiling: server handshakes per second of
 //! server-side CPU (client work on the same core is not counted).
 //!
+//!   cargo bench --bench loadgen -- --serve 127.0.0.1:2600 [--plain] [--rsa]
+//!
+//! runs the bare handshake as a server does it on a socket: a minimal
+//! tokio-rustls server on one thread, configured like the ceiling's, that
+//! accepts, completes the handshake, reads to the client's close and closes
+//! (`--plain`: the same connection without TLS). `--handshake-only` makes the
+//! client do just that: connect, handshake (unless `--tls none`), close. The
+//! two CPU figures' difference is what the handshake costs a server on a
+//! socket (its flights through the kernel included), without SMTP.
+//!
 //! Prints sessions/s, messages/s, MB/s, latency percentiles per command and
 //! errors by kind. `tests/loadgen_smoke.rs` runs a few sessions of it in the
 //! test suite so it cannot rot.
@@ -79,6 +89,8 @@ pub struct Options {
     pub groups: Option<Vec<String>>,
     /// Idle mode: each held session sends a message and is replaced this often.
     pub trickle: Option<Duration>,
+    /// No SMTP: connect, handshake (with TLS), close (against `--serve`).
+    pub handshake_only: bool,
 }
 
 impl Default for Options {
@@ -105,6 +117,7 @@ impl Default for Options {
             sources: 0,
             groups: None,
             trickle: None,
+            handshake_only: false,
         }
     }
 }
@@ -484,6 +497,12 @@ async fn session(
     from: Option<std::net::IpAddr>,
 ) -> Result<(), String> {
     let t = Instant::now();
+    if opts.handshake_only {
+        handshake_only(opts, tls, from).await?;
+        let us = t.elapsed().as_micros() as u64;
+        stats.latency.entry("session").or_default().push(us);
+        return Ok(());
+    }
     let mut c = open(opts, tls, stats, from).await?;
     for _ in 0..opts.messages {
         transaction(&mut c, opts, body, stats).await?;
@@ -495,6 +514,48 @@ async fn session(
         .or_default()
         .push(t.elapsed().as_micros() as u64);
     Ok(())
+}
+
+/// Connects, completes the TLS handshake (if any), closes (close_notify and
+/// FIN) and reads to the server's close: a `--serve` server's whole session.
+async fn handshake_only(
+    opts: &Options,
+    tls: &Option<Arc<rustls::ClientConfig>>,
+    from: Option<std::net::IpAddr>,
+) -> Result<(), String> {
+    let work = async {
+        let tcp = connect(opts, from)
+            .await
+            .map_err(|e| format!("connect_{:?}", e.kind()))?;
+        let _ = tcp.set_nodelay(true);
+        let mut io: Box<dyn Io> = match tls {
+            Some(cfg) => {
+                let name = ServerName::try_from(opts.name.clone()).map_err(|_| "bad_name")?;
+                let stream = tokio_rustls::TlsConnector::from(cfg.clone())
+                    .connect(name, tcp)
+                    .await
+                    .map_err(|e| format!("tls_{}", e.kind()))?;
+                Box::new(stream)
+            }
+            None => Box::new(tcp),
+        };
+        io.shutdown()
+            .await
+            .map_err(|e| format!("io_{:?}", e.kind()))?;
+        let mut buf = [0u8; 1024];
+        // The server's tickets, then its close: at most a few reads.
+        for _ in 0..64 {
+            match io.read(&mut buf).await {
+                Ok(0) => return Ok(()),
+                Ok(_) => {}
+                Err(e) => return Err(format!("io_{:?}", e.kind())),
+            }
+        }
+        Err("no_close".to_string())
+    };
+    tokio::time::timeout(opts.timeout, work)
+        .await
+        .map_err(|_| "timeout".to_string())?
 }
 
 /// One session, counted as a success or by its error.
@@ -754,6 +815,7 @@ fn parse_args() -> Result<Options, String> {
                 }
             }
             "--implicit" => o.implicit = true,
+            "--handshake-only" => o.handshake_only = true,
             "--no-sni" => o.sni = false,
             "--resume" => o.resume = true,
             "--pipelining" => o.pipelining = true,
@@ -807,27 +869,9 @@ fn parse_args() -> Result<Options, String> {
 /// timed, so the figure is what one core could do if it did nothing but
 /// rustls server handshakes. Full handshakes unless `resume`.
 fn ceiling(seconds: u64, rsa: bool, resume: bool, groups: Option<&str>) -> (f64, f64) {
-    let alg = if rsa {
-        &rcgen::PKCS_RSA_SHA256
-    } else {
-        &rcgen::PKCS_ECDSA_P256_SHA256
-    };
-    let key = rcgen::KeyPair::generate_for(alg).expect("key");
-    let cert = rcgen::CertificateParams::new(vec!["mx.bench.test".to_string()])
-        .expect("params")
-        .self_signed(&key)
-        .expect("cert");
-    let key_der = rustls::pki_types::PrivateKeyDer::try_from(key.serialize_der()).expect("key der");
-    let mut server =
-        rustls::ServerConfig::builder_with_protocol_versions(&[&rustls::version::TLS13])
-            .with_no_client_auth()
-            .with_single_cert(vec![cert.der().clone()], key_der)
-            .expect("server config");
-    server.ticketer = rustls::crypto::aws_lc_rs::Ticketer::new().expect("ticketer");
-    server.session_storage = rustls::server::ServerSessionMemoryCache::new(4096);
-    let server = Arc::new(server);
+    let (server, cert) = bench_server(rsa);
     let mut roots = rustls::RootCertStore::empty();
-    roots.add(cert.der().clone()).expect("root");
+    roots.add(cert).expect("root");
     let mut provider = rustls::crypto::aws_lc_rs::default_provider();
     if let Some(groups) = groups {
         provider.kx_groups = rustls::crypto::aws_lc_rs::ALL_KX_GROUPS
@@ -877,6 +921,72 @@ fn ceiling(seconds: u64, rsa: bool, resume: bool, groups: Option<&str>) -> (f64,
     )
 }
 
+/// The bare server of `--ceiling` and `--serve`: TLS 1.3, a fresh self-signed
+/// certificate (ECDSA P-256, or RSA-2048), a stateless ticketer and a session
+/// cache, as tlsfront configures rustls. Returns its certificate too.
+pub fn bench_server(rsa: bool) -> (Arc<rustls::ServerConfig>, CertificateDer<'static>) {
+    let alg = if rsa {
+        &rcgen::PKCS_RSA_SHA256
+    } else {
+        &rcgen::PKCS_ECDSA_P256_SHA256
+    };
+    let key = rcgen::KeyPair::generate_for(alg).expect("key");
+    let cert = rcgen::CertificateParams::new(vec!["mx.bench.test".to_string()])
+        .expect("params")
+        .self_signed(&key)
+        .expect("cert");
+    let key_der = rustls::pki_types::PrivateKeyDer::try_from(key.serialize_der()).expect("key der");
+    let mut server =
+        rustls::ServerConfig::builder_with_protocol_versions(&[&rustls::version::TLS13])
+            .with_no_client_auth()
+            .with_single_cert(vec![cert.der().clone()], key_der)
+            .expect("server config");
+    server.ticketer = rustls::crypto::aws_lc_rs::Ticketer::new().expect("ticketer");
+    server.session_storage = rustls::server::ServerSessionMemoryCache::new(4096);
+    (Arc::new(server), cert.der().clone())
+}
+
+/// `--serve`: the bare handshake on a socket (see the top of this file), on
+/// one thread, for at most an hour (the benchmark stops it long before).
+fn serve(addr: SocketAddr, tls: bool, rsa: bool) {
+    let acceptor = tls.then(|| tokio_rustls::TlsAcceptor::from(bench_server(rsa).0));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(addr).await.expect("bind");
+        let _ = tokio::time::timeout(Duration::from_secs(3600), serve_on(listener, acceptor)).await;
+    });
+}
+
+/// Each connection: the handshake (with `acceptor`), reads to the client's
+/// close, closes; 30 s at most.
+pub async fn serve_on(
+    listener: tokio::net::TcpListener,
+    acceptor: Option<tokio_rustls::TlsAcceptor>,
+) {
+    loop {
+        let Ok((tcp, _)) = listener.accept().await else {
+            continue;
+        };
+        let _ = tcp.set_nodelay(true);
+        let acceptor = acceptor.clone();
+        tokio::spawn(tokio::time::timeout(Duration::from_secs(30), async move {
+            let mut io: Box<dyn Io> = match acceptor {
+                Some(a) => match a.accept(tcp).await {
+                    Ok(s) => Box::new(s),
+                    Err(_) => return,
+                },
+                None => Box::new(tcp),
+            };
+            let mut buf = [0u8; 1024];
+            while matches!(io.read(&mut buf).await, Ok(n) if n > 0) {}
+            let _ = io.shutdown().await;
+        }));
+    }
+}
+
 /// CPU time this thread has run, in nanoseconds (Linux schedstat), if known.
 fn thread_cpu() -> Option<u64> {
     std::fs::read_to_string("/proc/thread-self/schedstat")
@@ -901,6 +1011,15 @@ fn server_cpu(server_wall: Duration, wall: Duration, cpu_started: Option<u64>) -
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
+    if let Some(i) = args.iter().position(|a| a == "--serve") {
+        let Some(addr) = args.get(i + 1).and_then(|a| a.parse().ok()) else {
+            eprintln!("loadgen: --serve needs an address such as 127.0.0.1:2600");
+            std::process::exit(2);
+        };
+        let plain = args.iter().any(|a| a == "--plain");
+        serve(addr, !plain, args.iter().any(|a| a == "--rsa"));
+        return;
+    }
     if let Some(i) = args.iter().position(|a| a == "--ceiling") {
         let secs = args.get(i + 1).and_then(|s| s.parse().ok()).unwrap_or(5);
         let rsa = args.iter().any(|a| a == "--rsa");

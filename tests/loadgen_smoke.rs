@@ -77,3 +77,43 @@ async fn loadgen_counts_failures_as_failures() {
     assert_eq!(stats.errors.get("RCPT_550"), Some(&4));
     proxy.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handshake_only_against_the_bare_server() {
+    // The benchmark's floor: `--serve` (a bare rustls server on a socket)
+    // and `--handshake-only` (connect, handshake, close), with and without TLS.
+    let (config, _) = loadgen::bench_server(false);
+    let mut servers = Vec::new();
+    let mut addrs = Vec::new();
+    for acceptor in [Some(tokio_rustls::TlsAcceptor::from(config)), None] {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        addrs.push(listener.local_addr().unwrap());
+        servers.push(tokio::spawn(loadgen::serve_on(listener, acceptor)));
+    }
+    let run = |target, tls, sessions| {
+        loadgen::run(loadgen::Options {
+            target,
+            concurrency: 4,
+            sessions,
+            tls,
+            handshake_only: true,
+            no_verify: true,
+            name: "mx.bench.test".into(),
+            timeout: std::time::Duration::from_secs(2),
+            ..loadgen::Options::default()
+        })
+    };
+    let mut tls = run(addrs[0], Some(&rustls::version::TLS13), 20).await;
+    assert!(tls.errors.is_empty(), "{}", tls.report());
+    assert_eq!(tls.sessions_ok, 20);
+    let mut plain = run(addrs[1], None, 20).await;
+    assert!(plain.errors.is_empty(), "{}", plain.report());
+    assert_eq!(plain.sessions_ok, 20);
+    // A TLS client against the server without TLS fails every session.
+    let wrong = run(addrs[1], Some(&rustls::version::TLS13), 4).await;
+    assert_eq!(wrong.sessions_ok, 0);
+    assert_eq!(wrong.errors.values().sum::<usize>(), 4);
+    for s in servers {
+        s.abort();
+    }
+}
