@@ -968,6 +968,8 @@ pub async fn serve_on(
 ) {
     loop {
         let Ok((tcp, _)) = listener.accept().await else {
+            // Out of descriptors, say: not a busy loop.
+            tokio::time::sleep(Duration::from_millis(10)).await;
             continue;
         };
         let _ = tcp.set_nodelay(true);
