@@ -499,15 +499,13 @@ async fn session(
     let t = Instant::now();
     if opts.handshake_only {
         handshake_only(opts, tls, from).await?;
-        let us = t.elapsed().as_micros() as u64;
-        stats.latency.entry("session").or_default().push(us);
-        return Ok(());
+    } else {
+        let mut c = open(opts, tls, stats, from).await?;
+        for _ in 0..opts.messages {
+            transaction(&mut c, opts, body, stats).await?;
+        }
+        c.step(stats, "QUIT", b"QUIT\r\n", 221).await?;
     }
-    let mut c = open(opts, tls, stats, from).await?;
-    for _ in 0..opts.messages {
-        transaction(&mut c, opts, body, stats).await?;
-    }
-    c.step(stats, "QUIT", b"QUIT\r\n", 221).await?;
     stats
         .latency
         .entry("session")

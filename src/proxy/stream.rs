@@ -71,13 +71,14 @@ impl<S> Prefixed<S> {
     /// released once it is drained.
     pub fn set_read_ahead(&mut self, on: bool) {
         self.read_ahead = on;
-        if !on && self.ahead.is_empty() {
-            self.release();
-        }
+        self.release_if_done();
     }
 
-    fn release(&mut self) {
-        self.ahead = BytesMut::new();
+    /// Gives the read-ahead buffer's memory back once it is drained and off.
+    fn release_if_done(&mut self) {
+        if self.ahead.is_empty() && !self.read_ahead {
+            self.ahead = BytesMut::new();
+        }
     }
 }
 
@@ -176,9 +177,7 @@ impl<S: AsyncRead + Unpin> Prefixed<S> {
         let n = this.ahead.len().min(buf.remaining());
         buf.put_slice(&this.ahead[..n]);
         this.ahead.advance(n);
-        if this.ahead.is_empty() && !this.read_ahead {
-            this.release();
-        }
+        this.release_if_done();
         Poll::Ready(Ok(()))
     }
 }
