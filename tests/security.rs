@@ -322,6 +322,105 @@ async fn a_late_twin_never_answers_data_on_a_backend_without_pipelining() {
     late_twin_before_data(false).await;
 }
 
+/// The NOOP that proves the reply to the end of data goes in the same write
+/// as the end of data to a backend that offers PIPELINING (one round trip
+/// less per message), and after the reply to one that does not.
+async fn noop_after_end_of_data(pipelining: bool) {
+    let mut script = MtaScript {
+        hold_end_reply_for_next_line: true,
+        ..MtaScript::default()
+    };
+    if !pipelining {
+        script.ehlo.retain(|k| k != "PIPELINING");
+    }
+    let mta = Mta::start(script).await;
+    let proxy = Proxy::launch(mta.addr, None, "", false).await;
+    let mut c = Client::greeted(proxy.starttls).await;
+    c.send("EHLO client.test").await;
+    c.expect(250).await;
+    let r = c
+        .mail("a@client.test", "b@legacy.test", &sample_message("one"))
+        .await;
+    assert_eq!(r.code, 250, "{}", r.text);
+    // The connection stays in step: a second message on it.
+    let r = c
+        .mail("a@client.test", "b@legacy.test", &sample_message("two"))
+        .await;
+    assert_eq!(r.code, 250, "{}", r.text);
+    c.send("QUIT").await;
+    let _ = c.try_reply().await;
+    let expected = if pipelining { 2 } else { 0 };
+    assert_eq!(mta.log.lock().unwrap().next_with_end, expected);
+    let commands = mta.commands();
+    assert_eq!(mta.messages().len(), 2);
+    let sessions = commands.iter().filter(|l| *l == "EHLO client.test").count();
+    assert_eq!(sessions, 1, "one backend session for both: {commands:?}");
+    // NOOP before each DATA and after each end of data.
+    assert_eq!(commands.iter().filter(|l| *l == "NOOP").count(), 4, "{commands:?}");
+    let rec = &proxy.records(1).await[0];
+    assert_eq!(rec["messages_accepted"], 2, "{rec}");
+    assert!(rec["backend_error"].is_null(), "{rec}");
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn the_noop_after_end_of_data_goes_with_it_to_a_pipelining_backend() {
+    noop_after_end_of_data(true).await;
+}
+
+#[tokio::test]
+async fn the_noop_after_end_of_data_waits_for_the_reply_without_pipelining() {
+    noop_after_end_of_data(false).await;
+}
+
+/// A stale 250 just ahead of the backend's refusal of the message: the
+/// NOOP after the end of data gets the refusal, so the client never gets a
+/// 250 for a message the backend refused (pipelined NOOP or not).
+async fn stale_250_before_a_refused_message(pipelining: bool) {
+    let mut script = MtaScript {
+        early_data_reply: Some("250 2.0.0 stale".into()),
+        data_end_reply: "554 5.7.1 Message refused".into(),
+        ..MtaScript::default()
+    };
+    if !pipelining {
+        script.ehlo.retain(|k| k != "PIPELINING");
+    }
+    let mta = Mta::start(script).await;
+    let proxy = Proxy::launch(mta.addr, None, "", false).await;
+    let mut c = Client::greeted(proxy.starttls).await;
+    c.send("EHLO client.test").await;
+    c.expect(250).await;
+    c.send("MAIL FROM:<a@client.test>").await;
+    c.expect(250).await;
+    c.send("RCPT TO:<b@legacy.test>").await;
+    c.expect(250).await;
+    c.send("DATA").await;
+    c.expect(354).await;
+    // The whole message in one write, so the backend reads it at once and
+    // sends the stale reply right before its refusal: both after the end
+    // of data, where only the NOOP after it can tell them apart.
+    c.send_raw(b"Subject: x\r\n\r\nbody\r\n.\r\n").await;
+    let r = c.reply().await;
+    assert_ne!(r.code, 250, "a refused message was confirmed: {}", r.text);
+    assert_eq!(r.code, 451, "{}", r.text);
+    c.send("QUIT").await;
+    let _ = c.try_reply().await;
+    let rec = &proxy.records(1).await[0];
+    assert_eq!(rec["messages_accepted"], 0, "{rec}");
+    assert_eq!(rec["backend_error"], "unsolicited_reply", "{rec}");
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn a_stale_250_never_confirms_a_refused_message_on_a_pipelining_backend() {
+    stale_250_before_a_refused_message(true).await;
+}
+
+#[tokio::test]
+async fn a_stale_250_never_confirms_a_refused_message_without_pipelining() {
+    stale_250_before_a_refused_message(false).await;
+}
+
 #[tokio::test]
 async fn configured_backend_starttls_never_falls_back_to_helo_in_clear() {
     let pki = Pki::new(&["mx.tlsfront.test", "legacy.test"]);

@@ -147,6 +147,10 @@ pub struct MtaScript {
     /// Sent as soon as the first chunk of message content arrives, before the
     /// end of data (whose reply is still `data_end_reply`).
     pub early_data_reply: Option<String>,
+    /// Before answering the end of data, wait (at most 1 s) for the next
+    /// command line; `MtaLog::next_with_end` counts those that came: a
+    /// client that pipelines after the content sent it in the same go.
+    pub hold_end_reply_for_next_line: bool,
     /// RCPT to this domain is relaying: 554 unless the connection has
     /// authenticated (AUTH PLAIN, any credentials; AUTH LOGIN, two lines).
     /// Like Postfix, the SASL state survives EHLO.
@@ -190,6 +194,7 @@ impl Default for MtaScript {
             envelope_delay: None,
             double_reply_once: None,
             early_data_reply: None,
+            hold_end_reply_for_next_line: false,
             relay_domain: None,
             refuse_ehlo: None,
             xclient_reply: None,
@@ -213,6 +218,9 @@ pub struct MtaLog {
     pub early_replies: usize,
     /// The second reply of `double_reply_once` was sent.
     pub doubled: bool,
+    /// Ends of data the next command line had followed before their reply
+    /// (`hold_end_reply_for_next_line`).
+    pub next_with_end: usize,
 }
 
 pub struct Mta {
@@ -419,6 +427,20 @@ async fn mta_session(tcp: TcpStream, peer: SocketAddr, script: MtaScript, log: A
                     }
                 }
                 log.lock().unwrap().messages.push(content);
+                if script.hold_end_reply_for_next_line {
+                    let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
+                    while !buf.contains(&b'\n') {
+                        let mut chunk = [0u8; 4096];
+                        match tokio::time::timeout_at(deadline, s.read(&mut chunk)).await {
+                            Ok(Ok(n)) if n > 0 => buf.extend_from_slice(&chunk[..n]),
+                            Ok(_) => return,
+                            Err(_) => break,
+                        }
+                    }
+                    if buf.contains(&b'\n') {
+                        log.lock().unwrap().next_with_end += 1;
+                    }
+                }
                 format!("{}\r\n", script.data_end_reply)
             }
             _ => "502 5.5.1 Command not implemented\r\n".to_string(),

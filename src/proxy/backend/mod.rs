@@ -909,8 +909,55 @@ impl BackendConn {
         }
     }
 
+    /// The backend's reply to the end of data, with whether the connection
+    /// is still usable. A 2xx is returned only once a NOOP got exactly one
+    /// 250 after it (see [`Self::confirm_in_step`]). `noop_sent`: the NOOP
+    /// went in the same write as the end of data, to a backend that offers
+    /// PIPELINING (message content may open a pipelined group, NOOP may end
+    /// it: RFC 2920 section 3.1), which saves a round trip per message; its
+    /// reply is read whatever the end of data got, so the stream stays in
+    /// step. The replies pair up as they would one round trip at a time: a
+    /// stale reply still takes the end of data's place and leaves the real
+    /// one to the NOOP, where anything but 250 is caught.
+    pub async fn end_of_data(
+        &mut self,
+        timeout: Duration,
+        noop_sent: bool,
+    ) -> Result<(Reply, bool), BackendError> {
+        let reply = self
+            .read_reply_then(Stage::EndOfData, timeout, noop_sent)
+            .await?;
+        if !noop_sent {
+            if !reply.is_success() {
+                return Ok((reply, true));
+            }
+            let alive = self.confirm_in_step(Stage::NoopAfterData).await?;
+            return Ok((reply, alive));
+        }
+        let stage = Stage::NoopAfterData;
+        match self.read_reply(stage, self.reply_timeout).await {
+            Ok(noop) if noop.code == 250 => Ok((reply, true)),
+            Ok(_) if reply.is_success() => {
+                self.clean = false;
+                Err(BackendError::Unsolicited {
+                    addr: self.addr,
+                    stage,
+                })
+            }
+            // Closed without another word: nothing contradicts the reply.
+            Err(BackendError::Closed { .. } | BackendError::Io { .. }) => Ok((reply, false)),
+            Err(e) if reply.is_success() => Err(e),
+            // A refusal is passed on as it is (as without the NOOP); the
+            // connection that answered the NOOP wrongly is not kept.
+            Ok(_) | Err(_) => {
+                self.clean = false;
+                Ok((reply, false))
+            }
+        }
+    }
+
     /// Whether this session's EHLO reply offered PIPELINING (RFC 2920).
-    fn pipelining(&self) -> bool {
+    pub fn pipelining(&self) -> bool {
         self.ehlo
             .as_ref()
             .is_some_and(|r| ehlo::offers(&r.lines, "PIPELINING"))

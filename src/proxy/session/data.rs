@@ -53,6 +53,7 @@ where
         // it); clean content is written from `rbuf` and never lands here.
         let mut out = BytesMut::new();
         let mut backend_error: Option<BackendError> = None;
+        let mut noop_sent = false;
         let reject_bare = self.shared.settings.smtp.bare_line_endings == BareLineEndings::Reject;
         if self.shared.settings.smtp.received_header {
             // Prepended, not inserted: the client's own bytes stay untouched.
@@ -70,12 +71,18 @@ where
                 // the backend connection is dropped below (no end-of-data line).
                 let refusing = reject_bare && scanner.bare_line_ends > 0;
                 if backend_error.is_none() && !refusing {
+                    // The NOOP that proves the end of data's reply goes with
+                    // it to a backend that pipelines (see `end_of_data`).
+                    let noop = fed.end && self.backend.as_ref().is_some_and(|c| c.pipelining());
                     // Content passed on unchanged goes straight from the read
                     // buffer; only chunks the scanner altered are copied.
-                    let bytes: &[u8] = if out.is_empty() {
+                    let bytes: &[u8] = if out.is_empty() && !noop {
                         &self.rbuf[fed.tail]
                     } else {
                         out.extend_from_slice(&self.rbuf[fed.tail]);
+                        if noop {
+                            out.extend_from_slice(b"NOOP\r\n");
+                        }
                         &out
                     };
                     if let Some(conn) = self.backend.as_mut().filter(|_| !bytes.is_empty()) {
@@ -86,9 +93,10 @@ where
                             Ok(()) => conn.write_all(bytes, Stage::Content).await,
                             Err(e) => Err(e),
                         };
-                        if let Err(e) = sent {
+                        match sent {
+                            Ok(()) => noop_sent = noop,
                             // Keep reading to the end of data, then say 451.
-                            backend_error = Some(e);
+                            Err(e) => backend_error = Some(e),
                         }
                     }
                 }
@@ -160,22 +168,15 @@ where
         let conn = self.backend.as_mut().expect("backend present during DATA");
         // A 2xx is passed on only once the backend is shown to be in step: a
         // backend that answered early has its real answer still coming.
-        let mut gone = false;
-        let reply = match conn.read_reply(Stage::EndOfData, timeout).await {
-            Ok(reply) if reply.is_success() => {
-                match conn.confirm_in_step(Stage::NoopAfterData).await {
-                    Ok(alive) => {
-                        gone = !alive;
-                        Ok(reply)
-                    }
-                    Err(e) => Err(e),
+        let reply = match conn.end_of_data(timeout, noop_sent).await {
+            Ok((reply, alive)) => {
+                if !alive {
+                    self.backend = None;
                 }
+                Ok(reply)
             }
-            other => other,
+            Err(e) => Err(e),
         };
-        if gone {
-            self.backend = None;
-        }
         match reply {
             Ok(reply) => {
                 if reply.is_success() {
