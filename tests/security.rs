@@ -269,9 +269,9 @@ async fn a_message_is_never_accepted_on_a_reply_stream_out_of_step() {
 }
 
 /// A late twin of the RCPT reply while the client goes straight on to DATA:
-/// the NOOP that precedes DATA (in the same write to a backend that offers
-/// PIPELINING, in its own round trip to one that does not) takes the twin,
-/// and the NOOP's own 250 must never reach the client as DATA's reply.
+/// the NOOP that precedes DATA (its own round trip, PIPELINING or not: RFC
+/// 2920 lets NOOP only end a group) takes the twin, and the NOOP's own 250
+/// must never reach the client as DATA's reply.
 async fn late_twin_before_data(pipelining: bool) {
     let mut script = MtaScript {
         double_reply_once: Some("RCPT".into()),
@@ -324,7 +324,9 @@ async fn a_late_twin_never_answers_data_on_a_backend_without_pipelining() {
 
 /// The NOOP that proves the reply to the end of data goes in the same write
 /// as the end of data to a backend that offers PIPELINING (one round trip
-/// less per message), and after the reply to one that does not.
+/// less per message), and after the reply to one that does not; the NOOP
+/// before DATA never has DATA after it in the same write (improper
+/// pipelining to Postfix).
 async fn noop_after_end_of_data(pipelining: bool) {
     let mut script = MtaScript {
         hold_end_reply_for_next_line: true,
@@ -351,12 +353,20 @@ async fn noop_after_end_of_data(pipelining: bool) {
     let _ = c.try_reply().await;
     let expected = if pipelining { 2 } else { 0 };
     assert_eq!(mta.log.lock().unwrap().next_with_end, expected);
+    // Nothing after a command that must end a group (NOOP before DATA
+    // included): a hardened Postfix would refuse the message.
+    let improper = mta.log.lock().unwrap().improper_pipelining.clone();
+    assert!(improper.is_empty(), "improper pipelining: {improper:?}");
     let commands = mta.commands();
     assert_eq!(mta.messages().len(), 2);
     let sessions = commands.iter().filter(|l| *l == "EHLO client.test").count();
     assert_eq!(sessions, 1, "one backend session for both: {commands:?}");
     // NOOP before each DATA and after each end of data.
-    assert_eq!(commands.iter().filter(|l| *l == "NOOP").count(), 4, "{commands:?}");
+    assert_eq!(
+        commands.iter().filter(|l| *l == "NOOP").count(),
+        4,
+        "{commands:?}"
+    );
     let rec = &proxy.records(1).await[0];
     assert_eq!(rec["messages_accepted"], 2, "{rec}");
     assert!(rec["backend_error"].is_null(), "{rec}");

@@ -181,6 +181,12 @@ smtpd_tls_ciphers = high
 smtpd_tls_mandatory_ciphers = high
 smtpd_tls_exclude_ciphers = kECDHE, kRSA, kPSK, aNULL, eNULL, aECDSA
 smtpd_tls_dh1024_param_file = $certs/dh1024.pem
+# Both of Postfix's checks against improper pipelining (a command after one
+# that must end a group, RFC 2920 3.1), as the SMTP-smuggling advisories of
+# December 2023 had admins set and Postfix >= 3.9 does by default: every
+# delivery through tlsfront to this backend proves tlsfront keeps to them.
+smtpd_forbid_unauth_pipelining = yes
+smtpd_data_restrictions = reject_unauth_pipelining
 MAIN
         ;;
     *) echo "pf_backend: unknown kind $kind" >&2; return 1 ;;

@@ -221,6 +221,11 @@ pub struct MtaLog {
     /// Ends of data the next command line had followed before their reply
     /// (`hold_end_reply_for_next_line`).
     pub next_with_end: usize,
+    /// Commands that must end a pipelined group (RFC 2920 section 3.1:
+    /// EHLO, HELO, DATA, VRFY, EXPN, NOOP, QUIT; STARTTLS by RFC 3207) that
+    /// had input after them already: what Postfix logs as "improper command
+    /// pipelining" and, hardened, refuses.
+    pub improper_pipelining: Vec<String>,
 }
 
 pub struct Mta {
@@ -309,6 +314,12 @@ async fn mta_session(tcp: TcpStream, peer: SocketAddr, script: MtaScript, log: A
             continue; // a PROXY v1 header from tlsfront: no reply
         }
         let verb = line.split(' ').next().unwrap_or("").to_ascii_uppercase();
+        const LAST: &[&str] = &[
+            "EHLO", "HELO", "DATA", "VRFY", "EXPN", "NOOP", "QUIT", "STARTTLS",
+        ];
+        if LAST.contains(&verb.as_str()) && !buf.is_empty() {
+            log.lock().unwrap().improper_pipelining.push(line.clone());
+        }
         if let (Some(delay), "MAIL" | "RCPT") = (script.envelope_delay, verb.as_str()) {
             tokio::time::sleep(delay).await;
         }

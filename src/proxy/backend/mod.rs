@@ -964,33 +964,18 @@ impl BackendConn {
     }
 
     /// DATA, after the NOOP that proves the replies to MAIL and RCPT were
-    /// theirs (see [`Self::confirm_in_step`]). To a backend that offers
-    /// PIPELINING the two go in one write, one round trip instead of two
-    /// (DATA may end a pipelined group). A stale reply still shows: it takes
-    /// the NOOP's place (anything but 250 is caught), and the NOOP's own 250
-    /// then lands on DATA, which never answers 2xx.
+    /// theirs (see [`Self::confirm_in_step`]). The NOOP waits for its reply
+    /// even on a backend that offers PIPELINING: RFC 2920 lets NOOP only end
+    /// a group, and Postfix takes a command after it for improper pipelining
+    /// (`reject_unauth_pipelining` then refuses DATA, and
+    /// `smtpd_forbid_unauth_pipelining`, on by default since Postfix 3.9,
+    /// ends the session). DATA answered 2xx is out of step as well.
     pub async fn data(&mut self, line: &[u8]) -> Result<Reply, BackendError> {
         let (addr, stage) = (self.addr, Stage::NoopBeforeData);
-        let reply = if self.pipelining() {
-            self.expect_quiet(stage)?;
-            let mut out = Vec::with_capacity(line.len() + 8);
-            out.extend_from_slice(b"NOOP\r\n");
-            out.extend_from_slice(line);
-            out.extend_from_slice(b"\r\n");
-            self.write_all(&out, stage).await?;
-            let noop = self
-                .read_reply_then(stage, self.reply_timeout, true)
-                .await?;
-            if noop.code != 250 {
-                self.clean = false;
-                return Err(BackendError::Unsolicited { addr, stage });
-            }
-            self.read_reply(Stage::Command, self.reply_timeout).await?
-        } else if self.confirm_in_step(stage).await? {
-            self.command(line, Stage::Command).await?
-        } else {
+        if !self.confirm_in_step(stage).await? {
             return Err(BackendError::Closed { addr, stage });
-        };
+        }
+        let reply = self.command(line, Stage::Command).await?;
         let stage = Stage::Command;
         if reply.is_success() {
             self.clean = false;
