@@ -39,7 +39,7 @@ from realpeers.delivery import (
     concurrent_sessions,
     eightbit_body, ipv6_scenarios, two_messages_one_session, via_proxy,
 )
-from realpeers.harness import Runner, start_or_fail
+from realpeers.harness import Runner, check, start_or_fail
 from realpeers.hostile import dhe_only_rejected, smuggling_blocked, starttls_injection, tls11_rejected
 from realpeers.legacylog import legacy_log_catches_direct_sessions
 from realpeers.lifecycle import sigterm_with_idle_session
@@ -90,6 +90,24 @@ def proxy_scenarios(runner, rig, name, backend, cert, key, ports, idle_at_stop=F
             runner.report(f"{prefix} cleanup", "FAIL", msg)
 
 
+def no_improper_pipelining(rig):
+    """Every Postfix the rig ran, read at the end: none logged "improper
+    command pipelining" for a session of tlsfront's (RFC 2920: nothing after a
+    command that must end a group). Only the direct smuggling control, which
+    pipelines on purpose and never passes through tlsfront, may be there."""
+    logs = [b["maillog"] for b in rig["backends"].values()]
+    logs += [rig["sasl"]["maillog"], rig["relay"]["maillog"]]
+    found = []
+    for path in logs:
+        try:
+            with open(path, errors="replace") as f:
+                found += [l.strip() for l in f if "improper command pipelining" in l
+                          and "smuggle-direct" not in l]
+        except FileNotFoundError:
+            pass
+    check(not found, "improper pipelining to a backend:\n" + "\n".join(found[:5]))
+
+
 def main():
     # run.sh may SIGTERM us (its own signal/timeout): unwind through the
     # finally blocks so every proxy we started is stopped by PID.
@@ -118,6 +136,8 @@ def main():
     fleet.scenarios(runner, rig)
     # The open-relay guard against both legacy backends' mynetworks.
     relayguard.scenarios(runner, rig)
+    runner.scenario("no backend saw improper command pipelining from tlsfront",
+                    no_improper_pipelining, rig)
     write_matrix(rig, runner)
 
 
