@@ -268,15 +268,9 @@ async fn a_message_is_never_accepted_on_a_reply_stream_out_of_step() {
     proxy.stop().await;
 }
 
-/// A late twin of the RCPT reply while the client goes straight on to DATA:
-/// the NOOP that precedes DATA (its own round trip, PIPELINING or not: RFC
-/// 2920 lets NOOP only end a group) takes the twin, and the NOOP's own 250
-/// must never reach the client as DATA's reply.
-async fn late_twin_before_data(pipelining: bool) {
-    let mut script = MtaScript {
-        double_reply_once: Some("RCPT".into()),
-        ..MtaScript::default()
-    };
+/// A scripted backend (without PIPELINING in its EHLO unless `pipelining`),
+/// tlsfront in front of it, and a client that has said EHLO.
+async fn behind_proxy(mut script: MtaScript, pipelining: bool) -> (Mta, Proxy, Client) {
     if !pipelining {
         script.ehlo.retain(|k| k != "PIPELINING");
     }
@@ -285,6 +279,19 @@ async fn late_twin_before_data(pipelining: bool) {
     let mut c = Client::greeted(proxy.starttls).await;
     c.send("EHLO client.test").await;
     c.expect(250).await;
+    (mta, proxy, c)
+}
+
+/// A late twin of the RCPT reply while the client goes straight on to DATA:
+/// the NOOP that precedes DATA (its own round trip, PIPELINING or not: RFC
+/// 2920 lets NOOP only end a group) takes the twin, and the NOOP's own 250
+/// must never reach the client as DATA's reply.
+async fn late_twin_before_data(pipelining: bool) {
+    let script = MtaScript {
+        double_reply_once: Some("RCPT".into()),
+        ..MtaScript::default()
+    };
+    let (mta, proxy, mut c) = behind_proxy(script, pipelining).await;
     c.send("MAIL FROM:<a@client.test>").await;
     c.expect(250).await;
     c.send("RCPT TO:<b@legacy.test>").await;
@@ -328,18 +335,11 @@ async fn a_late_twin_never_answers_data_on_a_backend_without_pipelining() {
 /// before DATA never has DATA after it in the same write (improper
 /// pipelining to Postfix).
 async fn noop_after_end_of_data(pipelining: bool) {
-    let mut script = MtaScript {
+    let script = MtaScript {
         hold_end_reply_for_next_line: true,
         ..MtaScript::default()
     };
-    if !pipelining {
-        script.ehlo.retain(|k| k != "PIPELINING");
-    }
-    let mta = Mta::start(script).await;
-    let proxy = Proxy::launch(mta.addr, None, "", false).await;
-    let mut c = Client::greeted(proxy.starttls).await;
-    c.send("EHLO client.test").await;
-    c.expect(250).await;
+    let (mta, proxy, mut c) = behind_proxy(script, pipelining).await;
     let r = c
         .mail("a@client.test", "b@legacy.test", &sample_message("one"))
         .await;
@@ -387,19 +387,12 @@ async fn the_noop_after_end_of_data_waits_for_the_reply_without_pipelining() {
 /// NOOP after the end of data gets the refusal, so the client never gets a
 /// 250 for a message the backend refused (pipelined NOOP or not).
 async fn stale_250_before_a_refused_message(pipelining: bool) {
-    let mut script = MtaScript {
+    let script = MtaScript {
         early_data_reply: Some("250 2.0.0 stale".into()),
         data_end_reply: "554 5.7.1 Message refused".into(),
         ..MtaScript::default()
     };
-    if !pipelining {
-        script.ehlo.retain(|k| k != "PIPELINING");
-    }
-    let mta = Mta::start(script).await;
-    let proxy = Proxy::launch(mta.addr, None, "", false).await;
-    let mut c = Client::greeted(proxy.starttls).await;
-    c.send("EHLO client.test").await;
-    c.expect(250).await;
+    let (_mta, proxy, mut c) = behind_proxy(script, pipelining).await;
     c.send("MAIL FROM:<a@client.test>").await;
     c.expect(250).await;
     c.send("RCPT TO:<b@legacy.test>").await;
