@@ -27,7 +27,7 @@ fi
 # The profiling profile: release code with debug info, so a perf profile of
 # the same build names functions and lines (target/profiling/).
 cargo build --profile profiling --manifest-path "$ROOT/Cargo.toml"
-cargo build --profile profiling --benches --manifest-path "$ROOT/Cargo.toml"
+cargo build --profile profiling --bench loadgen --manifest-path "$ROOT/Cargo.toml"
 # 10 000 sessions need 10 000 descriptors in the load generator and more in
 # each server: as many as the hard limit allows.
 ulimit -n "$(ulimit -Hn)"

@@ -27,7 +27,7 @@ def wait_port(port, timeout=30):
 
 
 def loadgen(root, profile):
-    """The newest load generator binary of `cargo build --profile PROFILE --benches`."""
+    """The newest load generator binary of `cargo build --profile PROFILE --bench loadgen`."""
     cands = [p for p in glob.glob(f"{root}/target/{profile}/deps/loadgen-*") if not p.endswith(".d")]
     if not cands:
         raise SystemExit(f"no load generator under {root}/target/{profile}: build the benches first")
