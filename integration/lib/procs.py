@@ -30,7 +30,7 @@ def loadgen(root, profile):
     """The newest load generator binary of `cargo build --profile PROFILE --bench loadgen`."""
     cands = [p for p in glob.glob(f"{root}/target/{profile}/deps/loadgen-*") if not p.endswith(".d")]
     if not cands:
-        raise SystemExit(f"no load generator under {root}/target/{profile}: build the benches first")
+        raise SystemExit(f"no load generator under {root}/target/{profile}: build it first: cargo build --profile {profile} --bench loadgen")
     return max(cands, key=os.path.getmtime)
 
 
