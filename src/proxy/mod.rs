@@ -12,6 +12,7 @@ pub mod acme;
 pub mod admission;
 pub mod backend;
 pub mod daemon;
+pub mod hkdf;
 pub mod metrics;
 pub mod mta_sts;
 pub mod notify;

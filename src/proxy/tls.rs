@@ -62,6 +62,8 @@ fn provider(settings: &TlsSettings) -> CryptoProvider {
             .collect(),
         None => aws_lc_rs::DEFAULT_CIPHER_SUITES.to_vec(),
     };
+    // The same suites, with the HMAC keys of the key schedule prepared once.
+    let mut p = crate::proxy::hkdf::with_prepared_suites(p);
     use aws_lc_rs::kx_group;
     p.kx_groups = settings
         .groups

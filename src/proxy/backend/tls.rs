@@ -66,7 +66,7 @@ pub fn client_config(
     if settings.tls == BackendTls::None {
         return Ok(None);
     }
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let provider = Arc::new(crate::proxy::hkdf::provider());
     let builder = ClientConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(rustls::DEFAULT_VERSIONS)?;
     let config = match &settings.tls_verify {
