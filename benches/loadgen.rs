@@ -862,10 +862,11 @@ fn parse_args() -> Result<Options, String> {
 /// with the certificate kind a bench uses (no sockets, no SMTP).
 /// The in-process rustls ceiling: TLS 1.3 server handshakes per second of
 /// server-side CPU time, with the server configured as tlsfront configures it
-/// (default aws-lc-rs provider, stateless ticketer, session cache). Client and
-/// server run in one thread with no sockets; only the server's calls are
-/// timed, so the figure is what one core could do if it did nothing but
-/// rustls server handshakes. Full handshakes unless `resume`.
+/// (its aws-lc-rs provider with prepared HMAC keys, stateless ticketer,
+/// session cache). Client and server run in one thread with no sockets; only
+/// the server's calls are timed, so the figure is what one core could do if
+/// it did nothing but rustls server handshakes. Full handshakes unless
+/// `resume`.
 fn ceiling(seconds: u64, rsa: bool, resume: bool, groups: Option<&str>) -> (f64, f64) {
     let (server, cert) = bench_server(rsa);
     let mut roots = rustls::RootCertStore::empty();
@@ -934,11 +935,14 @@ pub fn bench_server(rsa: bool) -> (Arc<rustls::ServerConfig>, CertificateDer<'st
         .self_signed(&key)
         .expect("cert");
     let key_der = rustls::pki_types::PrivateKeyDer::try_from(key.serialize_der()).expect("key der");
-    let mut server =
-        rustls::ServerConfig::builder_with_protocol_versions(&[&rustls::version::TLS13])
-            .with_no_client_auth()
-            .with_single_cert(vec![cert.der().clone()], key_der)
-            .expect("server config");
+    // tlsfront's provider: the same suites and key schedule as its handshake.
+    let provider = Arc::new(tlsfront::proxy::hkdf::provider());
+    let mut server = rustls::ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .expect("TLS 1.3")
+        .with_no_client_auth()
+        .with_single_cert(vec![cert.der().clone()], key_der)
+        .expect("server config");
     server.ticketer = rustls::crypto::aws_lc_rs::Ticketer::new().expect("ticketer");
     server.session_storage = rustls::server::ServerSessionMemoryCache::new(4096);
     (Arc::new(server), cert.der().clone())
