@@ -17,6 +17,7 @@
 use std::sync::LazyLock;
 
 use aws_lc_rs::hmac as lc;
+use rustls::crypto::aws_lc_rs::cipher_suite as provided;
 use rustls::crypto::hash::HashAlgorithm;
 use rustls::crypto::hmac::{Hmac, Key, Tag};
 use rustls::crypto::tls13::HkdfUsingHmac;
@@ -83,7 +84,7 @@ fn rekeyed(base: SupportedCipherSuite) -> Tls13CipherSuite {
     }
 }
 
-use rustls::crypto::aws_lc_rs::cipher_suite as provided;
+// rustls wants `&'static` suites: one each, made on first use.
 static AES_256_GCM_SHA384: LazyLock<Tls13CipherSuite> =
     LazyLock::new(|| rekeyed(provided::TLS13_AES_256_GCM_SHA384));
 static AES_128_GCM_SHA256: LazyLock<Tls13CipherSuite> =
