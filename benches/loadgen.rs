@@ -860,15 +860,12 @@ fn parse_args() -> Result<Options, String> {
     Ok(o)
 }
 
-/// The ceiling: full rustls handshakes per second on one core, in process,
-/// with the certificate kind a bench uses (no sockets, no SMTP).
 /// The in-process rustls ceiling: TLS 1.3 server handshakes per second of
-/// server-side CPU time, with the server configured as tlsfront configures it
-/// (its aws-lc-rs provider with prepared HMAC keys, stateless ticketer,
-/// session cache). Client and server run in one thread with no sockets; only
-/// the server's calls are timed, so the figure is what one core could do if
-/// it did nothing but rustls server handshakes. Full handshakes unless
-/// `resume`.
+/// server-side CPU time (no sockets, no SMTP), with the server configured as
+/// tlsfront configures it (see [`bench_server`]). Client and server run in
+/// one thread; only the server's calls are timed, so the figure is what one
+/// core could do if it did nothing but rustls server handshakes. Full
+/// handshakes unless `resume`.
 fn ceiling(seconds: u64, rsa: bool, resume: bool, groups: Option<&str>) -> (f64, f64) {
     let (server, cert) = bench_server(rsa);
     let mut roots = rustls::RootCertStore::empty();
@@ -924,7 +921,8 @@ fn ceiling(seconds: u64, rsa: bool, resume: bool, groups: Option<&str>) -> (f64,
 
 /// The bare server of `--ceiling` and `--serve`: TLS 1.3, a fresh self-signed
 /// certificate (ECDSA P-256, or RSA-2048), a stateless ticketer and a session
-/// cache, as tlsfront configures rustls. Returns its certificate too.
+/// cache, tlsfront's suite order and ticket count, as tlsfront configures
+/// rustls. Returns its certificate too.
 pub fn bench_server(rsa: bool) -> (Arc<rustls::ServerConfig>, CertificateDer<'static>) {
     let alg = if rsa {
         &rcgen::PKCS_RSA_SHA256
@@ -937,8 +935,13 @@ pub fn bench_server(rsa: bool) -> (Arc<rustls::ServerConfig>, CertificateDer<'st
         .self_signed(&key)
         .expect("cert");
     let key_der = rustls::pki_types::PrivateKeyDer::try_from(key.serialize_der()).expect("key der");
-    // tlsfront's provider: the same suites and key schedule as its handshake.
-    let provider = Arc::new(tlsfront::proxy::hkdf::provider());
+    // tlsfront's provider, suite order and ticket count: the same handshake.
+    let provider = Arc::new(tlsfront::proxy::hkdf::with_prepared_suites(
+        rustls::crypto::CryptoProvider {
+            cipher_suites: tlsfront::proxy::tls::default_suites(),
+            ..rustls::crypto::aws_lc_rs::default_provider()
+        },
+    ));
     let mut server = rustls::ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])
         .expect("TLS 1.3")
@@ -947,6 +950,8 @@ pub fn bench_server(rsa: bool) -> (Arc<rustls::ServerConfig>, CertificateDer<'st
         .expect("server config");
     server.ticketer = rustls::crypto::aws_lc_rs::Ticketer::new().expect("ticketer");
     server.session_storage = rustls::server::ServerSessionMemoryCache::new(4096);
+    server.ignore_client_order = true;
+    server.send_tls13_tickets = tlsfront::proxy::tls::TLS13_TICKETS;
     (Arc::new(server), cert.der().clone())
 }
 
