@@ -37,7 +37,7 @@ from realpeers import direct, fleet, relayguard, security
 from realpeers.delivery import (
     PROXY_DELIVERIES, backend_down_scenarios, backend_limit_scenarios, backend_rejection_passthrough,
     concurrent_sessions,
-    eightbit_body, ipv6_scenarios, two_messages_one_session, via_proxy,
+    eightbit_body, ipv6_scenarios, resumed_with_one_ticket, two_messages_one_session, via_proxy,
 )
 from realpeers.harness import Runner, check, start_or_fail
 from realpeers.hostile import dhe_only_rejected, smuggling_blocked, starttls_injection, tls11_rejected
@@ -54,6 +54,7 @@ def proxy_scenarios(runner, rig, name, backend, cert, key, ports, idle_at_stop=F
              for c, v, big in PROXY_DELIVERIES]
     extras = [
         (f"{prefix} two messages in one session", two_messages_one_session),
+        (f"{prefix} s_client resumes from the one TLS 1.3 ticket, AES-128-GCM first", resumed_with_one_ticket),
         (f"{prefix} backend's RCPT rejection passed through unchanged", backend_rejection_passthrough),
         (f"{prefix} 8-bit UTF-8 body (BODY=8BITMIME) intact", eightbit_body),
         (f"{prefix} 5 concurrent sessions", concurrent_sessions),

@@ -138,6 +138,26 @@ def two_messages_one_session(rig, proxy, backend):
     assert_record(proxy.records.wait_one(mark), **proxied_want(rig, helo, messages_accepted=2))
 
 
+def resumed_with_one_ticket(rig, proxy, backend):
+    """OpenSSL's client keeps the one TLS 1.3 ticket tlsfront sends and
+    resumes with it: the first session is full, the second resumed (the
+    records say so), both messages arrive, and both negotiate tlsfront's
+    first suite, AES-128-GCM, though OpenSSL's own first choice is AES-256."""
+    sess = os.path.join(proxy.dir, uniq("s_client") + ".sess")
+    helo = "resume.client.test"
+    for resumed, extra in ((False, ("-sess_out", sess)), (True, ("-sess_in", sess))):
+        lp = uniq(f"resume-{int(resumed)}-{backend['name']}")
+        rcpt = f"{lp}@tlsfront.test"
+        mid, data = make_message(lp, rcpt)
+        mark = proxy.records.mark()
+        err = s_client_deliver(rig, proxy.port, helo, "sender@client.test", rcpt, data, extra)
+        check("Ciphersuite: TLS_AES_128_GCM_SHA256" in err, f"s_client negotiated another suite:\n{err}")
+        check(resumed or os.path.exists(sess), "s_client saved no session: no ticket arrived")
+        assert_same_message(wait_delivered(backend, mid), data)
+        assert_record(proxy.records.wait_one(mark),
+                      **proxied_want(rig, helo, resumed=resumed, cipher_suite="TLS13_AES_128_GCM_SHA256"))
+
+
 def backend_rejection_passthrough(rig, proxy, backend):
     """The backend refuses a recipient (we do not relay): through the proxy
     the client must get the backend's reply unchanged (code, enhanced code,
