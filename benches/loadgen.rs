@@ -936,12 +936,7 @@ pub fn bench_server(rsa: bool) -> (Arc<rustls::ServerConfig>, CertificateDer<'st
         .expect("cert");
     let key_der = rustls::pki_types::PrivateKeyDer::try_from(key.serialize_der()).expect("key der");
     // tlsfront's provider, suite order and ticket count: the same handshake.
-    let provider = Arc::new(tlsfront::proxy::hkdf::with_prepared_suites(
-        rustls::crypto::CryptoProvider {
-            cipher_suites: tlsfront::proxy::tls::default_suites(),
-            ..rustls::crypto::aws_lc_rs::default_provider()
-        },
-    ));
+    let provider = Arc::new(tlsfront::proxy::tls::default_provider());
     let mut server = rustls::ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])
         .expect("TLS 1.3")
@@ -950,8 +945,7 @@ pub fn bench_server(rsa: bool) -> (Arc<rustls::ServerConfig>, CertificateDer<'st
         .expect("server config");
     server.ticketer = rustls::crypto::aws_lc_rs::Ticketer::new().expect("ticketer");
     server.session_storage = rustls::server::ServerSessionMemoryCache::new(4096);
-    server.ignore_client_order = true;
-    server.send_tls13_tickets = tlsfront::proxy::tls::TLS13_TICKETS;
+    tlsfront::proxy::tls::server_policy(&mut server);
     (Arc::new(server), cert.der().clone())
 }
 

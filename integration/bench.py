@@ -588,8 +588,12 @@ def report(res, servers, peak, rate, started, load0, waited):
     # A peak is a median of repeats with a wide spread on a noisy machine:
     # met only if it holds at the low end of both spreads too.
     low = (tp[1][0] - tp[1][1]) / (np_[1][0] + np_[1][1])
-    peak_verdict = verdict(tp[1][0] >= 2 * np_[1][0]) if tp[1][0] < 2 * np_[1][0] or low >= 2 else \
-        f"met by the medians, not at the low end of their spreads ({low:.2f}×)"
+    if tp[1][0] < 2 * np_[1][0]:
+        peak_verdict = verdict(False)
+    elif low >= 2:
+        peak_verdict = verdict(True)
+    else:
+        peak_verdict = f"met by the medians, not at the low end of their spreads ({low:.2f}×)"
     print(f"- twice nginx's peak sessions/s: {tp[1][0] / np_[1][0]:.2f}×, {peak_verdict}"
           + (" (measured with tlsfront's peak bounded by the load generator's core, see above)"
              if bound["tlsfront"][2] else ""))

@@ -63,7 +63,7 @@ pub fn default_suites() -> Vec<rustls::SupportedCipherSuite> {
         (s.version() != &rustls::version::TLS13, cipher)
     };
     let mut suites = aws_lc_rs::DEFAULT_CIPHER_SUITES.to_vec();
-    suites.sort_by_key(rank);
+    suites.sort_by_cached_key(rank);
     suites
 }
 
@@ -71,11 +71,32 @@ pub fn default_suites() -> Vec<rustls::SupportedCipherSuite> {
 /// keeps one session per destination (Postfix's tlsmgr cache, Exim's, an
 /// OpenSSL client's latest), so a second ticket, rustls' default, would be
 /// made, encrypted and sent for nothing.
-pub const TLS13_TICKETS: usize = 1;
+const TLS13_TICKETS: usize = 1;
+
+/// What tlsfront sets on every rustls server configuration beyond its
+/// provider: its own suite order rather than the client's, one ticket.
+/// The benchmark's bare handshake server applies it too.
+pub fn server_policy(config: &mut ServerConfig) {
+    config.ignore_client_order = true;
+    config.send_tls13_tickets = TLS13_TICKETS;
+}
+
+/// rustls' aws-lc-rs provider serving `suites` in that order, with the HMAC
+/// keys of the key schedule prepared once.
+fn serving(suites: Vec<rustls::SupportedCipherSuite>) -> CryptoProvider {
+    crate::proxy::hkdf::with_prepared_suites(CryptoProvider {
+        cipher_suites: suites,
+        ..aws_lc_rs::default_provider()
+    })
+}
+
+/// The provider of a server with no `tls.cipher_suites` (and every group).
+pub fn default_provider() -> CryptoProvider {
+    serving(default_suites())
+}
 
 fn provider(settings: &TlsSettings) -> CryptoProvider {
-    let mut p = aws_lc_rs::default_provider();
-    p.cipher_suites = match &settings.cipher_suites {
+    let suites = match &settings.cipher_suites {
         // In the configured order: tlsfront applies its own preference
         // (ignore_client_order), so the list is the admin's preference.
         Some(names) => names
@@ -89,8 +110,7 @@ fn provider(settings: &TlsSettings) -> CryptoProvider {
             .collect(),
         None => default_suites(),
     };
-    // The same suites, with the HMAC keys of the key schedule prepared once.
-    let mut p = crate::proxy::hkdf::with_prepared_suites(p);
+    let mut p = serving(suites);
     use aws_lc_rs::kx_group;
     p.kx_groups = settings
         .groups
@@ -333,8 +353,7 @@ impl TlsFront {
                 .with_cert_resolver(Arc::new(Fixed(certified.clone())));
             config.ticketer = ticketer.clone();
             config.session_storage = cache.clone();
-            config.ignore_client_order = true;
-            config.send_tls13_tickets = TLS13_TICKETS;
+            server_policy(&mut config);
             let names = if names.is_empty() {
                 info.sni_names()
             } else {
