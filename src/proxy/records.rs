@@ -470,7 +470,8 @@ impl Drops {
 
 /// Owns a session's record and delivers it exactly once, on drop.
 pub struct RecordGuard {
-    record: Record,
+    /// `Some` until the guard drops and sends it on (moved, not copied).
+    record: Option<Record>,
     started: Instant,
     sink: RecordSink,
 }
@@ -478,7 +479,7 @@ pub struct RecordGuard {
 impl RecordGuard {
     pub fn new(record: Record, sink: RecordSink) -> Self {
         RecordGuard {
-            record,
+            record: Some(record),
             started: Instant::now(),
             sink,
         }
@@ -488,19 +489,25 @@ impl RecordGuard {
 impl std::ops::Deref for RecordGuard {
     type Target = Record;
     fn deref(&self) -> &Record {
-        &self.record
+        self.record
+            .as_ref()
+            .expect("the record lives until the guard drops")
     }
 }
 
 impl std::ops::DerefMut for RecordGuard {
     fn deref_mut(&mut self) -> &mut Record {
-        &mut self.record
+        self.record
+            .as_mut()
+            .expect("the record lives until the guard drops")
     }
 }
 
 impl Drop for RecordGuard {
     fn drop(&mut self) {
-        let r = &mut self.record;
+        let Some(mut r) = self.record.take() else {
+            return;
+        };
         r.duration_ms = millis(self.started.elapsed());
         r.ts = timestamp(SystemTime::now());
         r.bound();
@@ -521,7 +528,7 @@ impl Drop for RecordGuard {
             ms = r.duration_ms,
             "session end"
         );
-        self.sink.send(r.clone());
+        self.sink.send(r);
     }
 }
 

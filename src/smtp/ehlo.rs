@@ -8,7 +8,9 @@
 //! that promise something the plaintext backend hop cannot keep (REQUIRETLS)
 //! are never offered to clients.
 
-use bytes::{Bytes, BytesMut};
+use std::borrow::Cow;
+
+use bytes::Bytes;
 
 /// Keywords passed on from the backend's EHLO reply.
 const RELAYED: &[&str] = &[
@@ -60,12 +62,20 @@ pub fn offers(reply_lines: &[Bytes], wanted: &str) -> bool {
 
 /// The keywords of the backend's EHLO reply (every line after the first).
 pub fn keywords_of(reply_lines: &[Bytes]) -> Vec<String> {
+    keyword_lines(reply_lines).map(Cow::into_owned).collect()
+}
+
+/// The keyword lines of an EHLO reply as [`keywords_of`] keeps them,
+/// borrowed where they are UTF-8 (to compare without copying).
+pub fn keyword_lines(reply_lines: &[Bytes]) -> impl Iterator<Item = Cow<'_, str>> {
     reply_lines
         .iter()
         .skip(1)
-        .map(|l| String::from_utf8_lossy(l).trim().to_string())
+        .map(|l| match String::from_utf8_lossy(l) {
+            Cow::Borrowed(s) => Cow::Borrowed(s.trim()),
+            Cow::Owned(s) => Cow::Owned(s.trim().to_string()),
+        })
         .filter(|l| !l.is_empty())
-        .collect()
 }
 
 /// What this session may be offered beyond the backend's keywords.
@@ -79,7 +89,8 @@ pub struct Offer {
 
 /// Renders the multi-line 250 reply to EHLO.
 pub fn render(hostname: &str, backend_keywords: &[String], offer: Offer) -> Bytes {
-    let mut lines: Vec<&str> = vec![hostname];
+    let mut lines: Vec<&str> = Vec::with_capacity(backend_keywords.len() + 2);
+    lines.push(hostname);
     lines.extend(
         backend_keywords
             .iter()
@@ -89,17 +100,7 @@ pub fn render(hostname: &str, backend_keywords: &[String], offer: Offer) -> Byte
     if offer.starttls_available && !offer.tls_active {
         lines.push("STARTTLS");
     }
-    let mut out = BytesMut::with_capacity(lines.iter().map(|l| l.len() + 6).sum());
-    for (i, line) in lines.iter().enumerate() {
-        out.extend_from_slice(if i + 1 == lines.len() {
-            b"250 "
-        } else {
-            b"250-"
-        });
-        out.extend_from_slice(line.as_bytes());
-        out.extend_from_slice(b"\r\n");
-    }
-    out.freeze()
+    crate::smtp::reply::local(250, &lines)
 }
 
 #[cfg(test)]

@@ -110,6 +110,8 @@ impl ReplyParser {
             }
             // The text is the tail of the line's content.
             let start = self.raw.len() + content.len() - text.len();
+            // Room for the line's end too: one allocation per line, not two.
+            self.raw.reserve(content.len() + 2);
             self.raw.extend_from_slice(content);
             self.lines.push(start..start + text.len());
             self.raw.extend_from_slice(b"\r\n");
@@ -149,10 +151,17 @@ fn parse_line(line: &[u8]) -> Result<(u16, bool, &[u8]), ReplyError> {
 
 /// Builds a reply that tlsfront itself sends: one or more text lines.
 pub fn local(code: u16, lines: &[&str]) -> Bytes {
-    let mut out = BytesMut::new();
+    let mut out = BytesMut::with_capacity(lines.iter().map(|l| l.len() + 6).sum());
+    let digits = [
+        b'0' + (code / 100 % 10) as u8,
+        b'0' + (code / 10 % 10) as u8,
+        b'0' + (code % 10) as u8,
+    ];
     for (i, line) in lines.iter().enumerate() {
-        let sep = if i + 1 == lines.len() { ' ' } else { '-' };
-        out.extend_from_slice(format!("{code}{sep}{line}\r\n").as_bytes());
+        out.extend_from_slice(&digits);
+        out.extend_from_slice(if i + 1 == lines.len() { b" " } else { b"-" });
+        out.extend_from_slice(line.as_bytes());
+        out.extend_from_slice(b"\r\n");
     }
     out.freeze()
 }

@@ -158,7 +158,8 @@ pub enum OpenError {
 /// What tlsfront knows of the backend's extensions.
 #[derive(Debug, Clone)]
 pub struct Capabilities {
-    pub keywords: Vec<String>,
+    /// Shared: every EHLO a session answers reads them (a copy is a count).
+    pub keywords: Arc<[String]>,
     /// False until an EHLO reply was seen: the conservative set is in use.
     pub learned: bool,
 }
@@ -547,13 +548,23 @@ impl Backend {
     }
 
     fn learn(&self, reply: &Reply) {
-        let keywords = ehlo::keywords_of(&reply.lines);
-        let mut caps = self.caps.write().unwrap_or_else(|e| e.into_inner());
-        if !caps.learned || caps.keywords != keywords {
-            tracing::info!(backend = %self.settings.addr, keywords = ?keywords, "learned backend EHLO keywords");
+        let same = |caps: &Capabilities| {
+            caps.learned
+                && ehlo::keyword_lines(&reply.lines).eq(caps.keywords.iter().map(|k| k.as_str()))
+        };
+        // Every backend session sees the same EHLO reply: checked under the
+        // read lock, without copying it, and written only when it changed.
+        if same(&self.caps.read().unwrap_or_else(|e| e.into_inner())) {
+            return;
         }
+        let mut caps = self.caps.write().unwrap_or_else(|e| e.into_inner());
+        if same(&caps) {
+            return;
+        }
+        let keywords = ehlo::keywords_of(&reply.lines);
+        tracing::info!(backend = %self.settings.addr, keywords = ?keywords, "learned backend EHLO keywords");
         *caps = Capabilities {
-            keywords,
+            keywords: keywords.into(),
             learned: true,
         };
     }
@@ -794,7 +805,7 @@ impl Backend {
         let conn = self.open_session(our_name.as_bytes(), None).await?;
         conn.quit().await;
         drop(slot);
-        Ok(Some(self.capabilities().keywords))
+        Ok(Some(self.capabilities().keywords.to_vec()))
     }
 
     /// One of `backend.max_connections` if one is free, without waiting.
@@ -1143,6 +1154,39 @@ mod tests {
             Grant::Slot(s) => s,
             Grant::Kept(_) => panic!("no connection was kept"),
         }
+    }
+
+    fn ehlo_reply(text: &[u8]) -> Reply {
+        let mut buf = bytes::BytesMut::from(text);
+        crate::smtp::reply::ReplyParser::new(512, 65536)
+            .parse(&mut buf)
+            .unwrap()
+            .unwrap()
+    }
+
+    #[test]
+    fn the_same_ehlo_reply_leaves_the_learned_keywords_alone_and_a_new_one_replaces_them() {
+        let b = backend("");
+        assert!(!b.capabilities().learned);
+        b.learn(&ehlo_reply(
+            b"250-legacy\r\n250-SIZE 1000\r\n250 8BITMIME\r\n",
+        ));
+        let first = b.capabilities();
+        assert!(first.learned);
+        assert_eq!(&first.keywords[..], ["SIZE 1000", "8BITMIME"]);
+        // Seen again (another session, another greeting name): not rewritten.
+        b.learn(&ehlo_reply(
+            b"250-other\r\n250-SIZE 1000\r\n250 8BITMIME\r\n",
+        ));
+        assert!(Arc::ptr_eq(&first.keywords, &b.capabilities().keywords));
+        // Changed (one fewer, then not UTF-8): learned anew, as keywords_of reads them.
+        b.learn(&ehlo_reply(b"250-legacy\r\n250 SIZE 1000\r\n"));
+        assert_eq!(&b.capabilities().keywords[..], ["SIZE 1000"]);
+        b.learn(&ehlo_reply(b"250-legacy\r\n250 X-\xff\r\n"));
+        let lossy = b.capabilities();
+        assert_eq!(&lossy.keywords[..], ["X-\u{fffd}"]);
+        b.learn(&ehlo_reply(b"250-legacy\r\n250 X-\xff\r\n"));
+        assert!(Arc::ptr_eq(&lossy.keywords, &b.capabilities().keywords));
     }
 
     #[tokio::test(start_paused = true)]
