@@ -14,6 +14,10 @@ use crate::limits::DATA_READ_AHEAD as READ_AHEAD;
 /// Bytes held for a peer that does not read, at most (beyond one write).
 const MAX_HELD: usize = 64 * 1024;
 
+/// What a corked stream reserves at once: an ECDSA server flight and its
+/// ticket take about 1 KiB, an RSA chain with an intermediate about 4 KiB.
+const CORKED_ROOM: usize = 4096;
+
 /// A stream whose first bytes were already read (the ClientHello tlsfront
 /// inspected): reads return those first, then continue from the inner stream.
 /// It sits under TLS, so it can also read ahead in bulk (message content).
@@ -56,6 +60,9 @@ impl<S> Prefixed<S> {
     /// write of their own.
     pub fn corked(mut self) -> Self {
         self.cork = true;
+        // Room for a usual server flight and its tickets in one allocation
+        // (rustls writes them a record at a time); released once sent.
+        self.held = Vec::with_capacity(CORKED_ROOM);
         self
     }
 

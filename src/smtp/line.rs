@@ -5,7 +5,7 @@
 //! learns of it once the line finally ends, so the session can answer
 //! `500 5.5.2` and carry on.
 
-use bytes::BytesMut;
+use bytes::{Buf, BytesMut};
 
 /// One step of line extraction.
 #[derive(Debug, PartialEq, Eq)]
@@ -38,14 +38,27 @@ impl LineCutter {
     pub fn next_line(&mut self, buf: &mut BytesMut) -> Line {
         match buf.iter().position(|&b| b == b'\n') {
             Some(lf) => {
-                let mut line = buf.split_to(lf + 1);
-                line.truncate(lf);
-                if line.last() == Some(&b'\r') {
-                    line.truncate(lf - 1);
-                }
-                if std::mem::take(&mut self.discarding) || line.len() > self.max {
+                let end = if lf > 0 && buf[lf - 1] == b'\r' {
+                    lf - 1
+                } else {
+                    lf
+                };
+                if std::mem::take(&mut self.discarding) || end > self.max {
+                    buf.advance(lf + 1);
                     return Line::TooLong;
                 }
+                // Neither way allocates beyond the line's own bytes (a split
+                // would make `buf` shared, which allocates).
+                let line = if lf + 1 == buf.len() {
+                    // The usual case: the buffer holds just this line.
+                    let mut line = std::mem::take(buf);
+                    line.truncate(end);
+                    line
+                } else {
+                    let line = BytesMut::from(&buf[..end]);
+                    buf.advance(lf + 1);
+                    line
+                };
                 Line::Complete(line)
             }
             None => {

@@ -110,8 +110,10 @@ impl ReplyParser {
             }
             // The text is the tail of the line's content.
             let start = self.raw.len() + content.len() - text.len();
-            // Room for the line's end too: one allocation per line, not two.
-            self.raw.reserve(content.len() + 2);
+            // Room for what is buffered of the reply (a few lines at most):
+            // one allocation per reply, most often.
+            self.raw
+                .reserve((content.len() + 2).max(buf.len().min(REPLY_ROOM)));
             self.raw.extend_from_slice(content);
             self.lines.push(start..start + text.len());
             self.raw.extend_from_slice(b"\r\n");
@@ -148,6 +150,9 @@ fn parse_line(line: &[u8]) -> Result<(u16, bool, &[u8]), ReplyError> {
         Some(_) => Err(malformed()),
     }
 }
+
+/// What the first line of a reply reserves for the lines buffered after it.
+const REPLY_ROOM: usize = 1024;
 
 /// Builds a reply that tlsfront itself sends: one or more text lines.
 pub fn local(code: u16, lines: &[&str]) -> Bytes {

@@ -603,6 +603,7 @@ impl Backend {
             addr,
             tls: None,
             rbuf: BytesMut::with_capacity(1024),
+            wbuf: Vec::new(),
             parser: ReplyParser::new(self.settings.max_reply_line, self.settings.max_reply_size),
             connect_time: started.elapsed(),
             reply_timeout: self.settings.reply_timeout,
@@ -844,6 +845,8 @@ pub struct BackendConn {
     /// TLS version and suite of the backend hop, when TLS is used.
     pub tls: Option<(String, String)>,
     rbuf: BytesMut,
+    /// Command lines on their way out (see [`Self::command`]).
+    wbuf: Vec<u8>,
     parser: ReplyParser,
     pub connect_time: Duration,
     reply_timeout: Duration,
@@ -998,10 +1001,14 @@ impl BackendConn {
     /// Sends one command line (CRLF appended) and reads its reply.
     pub async fn command(&mut self, line: &[u8], stage: Stage) -> Result<Reply, BackendError> {
         self.expect_quiet(stage)?;
-        let mut out = Vec::with_capacity(line.len() + 2);
+        // The connection's one buffer for its command lines, lent out here.
+        let mut out = std::mem::take(&mut self.wbuf);
+        out.clear();
         out.extend_from_slice(line);
         out.extend_from_slice(b"\r\n");
-        self.write_all(&out, stage).await?;
+        let written = self.write_all(&out, stage).await;
+        self.wbuf = out;
+        written?;
         self.read_reply(stage, self.reply_timeout).await
     }
 
