@@ -7,12 +7,15 @@
 //!       [--implicit] [--idle N --hold 30s] [--insecure | --cafile ca.pem | --no-verify] \
 //!       [--name mx.example] \
 //!       [--resume] [--pipelining] [--duration 10s] [--rate 500] [--sources 64] \
-//!       [--groups X25519,X25519MLKEM768] [--trickle 20s]
+//!       [--groups X25519,X25519MLKEM768] [--trickle 20s] [--starttls-steps]
 //!
 //! Every session makes a full handshake unless `--resume` lets the client
 //! resume (TLS 1.3 tickets, TLS 1.2 session IDs/tickets) as real senders with a
 //! session cache do. `--pipelining` sends MAIL, RCPT and DATA as one group
-//! (RFC 2920, as Postfix does) and times the group.
+//! (RFC 2920, as Postfix does) and times the group. `--starttls-steps`
+//! (with `--tls none`): the plaintext session takes STARTTLS's two extra
+//! exchanges without TLS, NOOP where STARTTLS would be and EHLO again, so
+//! what STARTTLS costs beyond the handshake's own work can be measured.
 //!
 //! `--duration` runs sessions for that long instead of counting them (a
 //! session under way at the end still finishes and counts). `--rate` opens
@@ -79,6 +82,8 @@ pub struct Options {
     pub resume: bool,
     /// Send MAIL, RCPT and DATA in one write (RFC 2920 PIPELINING).
     pub pipelining: bool,
+    /// Plaintext: NOOP and a second EHLO where STARTTLS and its EHLO would be.
+    pub starttls_steps: bool,
     /// Run sessions for this long instead of counting to `sessions`.
     pub duration: Option<Duration>,
     /// Open sessions at this many per second (open load), not as a closed loop.
@@ -112,6 +117,7 @@ impl Default for Options {
             timeout: Duration::from_secs(30),
             resume: false,
             pipelining: false,
+            starttls_steps: false,
             duration: None,
             rate: None,
             sources: 0,
@@ -446,6 +452,10 @@ async fn open(
             .or_default()
             .push(t.elapsed().as_micros() as u64);
         conn.io = Box::new(stream);
+        conn.step(stats, "EHLO", b"EHLO loadgen.test\r\n", 250)
+            .await?;
+    } else if tls.is_none() && opts.starttls_steps {
+        conn.step(stats, "NOOP", b"NOOP\r\n", 250).await?;
         conn.step(stats, "EHLO", b"EHLO loadgen.test\r\n", 250)
             .await?;
     }
@@ -819,6 +829,7 @@ fn parse_args() -> Result<Options, String> {
             "--no-sni" => o.sni = false,
             "--resume" => o.resume = true,
             "--pipelining" => o.pipelining = true,
+            "--starttls-steps" => o.starttls_steps = true,
             "--name" => o.name = val()?,
             "--insecure" => o.roots = None,
             "--no-verify" => o.no_verify = true,
