@@ -15,13 +15,15 @@ async fn loadgen_smoke_through_tlsfront() {
     let pki = Pki::new(&["mx.tlsfront.test"]);
     let mta = Mta::start(MtaScript::default()).await;
     let proxy = Proxy::start(mta.addr, Some(&pki), "").await;
-    for (tls, implicit, pipelining, no_verify) in [
-        (Some(&rustls::version::TLS13), false, false, false),
-        (Some(&rustls::version::TLS12), false, false, false),
-        (Some(&rustls::version::TLS13), true, false, false),
-        (None, false, false, false),
-        (Some(&rustls::version::TLS13), false, true, false),
-        (Some(&rustls::version::TLS13), false, false, true),
+    for (tls, implicit, pipelining, no_verify, starttls_steps) in [
+        (Some(&rustls::version::TLS13), false, false, false, false),
+        (Some(&rustls::version::TLS12), false, false, false, false),
+        (Some(&rustls::version::TLS13), true, false, false, false),
+        (None, false, false, false, false),
+        (Some(&rustls::version::TLS13), false, true, false, false),
+        (Some(&rustls::version::TLS13), false, false, true, false),
+        // The floor's plaintext session with STARTTLS's two exchanges.
+        (None, false, false, false, true),
     ] {
         let opts = loadgen::Options {
             target: if implicit {
@@ -39,6 +41,7 @@ async fn loadgen_smoke_through_tlsfront() {
             name: "mx.tlsfront.test".into(),
             roots: Some(vec![pki.ca_der.clone()]),
             no_verify,
+            starttls_steps,
             ..loadgen::Options::default()
         };
         let mut stats = loadgen::run(opts).await;
@@ -50,8 +53,9 @@ async fn loadgen_smoke_through_tlsfront() {
             assert!(report.contains("handshake"), "{report}");
         }
         assert_eq!(report.contains("MAIL+RCPT+DATA"), pipelining, "{report}");
+        assert_eq!(report.contains("NOOP"), starttls_steps, "{report}");
     }
-    assert_eq!(mta.messages().len(), 72);
+    assert_eq!(mta.messages().len(), 84);
     proxy.stop().await;
 }
 
