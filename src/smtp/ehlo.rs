@@ -54,10 +54,7 @@ pub fn relayable(line: &str, tls_active: bool, auth_before_tls: bool) -> bool {
 
 /// Whether an EHLO reply offers `keyword` (without copying its lines).
 pub fn offers(reply_lines: &[Bytes], wanted: &str) -> bool {
-    reply_lines
-        .iter()
-        .skip(1)
-        .any(|l| keyword(String::from_utf8_lossy(l).trim()).eq_ignore_ascii_case(wanted))
+    keyword_lines(reply_lines).any(|l| keyword(&l).eq_ignore_ascii_case(wanted))
 }
 
 /// The keywords of the backend's EHLO reply (every line after the first).

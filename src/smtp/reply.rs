@@ -156,6 +156,10 @@ const REPLY_ROOM: usize = 1024;
 
 /// Builds a reply that tlsfront itself sends: one or more text lines.
 pub fn local(code: u16, lines: &[&str]) -> Bytes {
+    debug_assert!(
+        (100..1000).contains(&code),
+        "an SMTP reply code has three digits"
+    );
     let mut out = BytesMut::with_capacity(lines.iter().map(|l| l.len() + 6).sum());
     let digits = [
         b'0' + (code / 100 % 10) as u8,
