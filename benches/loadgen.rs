@@ -5,7 +5,7 @@
 //!   cargo bench --bench loadgen -- --target 127.0.0.1:2525 --concurrency 50 \
 //!       --sessions 2000 --messages 1 --size 10240 [--tls 1.3|1.2|none] [--no-sni] \
 //!       [--implicit] [--idle N --hold 30s] [--insecure | --cafile ca.pem | --no-verify] \
-//!       [--name mx.example] \
+//!       [--fixed-key-share] [--name mx.example] \
 //!       [--resume] [--pipelining] [--duration 10s] [--rate 500] [--sources 64] \
 //!       [--groups X25519,X25519MLKEM768] [--trickle 20s] [--starttls-steps]
 //!
@@ -30,6 +30,12 @@
 //! at once, so N sessions stay open while N/T messages per second flow.
 //! The latency row `session` is the whole session, connect to QUIT's reply.
 //!
+//! A load generator's shortcuts, for benchmarks only: `--no-verify` skips the
+//! server's handshake signature, `--fixed-key-share` reuses one X25519 key
+//! pair for every handshake (the server still makes its own per session).
+//! Both free the client's core, so the server under test is what saturates.
+//! On a single CPU (pinned with taskset) the client runs on one thread.
+//!
 //!   cargo bench --bench loadgen -- --ceiling 5 [--rsa] [--resume] [--groups X25519]
 //!
 //! prints the in-process rustls ceiling: server handshakes per second of
@@ -50,6 +56,12 @@
 //! test suite so it cannot rot.
 
 use std::collections::BTreeMap;
+
+/// tlsfront's allocator: the bare handshake server (`--serve`) then
+/// allocates as tlsfront does, and the client spends less of its core.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -74,6 +86,10 @@ pub struct Options {
     /// Skip even the server's handshake signature (`--no-verify`): the
     /// client is not under test, and this frees its core for the server.
     pub no_verify: bool,
+    /// Reuse one X25519 key pair for every handshake (`--fixed-key-share`):
+    /// spares the client a key generation per session. The server's side
+    /// (its own fresh key pair and the shared secret) is unchanged.
+    pub fixed_key_share: bool,
     /// Idle mode: open this many TLS sessions and hold them.
     pub idle: usize,
     pub hold: Duration,
@@ -112,6 +128,7 @@ impl Default for Options {
             name: "localhost".into(),
             roots: None,
             no_verify: false,
+            fixed_key_share: false,
             idle: 0,
             hold: Duration::from_secs(10),
             timeout: Duration::from_secs(30),
@@ -231,21 +248,29 @@ impl Conn {
         let deadline = tokio::time::Instant::now() + self.timeout;
         loop {
             while let Some(pos) = self.buf.iter().position(|b| *b == b'\n') {
-                let line: Vec<u8> = self.buf.drain(..=pos).collect();
-                if line.len() < 4 || !line[..3].iter().all(u8::is_ascii_digit) {
+                let line = &self.buf[..=pos];
+                let code = if line.len() < 4 || !line[..3].iter().all(u8::is_ascii_digit) {
                     return Err("malformed_reply".into());
-                }
-                if line[3] != b'-' {
-                    return Ok(u16::from(line[0] - b'0') * 100
-                        + u16::from(line[1] - b'0') * 10
-                        + u16::from(line[2] - b'0'));
+                } else if line[3] == b'-' {
+                    None
+                } else {
+                    Some(
+                        u16::from(line[0] - b'0') * 100
+                            + u16::from(line[1] - b'0') * 10
+                            + u16::from(line[2] - b'0'),
+                    )
+                };
+                self.buf.drain(..=pos);
+                if let Some(code) = code {
+                    return Ok(code);
                 }
             }
-            let mut chunk = [0u8; 8192];
-            match tokio::time::timeout_at(deadline, self.io.read(&mut chunk)).await {
+            // Straight into the buffer's spare room: no zeroed chunk per read.
+            self.buf.reserve(4096);
+            match tokio::time::timeout_at(deadline, self.io.read_buf(&mut self.buf)).await {
                 Err(_) => return Err("timeout".into()),
                 Ok(Ok(0)) => return Err("closed".into()),
-                Ok(Ok(n)) => self.buf.extend_from_slice(&chunk[..n]),
+                Ok(Ok(_)) => {}
                 Ok(Err(e)) => return Err(format!("io_{:?}", e.kind())),
             }
         }
@@ -307,6 +332,15 @@ fn client_config(opts: &Options) -> Option<Arc<rustls::ClientConfig>> {
             .copied()
             .collect();
     }
+    if opts.fixed_key_share {
+        let fixed: &'static dyn rustls::crypto::SupportedKxGroup =
+            Box::leak(Box::new(FixedX25519::generate()));
+        for g in provider.kx_groups.iter_mut() {
+            if g.name() == rustls::NamedGroup::X25519 {
+                *g = fixed;
+            }
+        }
+    }
     let builder = rustls::ClientConfig::builder_with_provider(Arc::new(provider))
         .with_protocol_versions(&[version])
         .ok()?;
@@ -336,6 +370,61 @@ fn client_config(opts: &Options) -> Option<Arc<rustls::ClientConfig>> {
         config.resumption = rustls::client::Resumption::disabled();
     }
     Some(Arc::new(config))
+}
+
+/// X25519 with one key pair for all of a load generator's handshakes: the
+/// client's key generation is not under test, and sparing it leaves more of
+/// the client's core for load. Never a client's choice (no forward secrecy).
+#[derive(Debug)]
+pub struct FixedX25519 {
+    key: Arc<aws_lc_rs::agreement::PrivateKey>,
+    public: Arc<[u8]>,
+}
+
+impl FixedX25519 {
+    /// A new key pair, then reused by every handshake.
+    pub fn generate() -> Self {
+        use aws_lc_rs::agreement::{PrivateKey, X25519};
+        let key = PrivateKey::generate(&X25519).expect("X25519 key");
+        let public = key.compute_public_key().expect("X25519 public key");
+        FixedX25519 {
+            public: public.as_ref().into(),
+            key: Arc::new(key),
+        }
+    }
+}
+
+impl rustls::crypto::SupportedKxGroup for FixedX25519 {
+    fn start(&self) -> Result<Box<dyn rustls::crypto::ActiveKeyExchange>, rustls::Error> {
+        Ok(Box::new(FixedX25519 {
+            key: self.key.clone(),
+            public: self.public.clone(),
+        }))
+    }
+    fn name(&self) -> rustls::NamedGroup {
+        rustls::NamedGroup::X25519
+    }
+}
+
+impl rustls::crypto::ActiveKeyExchange for FixedX25519 {
+    fn complete(
+        self: Box<Self>,
+        peer: &[u8],
+    ) -> Result<rustls::crypto::SharedSecret, rustls::Error> {
+        use aws_lc_rs::agreement::{UnparsedPublicKey, X25519, agree};
+        agree(
+            &self.key,
+            UnparsedPublicKey::new(&X25519, peer),
+            rustls::Error::from(rustls::PeerMisbehaved::InvalidKeyShare),
+            |secret| Ok(rustls::crypto::SharedSecret::from(secret)),
+        )
+    }
+    fn pub_key(&self) -> &[u8] {
+        &self.public
+    }
+    fn group(&self) -> rustls::NamedGroup {
+        rustls::NamedGroup::X25519
+    }
 }
 
 /// Accepts every certificate and handshake signature unchecked: a load
@@ -833,6 +922,7 @@ fn parse_args() -> Result<Options, String> {
             "--name" => o.name = val()?,
             "--insecure" => o.roots = None,
             "--no-verify" => o.no_verify = true,
+            "--fixed-key-share" => o.fixed_key_share = true,
             "--cafile" => {
                 let path = val()?;
                 let roots = rustls::pki_types::pem::PemObject::pem_file_iter(&path)
@@ -1060,10 +1150,18 @@ fn main() {
             std::process::exit(2);
         }
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
+    // On one core (the benchmark pins the client), one thread without a
+    // scheduler to share work with: cheaper per session, so more of the core
+    // is load. Given more cores, one worker each.
+    let one_core = std::thread::available_parallelism().is_ok_and(|n| n.get() == 1);
+    let runtime = if one_core {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+    }
+    .enable_all()
+    .build()
+    .expect("runtime");
     let mut stats = runtime.block_on(run(opts));
     if std::env::args().any(|a| a == "--json") {
         println!("{}", stats.json());

@@ -41,6 +41,9 @@ async fn loadgen_smoke_through_tlsfront() {
             name: "mx.tlsfront.test".into(),
             roots: Some(vec![pki.ca_der.clone()]),
             no_verify,
+            // The benchmark's client shortcuts go together.
+            fixed_key_share: no_verify,
+            groups: no_verify.then(|| vec!["X25519".into()]),
             starttls_steps,
             ..loadgen::Options::default()
         };
@@ -120,4 +123,30 @@ async fn handshake_only_against_the_bare_server() {
     for s in servers {
         s.abort();
     }
+}
+
+#[test]
+fn the_fixed_key_share_is_one_key_pair_that_agrees_with_each_fresh_peer() {
+    use aws_lc_rs::agreement::{PrivateKey, UnparsedPublicKey, X25519, agree};
+    use rustls::crypto::SupportedKxGroup;
+    let group = loadgen::FixedX25519::generate();
+    let (first, second) = (group.start().unwrap(), group.start().unwrap());
+    assert_eq!(first.pub_key(), second.pub_key(), "one key pair for all");
+    assert_eq!(first.group(), rustls::NamedGroup::X25519);
+    for ours in [first, second] {
+        // Each server makes a fresh key pair; both sides reach one secret.
+        let peer = PrivateKey::generate(&X25519).unwrap();
+        let peer_public = peer.compute_public_key().unwrap();
+        let theirs = agree(
+            &peer,
+            UnparsedPublicKey::new(&X25519, ours.pub_key()),
+            (),
+            |s| Ok(s.to_vec()),
+        )
+        .unwrap();
+        let secret = ours.complete(peer_public.as_ref()).unwrap();
+        assert_eq!(secret.secret_bytes(), &theirs[..]);
+    }
+    // A key share that is not a point is refused, as rustls' own group does.
+    assert!(group.start().unwrap().complete(&[0u8; 5]).is_err());
 }
