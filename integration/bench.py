@@ -144,7 +144,7 @@ class Bench:
             self.pki[kind] = (cert, key)
         self.client_cpus = CLIENT_CPU
         self.sink_port = free_port()
-        self.sink = start(["smtp-sink", "-u", "nobody", "-c", f"127.0.0.1:{self.sink_port}", "5000"], CLIENT_CPU)
+        self.sink = start(["smtp-sink", "-u", "nobody", f"127.0.0.1:{self.sink_port}", "5000"], CLIENT_CPU)
         wait_port(self.sink_port)
         # nginx's auth_http: every session may pass, to the sink (a second nginx, off CPU 0).
         self.auth_port = free_port()
