@@ -57,11 +57,6 @@
 
 use std::collections::BTreeMap;
 
-/// tlsfront's allocator: the bare handshake server (`--serve`) then
-/// allocates as tlsfront does, and the client spends less of its core.
-#[global_allocator]
-static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -69,6 +64,11 @@ use std::time::{Duration, Instant};
 use rustls::pki_types::{CertificateDer, ServerName};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
+
+/// tlsfront's allocator: the bare handshake server (`--serve`) then
+/// allocates as tlsfront does, and the client spends less of its core.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Debug, Clone)]
 pub struct Options {
