@@ -56,7 +56,6 @@
 //! test suite so it cannot rot.
 
 use std::collections::BTreeMap;
-
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
