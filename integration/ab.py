@@ -34,7 +34,7 @@ o = ap.parse_args(argv)
 os.sched_setaffinity(0, {int(bench.CLIENT_CPU)})
 soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
 resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-args = (["--tls", "none"] if o.plain else ["--tls", "1.3", "--groups", bench.GROUP, "--no-verify", "--fixed-key-share"]) + \
+args = (["--tls", "none"] if o.plain else bench.CLIENT_TLS) + \
     ["--size", "10240", "--concurrency", o.concurrency]
 b = None
 try:
