@@ -51,6 +51,13 @@
 //! two CPU figures' difference is what the handshake costs a server on a
 //! socket (its flights through the kernel included), without SMTP.
 //!
+//!   cargo bench --bench loadgen -- --serve 127.0.0.1:2600 --smtp
+//!
+//! runs a minimal SMTP responder with STARTTLS instead (see [`smtp_on`]):
+//! what TLS costs a server that does nothing but answer SMTP, measured as the
+//! difference between a STARTTLS session and a plaintext one with
+//! `--starttls-steps` against it.
+//!
 //! Prints sessions/s, messages/s, MB/s, latency percentiles per command and
 //! errors by kind. `tests/loadgen_smoke.rs` runs a few sessions of it in the
 //! test suite so it cannot rot.
@@ -61,6 +68,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rustls::pki_types::{CertificateDer, ServerName};
+use tlsfront::proxy::stream::Prefixed;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -1049,9 +1057,10 @@ pub fn bench_server(rsa: bool) -> (Arc<rustls::ServerConfig>, CertificateDer<'st
     (Arc::new(server), cert.der().clone())
 }
 
-/// `--serve`: the bare handshake on a socket (see the top of this file), on
-/// one thread, for at most an hour (the benchmark stops it long before).
-fn serve(addr: SocketAddr, tls: bool, rsa: bool) {
+/// `--serve`: the bare handshake on a socket (see the top of this file), or
+/// with `--smtp` the minimal SMTP responder, on one thread, for at most an
+/// hour (the benchmark stops it long before).
+fn serve(addr: SocketAddr, tls: bool, rsa: bool, smtp: bool) {
     let acceptor = tls.then(|| tokio_rustls::TlsAcceptor::from(bench_server(rsa).0));
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -1059,8 +1068,142 @@ fn serve(addr: SocketAddr, tls: bool, rsa: bool) {
         .expect("runtime");
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(addr).await.expect("bind");
-        let _ = tokio::time::timeout(Duration::from_secs(3600), serve_on(listener, acceptor)).await;
+        let hour = Duration::from_secs(3600);
+        let _ = match (smtp, acceptor) {
+            (true, Some(acceptor)) => tokio::time::timeout(hour, smtp_on(listener, acceptor)).await,
+            (_, acceptor) => tokio::time::timeout(hour, serve_on(listener, acceptor)).await,
+        };
     });
+}
+
+/// `--serve --smtp`: the least an SMTP server with STARTTLS does, so the
+/// benchmark can measure what TLS costs a server that does nothing else. It
+/// greets, answers every command with a fixed reply (pipelined ones in one
+/// write), takes a message to its CRLF.CRLF, upgrades on STARTTLS (the bare
+/// server's rustls configuration) and on QUIT sends 221 with the close. No
+/// checks, no relay, no records: the same responder with and without TLS
+/// differs by the handshake, the record layer and their system calls. It
+/// saves the writes tlsfront saves, on tlsfront's own stream (TLS 1.3's
+/// tickets leave with the first reply, 221 with the close_notify), so those
+/// savings are not counted as tlsfront's.
+pub async fn smtp_on(listener: tokio::net::TcpListener, acceptor: tokio_rustls::TlsAcceptor) {
+    loop {
+        let Ok((tcp, _)) = listener.accept().await else {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            continue;
+        };
+        let _ = tcp.set_nodelay(true);
+        let acceptor = acceptor.clone();
+        tokio::spawn(tokio::time::timeout(
+            Duration::from_secs(30),
+            smtp_session(tcp, acceptor),
+        ));
+    }
+}
+
+/// The responder's client stream: plaintext until STARTTLS.
+enum Side {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::server::TlsStream<Prefixed<TcpStream>>>),
+}
+
+async fn smtp_session(tcp: TcpStream, acceptor: tokio_rustls::TlsAcceptor) -> std::io::Result<()> {
+    let mut side = Side::Plain(tcp);
+    let mut buf: Vec<u8> = Vec::with_capacity(16 * 1024);
+    let mut out: Vec<u8> = b"220 bare.test ESMTP\r\n".to_vec();
+    let mut in_data = false;
+    loop {
+        let mut at = 0;
+        let mut quit = false;
+        let mut starttls = false;
+        while !quit && !starttls {
+            if in_data {
+                let Some(end) = buf[at..].windows(5).position(|w| w == b"\r\n.\r\n") else {
+                    // Keep the last four bytes: the end may straddle reads.
+                    at = at.max(buf.len().saturating_sub(4));
+                    break;
+                };
+                at += end + 5;
+                in_data = false;
+                out.extend_from_slice(b"250 2.0.0 queued\r\n");
+                continue;
+            }
+            let Some(nl) = buf[at..].iter().position(|&b| b == b'\n') else {
+                break;
+            };
+            let verb = buf[at..at + nl].get(..4).map(<[u8]>::to_ascii_uppercase);
+            at += nl + 1;
+            match verb.as_deref() {
+                Some(b"EHLO") if matches!(side, Side::Plain(_)) => {
+                    out.extend_from_slice(b"250-bare.test\r\n250-PIPELINING\r\n250 STARTTLS\r\n")
+                }
+                Some(b"EHLO") => out.extend_from_slice(b"250-bare.test\r\n250 PIPELINING\r\n"),
+                Some(b"STAR") => {
+                    out.extend_from_slice(b"220 2.0.0 ready\r\n");
+                    starttls = true;
+                }
+                Some(b"DATA") => {
+                    out.extend_from_slice(b"354 go on\r\n");
+                    in_data = true;
+                    // The DATA line's CRLF starts the search, so an empty
+                    // message (".") ends it too.
+                    if buf[..at].ends_with(b"\r\n") {
+                        at -= 2;
+                    }
+                }
+                Some(b"QUIT") => {
+                    out.extend_from_slice(b"221 2.0.0 bye\r\n");
+                    quit = true;
+                }
+                _ => out.extend_from_slice(b"250 2.0.0 ok\r\n"),
+            }
+        }
+        buf.drain(..at);
+        if quit {
+            return match side {
+                Side::Plain(mut s) => {
+                    s.write_all(&out).await?;
+                    s.shutdown().await
+                }
+                Side::Tls(mut s) => {
+                    // Queued in rustls, written with the close_notify.
+                    std::io::Write::write_all(&mut s.get_mut().1.writer(), &out)?;
+                    s.shutdown().await
+                }
+            };
+        }
+        if !out.is_empty() {
+            match &mut side {
+                Side::Plain(s) => s.write_all(&out).await?,
+                Side::Tls(s) => {
+                    s.write_all(&out).await?;
+                    s.flush().await?
+                }
+            }
+            out.clear();
+        }
+        if starttls {
+            let Side::Plain(tcp) = side else {
+                return Ok(()); // STARTTLS under TLS: the session ends
+            };
+            // Anything sent after STARTTLS is discarded, as it must be.
+            buf.clear();
+            let mut tls = acceptor
+                .accept(Prefixed::new(Default::default(), tcp).corked())
+                .await?;
+            tls.get_mut().0.uncork(true); // TLS 1.3 only: held are the tickets
+            side = Side::Tls(Box::new(tls));
+            continue;
+        }
+        buf.reserve(16 * 1024);
+        let n = match &mut side {
+            Side::Plain(s) => s.read_buf(&mut buf).await?,
+            Side::Tls(s) => s.read_buf(&mut buf).await?,
+        };
+        if n == 0 {
+            return Ok(());
+        }
+    }
 }
 
 /// Each connection: the handshake (with `acceptor`), reads to the client's
@@ -1122,7 +1265,12 @@ fn main() {
             std::process::exit(2);
         };
         let plain = args.iter().any(|a| a == "--plain");
-        serve(addr, !plain, args.iter().any(|a| a == "--rsa"));
+        let smtp = args.iter().any(|a| a == "--smtp");
+        if smtp && plain {
+            eprintln!("loadgen: --serve --smtp offers STARTTLS; it has no --plain form");
+            std::process::exit(2);
+        }
+        serve(addr, !plain, args.iter().any(|a| a == "--rsa"), smtp);
         return;
     }
     if let Some(i) = args.iter().position(|a| a == "--ceiling") {

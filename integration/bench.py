@@ -31,7 +31,10 @@ What it measures (docs/benchmarks.md shows it):
              the same moment: the same session in plaintext through
              tlsfront (also with STARTTLS's two exchanges, without TLS), the
              bare rustls server handshake in process and on a socket
-             (loadgen --serve); the overhead beyond their sum
+             (loadgen --serve); the overhead beyond their sum; and what TLS
+             costs a minimal SMTP responder (loadgen --serve --smtp: its
+             STARTTLS session less its plaintext one), so what is left is
+             tlsfront's own
   cores      the peak on two cores (tlsfront: two worker threads; nginx:
              two worker processes), everything sharing both cores
   10k        10 000 concurrent sessions, idle and busy (each sends a message
@@ -54,7 +57,7 @@ SECS = 2 if QUICK else 5            # one sweep point
 SERVER_CPU, CLIENT_CPU, BOTH = "0", "1", "0,1"
 SOURCES = "256"
 SWEEP = [1, 4, 16, 64, 128, 256, 512, 1024]
-FLOOR_C = "16"                       # each of the floor's five loads at once
+FLOOR_C = "16"                       # each of the floor's seven loads at once
 # tlsfront's default suite order (src/proxy/tls.rs default_suites), in OpenSSL's names.
 NGINX_TLS13 = "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256"
 NGINX_TLS12 = ("ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:"
@@ -248,6 +251,14 @@ class Bench:
         wait_port(port)
         return Server("bare" if tls else "tcp", p, port)
 
+    def responder(self):
+        """The minimal SMTP responder with STARTTLS (`loadgen --serve
+        --smtp`): fixed replies, no relay, the bare server's rustls."""
+        port = free_port()
+        p = start([loadgen(), "--serve", f"127.0.0.1:{port}", "--smtp"], SERVER_CPU)
+        wait_port(port)
+        return Server("responder", p, port)
+
     def load_at_once(self, jobs):
         """Several load generator runs at the same moment, each against its
         own server process (all on CPU 0): [(server, args)] -> each run's
@@ -386,25 +397,30 @@ def main():
     # in-process handshake loop beside them.
     log("floor: at the same moment on CPU 0: the STARTTLS session, the plaintext session and the plaintext "
         "session with STARTTLS's two exchanges (three tlsfront instances), the bare handshake on a socket "
-        "and without TLS, the bare handshake in process")
+        "and without TLS, the minimal SMTP responder's STARTTLS session and its plaintext one with the "
+        "exchanges, the bare handshake in process")
 
     tf_plain, tf_steps = b.tlsfront(), b.tlsfront()
     bare_tls, bare_tcp = b.bare(tls=True), b.bare(tls=False)
+    resp_tls, resp_steps = b.responder(), b.responder()
     jobs = [(tf, tls_args), (tf_plain, ["--tls", "none", "--size", "10240"]),
             (tf_steps, ["--tls", "none", "--size", "10240", "--starttls-steps"]),
             (bare_tls, CLIENT_TLS + ["--handshake-only"]),
-            (bare_tcp, ["--tls", "none", "--handshake-only"])]
+            (bare_tcp, ["--tls", "none", "--handshake-only"]),
+            (resp_tls, tls_args), (resp_steps, ["--tls", "none", "--size", "10240", "--starttls-steps"])]
     jobs = [(srv, a + ["--concurrency", FLOOR_C, "--duration", f"{SECS}s"]) for srv, a in jobs]
     for rep in range(2 * REPEAT):
         ceiling = subprocess.Popen(["taskset", "-c", SERVER_CPU, loadgen(), "--ceiling", str(SECS),
                                     "--groups", GROUP], stdout=subprocess.PIPE, text=True)
-        tls, plain, steps, hs, tcp = b.load_at_once(jobs)
+        tls, plain, steps, hs, tcp, r_tls, r_steps = b.load_at_once(jobs)
         inproc = 1000 / json.loads(ceiling.communicate(timeout=120)[0])["handshakes_per_s"]
         f = {"tls": tls["cpu_ms"], "plain": plain["cpu_ms"], "steps": steps["cpu_ms"],
-             "socket": hs["cpu_ms"] - tcp["cpu_ms"], "inproc": inproc, "hs": hs["cpu_ms"], "tcp": tcp["cpu_ms"]}
+             "socket": hs["cpu_ms"] - tcp["cpu_ms"], "inproc": inproc, "hs": hs["cpu_ms"], "tcp": tcp["cpu_ms"],
+             "r_tls": r_tls["cpu_ms"], "r_steps": r_steps["cpu_ms"], "r_cost": r_tls["cpu_ms"] - r_steps["cpu_ms"]}
         res.setdefault("floor", []).append(f)
         log(f"  tls {f['tls']:.3f} plain {f['plain']:.3f} plain with STARTTLS's exchanges {f['steps']:.3f} "
-            f"handshake on a socket {f['socket']:.3f} ({f['hs']:.3f} - {f['tcp']:.3f}) in process {f['inproc']:.3f} ms")
+            f"handshake on a socket {f['socket']:.3f} ({f['hs']:.3f} - {f['tcp']:.3f}) in process {f['inproc']:.3f} ms; "
+            f"responder {f['r_tls']:.3f} - {f['r_steps']:.3f} = {f['r_cost']:.3f} ms")
 
     log("per-command latency at concurrency 1 (plaintext through tlsfront, straight to the sink)")
     d_args = ["--concurrency", "1", "--duration", f"{SECS}s", "--size", "1024", "--tls", "none"]
@@ -570,6 +586,9 @@ def report(res, servers, peak, rate, started, load0, waited):
     # measured without TLS: the protocol's, part of the issue's overhead.
     exchanges = med([(f["steps"] - f["plain"]) / f["tls"] for f in fl])
     over_steps = med([(f["tls"] - f["steps"] - f["socket"]) / f["tls"] for f in fl])
+    # What TLS costs a server that does nothing but answer SMTP (handshake,
+    # record layer, their system calls); beyond it, tlsfront's own TLS work.
+    over_own = med([(f["tls"] - f["steps"] - f["r_cost"]) / f["tls"] for f in fl])
     print(f"\nWhere tlsfront's CPU per session goes: every part measured at the same moment on CPU 0 "
           f"(each in its own process, concurrency {FLOOR_C} each; {len(fl)} rounds, medians ± half-range; "
           f"the core is shared, so every figure is higher than on a core of its own):\n")
@@ -589,6 +608,13 @@ def report(res, servers, peak, rate, started, load0, waited):
           f"{exchanges[0]:.0%} ± {exchanges[1]:.0%} of the total |")
     print(f"| overhead beyond the plaintext session with those exchanges + handshake on a socket | "
           f"{over_steps[0]:.0%} ± {over_steps[1]:.0%} of the total |")
+    print(f"| a minimal SMTP responder (loadgen --serve --smtp: fixed replies, no relay): its STARTTLS session | "
+          f"{pm(parts['r_tls'], 3)} |")
+    print(f"| the same responder, plaintext with STARTTLS's two exchanges | {pm(parts['r_steps'], 3)} |")
+    print(f"| what TLS costs that responder (handshake, record layer over the dialogue and message, their "
+          f"system calls): the difference | {pm(parts['r_cost'], 3)} |")
+    print(f"| tlsfront's own TLS work: its STARTTLS session less its plaintext one with the exchanges, less "
+          f"what TLS costs the responder | {over_own[0]:.0%} ± {over_own[1]:.0%} of the total |")
 
     ao = res["at_once"]
     ratio = med([r[0]["cpu_ms"] / r[1]["cpu_ms"] for r in ao])
@@ -603,7 +629,9 @@ def report(res, servers, peak, rate, started, load0, waited):
     print(f"- overhead beyond handshake + plaintext session under 15 % of the total: {over_in[0]:.0%} with "
           f"the handshake measured in process ({verdict(over_in[0] < 0.15)}), {over_sock[0]:.0%} with it "
           f"measured on a socket ({verdict(over_sock[0] < 0.15)}); {over_steps[0]:.0%} beyond the "
-          f"handshake and the plaintext session with STARTTLS's two exchanges")
+          f"handshake and the plaintext session with STARTTLS's two exchanges; {over_own[0]:.0%} beyond the "
+          f"plaintext session with the exchanges and what TLS costs a minimal SMTP responder (the handshake "
+          f"and the record layer, not only the handshake)")
     print(f"- half of nginx's CPU per session: {tp[2][0] / np_[2][0]:.2f}× at the peaks, {ratio[0]:.2f}× at "
           f"the same moment, {verdict(max(tp[2][0] / np_[2][0], ratio[0]) <= 0.5)}")
     # A peak is a median of repeats with a wide spread on a noisy machine:

@@ -125,6 +125,47 @@ async fn handshake_only_against_the_bare_server() {
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_against_the_minimal_smtp_responder() {
+    // The floor's minimal SMTP server (`--serve --smtp`): a STARTTLS session,
+    // the same pipelined, and the plaintext one with STARTTLS's exchanges,
+    // every reply checked by the load generator; two messages a session.
+    let (config, _) = loadgen::bench_server(false);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(loadgen::smtp_on(
+        listener,
+        tokio_rustls::TlsAcceptor::from(config),
+    ));
+    for (tls, pipelining, starttls_steps, size) in [
+        (Some(&rustls::version::TLS13), false, false, 10240),
+        (Some(&rustls::version::TLS13), true, false, 100_000),
+        (None, false, true, 10240),
+        (None, true, false, 0),
+    ] {
+        let mut stats = loadgen::run(loadgen::Options {
+            target: addr,
+            concurrency: 3,
+            sessions: 6,
+            messages: 2,
+            size,
+            tls,
+            pipelining,
+            starttls_steps,
+            no_verify: true,
+            name: "mx.bench.test".into(),
+            timeout: std::time::Duration::from_secs(5),
+            ..loadgen::Options::default()
+        })
+        .await;
+        let report = stats.report();
+        assert!(stats.errors.is_empty(), "{report}");
+        assert_eq!((stats.sessions_ok, stats.messages_ok), (6, 12), "{report}");
+        assert_eq!(report.contains("handshake"), tls.is_some(), "{report}");
+    }
+    server.abort();
+}
+
 #[test]
 fn the_fixed_key_share_is_one_key_pair_that_agrees_with_each_fresh_peer() {
     use aws_lc_rs::agreement::{PrivateKey, UnparsedPublicKey, X25519, agree};
