@@ -1087,17 +1087,25 @@ fn serve(addr: SocketAddr, tls: bool, rsa: bool, smtp: bool) {
 /// tickets leave with the first reply, 221 with the close_notify), so those
 /// savings are not counted as tlsfront's.
 pub async fn smtp_on(listener: tokio::net::TcpListener, acceptor: tokio_rustls::TlsAcceptor) {
+    accept_each(listener, move |tcp| smtp_session(tcp, acceptor.clone())).await
+}
+
+/// The bench servers' accept loop: each connection (no Nagle) in a task of
+/// its own, 30 s at most.
+async fn accept_each<F, Fut>(listener: tokio::net::TcpListener, session: F)
+where
+    F: Fn(TcpStream) -> Fut,
+    Fut: std::future::Future + Send + 'static,
+    Fut::Output: Send,
+{
     loop {
         let Ok((tcp, _)) = listener.accept().await else {
+            // Out of descriptors, say: not a busy loop.
             tokio::time::sleep(Duration::from_millis(10)).await;
             continue;
         };
         let _ = tcp.set_nodelay(true);
-        let acceptor = acceptor.clone();
-        tokio::spawn(tokio::time::timeout(
-            Duration::from_secs(30),
-            smtp_session(tcp, acceptor),
-        ));
+        tokio::spawn(tokio::time::timeout(Duration::from_secs(30), session(tcp)));
     }
 }
 
@@ -1212,15 +1220,9 @@ pub async fn serve_on(
     listener: tokio::net::TcpListener,
     acceptor: Option<tokio_rustls::TlsAcceptor>,
 ) {
-    loop {
-        let Ok((tcp, _)) = listener.accept().await else {
-            // Out of descriptors, say: not a busy loop.
-            tokio::time::sleep(Duration::from_millis(10)).await;
-            continue;
-        };
-        let _ = tcp.set_nodelay(true);
+    accept_each(listener, move |tcp| {
         let acceptor = acceptor.clone();
-        tokio::spawn(tokio::time::timeout(Duration::from_secs(30), async move {
+        async move {
             let mut io: Box<dyn Io> = match acceptor {
                 Some(a) => match a.accept(tcp).await {
                     Ok(s) => Box::new(s),
@@ -1231,8 +1233,9 @@ pub async fn serve_on(
             let mut buf = [0u8; 1024];
             while matches!(io.read(&mut buf).await, Ok(n) if n > 0) {}
             let _ = io.shutdown().await;
-        }));
-    }
+        }
+    })
+    .await
 }
 
 /// CPU time this thread has run, in nanoseconds (Linux schedstat), if known.

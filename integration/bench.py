@@ -403,11 +403,12 @@ def main():
     tf_plain, tf_steps = b.tlsfront(), b.tlsfront()
     bare_tls, bare_tcp = b.bare(tls=True), b.bare(tls=False)
     resp_tls, resp_steps = b.responder(), b.responder()
-    jobs = [(tf, tls_args), (tf_plain, ["--tls", "none", "--size", "10240"]),
-            (tf_steps, ["--tls", "none", "--size", "10240", "--starttls-steps"]),
+    plain_args = ["--tls", "none", "--size", "10240"]
+    steps_args = plain_args + ["--starttls-steps"]
+    jobs = [(tf, tls_args), (tf_plain, plain_args), (tf_steps, steps_args),
             (bare_tls, CLIENT_TLS + ["--handshake-only"]),
             (bare_tcp, ["--tls", "none", "--handshake-only"]),
-            (resp_tls, tls_args), (resp_steps, ["--tls", "none", "--size", "10240", "--starttls-steps"])]
+            (resp_tls, tls_args), (resp_steps, steps_args)]
     jobs = [(srv, a + ["--concurrency", FLOOR_C, "--duration", f"{SECS}s"]) for srv, a in jobs]
     for rep in range(2 * REPEAT):
         ceiling = subprocess.Popen(["taskset", "-c", SERVER_CPU, loadgen(), "--ceiling", str(SECS),
