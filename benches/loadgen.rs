@@ -68,7 +68,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rustls::pki_types::{CertificateDer, ServerName};
-use tlsfront::proxy::stream::Prefixed;
+use tlsfront::proxy::stream::{ClientIo, Prefixed};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -1109,14 +1109,9 @@ where
     }
 }
 
-/// The responder's client stream: plaintext until STARTTLS.
-enum Side {
-    Plain(TcpStream),
-    Tls(Box<tokio_rustls::server::TlsStream<Prefixed<TcpStream>>>),
-}
-
 async fn smtp_session(tcp: TcpStream, acceptor: tokio_rustls::TlsAcceptor) -> std::io::Result<()> {
-    let mut side = Side::Plain(tcp);
+    // Plaintext until STARTTLS, on tlsfront's own client stream.
+    let mut side = ClientIo::Plain(tcp);
     let mut buf: Vec<u8> = Vec::with_capacity(16 * 1024);
     let mut out: Vec<u8> = b"220 bare.test ESMTP\r\n".to_vec();
     let mut in_data = false;
@@ -1126,7 +1121,7 @@ async fn smtp_session(tcp: TcpStream, acceptor: tokio_rustls::TlsAcceptor) -> st
         let mut starttls = false;
         while !quit && !starttls {
             if in_data {
-                let Some(end) = buf[at..].windows(5).position(|w| w == b"\r\n.\r\n") else {
+                let Some(end) = memchr::memmem::find(&buf[at..], b"\r\n.\r\n") else {
                     // Keep the last four bytes: the end may straddle reads.
                     at = at.max(buf.len().saturating_sub(4));
                     break;
@@ -1142,7 +1137,7 @@ async fn smtp_session(tcp: TcpStream, acceptor: tokio_rustls::TlsAcceptor) -> st
             let verb = buf[at..at + nl].get(..4).map(<[u8]>::to_ascii_uppercase);
             at += nl + 1;
             match verb.as_deref() {
-                Some(b"EHLO") if matches!(side, Side::Plain(_)) => {
+                Some(b"EHLO") if matches!(side, ClientIo::Plain(_)) => {
                     out.extend_from_slice(b"250-bare.test\r\n250-PIPELINING\r\n250 STARTTLS\r\n")
                 }
                 Some(b"EHLO") => out.extend_from_slice(b"250-bare.test\r\n250 PIPELINING\r\n"),
@@ -1168,30 +1163,20 @@ async fn smtp_session(tcp: TcpStream, acceptor: tokio_rustls::TlsAcceptor) -> st
         }
         buf.drain(..at);
         if quit {
-            return match side {
-                Side::Plain(mut s) => {
-                    s.write_all(&out).await?;
-                    s.shutdown().await
-                }
-                Side::Tls(mut s) => {
-                    // Queued in rustls, written with the close_notify.
-                    std::io::Write::write_all(&mut s.get_mut().1.writer(), &out)?;
-                    s.shutdown().await
-                }
-            };
+            match &mut side {
+                ClientIo::Plain(s) => s.write_all(&out).await?,
+                // Queued in rustls, written with the close_notify.
+                ClientIo::Tls(s) => std::io::Write::write_all(&mut s.get_mut().1.writer(), &out)?,
+            }
+            return side.shutdown().await;
         }
         if !out.is_empty() {
-            match &mut side {
-                Side::Plain(s) => s.write_all(&out).await?,
-                Side::Tls(s) => {
-                    s.write_all(&out).await?;
-                    s.flush().await?
-                }
-            }
+            side.write_all(&out).await?;
+            side.flush().await?;
             out.clear();
         }
         if starttls {
-            let Side::Plain(tcp) = side else {
+            let ClientIo::Plain(tcp) = side else {
                 return Ok(()); // STARTTLS under TLS: the session ends
             };
             // Anything sent after STARTTLS is discarded, as it must be.
@@ -1200,15 +1185,11 @@ async fn smtp_session(tcp: TcpStream, acceptor: tokio_rustls::TlsAcceptor) -> st
                 .accept(Prefixed::new(Default::default(), tcp).corked())
                 .await?;
             tls.get_mut().0.uncork(true); // TLS 1.3 only: held are the tickets
-            side = Side::Tls(Box::new(tls));
+            side = ClientIo::Tls(Box::new(tls));
             continue;
         }
         buf.reserve(16 * 1024);
-        let n = match &mut side {
-            Side::Plain(s) => s.read_buf(&mut buf).await?,
-            Side::Tls(s) => s.read_buf(&mut buf).await?,
-        };
-        if n == 0 {
+        if side.read_buf(&mut buf).await? == 0 {
             return Ok(());
         }
     }

@@ -211,8 +211,7 @@ async fn notify_reload_rotate_and_stop() {
     // session's 221 a moment later: until then the file may not exist yet.
     let new = async {
         for _ in 0..200 {
-            let new =
-                std::fs::read_to_string(dir.path().join("records.jsonl")).unwrap_or_default();
+            let new = std::fs::read_to_string(dir.path().join("records.jsonl")).unwrap_or_default();
             if new.lines().count() >= 2 && new.contains("\"messages_accepted\":1") {
                 return new;
             }
