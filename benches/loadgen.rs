@@ -1131,7 +1131,7 @@ async fn smtp_session(tcp: TcpStream, acceptor: tokio_rustls::TlsAcceptor) -> st
                 out.extend_from_slice(b"250 2.0.0 queued\r\n");
                 continue;
             }
-            let Some(nl) = buf[at..].iter().position(|&b| b == b'\n') else {
+            let Some(nl) = memchr::memchr(b'\n', &buf[at..]) else {
                 break;
             };
             let verb = buf[at..at + nl].get(..4).map(<[u8]>::to_ascii_uppercase);
