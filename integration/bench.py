@@ -57,7 +57,16 @@ SECS = 2 if QUICK else 5            # one sweep point
 SERVER_CPU, CLIENT_CPU, BOTH = "0", "1", "0,1"
 SOURCES = "256"
 SWEEP = [1, 4, 16, 64, 128, 256, 512, 1024]
-FLOOR_C = "16"                       # each of the floor's seven loads at once
+FLOOR_C = "16"                       # each of the floor's eight loads at once
+# The tlsfront build measured: the profile-guided one that the Debian package
+# ships (bench.sh builds it with packaging/pgo.sh and names it here). The
+# floor's tlsfront parts run the plain build, like its other parts (the
+# load generator's servers, built without a profile), and the measured build
+# beside them.
+PLAIN = f"{ROOT}/target/profiling/tlsfront"
+MEASURED = os.environ.get("BENCH_TLSFRONT") or PLAIN
+BUILD = ("the profile-guided build, as the Debian package ships it (packaging/pgo.sh)" if MEASURED != PLAIN
+         else "the plain build, without a profile (PGO=0)")
 # tlsfront's default suite order (src/proxy/tls.rs default_suites), in OpenSSL's names.
 NGINX_TLS13 = "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256"
 NGINX_TLS12 = ("ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:"
@@ -192,7 +201,7 @@ class Bench:
                     f"[backend]\naddress = \"127.0.0.1:{self.sink_port}\"\n"
                     f"[[tls.certificate]]\ncert = \"{self.pki[kind][0]}\"\nkey = \"{self.pki[kind][1]}\"\n"
                     f"[records]\npath = \"{self.work}/records-{port}.jsonl\"\n" + extra)
-        p = start([binary or f"{ROOT}/target/profiling/tlsfront", "run", "--config", conf, "--log", "warn"], cpus)
+        p = start([binary or MEASURED, "run", "--config", conf, "--log", "warn"], cpus)
         wait_port(port)
         return Server("tlsfront", p, port)
 
@@ -400,28 +409,30 @@ def main():
         "and without TLS, the minimal SMTP responder's STARTTLS session and its plaintext one with the "
         "exchanges, the bare handshake in process")
 
-    tf_plain, tf_steps = b.tlsfront(), b.tlsfront()
+    tf_tls, tf_plain, tf_steps = (b.tlsfront(binary=PLAIN) for _ in range(3))
     bare_tls, bare_tcp = b.bare(tls=True), b.bare(tls=False)
     resp_tls, resp_steps = b.responder(), b.responder()
     plain_args = ["--tls", "none", "--size", "10240"]
     steps_args = plain_args + ["--starttls-steps"]
-    jobs = [(tf, tls_args), (tf_plain, plain_args), (tf_steps, steps_args),
+    jobs = [(tf_tls, tls_args), (tf_plain, plain_args), (tf_steps, steps_args),
             (bare_tls, CLIENT_TLS + ["--handshake-only"]),
             (bare_tcp, ["--tls", "none", "--handshake-only"]),
-            (resp_tls, tls_args), (resp_steps, steps_args)]
+            (resp_tls, tls_args), (resp_steps, steps_args), (tf, tls_args)]
     jobs = [(srv, a + ["--concurrency", FLOOR_C, "--duration", f"{SECS}s"]) for srv, a in jobs]
     for rep in range(2 * REPEAT):
         ceiling = subprocess.Popen(["taskset", "-c", SERVER_CPU, loadgen(), "--ceiling", str(SECS),
                                     "--groups", GROUP], stdout=subprocess.PIPE, text=True)
-        tls, plain, steps, hs, tcp, r_tls, r_steps = b.load_at_once(jobs)
+        tls, plain, steps, hs, tcp, r_tls, r_steps, measured = b.load_at_once(jobs)
         inproc = 1000 / json.loads(ceiling.communicate(timeout=120)[0])["handshakes_per_s"]
         f = {"tls": tls["cpu_ms"], "plain": plain["cpu_ms"], "steps": steps["cpu_ms"],
              "socket": hs["cpu_ms"] - tcp["cpu_ms"], "inproc": inproc, "hs": hs["cpu_ms"], "tcp": tcp["cpu_ms"],
-             "r_tls": r_tls["cpu_ms"], "r_steps": r_steps["cpu_ms"], "r_cost": r_tls["cpu_ms"] - r_steps["cpu_ms"]}
+             "r_tls": r_tls["cpu_ms"], "r_steps": r_steps["cpu_ms"], "r_cost": r_tls["cpu_ms"] - r_steps["cpu_ms"],
+             "measured": measured["cpu_ms"], "gain": measured["cpu_ms"] / tls["cpu_ms"]}
         res.setdefault("floor", []).append(f)
         log(f"  tls {f['tls']:.3f} plain {f['plain']:.3f} plain with STARTTLS's exchanges {f['steps']:.3f} "
             f"handshake on a socket {f['socket']:.3f} ({f['hs']:.3f} - {f['tcp']:.3f}) in process {f['inproc']:.3f} ms; "
-            f"responder {f['r_tls']:.3f} - {f['r_steps']:.3f} = {f['r_cost']:.3f} ms")
+            f"responder {f['r_tls']:.3f} - {f['r_steps']:.3f} = {f['r_cost']:.3f} ms; "
+            f"the measured build's STARTTLS session {f['measured']:.3f} ms ({f['gain']:.3f} of the plain build's)")
 
     log("per-command latency at concurrency 1 (plaintext through tlsfront, straight to the sink)")
     d_args = ["--concurrency", "1", "--duration", f"{SECS}s", "--size", "1024", "--tls", "none"]
@@ -529,6 +540,7 @@ def report(res, servers, peak, rate, started, load0, waited):
     print(f"Noise: load average (1, 5, 15 min) {load0[0]:.2f} {load0[1]:.2f} {load0[2]:.2f} at the start "
           f"({quiet}), {load1[0]:.2f} {load1[1]:.2f} {load1[2]:.2f} at the end (this run's own load included); other processes took "
           f"{statistics.median(noise):.0%} (median), {max(noise):.0%} (worst) of CPU 0 during the runs.\n")
+    print(f"tlsfront: {BUILD} ({os.path.relpath(MEASURED, ROOT)}).\n")
 
     tp, np_ = peak["tlsfront"], peak["nginx"]
     mod = {n: res[("moderate", n)] for n in servers}
@@ -592,7 +604,8 @@ def report(res, servers, peak, rate, started, load0, waited):
     over_own = med([(f["tls"] - f["steps"] - f["r_cost"]) / f["tls"] for f in fl])
     print(f"\nWhere tlsfront's CPU per session goes: every part measured at the same moment on CPU 0 "
           f"(each in its own process, concurrency {FLOOR_C} each; {len(fl)} rounds, medians ± half-range; "
-          f"the core is shared, so every figure is higher than on a core of its own):\n")
+          f"the core is shared, so every figure is higher than on a core of its own; tlsfront's parts are "
+          f"its plain build, without a profile like the load generator's servers beside them):\n")
     print("| part | CPU ms per session |")
     print("|---|---|")
     print(f"| the session in plaintext through tlsfront | {pm(parts['plain'], 3)} |")
@@ -616,6 +629,9 @@ def report(res, servers, peak, rate, started, load0, waited):
           f"system calls): the difference | {pm(parts['r_cost'], 3)} |")
     print(f"| tlsfront's own TLS work: its STARTTLS session less its plaintext one with the exchanges, less "
           f"what TLS costs the responder | {over_own[0]:.0%} ± {over_own[1]:.0%} of the total |")
+    if MEASURED != PLAIN:
+        print(f"| the same STARTTLS session, {BUILD} (at the same moment, beside the parts) | "
+              f"{pm(parts['measured'], 3)}: {parts['gain'][0]:.3f} ± {parts['gain'][1]:.3f} of the plain build's |")
 
     ao = res["at_once"]
     ratio = med([r[0]["cpu_ms"] / r[1]["cpu_ms"] for r in ao])
