@@ -3,7 +3,7 @@
 # the same certificate in front of the same sink (Postfix's smtp-sink), driven
 # by the same load generator (benches/loadgen.rs), every figure measured in ONE
 # run on this machine (integration/bench.py says what and how). Takes about 16
-# minutes after the builds (the profile-guided one about 10); not part of the
+# minutes after the builds (the profile-guided one about 15); not part of the
 # test command. Wants a quiet machine: it first waits (at most
 # BENCH_QUIET_WAIT seconds, 900 by default) for the load average to fall
 # under 0.7, then prints the load average at the start and the end and how
@@ -30,7 +30,7 @@ fi
 cargo build --profile profiling --manifest-path "$ROOT/Cargo.toml"
 cargo build --profile profiling --bench loadgen --manifest-path "$ROOT/Cargo.toml"
 # What is measured against nginx is the build the Debian package ships:
-# profile-guided (packaging/pgo.sh, about 10 minutes; PGO=0: the plain build
+# profile-guided (packaging/pgo.sh, about 15 minutes; PGO=0: the plain build
 # above). The floor's tlsfront parts run the plain build, like its others.
 BENCH_TLSFRONT=$(bash "$ROOT/packaging/pgo.sh" profiling)
 export BENCH_TLSFRONT

@@ -17,7 +17,7 @@
 # The package is purged on every exit path, so the machine is left as it
 # was and the stage can run again. It refuses to run where tlsfront is
 # already installed or configured (it would replace and purge that).
-# Needs root. About 11 minutes: the package's profile-guided build
+# Needs root. About 15 minutes: the package's profile-guided build
 # (packaging/pgo.sh) is most of it; plus ~6 min the first time to install
 # cargo-deb.
 set -euo pipefail
