@@ -90,8 +90,8 @@ wait_port() {
 echo "pgo.sh: 2/3 training load (about 20 s)" >&2
 backend=$(free_port) starttls=$(free_port) implicit=$(free_port)
 # Only tlsfront's profile is kept: the load generator's goes elsewhere.
-# The backend: a real MTA's code where there is one. With the responder's
-# fixed replies the profile gained less (docs/benchmarks.md).
+# The backend: a real MTA's replies where there is one, else the responder's
+# fixed ones.
 if command -v smtp-sink >/dev/null; then
     echo "pgo.sh: backend: Postfix's smtp-sink" >&2
     user=(); [[ $(id -u) == 0 ]] && user=(-u nobody)
